@@ -1,0 +1,57 @@
+// smolq entry point: dispatches to subcommands; the only place that catches errors and
+// chooses exit codes (see formats/error.h for the policy).
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "cli/commands.h"
+#include "formats/error.h"
+
+namespace {
+
+void print_usage(FILE* out) {
+  std::fprintf(out,
+               "smolq %s — Hugging Face checkpoints to GGUF, every llama.cpp quant, measured.\n\n"
+               "Usage: smolq <command> [options]\n\nCommands:\n",
+               SMOLQ_VERSION);
+  for (const auto& c : smolq::cli::commands()) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
+  std::fprintf(out, "\nRun `smolq <command> --help` for a command's options.\n");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(stderr);
+    return 2;
+  }
+  std::string cmd = argv[1];
+  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+    print_usage(stdout);
+    return 0;
+  }
+  if (cmd == "--version" || cmd == "-V") {
+    std::printf("smolq %s\n", SMOLQ_VERSION);
+    return 0;
+  }
+  for (const auto& c : smolq::cli::commands()) {
+    if (cmd != c.name) continue;
+    std::vector<std::string> args(argv + 2, argv + argc);
+    try {
+      return c.run(args);
+    } catch (const smolq::Interrupted& e) {
+      std::fprintf(stderr, "smolq %s: interrupted, nothing was written\n", c.name);
+      return 128 + e.signal();
+    } catch (const smolq::UsageError& e) {
+      std::fprintf(stderr, "smolq %s: %s (see `smolq %s --help`)\n", c.name, e.what(), c.name);
+      return 2;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "smolq %s: error: %s\n", c.name, e.what());
+      return 1;
+    }
+  }
+  std::fprintf(stderr, "smolq: unknown command '%s'\n\n", cmd.c_str());
+  print_usage(stderr);
+  return 2;
+}

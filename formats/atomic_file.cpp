@@ -1,0 +1,148 @@
+#include "formats/atomic_file.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <array>
+#include <atomic>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <random>
+
+#include "formats/error.h"
+
+namespace smolq {
+namespace {
+
+constexpr size_t kBufBytes = 4u << 20;
+
+// A small fixed table of open temporary paths, readable from a signal handler.
+constexpr int kMaxPending = 16;
+constexpr size_t kMaxPath = 4096;
+struct PendingSlot {
+  std::atomic<bool> claimed{false};  // owned by a writer
+  std::atomic<bool> used{false};     // path is complete: the signal handler may unlink it
+  char path[kMaxPath];
+};
+std::array<PendingSlot, kMaxPending> g_pending;
+
+int register_pending(const std::string& p) {
+  if (p.size() + 1 > kMaxPath) return -1;
+  for (int i = 0; i < kMaxPending; ++i) {
+    bool expected = false;
+    if (!g_pending[i].claimed.compare_exchange_strong(expected, true)) continue;
+    std::memcpy(g_pending[i].path, p.c_str(), p.size() + 1);
+    g_pending[i].used.store(true);
+    return i;
+  }
+  return -1;
+}
+void unregister_pending(const std::string& p) {
+  for (auto& s : g_pending)
+    if (s.used.load() && p == s.path) {
+      s.used.store(false);
+      s.claimed.store(false);
+    }
+}
+
+std::string dir_of(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  return pos == std::string::npos ? std::string(".") : path.substr(0, pos == 0 ? 1 : pos);
+}
+std::string base_of(const std::string& path) {
+  auto pos = path.find_last_of('/');
+  return pos == std::string::npos ? path : path.substr(pos + 1);
+}
+
+}  // namespace
+
+void unlink_pending_temp_files_signal_safe() {
+  for (auto& s : g_pending)
+    if (s.used.load()) ::unlink(s.path);
+}
+
+AtomicFile::AtomicFile(std::string dest) : dest_(std::move(dest)) {
+  if (dest_.empty()) throw UsageError("empty output path");
+  std::random_device rd;
+  char suffix[32];
+  for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
+    std::snprintf(suffix, sizeof suffix, ".%08x.tmp", static_cast<unsigned>(rd()));
+    tmp_ = dir_of(dest_) + "/." + base_of(dest_) + suffix;
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd_ < 0 && errno != EEXIST) throw IoError(tmp_, "cannot create temporary output file", errno);
+  }
+  if (fd_ < 0) throw IoError(tmp_, "cannot create temporary output file", EEXIST);
+  register_pending(tmp_);
+  buf_.reserve(kBufBytes);
+}
+
+AtomicFile::~AtomicFile() { abandon(); }
+
+void AtomicFile::abandon() {
+  if (done_) return;
+  done_ = true;
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = -1;
+  ::unlink(tmp_.c_str());
+  unregister_pending(tmp_);
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  written_ += n;
+  if (buf_.size() + n <= kBufBytes) {
+    buf_.insert(buf_.end(), p, p + n);
+    return;
+  }
+  flush();
+  if (n >= kBufBytes) {
+    while (n > 0) {
+      ssize_t w = ::write(fd_, p, n);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        throw IoError(tmp_, "write failed", errno);
+      }
+      p += w;
+      n -= static_cast<size_t>(w);
+    }
+  } else {
+    buf_.insert(buf_.end(), p, p + n);
+  }
+}
+
+void AtomicFile::flush() {
+  const char* p = buf_.data();
+  size_t n = buf_.size();
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(tmp_, "write failed", errno);
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+  }
+  buf_.clear();
+}
+
+void AtomicFile::commit() {
+  flush();
+  if (::fsync(fd_) != 0) throw IoError(tmp_, "fsync failed", errno);
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    throw IoError(tmp_, "close failed", errno);
+  }
+  fd_ = -1;
+  if (::rename(tmp_.c_str(), dest_.c_str()) != 0) throw IoError(dest_, "cannot rename output into place", errno);
+  unregister_pending(tmp_);
+  done_ = true;
+}
+
+void write_file_atomic(const std::string& dest, std::string_view content) {
+  AtomicFile f(dest);
+  f.write(content);
+  f.commit();
+}
+
+}  // namespace smolq

@@ -1,0 +1,45 @@
+// Atomic file output: bytes go to a hidden temporary file in the destination folder and are
+// renamed over the destination only by commit(). An AtomicFile destroyed before commit()
+// (error, exception, interruption) removes its temporary file: no half-written output.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace smolq {
+
+class AtomicFile {
+ public:
+  explicit AtomicFile(std::string dest);
+  ~AtomicFile();
+  AtomicFile(const AtomicFile&) = delete;
+  AtomicFile& operator=(const AtomicFile&) = delete;
+
+  void write(const void* data, size_t n);
+  void write(std::string_view s) { write(s.data(), s.size()); }
+  uint64_t bytes_written() const { return written_; }
+  const std::string& dest() const { return dest_; }
+  // Flush, fsync and rename into place.
+  void commit();
+  // Delete the temporary file now (also done by the destructor).
+  void abandon();
+
+ private:
+  void flush();
+  std::string dest_, tmp_;
+  int fd_ = -1;
+  uint64_t written_ = 0;
+  std::vector<char> buf_;
+  bool done_ = false;
+};
+
+// Convenience: atomically replace `dest` with `content`.
+void write_file_atomic(const std::string& dest, std::string_view content);
+
+// Temporary files created by AtomicFile that are still open; the interrupt handler unlinks
+// them before the process dies (see formats/interrupt.h).
+void unlink_pending_temp_files_signal_safe();
+
+}  // namespace smolq
