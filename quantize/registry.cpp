@@ -6,6 +6,8 @@
 #include <cassert>
 
 #include "quantize/kernels.h"
+#include "quantize/quants_iq.h"
+#include "quantize/quants_legacy_k.h"
 
 namespace smolq {
 namespace {
@@ -24,25 +26,25 @@ const std::array<QTypeInfo, 35>& table() {
       {geo(G::F32), k::quantize_f32_ref, k::quantize_f32_ref, k::dequantize_f32, G::F32, 0.0},
       {geo(G::F16), k::quantize_f16_ref, k::quantize_f16_ref, k::dequantize_f16, G::F16, 1e-3},
       {geo(G::BF16), k::quantize_bf16_ref, k::quantize_bf16_ref, k::dequantize_bf16, G::BF16, 8e-3},
-      {geo(G::Q4_0), nullptr, nullptr, nullptr, G::Q4_0, 0.12},
-      {geo(G::Q4_1), nullptr, nullptr, nullptr, G::Q4_1, 0.10},
-      {geo(G::Q5_0), nullptr, nullptr, nullptr, G::Q5_0, 0.06},
-      {geo(G::Q5_1), nullptr, nullptr, nullptr, G::Q5_1, 0.05},
+      {geo(G::Q4_0), k::quantize_q4_0_ref, k::quantize_q4_0_ref, k::dequantize_q4_0, G::Q4_0, 0.12},
+      {geo(G::Q4_1), k::quantize_q4_1_ref, k::quantize_q4_1_ref, k::dequantize_q4_1, G::Q4_1, 0.10},
+      {geo(G::Q5_0), k::quantize_q5_0_ref, k::quantize_q5_0_ref, k::dequantize_q5_0, G::Q5_0, 0.06},
+      {geo(G::Q5_1), k::quantize_q5_1_ref, k::quantize_q5_1_ref, k::dequantize_q5_1, G::Q5_1, 0.05},
       {geo(G::Q8_0), k::quantize_q8_0_ref, k::quantize_q8_0_ref, k::dequantize_q8_0, G::Q8_0, 0.01},
       {geo(G::Q8_1), nullptr, nullptr, nullptr, G::Q8_1, 0.01},
-      {geo(G::Q2_K), nullptr, nullptr, nullptr, G::IQ4_NL, 0.40},
-      {geo(G::Q3_K), nullptr, nullptr, nullptr, G::IQ4_NL, 0.22},
-      {geo(G::Q4_K), nullptr, nullptr, nullptr, G::Q5_0, 0.11},
-      {geo(G::Q5_K), nullptr, nullptr, nullptr, G::Q5_1, 0.06},
-      {geo(G::Q6_K), nullptr, nullptr, nullptr, G::Q8_0, 0.03},
+      {geo(G::Q2_K), k::quantize_q2_k_ref, k::quantize_q2_k_ref, k::dequantize_q2_k, G::IQ4_NL, 0.40},
+      {geo(G::Q3_K), k::quantize_q3_k_ref, k::quantize_q3_k_ref, k::dequantize_q3_k, G::IQ4_NL, 0.22},
+      {geo(G::Q4_K), k::quantize_q4_k_ref, k::quantize_q4_k_ref, k::dequantize_q4_k, G::Q5_0, 0.11},
+      {geo(G::Q5_K), k::quantize_q5_k_ref, k::quantize_q5_k_ref, k::dequantize_q5_k, G::Q5_1, 0.06},
+      {geo(G::Q6_K), k::quantize_q6_k_ref, k::quantize_q6_k_ref, k::dequantize_q6_k, G::Q8_0, 0.03},
       {geo(G::Q8_K), nullptr, nullptr, nullptr, G::Q8_K, 0.01},
-      {geo(G::IQ2_XXS), nullptr, nullptr, nullptr, G::IQ4_NL, 0.60},
-      {geo(G::IQ2_XS), nullptr, nullptr, nullptr, G::IQ4_NL, 0.50},
-      {geo(G::IQ3_XXS), nullptr, nullptr, nullptr, G::IQ4_NL, 0.30},
+      {geo(G::IQ2_XXS), k::quantize_iq2_xxs_ref, k::quantize_iq2_xxs_ref, k::dequantize_iq2_xxs, G::IQ4_NL, 0.60},
+      {geo(G::IQ2_XS), k::quantize_iq2_xs_ref, k::quantize_iq2_xs_ref, k::dequantize_iq2_xs, G::IQ4_NL, 0.50},
+      {geo(G::IQ3_XXS), k::quantize_iq3_xxs_ref, k::quantize_iq3_xxs_ref, k::dequantize_iq3_xxs, G::IQ4_NL, 0.30},
       {geo(G::IQ1_S), nullptr, nullptr, nullptr, G::IQ4_NL, 0.90},
       {geo(G::IQ4_NL), nullptr, nullptr, nullptr, G::IQ4_NL, 0.12},
-      {geo(G::IQ3_S), nullptr, nullptr, nullptr, G::IQ4_NL, 0.28},
-      {geo(G::IQ2_S), nullptr, nullptr, nullptr, G::IQ4_NL, 0.45},
+      {geo(G::IQ3_S), k::quantize_iq3_s_ref, k::quantize_iq3_s_ref, k::dequantize_iq3_s, G::IQ4_NL, 0.28},
+      {geo(G::IQ2_S), k::quantize_iq2_s_ref, k::quantize_iq2_s_ref, k::dequantize_iq2_s, G::IQ4_NL, 0.45},
       {geo(G::IQ4_XS), nullptr, nullptr, nullptr, G::IQ4_NL, 0.12},
       {geo(G::I8), nullptr, nullptr, nullptr, G::I8, 0.0},
       {geo(G::I16), nullptr, nullptr, nullptr, G::I16, 0.0},

@@ -1,0 +1,268 @@
+// The 32-element legacy formats: Q4_0, Q5_0 (symmetric, w = d*(q - 8) / d*(q - 16)) and
+// Q4_1, Q5_1 (affine, w = d*q + m). Block layouts are in quantize/blocks.h:
+//   - nibbles: element j (j < 16) in the low nibble of qs[j], element j+16 in the high nibble;
+//   - Q5_x fifth bit: bit j of the little-endian uint32 qh is the high bit of element j.
+//
+// Encoding (ours, not ggml's): per block, a weighted scale search (quant_search.h) followed by
+// a search over the f16 neighbours of the scale(s) with every level re-rounded to the scale
+// the decoder will really use. ggml's plain path uses the bare "largest value maps to -8"
+// (or min/max) rule and its imatrix path does not re-round after the f16 conversion; both
+// candidates of those rules are inside our search, so our weighted error is never worse.
+#include <cassert>
+#include <cstring>
+
+#include "formats/half.h"
+#include "quantize/blocks.h"
+#include "quantize/quant_search.h"
+#include "quantize/quants_legacy_k.h"
+
+namespace smolq::kernels {
+namespace {
+
+using qsearch::AffineSearch;
+using qsearch::OffsetSign;
+using qsearch::SymmetricSearch;
+
+// Candidate sweeps. Symmetric: 2*9+1 scales around "largest value maps to the long end" on both
+// ends of the level range, then coordinate descent. Affine: min/max rule plus 21 inverse scales
+// (nmax-1 .. nmax+1 levels over the range), then up to 4 requantize/refit rounds.
+constexpr SymmetricSearch kLegacySymmetric{.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 4};
+constexpr AffineSearch kLegacyAffine{.rmin = -1.0f, .rdelta = 0.1f, .nstep = 20, .alternations = 4};
+
+// Next f16 magnitude up/down with the same sign (0 when it would leave the finite range).
+uint16_t f16_step(uint16_t h, int dir) {
+  const uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
+  if (dir > 0) return mag >= 0x7bffu ? 0 : static_cast<uint16_t>(sign | (mag + 1));
+  return mag <= 1u ? 0 : static_cast<uint16_t>(sign | (mag - 1));
+}
+
+// sigma^2 of the weighting: mean square of the whole row (ggml's choice for 32-element types).
+float row_sigma2(const float* x, int64_t n) {
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
+  return s / static_cast<float>(n);
+}
+
+// One symmetric block: returns the f16 scale and levels L in [lo, hi].
+uint16_t encode_symmetric(const float* x, const float* w, int lo, int hi, int8_t* L) {
+  const float d = qsearch::fit_symmetric(x, w, kQK, lo, hi, L, kLegacySymmetric);
+  uint16_t best = qsearch::scale_to_f16(d);
+  if (d == 0.0f) {
+    std::memset(L, 0, kQK);
+    return 0;
+  }
+  int8_t Lt[kQK];
+  float best_err = qsearch::requantize_symmetric(x, w, kQK, lo, hi, f16_to_f32(best), L);
+  // The f16 neighbours: the rounding of d need not be the best stored scale once the levels
+  // are re-rounded to it.
+  const uint16_t center = best;
+  for (int dir : {-1, 1}) {
+    const uint16_t h = f16_step(center, dir);
+    if (h == 0) continue;
+    const float err = qsearch::requantize_symmetric(x, w, kQK, lo, hi, f16_to_f32(h), Lt);
+    if (err < best_err) {
+      best_err = err;
+      best = h;
+      std::memcpy(L, Lt, kQK);
+    }
+  }
+  return best;
+}
+
+// One affine block: returns the f16 scale and offset (value = d*l + m) and levels in [0, nmax].
+void encode_affine(const float* x, const float* w, int nmax, uint8_t* L, uint16_t& d16, uint16_t& m16) {
+  const qsearch::AffineFit fit = qsearch::fit_affine(x, w, kQK, nmax, L, OffsetSign::kFree, kLegacyAffine);
+  d16 = fit.d == 0.0f ? 0 : qsearch::scale_to_f16(fit.d);
+  m16 = f32_to_f16(fit.m);
+  uint8_t Lt[kQK];
+  float best_err = qsearch::requantize_affine(x, w, kQK, nmax, f16_to_f32(d16), -f16_to_f32(m16), L);
+  if (d16 == 0) return;  // constant block: the offset alone is the best we can do
+  // 3 x 3 f16 neighbourhood of (d, m), levels re-rounded each time.
+  const uint16_t dc = d16, mc = m16;
+  for (int dd = -1; dd <= 1; ++dd) {
+    const uint16_t hd = dd == 0 ? dc : f16_step(dc, dd);
+    if (hd == 0) continue;
+    for (int dm = -1; dm <= 1; ++dm) {
+      if (dd == 0 && dm == 0) continue;
+      uint16_t hm = mc;
+      if (dm != 0) {
+        // Stepping the magnitude of a zero offset is meaningless; step through signed values.
+        hm = (mc & 0x7fffu) == 0 ? static_cast<uint16_t>(dm > 0 ? 0x0001u : 0x8001u) : f16_step(mc, dm);
+        if (hm == 0) continue;
+      }
+      const float err = qsearch::requantize_affine(x, w, kQK, nmax, f16_to_f32(hd), -f16_to_f32(hm), Lt);
+      if (err < best_err) {
+        best_err = err;
+        d16 = hd;
+        m16 = hm;
+        std::memcpy(L, Lt, kQK);
+      }
+    }
+  }
+}
+
+// Row driver shared by the four types: per row the weighting's sigma^2, per block the weights,
+// then `encode(x, w, block_ptr)`.
+template <class Block, class Encode>
+void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                          std::span<const float> imatrix, Encode encode) {
+  assert(n_per_row % kQK == 0 && src.size() % static_cast<size_t>(n_per_row) == 0);
+  assert(imatrix.empty() || imatrix.size() == static_cast<size_t>(n_per_row));
+  const int64_t nrows = static_cast<int64_t>(src.size()) / n_per_row;
+  const int64_t nb = n_per_row / kQK;
+  assert(dst.size() == static_cast<size_t>(nrows * nb) * sizeof(Block));
+  float w[kQK];
+  for (int64_t r = 0; r < nrows; ++r) {
+    const float* row = src.data() + r * n_per_row;
+    const float sigma2 = row_sigma2(row, n_per_row);
+    for (int64_t b = 0; b < nb; ++b) {
+      const float* x = row + b * kQK;
+      qsearch::element_weights(x, imatrix.empty() ? nullptr : imatrix.data() + b * kQK, sigma2, kQK, w);
+      Block blk;
+      encode(x, w, blk);
+      std::memcpy(dst.data() + (r * nb + b) * sizeof(Block), &blk, sizeof blk);
+    }
+  }
+}
+
+// Pack 32 values of up to 5 bits: low nibbles into qs (element j low, j+16 high), fifth bits
+// into the 32-bit mask `qh` (bit j = element j).
+void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
+  uint32_t h = 0;
+  for (int j = 0; j < kQK / 2; ++j) {
+    qs[j] = static_cast<uint8_t>((q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4));
+    h |= static_cast<uint32_t>(q[j] >> 4) << j;
+    h |= static_cast<uint32_t>(q[j + 16] >> 4) << (j + 16);
+  }
+  if (qh) *qh = h;
+}
+
+template <class Block>
+void load_block(std::span<const std::byte> src, size_t b, Block& blk) {
+  std::memcpy(&blk, src.data() + b * sizeof(Block), sizeof blk);
+}
+
+}  // namespace
+
+// ---- Q4_0: w = d * (q - 8) -------------------------------------------------------------------
+
+void quantize_q4_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                       std::span<const float> imatrix) {
+  quantize_rows_legacy<BlockQ4_0>(src, dst, n_per_row, imatrix, [](const float* x, const float* w, BlockQ4_0& b) {
+    int8_t L[kQK];
+    uint8_t q[kQK];
+    b.d = encode_symmetric(x, w, -8, 7, L);
+    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
+    pack_nibbles(q, b.qs, nullptr);
+  });
+}
+
+void dequantize_q4_0(std::span<const std::byte> src, std::span<float> dst) {
+  const size_t nb = dst.size() / kQK;
+  assert(dst.size() % kQK == 0 && src.size() >= nb * sizeof(BlockQ4_0));
+  for (size_t b = 0; b < nb; ++b) {
+    BlockQ4_0 blk;
+    load_block(src, b, blk);
+    const float d = f16_to_f32(blk.d);
+    float* y = dst.data() + b * kQK;
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = static_cast<float>((blk.qs[j] & 0x0f) - 8) * d;
+      y[j + 16] = static_cast<float>((blk.qs[j] >> 4) - 8) * d;
+    }
+  }
+}
+
+// ---- Q4_1: w = d * q + m -----------------------------------------------------------------------
+
+void quantize_q4_1_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                       std::span<const float> imatrix) {
+  quantize_rows_legacy<BlockQ4_1>(src, dst, n_per_row, imatrix, [](const float* x, const float* w, BlockQ4_1& b) {
+    uint8_t L[kQK];
+    encode_affine(x, w, 15, L, b.d, b.m);
+    pack_nibbles(L, b.qs, nullptr);
+  });
+}
+
+void dequantize_q4_1(std::span<const std::byte> src, std::span<float> dst) {
+  const size_t nb = dst.size() / kQK;
+  assert(dst.size() % kQK == 0 && src.size() >= nb * sizeof(BlockQ4_1));
+  for (size_t b = 0; b < nb; ++b) {
+    BlockQ4_1 blk;
+    load_block(src, b, blk);
+    const float d = f16_to_f32(blk.d), m = f16_to_f32(blk.m);
+    float* y = dst.data() + b * kQK;
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = static_cast<float>(blk.qs[j] & 0x0f) * d + m;
+      y[j + 16] = static_cast<float>(blk.qs[j] >> 4) * d + m;
+    }
+  }
+}
+
+// ---- Q5_0: w = d * (q - 16), q = 4 low bits in qs + fifth bit in qh --------------------------
+
+void quantize_q5_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                       std::span<const float> imatrix) {
+  quantize_rows_legacy<BlockQ5_0>(src, dst, n_per_row, imatrix, [](const float* x, const float* w, BlockQ5_0& b) {
+    int8_t L[kQK];
+    uint8_t q[kQK];
+    b.d = encode_symmetric(x, w, -16, 15, L);
+    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
+    uint32_t qh;
+    pack_nibbles(q, b.qs, &qh);
+    std::memcpy(b.qh, &qh, 4);
+  });
+}
+
+// The fifth bits: element j takes bit j of qh, element j+16 bit j+16 (shifted into place).
+void dequantize_q5_0(std::span<const std::byte> src, std::span<float> dst) {
+  const size_t nb = dst.size() / kQK;
+  assert(dst.size() % kQK == 0 && src.size() >= nb * sizeof(BlockQ5_0));
+  for (size_t b = 0; b < nb; ++b) {
+    BlockQ5_0 blk;
+    load_block(src, b, blk);
+    const float d = f16_to_f32(blk.d);
+    uint32_t qh;
+    std::memcpy(&qh, blk.qh, 4);
+    float* y = dst.data() + b * kQK;
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int h0 = static_cast<int>((qh >> j) << 4) & 0x10;
+      const int h1 = static_cast<int>(qh >> (j + 12)) & 0x10;
+      y[j] = static_cast<float>(((blk.qs[j] & 0x0f) | h0) - 16) * d;
+      y[j + 16] = static_cast<float>(((blk.qs[j] >> 4) | h1) - 16) * d;
+    }
+  }
+}
+
+// ---- Q5_1: w = d * q + m, 5-bit q -------------------------------------------------------------
+
+void quantize_q5_1_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                       std::span<const float> imatrix) {
+  quantize_rows_legacy<BlockQ5_1>(src, dst, n_per_row, imatrix, [](const float* x, const float* w, BlockQ5_1& b) {
+    uint8_t L[kQK];
+    encode_affine(x, w, 31, L, b.d, b.m);
+    uint32_t qh;
+    pack_nibbles(L, b.qs, &qh);
+    std::memcpy(b.qh, &qh, 4);
+  });
+}
+
+void dequantize_q5_1(std::span<const std::byte> src, std::span<float> dst) {
+  const size_t nb = dst.size() / kQK;
+  assert(dst.size() % kQK == 0 && src.size() >= nb * sizeof(BlockQ5_1));
+  for (size_t b = 0; b < nb; ++b) {
+    BlockQ5_1 blk;
+    load_block(src, b, blk);
+    const float d = f16_to_f32(blk.d), m = f16_to_f32(blk.m);
+    uint32_t qh;
+    std::memcpy(&qh, blk.qh, 4);
+    float* y = dst.data() + b * kQK;
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int h0 = static_cast<int>((qh >> j) << 4) & 0x10;
+      const int h1 = static_cast<int>(qh >> (j + 12)) & 0x10;
+      y[j] = static_cast<float>((blk.qs[j] & 0x0f) | h0) * d + m;
+      y[j + 16] = static_cast<float>((blk.qs[j] >> 4) | h1) * d + m;
+    }
+  }
+}
+
+}  // namespace smolq::kernels
