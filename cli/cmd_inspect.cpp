@@ -1,8 +1,38 @@
+// `smolq inspect PATH [--json] [--tensors] [--layers]`: what is inside a GGUF file, a
+// safetensors file or a Hugging Face folder, from headers only. A damaged file is reported,
+// not fatal: everything readable is printed with the problems found; the exit code is 1
+// when any problem is an error (0 otherwise), so scripts can check files.
+#include <cstdio>
+#include <iostream>
+
 #include "cli/options.h"
 #include "formats/error.h"
+#include "inspect/inspect_render.h"
+#include "inspect/model_report.h"
 
 namespace smolq::cli {
+
 int run_inspect(const std::vector<std::string>& args) {
-  throw Error("inspect: not built yet");
+  po::options_description opts("inspect options");
+  opts.add_options()("path", po::value<std::string>()->required(), "GGUF file, safetensors file or HF folder")(
+      "json", "print JSON (every section) instead of text")(
+      "tensors", "print only the tensor table and the totals by type")(
+      "layers", "print only the bits-per-weight table by layer")(
+      "array-items", po::value<size_t>()->default_value(8), "items shown of long metadata arrays");
+  po::positional_options_description pos;
+  pos.add("path", 1);
+  ParsedArgs p = parse_args(args, "smolq inspect PATH [--json] [--tensors] [--layers]", opts, pos);
+  if (p.help) return 0;
+
+  InspectView view;
+  view.only_tensors = p.vm.count("tensors") > 0;
+  view.only_layers = p.vm.count("layers") > 0;
+  view.max_array_items = p.vm["array-items"].as<size_t>();
+  const InspectReport r = inspect_path(p.vm["path"].as<std::string>());
+  const std::string out = p.vm.count("json") ? render_inspect_json(r, view) : render_inspect_text(r, view);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  return r.has_errors() ? 1 : 0;
 }
+
 }  // namespace smolq::cli
