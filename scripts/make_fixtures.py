@@ -11,8 +11,8 @@ Fixtures (see testdata/README.md):
   tokenizers/llama3-style-1k   a 1,024-token Llama-3-style BPE tokenizer (for SmolLM3 shapes)
   <synthetic names>       tiny random-weight checkpoints (scripts/fixtures/synthetic.py)
 
-Each fixture folder holds a `.fixture-key`: the sha256 of this script and scripts/fixtures/*.py,
-the versions of numpy/gguf/tokenizers/safetensors and the sha256 of every input file. A fixture
+Each fixture folder holds a `.fixture-key`: the sha256 of this script and of the
+scripts/fixtures/*.py modules that build it, the versions of numpy/gguf/tokenizers/safetensors and the sha256 of every input file. A fixture
 whose key matches is left alone, so re-running is a no-op. Builds go to a temporary folder that
 is renamed into place, and the whole run holds an exclusive lock on <out>/.lock, so concurrent
 runs (parallel ctest entries) never see half-written fixtures. `manifest.json` lists every
@@ -47,25 +47,30 @@ class Fixture:
     subdir: str
     inputs: Callable[[], list[Path]]
     build: Callable[[Path], dict]
+    modules: tuple[str, ...]        # scripts/fixtures/<m>.py whose code shapes the output
     needs: tuple[str, ...] = ()
 
 
 def all_fixtures(out_dir: Path) -> list[Fixture]:
     tok_dir = out_dir / TOKENIZER_SUBDIR
     fx = [Fixture(llama3_tokenizer.TOKENIZER_NAME, TOKENIZER_SUBDIR, llama3_tokenizer.inputs,
-                  llama3_tokenizer.build),
+                  llama3_tokenizer.build, ("llama3_tokenizer",)),
           Fixture(real_smollm2.FIXTURE_NAME, real_smollm2.FIXTURE_NAME, real_smollm2.inputs,
-                  real_smollm2.build)]
+                  real_smollm2.build, ("real_smollm2",))]
     for s in synthetic.SYNTHETICS:
         needs = (llama3_tokenizer.TOKENIZER_NAME,) if s.shape.tokenizer != "smollm2" else ()
         fx.append(Fixture(s.name, s.name, lambda s=s: synthetic.inputs(s),
-                          lambda out, s=s: synthetic.build(s, out, tok_dir), needs))
+                          lambda out, s=s: synthetic.build(s, out, tok_dir),
+                          ("synthetic", "real_smollm2", "llama3_tokenizer"), needs))
     return fx
 
 
-def code_hash() -> str:
+def code_hash(modules: tuple[str, ...]) -> str:
+    """Hash of this script, the shared helpers and the fixture's own builder modules (so editing
+    e.g. numpy_llama.py, which builds nothing, rebuilds nothing)."""
     here = Path(__file__).resolve()
-    files = [here] + sorted((here.parent / "fixtures").glob("*.py"))
+    pkg = here.parent / "fixtures"
+    files = [here, pkg / "__init__.py", pkg / "common.py"] + [pkg / f"{m}.py" for m in modules]
     return common.combine_hashes(f"{p.name}:{common.sha256_file(p)}" for p in files)
 
 
@@ -73,12 +78,11 @@ class KeyMaker:
     """Computes cache keys, hashing each input file once per run."""
 
     def __init__(self):
-        self.base = common.combine_hashes(
-            [code_hash()] + [f"{p}=={version(p)}" for p in _PACKAGES])
+        self.base = common.combine_hashes(f"{p}=={version(p)}" for p in _PACKAGES)
         self._file_hashes: dict[Path, str] = {}
 
     def key(self, fx: Fixture) -> str:
-        parts = [self.base, fx.name]
+        parts = [self.base, code_hash(fx.modules), fx.name]
         for p in fx.inputs():
             p = Path(p).resolve()
             if p not in self._file_hashes:
