@@ -1,0 +1,142 @@
+#include "convert/converter.h"
+
+#include <cmath>
+
+#include "convert/naming.h"
+#include "formats/error.h"
+#include "quantize/registry.h"
+
+namespace smolq {
+
+GgmlType plain_type_for(const std::vector<uint64_t>& shape, GgmlType weight_type) {
+  if (shape.size() < 2) return GgmlType::F32;  // norms and other vectors stay exact
+  GgmlType t = weight_type;
+  if (shape[0] % type_info(t).block_elems != 0) {
+    t = qtype(t).fallback;
+    if (shape[0] % type_info(t).block_elems != 0) t = GgmlType::F16;
+  }
+  return t;
+}
+
+std::vector<float> llama3_rope_factors(const ModelConfig& c) {
+  const auto& rs = c.rope_scaling;
+  const double factor = rs.factor;
+  const double lo = rs.low_freq_factor, hi = rs.high_freq_factor;
+  const double old_ctx = rs.original_context ? static_cast<double>(rs.original_context) : 8192.0;
+  const double lo_wavelen = old_ctx / lo, hi_wavelen = old_ctx / hi;
+  std::vector<float> out;
+  for (uint64_t i = 0; i < c.rope_dim; i += 2) {
+    // Frequencies as float32, the way the reference computes them.
+    const float freq = 1.0f / std::pow(static_cast<float>(c.rope_theta), static_cast<float>(i) / static_cast<float>(c.rope_dim));
+    const double wavelen = 2 * M_PI / freq;
+    if (wavelen < hi_wavelen) {
+      out.push_back(1.0f);
+    } else if (wavelen > lo_wavelen) {
+      out.push_back(static_cast<float>(factor));
+    } else {
+      const double smooth = (old_ctx / wavelen - lo) / (hi - lo);
+      out.push_back(static_cast<float>(1.0 / ((1 - smooth) / factor + smooth)));
+    }
+  }
+  return out;
+}
+
+static RowSource row_source_for(const MappedTensor& m, const ModelConfig& cfg) {
+  const StTensor* t = m.source;
+  const uint64_t cols = t->cols();
+  const uint64_t rows = t->rows();
+  uint64_t heads = 0;
+  if (m.permute == RowPermute::QueryHeads) heads = cfg.n_head;
+  if (m.permute == RowPermute::KeyHeads) heads = cfg.n_head_kv;
+  return [t, cols, rows, heads](uint64_t r0, uint64_t n, std::span<float> out) {
+    if (heads == 0) {
+      SafetensorsCheckpoint::read_f32(*t, r0 * cols, out);
+      return;
+    }
+    for (uint64_t r = 0; r < n; ++r) {
+      const uint64_t src = permuted_source_row(r0 + r, rows, heads);
+      SafetensorsCheckpoint::read_f32(*t, src * cols, out.subspan(r * cols, cols));
+    }
+  };
+}
+
+ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoint& ck) {
+  ConvertPlan p;
+  const std::string cfg_path = opt.input_dir + "/config.json";
+  if (!file_exists(cfg_path)) throw FormatError(cfg_path, "missing config.json");
+  p.config = parse_hf_config(cfg_path);
+  const ModelConfig& cfg = p.config;
+  if (cfg.arch == "smollm3") {
+    // llama.cpp hard-codes SmolLM3's NoPE layers; any other pattern would be silently wrong.
+    for (uint64_t il = 0; il < cfg.n_layer; ++il)
+      if (cfg.use_rope[il] != ((il + 1) % kSmolLM3NoRopeStep != 0))
+        throw FormatError(cfg_path, "no_rope_layers differs from the pattern llama.cpp implements for smollm3 "
+                                    "(RoPE skipped exactly on every 4th layer)");
+  }
+  if (cfg.rope_scaling.type == "yarn")
+    throw FormatError(cfg_path, "rope_scaling type 'yarn' is not supported for conversion yet");
+
+  p.mapped = map_checkpoint(cfg, ck);
+  p.tokenizer = load_hf_tokenizer(opt.input_dir, cfg, opt.tokenizer);
+
+  // Tensors in output order, plus rope_freqs for llama3-style scaling.
+  std::vector<float> rope_factors;
+  if (cfg.rope_scaling.type == "llama3") rope_factors = llama3_rope_factors(cfg);
+  for (const auto& m : p.mapped) {
+    OutputTensor o;
+    o.name = m.gguf_name;
+    o.shape = m.gguf_shape;
+    o.type = plain_type_for(o.shape, opt.weight_type);
+    o.source = row_source_for(m, cfg);
+    p.outputs.push_back(std::move(o));
+    uint64_t n = 1;
+    for (uint64_t d : m.gguf_shape) n *= d;
+    p.n_params += n;
+  }
+  if (!rope_factors.empty()) {
+    OutputTensor o;
+    o.name = "rope_freqs.weight";
+    o.shape = {rope_factors.size()};
+    o.type = GgmlType::F32;
+    auto shared = std::make_shared<std::vector<float>>(rope_factors);
+    o.source = [shared](uint64_t r0, uint64_t n, std::span<float> out) {
+      std::copy(shared->begin(), shared->end(), out.begin());
+    };
+    // Position it right after token_embd, where llama.cpp's converter puts it.
+    p.outputs.insert(p.outputs.begin() + 1, std::move(o));
+  }
+
+  // Metadata: general.*, hyperparameters, file type, tokenizer, provenance.
+  ModelNaming naming = derive_naming(opt.input_dir, p.n_params, opt.name_override);
+  write_general_metadata(naming, cfg.arch, p.metadata);
+  write_gguf_hparams(cfg, p.metadata);
+  p.metadata.set("general.file_type", GgufValue::u32(opt.file_type));
+  write_tokenizer_metadata(p.tokenizer, p.metadata);
+  p.metadata.set("general.quantization_version", GgufValue::u32(2));
+  p.metadata.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
+  return p;
+}
+
+ConvertSummary convert_checkpoint(const ConvertOptions& opt) {
+  auto ck = SafetensorsCheckpoint::open(opt.input_dir);
+  ConvertPlan plan = plan_conversion(opt, *ck);
+  ConvertSummary s;
+  s.pre_tokenizer = plan.tokenizer.pre;
+  s.pre_detected_by = plan.tokenizer.pre_detected_by;
+  s.size_label = plan.metadata.get_string("general.size_label");
+  // Release each source tensor's pages once it has been written: RSS stays ~ one tensor.
+  std::map<std::string, const StTensor*> source_of;
+  for (const auto& m : plan.mapped) source_of[m.gguf_name] = m.source;
+  const OutputTensor* current = nullptr;
+  auto progress = [&](const WriteProgress& wp) {
+    if (wp.tensor != current) {
+      if (current && source_of.count(current->name)) ck->drop(*source_of[current->name]);
+      current = wp.tensor;
+    }
+    if (opt.on_progress) opt.on_progress(wp);
+  };
+  s.written = write_gguf_model(opt.output_path, plan.metadata, plan.outputs, opt.threads, progress);
+  return s;
+}
+
+}  // namespace smolq

@@ -1,0 +1,44 @@
+// Tokenizer metadata for GGUF from a Hugging Face folder: tokenizer.json (+
+// tokenizer_config.json, generation_config.json, chat_template.jinja when present),
+// written as llama.cpp's `tokenizer.ggml.*` / `tokenizer.chat_template` keys.
+#pragma once
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "formats/model_config.h"
+
+namespace smolq {
+
+// llama.cpp's token types (tokenizer.ggml.token_type).
+enum class TokenType : int32_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
+
+struct HfTokenizerInfo {
+  std::vector<std::string> tokens;     // by id, padded to the config's vocab size
+  std::vector<int32_t> token_types;
+  std::vector<std::string> merges;     // "left right"
+  std::string pre;                     // tokenizer.ggml.pre
+  std::string pre_detected_by;         // "probe hash", "pre-tokenizer structure", "--pre-tokenizer"
+  std::optional<int64_t> bos, eos, unk, pad, sep, cls, mask;
+  std::optional<bool> add_bos, add_eos, add_space_prefix;
+  std::vector<std::pair<std::string, std::string>> chat_templates;  // (name or "", template)
+};
+
+// Computes llama.cpp's pre-tokenizer probe hash (sha256 of the probe text's token ids as a
+// Python list) for a tokenizer; supplied by a layer that has a tokenizer (may be empty).
+using ProbeHashFn = std::function<std::optional<std::string>(const std::string& tokenizer_json_path)>;
+
+struct TokenizerOptions {
+  std::string pre_override;     // --pre-tokenizer
+  ProbeHashFn probe_hash;       // optional
+};
+
+// The text llama.cpp tokenizes to identify a BPE pre-tokenizer.
+const std::string& pre_tokenizer_probe_text();
+
+HfTokenizerInfo load_hf_tokenizer(const std::string& hf_dir, const ModelConfig& cfg, const TokenizerOptions& opt);
+void write_tokenizer_metadata(const HfTokenizerInfo& info, GgufMetadata& meta);
+
+}  // namespace smolq

@@ -1,0 +1,86 @@
+#include "quantize/model_writer.h"
+
+#include "formats/error.h"
+#include "formats/interrupt.h"
+
+namespace smolq {
+
+static uint64_t elements_of(const std::vector<uint64_t>& shape) {
+  uint64_t n = 1;
+  for (uint64_t d : shape) n *= d;
+  return n;
+}
+
+WriteResult tally_tensors(const std::vector<OutputTensor>& tensors) {
+  WriteResult r;
+  for (const auto& t : tensors) {
+    const uint64_t n = elements_of(t.shape);
+    const uint64_t b = tensor_nbytes(t.type, t.shape, "tensor '" + t.name + "'");
+    auto& tally = r.by_type[t.type];
+    tally.tensors += 1;
+    tally.elements += n;
+    tally.bytes += b;
+    r.elements += n;
+    r.tensor_bytes += b;
+  }
+  return r;
+}
+
+WriteResult write_gguf_model(const std::string& path, const GgufMetadata& meta, const std::vector<OutputTensor>& tensors,
+                             int threads, const std::function<void(const WriteProgress&)>& on_progress) {
+  WriteResult result = tally_tensors(tensors);
+  GgufWriter w(path);
+  w.metadata() = meta;
+  for (const auto& t : tensors) w.add_tensor(t.name, t.shape, t.type);
+  w.begin_data();
+
+  WriteProgress prog;
+  prog.n_tensors = tensors.size();
+  prog.elements_total = result.elements;
+  uint64_t done_before = 0;
+  for (size_t i = 0; i < tensors.size(); ++i) {
+    const OutputTensor& t = tensors[i];
+    check_interrupted();
+    prog.tensor_index = i;
+    prog.tensor = &t;
+    prog.elements_done = done_before;
+    if (on_progress) on_progress(prog);
+    const uint64_t ncols = t.shape[0];
+    const uint64_t nrows = elements_of(t.shape) / ncols;
+    if (!t.passthrough.empty()) {
+      w.write_tensor(t.name, t.passthrough);
+    } else {
+      TensorQuantizeJob job;
+      job.type = t.type;
+      job.nrows = nrows;
+      job.ncols = ncols;
+      job.source = t.source;
+      job.imatrix = t.imatrix;
+      job.threads = threads;
+      job.on_progress = [&](uint64_t rows_done) {
+        check_interrupted();
+        prog.elements_done = done_before + rows_done * ncols;
+        if (on_progress) on_progress(prog);
+      };
+      try {
+        std::vector<std::byte> bytes = quantize_tensor(job);
+        w.write_tensor(t.name, bytes);
+      } catch (const Interrupted&) {
+        throw;
+      } catch (const FormatError&) {
+        throw;
+      } catch (const Error& e) {
+        throw Error("tensor '" + t.name + "': " + e.what());
+      }
+    }
+    done_before += nrows * ncols;
+  }
+  prog.tensor_index = tensors.size();
+  prog.tensor = nullptr;
+  prog.elements_done = result.elements;
+  if (on_progress) on_progress(prog);
+  result.file_size = w.commit();
+  return result;
+}
+
+}  // namespace smolq

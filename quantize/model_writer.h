@@ -1,0 +1,52 @@
+// Writes a whole model GGUF: metadata plus tensors produced row by row from any source
+// (safetensors for `convert`, a dequantised GGUF for `quantize`), each quantized to its
+// planned type on all threads. Output is atomic (temporary file + rename) and its bytes do
+// not depend on the thread count.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "quantize/tensor_quantizer.h"
+
+namespace smolq {
+
+struct OutputTensor {
+  std::string name;
+  std::vector<uint64_t> shape;  // ggml order (shape[0] = row length)
+  GgmlType type = GgmlType::F32;
+  RowSource source;             // rows of shape[0] floats
+  std::vector<float> imatrix;   // empty or shape[0] importance weights
+  // Already-encoded bytes to copy verbatim instead of quantizing (e.g. an unchanged tensor
+  // when requantizing); when non-empty, `source` is unused.
+  std::span<const std::byte> passthrough;
+};
+
+struct WriteProgress {
+  size_t tensor_index = 0, n_tensors = 0;
+  const OutputTensor* tensor = nullptr;
+  uint64_t elements_done = 0, elements_total = 0;  // over the whole model
+};
+
+struct TypeTally {
+  uint64_t tensors = 0, elements = 0, bytes = 0;
+};
+
+struct WriteResult {
+  uint64_t file_size = 0;
+  uint64_t elements = 0;        // weights written
+  uint64_t tensor_bytes = 0;    // bytes of tensor data (without padding / header)
+  std::map<GgmlType, TypeTally> by_type;
+  double bits_per_weight() const { return elements ? 8.0 * tensor_bytes / elements : 0.0; }
+};
+
+WriteResult write_gguf_model(const std::string& path, const GgufMetadata& meta, const std::vector<OutputTensor>& tensors,
+                             int threads, const std::function<void(const WriteProgress&)>& on_progress = {});
+
+// Tally of types and sizes of a list of tensors without writing anything (for plans).
+WriteResult tally_tensors(const std::vector<OutputTensor>& tensors);
+
+}  // namespace smolq

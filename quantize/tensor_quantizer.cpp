@@ -1,0 +1,76 @@
+#include "quantize/tensor_quantizer.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cassert>
+#include <exception>
+#include <mutex>
+
+#include "formats/error.h"
+#include "quantize/registry.h"
+
+namespace smolq {
+
+// Rows per work item: large enough to amortise scheduling, small enough to balance load
+// and keep the per-thread float buffer small (a few MB at most).
+static uint64_t rows_per_chunk(uint64_t ncols) {
+  const uint64_t target_elems = 1u << 18;  // ~1 MB of f32 per chunk
+  return std::max<uint64_t>(1, target_elems / std::max<uint64_t>(ncols, 1));
+}
+
+std::vector<std::byte> quantize_tensor(const TensorQuantizeJob& job) {
+  const QTypeInfo& q = qtype(job.type);
+  if (!q.can_quantize())
+    throw Error("no quantizer for type " + std::string(q.geo->name) + " yet");
+  const auto rb = row_bytes(job.type, job.ncols);
+  if (!rb) throw Error("row of " + std::to_string(job.ncols) + " is not a multiple of the " + std::string(q.geo->name) + " block");
+  std::vector<std::byte> out(*rb * job.nrows);
+  const uint64_t chunk = rows_per_chunk(job.ncols);
+  const uint64_t nchunks = (job.nrows + chunk - 1) / chunk;
+  std::exception_ptr error;
+  std::mutex error_mu;
+  uint64_t done = 0;
+
+#pragma omp parallel num_threads(std::max(1, job.threads))
+  {
+    std::vector<float> buf;
+#pragma omp for schedule(dynamic, 1)
+    for (uint64_t c = 0; c < nchunks; ++c) {
+      if (error) continue;
+      try {
+        const uint64_t r0 = c * chunk;
+        const uint64_t n = std::min(chunk, job.nrows - r0);
+        buf.resize(n * job.ncols);
+        job.source(r0, n, buf);
+        q.quantize(buf, std::span<std::byte>(out.data() + r0 * *rb, n * *rb), static_cast<int64_t>(job.ncols),
+                   job.imatrix);
+#pragma omp atomic
+        done += n;
+        if (omp_get_thread_num() == 0 && job.on_progress) {
+          uint64_t d;
+#pragma omp atomic read
+          d = done;
+          job.on_progress(d);
+        }
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(error_mu);
+        if (!error) error = std::current_exception();
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  if (job.on_progress) job.on_progress(job.nrows);
+  return out;
+}
+
+void dequantize_tensor_rows(GgmlType type, std::span<const std::byte> data, uint64_t ncols, uint64_t row_begin,
+                            uint64_t nrows, std::span<float> out) {
+  const QTypeInfo& q = qtype(type);
+  if (!q.can_dequantize()) throw Error("no dequantizer for type " + std::string(q.geo->name) + " yet");
+  const uint64_t rb = *row_bytes(type, ncols);
+  assert(out.size() == nrows * ncols && data.size() >= (row_begin + nrows) * rb);
+  q.dequantize(data.subspan(row_begin * rb, nrows * rb), out);
+}
+
+}  // namespace smolq

@@ -1,0 +1,38 @@
+// Threaded whole-tensor quantization, shared by `convert` (rows come from safetensors) and
+// `quantize` (rows come from a dequantised GGUF tensor). Rows are split into fixed chunks
+// whose results land at fixed offsets, so the output bytes never depend on thread count.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <vector>
+
+#include "formats/ggml_types.h"
+
+namespace smolq {
+
+// Fills `out` (nrows * ncols floats) with rows [row_begin, row_begin + nrows) of the source.
+// Must be thread-safe for disjoint row ranges.
+using RowSource = std::function<void(uint64_t row_begin, uint64_t nrows, std::span<float> out)>;
+
+struct TensorQuantizeJob {
+  GgmlType type;
+  uint64_t nrows = 0, ncols = 0;
+  RowSource source;
+  std::span<const float> imatrix;   // empty, or ncols importance weights
+  int threads = 1;
+  // Called (from the calling thread only) with rows done so far; may throw to abort
+  // (e.g. on interruption).
+  std::function<void(uint64_t rows_done)> on_progress;
+};
+
+// Quantize the whole tensor; returns nrows * row_bytes bytes.
+std::vector<std::byte> quantize_tensor(const TensorQuantizeJob& job);
+
+// Dequantize rows [row_begin, row_begin + nrows) of a tensor of `type` with `ncols` columns
+// stored at `data` (all rows) into `out`.
+void dequantize_tensor_rows(GgmlType type, std::span<const std::byte> data, uint64_t ncols, uint64_t row_begin,
+                            uint64_t nrows, std::span<float> out);
+
+}  // namespace smolq
