@@ -276,6 +276,29 @@ def test_llama3_style_tokenizer(synthetic, wikitext):
     assert tok.encode("<|im_start|>user").ids[0] == 1022
 
 
+def test_reference_forward_honours_nope_layers(synthetic, hf_forward):
+    """The numpy reference on smollm3-tiny: NoPE layers change the output, and a NoPE layer
+    cannot tell the order of earlier tokens (in the first layer, keys and values depend on the
+    token alone, so causal attention without positions is order-blind over the prefix), while
+    a RoPE layer can."""
+    folder = synthetic("smollm3-tiny-bf16")
+    cfg = json.loads((folder / "config.json").read_text())
+    w = common.read_checkpoint(folder)
+    toks, swapped = [5, 300, 17, 900, 42], [300, 5, 17, 900, 42]
+    real = hf_forward(w, cfg, toks)
+    assert np.all(np.isfinite(real))
+    all_rope = hf_forward(w, {**cfg, "no_rope_layers": [1] * 8}, toks)
+    assert not np.allclose(real, all_rope, atol=1e-4)
+    no_list = {k: v for k, v in cfg.items() if k != "no_rope_layers"}
+    np.testing.assert_array_equal(hf_forward(w, no_list, toks), real)  # derived from interval
+    nope = {**cfg, "no_rope_layers": [0] * 8}
+    np.testing.assert_allclose(hf_forward(w, nope, toks, n_layers=1)[-1],
+                               hf_forward(w, nope, swapped, n_layers=1)[-1], rtol=1e-4, atol=1e-5)
+    assert cfg["no_rope_layers"][0] == 1
+    assert not np.allclose(hf_forward(w, cfg, toks, n_layers=1)[-1],
+                           hf_forward(w, cfg, swapped, n_layers=1)[-1], atol=1e-4)
+
+
 # --- the fixture script itself -------------------------------------------------------------
 
 def test_make_fixtures_is_cached_and_deterministic(fixtures_dir, tmp_path):
