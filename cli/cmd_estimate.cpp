@@ -1,0 +1,302 @@
+// `smolq estimate PATH [--types ...|all] [--ctx 2048,8192] [--kv-type f16|q8_0|q4_0]
+//                     [--batch N] [--device NAME] [--json]`
+//
+// For every quant type: the exact file size and bits per weight, memory at each context,
+// device fit and decode speed — without quantizing anything. inspect/ holds the arithmetic;
+// this file builds its input with the code that writes the files, so the numbers are the
+// numbers those files will have:
+//   - tensor types: convert's plain_type_for (f32/f16/bf16/q8_0 from an HF folder) or the
+//     quantizer's mixture rules (quantize/mixtures.h: plan_mixture) for everything else;
+//   - metadata: convert's plan_conversion when the folder has weights; for a config-only
+//     folder the same steps plan_conversion takes (see conversion_metadata below); for a
+//     GGUF input, the file's own metadata with general.file_type set to the new type.
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "cli/options.h"
+#include "convert/converter.h"
+#include "convert/naming.h"
+#include "convert/tokenizer_meta.h"
+#include "formats/error.h"
+#include "formats/gguf.h"
+#include "formats/model_config.h"
+#include "formats/safetensors.h"
+#include "inspect/devices.h"
+#include "inspect/estimate_report.h"
+#include "quantize/mixtures.h"
+#include "quantize/tensor_roles.h"
+
+namespace smolq::cli {
+namespace {
+
+// The model as the estimate sees it before types are chosen.
+struct SourceModel {
+  std::string name;
+  ModelConfig config;
+  GgufMetadata metadata;             // base metadata; general.file_type is set per candidate
+  std::vector<TensorShape> tensors;  // names, ggml shapes, source types, in file order
+  std::vector<size_t> n_dims;        // dimensions written for each tensor
+  bool from_hf = false;              // convert writes plain types (plain_type_for)
+  bool metadata_exact = true;
+  std::string metadata_note;
+};
+
+bool is_dir(const std::string& p) {
+  struct stat st {};
+  return ::stat(p.c_str(), &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+TensorShape shape_of(const std::string& name, const std::vector<uint64_t>& shape, GgmlType type) {
+  TensorShape t;
+  t.name = name;
+  for (size_t i = 0; i < shape.size() && i < 4; ++i) t.ne[i] = shape[i];
+  t.source_type = type;
+  return t;
+}
+
+// The metadata `smolq convert` writes for a checkpoint, built from the config and tokenizer
+// files alone. Mirrors plan_conversion's metadata steps (convert/converter.cpp) in the same
+// order; when convert exposes this as a function of its own, call that instead.
+GgufMetadata conversion_metadata(const std::string& dir, const std::string& tokenizer_dir, const ModelConfig& cfg,
+                                 uint64_t n_params, bool& has_tokenizer) {
+  GgufMetadata m;
+  ModelNaming naming = derive_naming(dir, n_params, "");
+  write_general_metadata(naming, cfg.arch, m);
+  write_gguf_hparams(cfg, m);
+  m.set("general.file_type", GgufValue::u32(1));
+  has_tokenizer = file_exists(tokenizer_dir + "/tokenizer.json");
+  if (has_tokenizer) {
+    HfTokenizerInfo tok = load_hf_tokenizer(tokenizer_dir, cfg, TokenizerOptions{});
+    write_tokenizer_metadata(tok, m);
+  }
+  m.set("general.quantization_version", GgufValue::u32(2));
+  m.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
+  return m;
+}
+
+SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir) {
+  SourceModel s;
+  s.from_hf = true;
+  s.name = dir;
+  const bool has_weights = file_exists(dir + "/model.safetensors") || file_exists(dir + "/model.safetensors.index.json");
+  if (has_weights && tokenizer_dir == dir) {
+    // Exactly what convert plans: metadata, tensor names and shapes.
+    ConvertOptions opt;
+    opt.input_dir = dir;
+    auto ck = SafetensorsCheckpoint::open(dir);
+    ConvertPlan plan = plan_conversion(opt, *ck);
+    s.config = plan.config;
+    s.metadata = plan.metadata;
+    for (const auto& o : plan.outputs) {
+      s.tensors.push_back(shape_of(o.name, o.shape, o.type));
+      s.n_dims.push_back(o.shape.size());
+    }
+    return s;
+  }
+  s.config = parse_hf_config(dir + "/config.json");
+  const ModelConfig& c = s.config;
+  DecoderShape d;
+  d.n_embd = c.n_embd;
+  d.n_ff = c.n_ff;
+  d.n_vocab = c.n_vocab;
+  d.n_layer = c.n_layer;
+  d.n_head = c.n_head;
+  d.n_head_kv = c.n_head_kv;
+  d.head_dim = c.head_dim;
+  d.tied_embeddings = c.tied_embeddings;
+  d.rope_freqs = c.rope_scaling.type == "llama3";
+  d.weight_type = GgmlType::F16;
+  uint64_t n_params = 0;
+  for (auto& t : decoder_tensors(d)) {
+    n_params += t.n_elements();
+    s.n_dims.push_back(static_cast<size_t>(std::max(1, t.n_dims())));
+    s.tensors.push_back(std::move(t));
+  }
+  bool has_tok = false;
+  s.metadata = conversion_metadata(dir, tokenizer_dir, c, n_params, has_tok);
+  if (!has_tok) {
+    s.metadata_exact = false;
+    s.metadata_note = "no tokenizer.json in " + tokenizer_dir +
+                      ": sizes exclude the tokenizer metadata (pass --tokenizer DIR for exact sizes)";
+  }
+  return s;
+}
+
+SourceModel load_gguf(const std::string& path) {
+  SourceModel s;
+  s.name = path;
+  auto r = GgufReader::open(path);
+  s.config = config_from_gguf(r->metadata(), path);
+  s.metadata = r->metadata();
+  for (const auto& t : r->tensors()) {
+    s.tensors.push_back(shape_of(t.name, t.shape, t.type));
+    s.n_dims.push_back(t.shape.size());
+  }
+  return s;
+}
+
+std::vector<uint64_t> parse_u64_list(const std::string& s, const char* what) {
+  std::vector<uint64_t> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ',')) {
+    if (item.empty()) continue;
+    try {
+      size_t pos = 0;
+      uint64_t mult = 1;
+      if (item.back() == 'k' || item.back() == 'K') {
+        mult = 1024;
+        item.pop_back();
+      }
+      const unsigned long long v = std::stoull(item, &pos);
+      if (pos != item.size() || v == 0) throw std::invalid_argument(item);
+      out.push_back(v * mult);
+    } catch (const std::exception&) {
+      throw UsageError(std::string(what) + ": '" + item + "' is not a positive integer");
+    }
+  }
+  if (out.empty()) throw UsageError(std::string(what) + " is empty");
+  return out;
+}
+
+std::vector<std::string> split_names(const std::string& s) {
+  std::vector<std::string> out;
+  std::stringstream ss(s);
+  std::string item;
+  while (std::getline(ss, item, ','))
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
+
+// One candidate: types chosen as the writer will choose them.
+QuantCandidate make_candidate(const SourceModel& src, const FileTypeInfo& ft, bool imatrix) {
+  QuantCandidate c;
+  c.name = std::string(ft.name);
+  c.metadata = src.metadata;
+  c.metadata.set("general.file_type", GgufValue::u32(static_cast<uint32_t>(ft.id)));
+  const GgmlType dt = ft.default_type;
+  const bool plain = dt == GgmlType::F32 || dt == GgmlType::F16 || dt == GgmlType::BF16 || dt == GgmlType::Q8_0;
+  if (src.from_hf && plain) {
+    // convert --outtype: 2-D weights take the type (or its fallback), 1-D stay F32.
+    for (size_t i = 0; i < src.tensors.size(); ++i) {
+      const auto& t = src.tensors[i];
+      std::vector<uint64_t> shape(t.ne.begin(), t.ne.begin() + static_cast<long>(src.n_dims[i]));
+      const GgmlType ty = plain_type_for(shape, dt);
+      if (shape.size() >= 2 && ty != dt) ++c.n_fallback;
+      c.tensors.push_back({t.name, shape, ty});
+    }
+    return c;
+  }
+  ModelFacts facts;
+  facts.arch = src.config.arch;
+  facts.n_layer = static_cast<uint32_t>(src.config.n_layer);
+  facts.n_head = static_cast<uint32_t>(src.config.n_head);
+  facts.n_head_kv = static_cast<uint32_t>(src.config.n_head_kv);
+  MixtureOptions mo;
+  mo.has_imatrix = imatrix || ft.requires_imatrix;
+  MixturePlan plan = plan_mixture(ft.id, src.tensors, facts, mo);
+  c.requires_imatrix = plan.requires_imatrix;
+  c.n_fallback = plan.n_fallback;
+  for (size_t i = 0; i < plan.tensors.size(); ++i) {
+    const auto& pt = plan.tensors[i];
+    std::vector<uint64_t> shape(pt.tensor.ne.begin(), pt.tensor.ne.begin() + static_cast<long>(src.n_dims[i]));
+    c.tensors.push_back({pt.tensor.name, shape, pt.choice.type});
+  }
+  return c;
+}
+
+}  // namespace
+
+int run_estimate(const std::vector<std::string>& args) {
+  po::options_description opts("estimate options");
+  opts.add_options()("path", po::value<std::string>()->required(), "HF folder (config.json; weights optional) or GGUF file")(
+      "types", po::value<std::string>()->default_value("all"), "quant types to show, comma-separated, or 'all'")(
+      "ctx", po::value<std::string>()->default_value("2048,8192"), "context sizes, comma-separated (4k = 4096)")(
+      "kv-type", po::value<std::string>()->default_value("f16"), "KV cache type: f16, q8_0 or q4_0 (quantized implies flash attention)")(
+      "batch", po::value<uint64_t>()->default_value(512), "micro-batch size (llama.cpp -ub; -b is at least this)")(
+      "flash-attn", po::value<std::string>()->default_value("off"), "flash attention: on or off")(
+      "parallel", po::value<uint64_t>()->default_value(1), "parallel sequences (llama.cpp -np)")(
+      "device", po::value<std::string>(), "one device from the table (substring match): per-type table")(
+      "tokenizer", po::value<std::string>(), "folder with tokenizer.json for a config-only folder (default: PATH)")(
+      "imatrix", "assume an importance matrix for every type (changes some mixture rules)")(
+      "json", "print JSON instead of Markdown");
+  po::positional_options_description pos;
+  pos.add("path", 1);
+  ParsedArgs p = parse_args(args, "smolq estimate PATH [--types all] [--ctx 2048,8192] [--kv-type f16] [--json]", opts, pos);
+  if (p.help) return 0;
+
+  std::string path = p.vm["path"].as<std::string>();
+  while (path.size() > 1 && path.back() == '/') path.pop_back();
+  SourceModel src;
+  if (is_dir(path)) {
+    const std::string tok = p.vm.count("tokenizer") ? p.vm["tokenizer"].as<std::string>() : path;
+    src = load_hf(path, tok);
+  } else if (file_exists(path)) {
+    if (p.vm.count("tokenizer")) throw UsageError("--tokenizer applies to Hugging Face folders only");
+    src = load_gguf(path);
+  } else {
+    throw UsageError("no such file or folder: " + path);
+  }
+
+  EstimateRequest req;
+  req.model = src.name + " (" + src.config.arch + ", " + std::to_string(src.config.n_layer) + " layers, " +
+              std::to_string(src.config.n_embd) + " wide)";
+  req.metadata_exact = src.metadata_exact;
+  req.metadata_note = src.metadata_note;
+  const ModelConfig& c = src.config;
+  req.shape = {c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, 0};
+  if (const GgufValue* m = src.metadata.find("tokenizer.ggml.merges"); m && m->type == GgufType::ARRAY)
+    req.shape.n_merges = m->as_array().items.size();
+  req.contexts = parse_u64_list(p.vm["ctx"].as<std::string>(), "--ctx");
+
+  const std::string kv = p.vm["kv-type"].as<std::string>();
+  const TypeGeometry* kvg = find_type(kv);
+  if (!kvg || !is_valid_kv_type(kvg->id)) throw UsageError("--kv-type must be one of f16, bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl");
+  req.run.kv_type = kvg->id;
+  req.run.n_ubatch = p.vm["batch"].as<uint64_t>();
+  if (req.run.n_ubatch == 0) throw UsageError("--batch must be positive");
+  req.run.n_batch = std::max<uint64_t>(req.run.n_ubatch, 512);
+  req.run.n_seq = p.vm["parallel"].as<uint64_t>();
+  const std::string fa = p.vm["flash-attn"].as<std::string>();
+  if (fa != "on" && fa != "off") throw UsageError("--flash-attn must be on or off");
+  req.run.flash_attn = fa == "on";
+
+  if (p.vm.count("device")) {
+    const Device* d = find_device(p.vm["device"].as<std::string>());
+    if (!d) {
+      std::string names;
+      for (const auto& x : all_devices()) names += (names.empty() ? "" : ", ") + std::string(x.name);
+      throw UsageError("unknown or ambiguous device '" + p.vm["device"].as<std::string>() + "'; known: " + names);
+    }
+    req.devices.push_back(d);
+    req.device_detail = true;
+  } else {
+    for (const auto& d : all_devices()) req.devices.push_back(&d);
+  }
+
+  const bool imatrix = p.vm.count("imatrix") > 0;
+  const std::string types = p.vm["types"].as<std::string>();
+  auto add = [&](const FileTypeInfo& ft) {
+    try {
+      req.candidates.push_back(make_candidate(src, ft, imatrix));
+    } catch (const Error& e) {
+      // A type whose blocks and fallbacks cannot hold this model's rows: say so, go on.
+      req.skipped.push_back(std::string(ft.name) + ": " + e.what());
+    }
+  };
+  if (types == "all") {
+    for (const auto& ft : all_file_types()) add(ft);
+  } else {
+    for (const auto& name : split_names(types)) add(file_type_info(parse_file_type(name)));
+  }
+
+  const EstimateResult r = run_estimate(req);
+  const std::string out = p.vm.count("json") ? render_estimate_json(r) : render_estimate_markdown(r);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  return 0;
+}
+
+}  // namespace smolq::cli
