@@ -445,15 +445,17 @@ TEST_SUITE("test_mixtures") {
   }
 
   TEST_CASE("registry fallbacks are the ones llama.cpp uses (gpt-oss snapshot: 2880-wide rows)") {
-    // tensor_type_fallback: 256-blocks of the IQ family -> iq4_nl; q2_K, q3_K, tq1_0, tq2_0
-    // -> q4_0; q4_K -> q5_0; q5_K -> q5_1; q6_K -> q8_0. The gpt-oss snapshot shows q4_0 for
-    // q2_K/q3_K tensors with 2880-wide rows ([Q2_K] blk.0.attn_q.weight q4_0).
+    // tensor_type_fallback: 256-blocks of the IQ family -> iq4_nl; q2_K, q3_K, tq1_0, tq2_0,
+    // q2_0 -> q4_0; q4_K -> q5_0; q5_K -> q5_1; q6_K -> q8_0. The gpt-oss, GLM-4.6V and
+    // Nemotron snapshots show q4_0 for q2_K/q3_K tensors with such rows ([Q2_K]
+    // blk.0.attn_q.weight q4_0 in gpt-oss); older llama.cpp used iq4_nl there. Q2_0 has no
+    // snapshot section; its fallback is from llama.cpp's source.
     using G = GgmlType;
     const std::pair<G, G> want[] = {
         {G::Q2_K, G::Q4_0},     {G::Q3_K, G::Q4_0},     {G::Q4_K, G::Q5_0},     {G::Q5_K, G::Q5_1},
         {G::Q6_K, G::Q8_0},     {G::TQ1_0, G::Q4_0},    {G::TQ2_0, G::Q4_0},    {G::IQ1_S, G::IQ4_NL},
         {G::IQ1_M, G::IQ4_NL},  {G::IQ2_XXS, G::IQ4_NL}, {G::IQ2_XS, G::IQ4_NL}, {G::IQ2_S, G::IQ4_NL},
-        {G::IQ3_XXS, G::IQ4_NL}, {G::IQ3_S, G::IQ4_NL},  {G::IQ4_XS, G::IQ4_NL},
+        {G::IQ3_XXS, G::IQ4_NL}, {G::IQ3_S, G::IQ4_NL},  {G::IQ4_XS, G::IQ4_NL}, {G::Q2_0, G::Q4_0},
     };
     for (auto [from, to] : want) {
       CAPTURE(type_info(from).name);
