@@ -137,6 +137,8 @@ const FileTypeInfo& file_type_info(FileType t) {
   throw Error("unknown file type number " + std::to_string(static_cast<uint32_t>(t)));
 }
 
+// Names first (case-insensitive, like llama-quantize's try_parse_ftype), then the aliases,
+// then a bare llama_ftype number.
 const FileTypeInfo* find_file_type(std::string_view s) {
   // llama-quantize's short aliases pick the _M mix.
   static constexpr std::pair<std::string_view, FileType> kAliases[] = {
@@ -160,6 +162,8 @@ FileType parse_file_type(std::string_view s) {
   throw UsageError("unknown file type '" + std::string(s) + "' (one of: " + names + ")");
 }
 
+// llama-quantize's parse_tensor_type: split at the first '=', lower-case the pattern, look
+// the type up by name. The pattern is compiled once here so a bad one is a usage error.
 TensorTypeOverride parse_tensor_type_override(std::string_view spec) {
   const size_t eq = spec.find('=');
   if (eq == std::string_view::npos || eq == 0 || eq + 1 == spec.size())
@@ -195,6 +199,11 @@ MixtureChooser::MixtureChooser(FileType ftype, ModelFacts facts, MixtureOptions 
   }
 }
 
+// llama_tensor_get_type_impl as a table walk: pick the first group that owns the tensor,
+// place the tensor among its kind (for the layer conditions), take the group's first matching
+// rule, apply its adjustments, then advance the counters the group keeps. The counters only
+// move when the rules run (not for --tensor-type matches or --pure), as in llama.cpp, which
+// is why one chooser must see a whole model in order.
 GgmlType MixtureChooser::apply_rules(const TensorShape& t, TensorRole role, GgmlType type, std::string& why) {
   // Tied embeddings: the one matrix is also the output layer, so it gets the output's type.
   const bool tied_embd = tied_ && role == TensorRole::kTokenEmbd;
@@ -263,6 +272,9 @@ GgmlType MixtureChooser::apply_rules(const TensorShape& t, TensorRole role, Ggml
   return x.current;
 }
 
+// llama_tensor_get_type: the shape/name filter, then the user's options, then the rules, then
+// the fallback. The two type options return early and skip the fallback in llama.cpp; a type
+// that cannot hold the rows would only fail later, while quantizing, so we reject it here.
 TensorChoice MixtureChooser::choose(const TensorShape& t) {
   TensorChoice c;
   if (auto no = why_not_quantized(t, !options_.leave_output_tensor)) {
@@ -314,6 +326,8 @@ TensorChoice MixtureChooser::choose(const TensorShape& t) {
 // ---------------------------------------------------------------------------------------
 // Plans
 
+// Bytes are the tensor data only (GGUF pads each tensor to the alignment, at most 31 bytes
+// each); the bits per weight are over every element, as llama-quantize prints them.
 MixturePlan plan_mixture(FileType ftype, std::span<const TensorShape> tensors, const ModelFacts& facts,
                          const MixtureOptions& options) {
   MixturePlan plan;

@@ -7,7 +7,7 @@
 // tensors... The rules are data (mixture_rules.cpp: a table of rule groups interpreted by a
 // small engine in mixtures.cpp), not an if-chain. See docs/mixtures.md for the rules in prose.
 //
-// Choosing a type for one tensor takes four steps, as in llama.cpp:
+// Choosing a type for one tensor takes three steps, as in llama.cpp:
 //   1. may the tensor be quantized at all? (2-D/3-D weights only, no norms, ...)
 //   2. user overrides: --token-embedding-type / --output-tensor-type, then --tensor-type
 //      REGEX=TYPE (first matching pattern wins), else (unless --pure) the mixture rules;

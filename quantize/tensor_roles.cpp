@@ -1,3 +1,6 @@
+// Tensor names -> roles, layers and "may this be quantized", as llama.cpp decides them.
+// Everything here is name matching against small tables; the tables are llama.cpp's facts
+// (the categories of tensor_get_category, the exclusions of tensor_allows_quantization).
 #include "quantize/tensor_roles.h"
 
 #include <array>
@@ -7,6 +10,9 @@
 namespace smolq {
 namespace {
 
+// How a table row's text is compared with a tensor name. llama.cpp mostly uses substring
+// search (std::string::find), so "blk.3.attn_v.weight" and "enc.blk.3.attn_v.weight" alike
+// are attn_v; the LM head and the token embedding are exact names.
 enum class Match : uint8_t { kExact, kContains, kSuffix };
 
 bool matches(std::string_view name, Match how, std::string_view text) {
@@ -117,6 +123,8 @@ std::optional<int> layer_of(std::string_view name) {
   return layer;
 }
 
+// Routed experts are stored as one 3-D stack per layer ("ffn_down_exps"); a shared expert
+// is an ordinary matrix ("ffn_down_shexp"). Both keep their FFN role for the rules.
 TensorClass classify_tensor(std::string_view name) {
   TensorClass c;
   c.role = classify_role(name);
@@ -128,6 +136,8 @@ TensorClass classify_tensor(std::string_view name) {
   return c;
 }
 
+// ggml counts dimensions from the highest one that is not 1, so a [576, 1] vector is 1-D
+// (and therefore never quantized) however it was declared.
 int TensorShape::n_dims() const {
   for (int i = 3; i >= 1; --i)
     if (ne[i] > 1) return i + 1;
@@ -154,6 +164,10 @@ std::optional<std::string> why_not_quantized(const TensorShape& t, bool quantize
   return std::nullopt;
 }
 
+// convert_hf_to_gguf's names for a Llama-style block. Shapes are in ggml order
+// {ne[0] = input width, ne[1] = output width}: attn_q maps n_embd -> n_head * head_dim,
+// attn_k / attn_v map n_embd -> n_head_kv * head_dim (GQA), attn_output maps the heads back,
+// and the SwiGLU MLP is gate/up n_embd -> n_ff, down n_ff -> n_embd. Norms are 1-D F32.
 std::vector<TensorShape> decoder_tensors(const DecoderShape& s) {
   assert(s.n_embd && s.n_layer && s.n_head && s.n_head_kv && s.n_vocab && s.n_ff);
   const uint64_t head_dim = s.head_dim ? s.head_dim : s.n_embd / s.n_head;
