@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <functional>
+#include <unordered_map>
 
 #include "formats/error.h"
 #include "verify/tokenizer_impl.h"
@@ -12,20 +13,25 @@
 namespace smolq {
 namespace detail {
 
-void MergeTable::build(const std::vector<std::pair<int32_t, int32_t>>& merges,
+bool MergeTable::build(const std::vector<std::pair<int32_t, int32_t>>& merges,
                        const std::vector<int32_t>& merged) {
+  if (merges.size() > kMaxRank) return false;
   size_t cap = 16;
   while (cap < merges.size() * 2) cap *= 2;
-  slots_.assign(cap, Entry{kEmpty, 0, 0});
+  slots_.assign(cap, kEmpty);
   mask_ = cap - 1;
   shift_ = 64;
   for (size_t c = cap; c > 1; c >>= 1) --shift_;  // top log2(cap) bits of the hash pick the slot
+  merged_ = merged;
   for (size_t r = 0; r < merges.size(); ++r) {
-    const uint64_t key = pack(merges[r].first, merges[r].second);
+    const auto [a, b] = merges[r];
+    if (a < 0 || b < 0 || uint32_t(a) >= kMaxId || uint32_t(b) > kMaxId) return false;
+    const uint64_t key = pack(a, b);
     size_t i = slot(key);
-    while (slots_[i].key != kEmpty && slots_[i].key != key) i = (i + 1) & mask_;
-    slots_[i] = Entry{key, static_cast<int32_t>(r), merged[r]};
+    while (slots_[i] != kEmpty && (slots_[i] & ~kRankMask) != key) i = (i + 1) & mask_;
+    slots_[i] = key | r;
   }
+  return true;
 }
 
 void TokenTrie::insert(std::string_view key, int32_t value) {
@@ -82,7 +88,18 @@ struct Scratch {
   std::vector<int32_t> prev;
   std::vector<uint64_t> heap;   // candidate merges: rank << 32 | left position (min-heap)
   std::string byte_level;       // the piece in byte-level text (ignore_merges lookup)
+  // Memo of pieces already encoded in this call: piece -> (first, count) in memo_ids. Natural
+  // text repeats its words, so on long inputs most pieces skip BPE. Keys point into the text
+  // being encoded, which outlives the call's Scratch.
+  std::unordered_map<std::string_view, std::pair<uint32_t, uint32_t>> memo;
+  std::vector<int32_t> memo_ids;
+  bool use_memo = false;
 };
+
+// Inputs at least this long use the memo; for short ones building it costs more than it saves.
+constexpr size_t kMemoMinText = 4096;
+// Longer pieces are rare and seldom repeat: not memoised.
+constexpr size_t kMemoMaxPiece = 64;
 
 // BPE over one pre-tokenizer piece: start from one token per byte and repeatedly apply the
 // lowest-ranked merge present, the leftmost one when the same pair occurs twice. A heap holds
@@ -118,8 +135,8 @@ void bpe_piece(const Tokenizer::Impl& t, std::string_view piece, Scratch& s, std
   auto push = [&](int32_t left) {
     const int32_t right = s.next[left];
     if (right < 0) return;
-    if (const auto* m = t.merge_table.find(s.sym[left], s.sym[right])) {
-      s.heap.push_back(uint64_t(uint32_t(m->rank)) << 32 | uint32_t(left));
+    if (const int32_t rank = t.merge_table.rank(s.sym[left], s.sym[right]); rank >= 0) {
+      s.heap.push_back(uint64_t(uint32_t(rank)) << 32 | uint32_t(left));
       std::push_heap(s.heap.begin(), s.heap.end(), std::greater<>());
     }
   };
@@ -132,9 +149,8 @@ void bpe_piece(const Tokenizer::Impl& t, std::string_view piece, Scratch& s, std
     const auto left = static_cast<int32_t>(top & 0xFFFFFFFFu);
     const int32_t right = s.next[left];
     if (s.sym[left] < 0 || right < 0) continue;
-    const auto* m = t.merge_table.find(s.sym[left], s.sym[right]);
-    if (!m || m->rank != rank) continue;  // stale: one side changed since it was queued
-    s.sym[left] = m->merged;
+    if (t.merge_table.rank(s.sym[left], s.sym[right]) != rank) continue;  // stale: a side changed
+    s.sym[left] = t.merge_table.merged(rank);
     s.sym[right] = -1;
     s.next[left] = s.next[right];
     if (s.next[left] >= 0) s.prev[s.next[left]] = left;
@@ -150,8 +166,22 @@ void encode_plain(const Tokenizer::Impl& t, std::string_view text, Scratch& s, s
   detail::pre_tokenize(t.pre, text, s.ends);
   uint32_t start = 0;
   for (uint32_t end : s.ends) {
-    bpe_piece(t, text.substr(start, end - start), s, out);
+    const std::string_view piece = text.substr(start, end - start);
     start = end;
+    if (!s.use_memo || piece.size() < 2 || piece.size() > kMemoMaxPiece) {
+      bpe_piece(t, piece, s, out);
+      continue;
+    }
+    if (auto it = s.memo.find(piece); it != s.memo.end()) {
+      const auto [first, count] = it->second;
+      out.insert(out.end(), s.memo_ids.begin() + first, s.memo_ids.begin() + first + count);
+      continue;
+    }
+    const size_t before = out.size();
+    bpe_piece(t, piece, s, out);
+    s.memo.emplace(piece, std::make_pair(static_cast<uint32_t>(s.memo_ids.size()),
+                                         static_cast<uint32_t>(out.size() - before)));
+    s.memo_ids.insert(s.memo_ids.end(), out.begin() + before, out.end());
   }
 }
 
@@ -234,6 +264,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_special, 
   out.reserve(text.size() / 3 + 2);
   if (add_special && t.add_bos) out.push_back(t.bos);
   Scratch s;
+  s.use_memo = text.size() >= kMemoMinText;
   // Pass 1: tokens matched on the raw text; pass 2: `normalized` tokens, in what is left (with
   // no normalizer, which is all we accept, both passes see the same characters).
   auto plain = [&](std::string_view g) { encode_plain(t, g, s, out); };
@@ -359,7 +390,8 @@ void Tokenizer::Impl::finish() {
     merges.emplace_back(ia, ib);
     merged.push_back(im);
   }
-  merge_table.build(merges, merged);
+  if (!merge_table.build(merges, merged))
+    fail("too many tokens or merges for the merge table (ids below 2^20, ranks below 2^24)");
 
   // What each token decodes to: HF's ByteLevel decoder maps every character of a token back
   // to its byte; a token with any character outside the byte-level alphabet (e.g. an added

@@ -14,32 +14,37 @@
 
 namespace smolq::detail {
 
-// Hash map (left id, right id) -> (rank, merged id) for the BPE inner loop: open addressing
-// with linear probing in a power-of-two table at most half full. Much faster than
-// std::unordered_map here, where every merge step does one or two lookups.
+// Hash map (left id, right id) -> merge rank for the BPE inner loop, where every merge step
+// does one or two lookups and cache misses dominate. Open addressing, linear probing, a
+// power-of-two table at most half full, and one 8-byte word per slot (8 slots per cache line):
+//   bits 63..44 left id | bits 43..24 right id | bits 23..0 rank
+// so ids must be below 2^20 and ranks below 2^24 (build() checks). The merged token of a rank
+// is looked up in a separate array, only when a merge is applied.
 class MergeTable {
  public:
-  struct Entry {
-    uint64_t key;   // left << 32 | right; kEmpty marks a free slot
-    int32_t rank;   // position in the merges list (lower merges first)
-    int32_t merged; // id of left + right
-  };
-  // Later duplicates of a pair overwrite earlier ones, as in HF (its HashMap is built in order).
-  void build(const std::vector<std::pair<int32_t, int32_t>>& merges, const std::vector<int32_t>& merged);
-  const Entry* find(int32_t left, int32_t right) const {
+  static constexpr uint32_t kMaxId = (1u << 20) - 1;  // all-ones left id is the empty marker
+  static constexpr uint32_t kMaxRank = (1u << 24) - 1;
+  // Later duplicates of a pair overwrite earlier ones, as in HF (its HashMap is built in
+  // order). Returns false when an id or the number of merges is out of range.
+  bool build(const std::vector<std::pair<int32_t, int32_t>>& merges, const std::vector<int32_t>& merged);
+  // Rank of the merge of (left, right), or -1.
+  int32_t rank(int32_t left, int32_t right) const {
     const uint64_t key = pack(left, right);
     for (size_t i = slot(key);; i = (i + 1) & mask_) {
-      const Entry& e = slots_[i];
-      if (e.key == key) return &e;
-      if (e.key == kEmpty) return nullptr;
+      const uint64_t e = slots_[i];
+      if ((e & ~kRankMask) == key) return static_cast<int32_t>(e & kRankMask);
+      if (e == kEmpty) return -1;
     }
   }
+  int32_t merged(int32_t rank) const { return merged_[rank]; }
 
  private:
-  static constexpr uint64_t kEmpty = ~uint64_t{0};  // ids are non-negative: never a real key
-  static uint64_t pack(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 32 | uint32_t(b); }
-  size_t slot(uint64_t key) const { return size_t((key * 0x9E3779B97F4A7C15ull) >> shift_); }
-  std::vector<Entry> slots_;
+  static constexpr uint64_t kEmpty = ~uint64_t{0};
+  static constexpr uint64_t kRankMask = (uint64_t{1} << 24) - 1;
+  static uint64_t pack(int32_t a, int32_t b) { return uint64_t(uint32_t(a)) << 44 | uint64_t(uint32_t(b)) << 24; }
+  size_t slot(uint64_t key) const { return size_t(((key >> 24) * 0x9E3779B97F4A7C15ull) >> shift_); }
+  std::vector<uint64_t> slots_;
+  std::vector<int32_t> merged_;  // by rank
   size_t mask_ = 0;
   unsigned shift_ = 64;
 };

@@ -1,7 +1,7 @@
 // smolq_tokenize_tool: test helper that runs smolq::Tokenizer over many inputs at once.
 //
 //   smolq_tokenize_tool (--hf tokenizer.json [--config tokenizer_config.json] | --gguf file.gguf)
-//                       [--mode ids|pieces|decode|info] [--add-special] [--no-parse-special]
+//                       [--mode ids|pieces|decode|classes|info] [--add-special] [--no-parse-special]
 //                       [--skip-special]
 //
 // stdin holds records, each a 4-byte little-endian length then that many bytes (so records may
@@ -9,6 +9,7 @@
 //   ids     token ids, space-separated
 //   pieces  the pre-tokenizer pieces, each as lowercase hex, space-separated
 //   decode  the record is space-separated ids; prints the decoded bytes as hex
+//   classes the character-class flags (verify/unicode.h) of each code point of the record
 //   info    (no stdin) pre-tokenizer name, vocabulary size, merges and special ids
 #include <cstdio>
 #include <cstring>
@@ -21,6 +22,7 @@
 #include "formats/error.h"
 #include "formats/gguf.h"
 #include "verify/tokenizer.h"
+#include "verify/unicode.h"
 
 namespace {
 
@@ -103,6 +105,13 @@ int run(int argc, char** argv) {
       std::vector<int32_t> ids;
       for (int32_t id; ss >> id;) ids.push_back(id);
       out += hex(tok.decode(ids, skip_special));
+    } else if (mode == "classes") {
+      for (size_t p = 0; p < rec.size();) {
+        const auto c = smolq::unicode::decode_utf8(rec.data() + p, rec.data() + rec.size());
+        if (p) out.push_back(' ');
+        out += std::to_string(c.cp == smolq::unicode::kInvalidCp ? -1 : int(smolq::unicode::char_flags(c.cp)));
+        p += c.len;
+      }
     } else {
       throw smolq::UsageError("unknown mode " + mode);
     }
