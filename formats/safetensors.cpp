@@ -82,11 +82,12 @@ std::unique_ptr<SafetensorsCheckpoint> SafetensorsCheckpoint::open(const std::st
       by_file[fs].push_back(std::string(k));
     }
     if (by_file.empty()) throw FormatError(path, "weight_map is empty");
+    for (const auto& [f, names] : by_file)
+      if (!file_exists(dir_of(path) + "/" + f))
+        throw FormatError(path, "shard '" + f + "' listed in weight_map does not exist");
     for (auto& [f, names] : by_file) {
       std::sort(names.begin(), names.end());
-      const std::string shard = dir_of(path) + "/" + f;
-      if (!file_exists(shard)) throw FormatError(path, "shard '" + f + "' listed in weight_map does not exist");
-      ck->add_file(shard, &names);
+      ck->add_file(dir_of(path) + "/" + f, &names);
     }
   } else {
     ck->add_file(path, nullptr);
