@@ -1,6 +1,7 @@
 // K-quants: 256-element super-blocks with small integer sub-block scales (quantize/blocks.h).
 // This file holds, per type, the search configuration, the bit packing and ggml's decoder;
-// the searches themselves are in k_quants_search.cpp.
+// the searches themselves are in quant_search.cpp. Every type has a scalar `_ref` quantizer
+// and a fast one (the same engine compiled for AVX2 when the CPU has it; identical bytes).
 //
 // Bit layouts (facts of the format, as ggml defines them):
 //   - 2-bit planes (Q2_K qs, Q3_K qs): each 128-element half uses 32 bytes; element 32*k + l of
@@ -42,7 +43,7 @@ constexpr AffineSuperConfig kQ2K{.sub = 16, .nsub = 16, .nmax = 3, .smax = 15,
                                  .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 15, .alternations = 4},
                                  .scale = kScaleSearch, .radius = 1, .rounds = 3};
 constexpr SymmetricSuperConfig kQ3K{.sub = 16, .nsub = 16, .lo = -4, .hi = 3, .slo = -32, .shi = 31,
-                                    .element = {.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 4},
+                                    .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
                                     .scale = kScaleSearch, .radius = 1, .rounds = 3};
 constexpr AffineSuperConfig kQ4K{.sub = 32, .nsub = 8, .nmax = 15, .smax = 63,
                                  .element = {.rmin = -1.0f, .rdelta = 0.1f, .nstep = 20, .alternations = 4},
@@ -51,7 +52,7 @@ constexpr AffineSuperConfig kQ5K{.sub = 32, .nsub = 8, .nmax = 31, .smax = 63,
                                  .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 15, .alternations = 4},
                                  .scale = kScaleSearch, .radius = 1, .rounds = 3};
 constexpr SymmetricSuperConfig kQ6K{.sub = 16, .nsub = 16, .lo = -32, .hi = 31, .slo = -128, .shi = 127,
-                                    .element = {.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 4},
+                                    .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
                                     .scale = kScaleSearch, .radius = 1, .rounds = 3};
 
 // sigma^2 of the element weighting sqrt(sigma2 + x^2), as a multiple of the super-block's
@@ -137,17 +138,34 @@ int unpack_q3k_scale(int j, const uint8_t* s) {
 
 // ---- Q2_K: w = d*(sc & 15)*q - dmin*(sc >> 4), 16 sub-blocks of 16 --------------------------
 
+namespace {
+
+void pack_q2_k(const qsearch::AffineSuperBlock& s, BlockQ2_K& b) {
+  for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(s.sc[j] | (s.m[j] << 4));
+  pack_2bit(s.L, b.qs);
+  b.d = s.d;
+  b.dmin = s.dmin;
+}
+
+}  // namespace
+
 void quantize_q2_k_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  quantize_rows_k<BlockQ2_K>(src, dst, n_per_row, imatrix, kSigmaScaleQ2K,
-                             [](const float* x, const float* w, BlockQ2_K& b) {
-                               AffineSuperBlock s;
-                               qsearch::encode_affine_super(x, w, kQ2K, s);
-                               for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(s.sc[j] | (s.m[j] << 4));
-                               pack_2bit(s.L, b.qs);
-                               b.d = s.d;
-                               b.dmin = s.dmin;
-                             });
+  quantize_rows_k<BlockQ2_K>(src, dst, n_per_row, imatrix, kSigmaScaleQ2K, [](const float* x, const float* w, BlockQ2_K& b) {
+    qsearch::AffineSuperBlock s;
+    qsearch::encode_affine_super(x, w, kQ2K, s);
+    pack_q2_k(s, b);
+  });
+}
+
+void quantize_q2_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix) {
+  if (!qsearch::cpu_has_avx2()) return quantize_q2_k_ref(src, dst, n_per_row, imatrix);
+  quantize_rows_k<BlockQ2_K>(src, dst, n_per_row, imatrix, kSigmaScaleQ2K, [](const float* x, const float* w, BlockQ2_K& b) {
+    qsearch::AffineSuperBlock s;
+    qsearch::encode_affine_super_avx2(x, w, kQ2K, s);
+    pack_q2_k(s, b);
+  });
 }
 
 void dequantize_q2_k(std::span<const std::byte> src, std::span<float> dst) {
@@ -170,23 +188,40 @@ void dequantize_q2_k(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- Q3_K: w = d*sc*(q - 4), sc signed 6-bit, 16 sub-blocks of 16 ----------------------------
 
+namespace {
+
+void pack_q3_k(const qsearch::SymmetricSuperBlock& s, BlockQ3_K& b) {
+  pack_q3k_scales(s.sc, b.scales);
+  uint8_t q[kQKK];
+  std::memset(b.hmask, 0, sizeof b.hmask);
+  for (int j = 0; j < kQKK; ++j) {
+    const int v = s.L[j] + 4;  // 0..7
+    if (v > 3) b.hmask[j % 32] |= static_cast<uint8_t>(1u << (j / 32));
+    q[j] = static_cast<uint8_t>(v & 3);
+  }
+  pack_2bit(q, b.qs);
+  b.d = s.d;
+}
+
+}  // namespace
+
 void quantize_q3_k_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK,
-                             [](const float* x, const float* w, BlockQ3_K& b) {
-                               SymmetricSuperBlock s;
-                               qsearch::encode_symmetric_super(x, w, kQ3K, s);
-                               pack_q3k_scales(s.sc, b.scales);
-                               uint8_t q[kQKK];
-                               std::memset(b.hmask, 0, sizeof b.hmask);
-                               for (int j = 0; j < kQKK; ++j) {
-                                 const int v = s.L[j] + 4;  // 0..7
-                                 if (v > 3) b.hmask[j % 32] |= static_cast<uint8_t>(1u << (j / 32));
-                                 q[j] = static_cast<uint8_t>(v & 3);
-                               }
-                               pack_2bit(q, b.qs);
-                               b.d = s.d;
-                             });
+  quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ3_K& b) {
+    qsearch::SymmetricSuperBlock s;
+    qsearch::encode_symmetric_super(x, w, kQ3K, s);
+    pack_q3_k(s, b);
+  });
+}
+
+void quantize_q3_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix) {
+  if (!qsearch::cpu_has_avx2()) return quantize_q3_k_ref(src, dst, n_per_row, imatrix);
+  quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ3_K& b) {
+    qsearch::SymmetricSuperBlock s;
+    qsearch::encode_symmetric_super_avx2(x, w, kQ3K, s);
+    pack_q3_k(s, b);
+  });
 }
 
 void dequantize_q3_k(std::span<const std::byte> src, std::span<float> dst) {
@@ -209,19 +244,35 @@ void dequantize_q3_k(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- Q4_K: w = d*sc*q - dmin*m, 8 sub-blocks of 32, 6-bit sc and m ---------------------------
 
+namespace {
+
+void pack_q4_k(const qsearch::AffineSuperBlock& s, BlockQ4_K& b) {
+  b.d = s.d;
+  b.dmin = s.dmin;
+  pack_scale_min_k4(s.sc, s.m, b.scales);
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) b.qs[32 * c + l] = static_cast<uint8_t>(s.L[64 * c + l] | (s.L[64 * c + 32 + l] << 4));
+}
+
+}  // namespace
+
 void quantize_q4_k_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  quantize_rows_k<BlockQ4_K>(src, dst, n_per_row, imatrix, kSigmaScaleK,
-                             [](const float* x, const float* w, BlockQ4_K& b) {
-                               AffineSuperBlock s;
-                               qsearch::encode_affine_super(x, w, kQ4K, s);
-                               b.d = s.d;
-                               b.dmin = s.dmin;
-                               pack_scale_min_k4(s.sc, s.m, b.scales);
-                               for (int c = 0; c < 4; ++c)
-                                 for (int l = 0; l < 32; ++l)
-                                   b.qs[32 * c + l] = static_cast<uint8_t>(s.L[64 * c + l] | (s.L[64 * c + 32 + l] << 4));
-                             });
+  quantize_rows_k<BlockQ4_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ4_K& b) {
+    qsearch::AffineSuperBlock s;
+    qsearch::encode_affine_super(x, w, kQ4K, s);
+    pack_q4_k(s, b);
+  });
+}
+
+void quantize_q4_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix) {
+  if (!qsearch::cpu_has_avx2()) return quantize_q4_k_ref(src, dst, n_per_row, imatrix);
+  quantize_rows_k<BlockQ4_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ4_K& b) {
+    qsearch::AffineSuperBlock s;
+    qsearch::encode_affine_super_avx2(x, w, kQ4K, s);
+    pack_q4_k(s, b);
+  });
 }
 
 void dequantize_q4_k(std::span<const std::byte> src, std::span<float> dst) {
@@ -245,23 +296,40 @@ void dequantize_q4_k(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- Q5_K: as Q4_K with a fifth bit per element in qh -------------------------------------------
 
+namespace {
+
+void pack_q5_k(const qsearch::AffineSuperBlock& s, BlockQ5_K& b) {
+  b.d = s.d;
+  b.dmin = s.dmin;
+  pack_scale_min_k4(s.sc, s.m, b.scales);
+  std::memset(b.qh, 0, sizeof b.qh);
+  for (int c = 0; c < 4; ++c)
+    for (int l = 0; l < 32; ++l) {
+      const int lo = s.L[64 * c + l], hi = s.L[64 * c + 32 + l];
+      b.qs[32 * c + l] = static_cast<uint8_t>((lo & 15) | ((hi & 15) << 4));
+      b.qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
+    }
+}
+
+}  // namespace
+
 void quantize_q5_k_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  quantize_rows_k<BlockQ5_K>(src, dst, n_per_row, imatrix, kSigmaScaleK,
-                             [](const float* x, const float* w, BlockQ5_K& b) {
-                               AffineSuperBlock s;
-                               qsearch::encode_affine_super(x, w, kQ5K, s);
-                               b.d = s.d;
-                               b.dmin = s.dmin;
-                               pack_scale_min_k4(s.sc, s.m, b.scales);
-                               std::memset(b.qh, 0, sizeof b.qh);
-                               for (int c = 0; c < 4; ++c)
-                                 for (int l = 0; l < 32; ++l) {
-                                   const int lo = s.L[64 * c + l], hi = s.L[64 * c + 32 + l];
-                                   b.qs[32 * c + l] = static_cast<uint8_t>((lo & 15) | ((hi & 15) << 4));
-                                   b.qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
-                                 }
-                             });
+  quantize_rows_k<BlockQ5_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ5_K& b) {
+    qsearch::AffineSuperBlock s;
+    qsearch::encode_affine_super(x, w, kQ5K, s);
+    pack_q5_k(s, b);
+  });
+}
+
+void quantize_q5_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix) {
+  if (!qsearch::cpu_has_avx2()) return quantize_q5_k_ref(src, dst, n_per_row, imatrix);
+  quantize_rows_k<BlockQ5_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ5_K& b) {
+    qsearch::AffineSuperBlock s;
+    qsearch::encode_affine_super_avx2(x, w, kQ5K, s);
+    pack_q5_k(s, b);
+  });
 }
 
 void dequantize_q5_k(std::span<const std::byte> src, std::span<float> dst) {
@@ -288,24 +356,40 @@ void dequantize_q5_k(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- Q6_K: w = d*sc*(q - 32), int8 sc, 16 sub-blocks of 16 -----------------------------------
 
+namespace {
+
+void pack_q6_k(const qsearch::SymmetricSuperBlock& s, BlockQ6_K& b) {
+  b.d = s.d;
+  std::memcpy(b.scales, s.sc, 16);
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const int8_t* e = s.L + 128 * h + l;
+      const int q0 = e[0] + 32, q1 = e[32] + 32, q2 = e[64] + 32, q3 = e[96] + 32;
+      b.ql[64 * h + l] = static_cast<uint8_t>((q0 & 15) | ((q2 & 15) << 4));
+      b.ql[64 * h + 32 + l] = static_cast<uint8_t>((q1 & 15) | ((q3 & 15) << 4));
+      b.qh[32 * h + l] = static_cast<uint8_t>((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
+    }
+}
+
+}  // namespace
+
 void quantize_q6_k_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  quantize_rows_k<BlockQ6_K>(src, dst, n_per_row, imatrix, kSigmaScaleK,
-                             [](const float* x, const float* w, BlockQ6_K& b) {
-                               SymmetricSuperBlock s;
-                               qsearch::encode_symmetric_super(x, w, kQ6K, s);
-                               b.d = s.d;
-                               std::memcpy(b.scales, s.sc, 16);
-                               for (int h = 0; h < 2; ++h)
-                                 for (int l = 0; l < 32; ++l) {
-                                   const int8_t* e = s.L + 128 * h + l;
-                                   const int q0 = e[0] + 32, q1 = e[32] + 32, q2 = e[64] + 32, q3 = e[96] + 32;
-                                   b.ql[64 * h + l] = static_cast<uint8_t>((q0 & 15) | ((q2 & 15) << 4));
-                                   b.ql[64 * h + 32 + l] = static_cast<uint8_t>((q1 & 15) | ((q3 & 15) << 4));
-                                   b.qh[32 * h + l] =
-                                       static_cast<uint8_t>((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
-                                 }
-                             });
+  quantize_rows_k<BlockQ6_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ6_K& b) {
+    qsearch::SymmetricSuperBlock s;
+    qsearch::encode_symmetric_super(x, w, kQ6K, s);
+    pack_q6_k(s, b);
+  });
+}
+
+void quantize_q6_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix) {
+  if (!qsearch::cpu_has_avx2()) return quantize_q6_k_ref(src, dst, n_per_row, imatrix);
+  quantize_rows_k<BlockQ6_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ6_K& b) {
+    qsearch::SymmetricSuperBlock s;
+    qsearch::encode_symmetric_super_avx2(x, w, kQ6K, s);
+    pack_q6_k(s, b);
+  });
 }
 
 // ggml computes d * sc * q left to right: (d * sc) * q.

@@ -1,6 +1,19 @@
 // Scale searches shared by the legacy and K-quant formats (see quant_search.h for the model).
+//
+// Structure. Every search spends its time scoring candidates: "round the group under this
+// (inverse) scale and accumulate the least-squares sums" or "the weighted error of the group
+// under this decoded scale". Those loops live in two interchangeable kernel sets:
+//   - ScalarKernels: one candidate at a time, elements summed in order (the reference);
+//   - Avx2Kernels: eight candidates at a time, one per vector lane, elements summed in the
+//     same order, with the same multiplies and adds (no FMA), so every lane reproduces the
+//     scalar result bit for bit.
+// The search logic (which candidates, which one wins, refinement) is written once as
+// templates over the kernel set, so the reference and fast quantizers make identical choices.
 #include "quantize/quant_search.h"
 
+#include <immintrin.h>
+
+#include <algorithm>
 #include <cstring>
 
 #include "formats/half.h"
@@ -14,38 +27,181 @@ void element_weights(const float* x, const float* importance, float sigma2, int 
   }
 }
 
-// ---- symmetric ---------------------------------------------------------------------------
-
 namespace {
 
-// sum w*x*l and sum w*l^2 for levels l = round(clamp(is * x)). For fixed levels the
-// least-squares scale is slx / sl2 and it removes slx^2 / sl2 from sum w*x^2, so a larger
-// slx^2 / sl2 is a smaller error.
-inline void symmetric_sums(const float* x, const float* w, int n, float lo, float hi, float is,
-                           float& slx, float& sl2) {
-  float a = 0, b = 0;
-  for (int i = 0; i < n; ++i) {
-    const float l = round_clamped(is * x[i], lo, hi);
-    const float wl = w[i] * l;
-    a += wl * x[i];
-    b += wl * l;
-  }
-  slx = a;
-  sl2 = b;
-}
+// Upper bounds on candidates per call (the sweeps below stay well inside).
+constexpr int kMaxCandidates = 64;
 
-// Is (slx1, sl21) a better fit than (slx0, sl20)? (cross-multiplied, sl2 > 0). A candidate
-// must win by more than float noise: exact ties (a constant group fits any level exactly)
-// keep the earlier, simpler candidate, whose scale is more often exact in f16.
+// ---- scoring kernels ---------------------------------------------------------------------
+
+struct ScalarKernels {
+  // Per candidate c: levels l = round(clamp(is[c] * x)), slx = sum w*l*x, sl2 = sum w*l^2.
+  static void score_symmetric(const float* x, const float* w, int n, float lo, float hi, const float* is, int nc,
+                              float* slx, float* sl2) {
+    for (int c = 0; c < nc; ++c) {
+      float a = 0, b = 0;
+      for (int i = 0; i < n; ++i) {
+        const float l = round_clamped(is[c] * x[i], lo, hi);
+        const float wl = w[i] * l;
+        a += wl * x[i];
+        b += wl * l;
+      }
+      slx[c] = a;
+      sl2[c] = b;
+    }
+  }
+  // Per candidate c: l = round(clamp((x - off) * is[c], 0, nmax)), sums w*l, w*l^2, w*l*x.
+  static void score_affine(const float* x, const float* w, int n, float fnmax, float off, const float* is, int nc,
+                           float* sl, float* sl2, float* sxl) {
+    for (int c = 0; c < nc; ++c) {
+      float a = 0, b = 0, e = 0;
+      for (int i = 0; i < n; ++i) {
+        const float l = round_clamped((x[i] - off) * is[c], 0.0f, fnmax);
+        const float wl = w[i] * l;
+        a += wl;
+        b += wl * l;
+        e += wl * x[i];
+      }
+      sl[c] = a;
+      sl2[c] = b;
+      sxl[c] = e;
+    }
+  }
+  // Per candidate decoded scale s[c]: sum w*(x - s*l)^2 with l rounded to nearest.
+  static void error_symmetric(const float* x, const float* w, int n, float lo, float hi, const float* s, int nc,
+                              float* err) {
+    for (int c = 0; c < nc; ++c) {
+      const float inv = s[c] != 0.0f ? 1.0f / s[c] : 0.0f;
+      float e = 0;
+      for (int i = 0; i < n; ++i) {
+        const float l = round_clamped(x[i] * inv, lo, hi);
+        const float diff = x[i] - s[c] * l;
+        e += w[i] * diff * diff;
+      }
+      err[c] = e;
+    }
+  }
+  // Per candidate (s[c], mm[c]): sum w*(s*l - mm - x)^2 with l rounded to nearest in [0, nmax].
+  static void error_affine(const float* x, const float* w, int n, float fnmax, const float* s, const float* mm,
+                           int nc, float* err) {
+    for (int c = 0; c < nc; ++c) {
+      const float inv = s[c] != 0.0f ? 1.0f / s[c] : 0.0f;
+      float e = 0;
+      for (int i = 0; i < n; ++i) {
+        const float l = round_clamped((x[i] + mm[c]) * inv, 0.0f, fnmax);
+        const float diff = s[c] * l - mm[c] - x[i];
+        e += w[i] * diff * diff;
+      }
+      err[c] = e;
+    }
+  }
+};
+
+// The same four kernels with candidates in AVX2 lanes. Lanes past nc repeat the last
+// candidate and are discarded.
+struct Avx2Kernels {
+  [[gnu::target("avx2")]] static __m256 load_lanes(const float* v, int c0, int nc) {
+    alignas(32) float t[8];
+    for (int k = 0; k < 8; ++k) t[k] = v[std::min(c0 + k, nc - 1)];
+    return _mm256_load_ps(t);
+  }
+  [[gnu::target("avx2")]] static void store_lanes(__m256 v, float* out, int c0, int nc) {
+    alignas(32) float t[8];
+    _mm256_store_ps(t, v);
+    for (int k = 0; k < 8 && c0 + k < nc; ++k) out[c0 + k] = t[k];
+  }
+  // round_clamped() per lane: max/min equal the scalar compare-and-select for ordered values.
+  [[gnu::target("avx2")]] static __m256 round_clamp(__m256 v, __m256 lo, __m256 hi) {
+    const __m256 magic = _mm256_set1_ps(12582912.0f);
+    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
+    return _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
+  }
+
+  [[gnu::target("avx2")]] static void score_symmetric(const float* x, const float* w, int n, float lo, float hi,
+                                                     const float* is, int nc, float* slx, float* sl2) {
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (int c0 = 0; c0 < nc; c0 += 8) {
+      const __m256 vis = load_lanes(is, c0, nc);
+      __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
+      for (int i = 0; i < n; ++i) {
+        const __m256 xv = _mm256_set1_ps(x[i]);
+        const __m256 l = round_clamp(_mm256_mul_ps(vis, xv), vlo, vhi);
+        const __m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[i]), l);
+        a = _mm256_add_ps(a, _mm256_mul_ps(wl, xv));
+        b = _mm256_add_ps(b, _mm256_mul_ps(wl, l));
+      }
+      store_lanes(a, slx, c0, nc);
+      store_lanes(b, sl2, c0, nc);
+    }
+  }
+  [[gnu::target("avx2")]] static void score_affine(const float* x, const float* w, int n, float fnmax, float off,
+                                                  const float* is, int nc, float* sl, float* sl2, float* sxl) {
+    const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(fnmax);
+    for (int c0 = 0; c0 < nc; c0 += 8) {
+      const __m256 vis = load_lanes(is, c0, nc);
+      __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps(), e = _mm256_setzero_ps();
+      for (int i = 0; i < n; ++i) {
+        const __m256 l = round_clamp(_mm256_mul_ps(_mm256_set1_ps(x[i] - off), vis), vlo, vhi);
+        const __m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[i]), l);
+        a = _mm256_add_ps(a, wl);
+        b = _mm256_add_ps(b, _mm256_mul_ps(wl, l));
+        e = _mm256_add_ps(e, _mm256_mul_ps(wl, _mm256_set1_ps(x[i])));
+      }
+      store_lanes(a, sl, c0, nc);
+      store_lanes(b, sl2, c0, nc);
+      store_lanes(e, sxl, c0, nc);
+    }
+  }
+  [[gnu::target("avx2")]] static __m256 safe_inverse(__m256 s) {
+    const __m256 zero = _mm256_setzero_ps();
+    const __m256 nz = _mm256_cmp_ps(s, zero, _CMP_NEQ_OQ);
+    return _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_blendv_ps(_mm256_set1_ps(1.0f), s, nz)), nz);
+  }
+  [[gnu::target("avx2")]] static void error_symmetric(const float* x, const float* w, int n, float lo, float hi,
+                                                     const float* s, int nc, float* err) {
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
+    for (int c0 = 0; c0 < nc; c0 += 8) {
+      const __m256 vs = load_lanes(s, c0, nc), inv = safe_inverse(vs);
+      __m256 e = _mm256_setzero_ps();
+      for (int i = 0; i < n; ++i) {
+        const __m256 xv = _mm256_set1_ps(x[i]);
+        const __m256 l = round_clamp(_mm256_mul_ps(xv, inv), vlo, vhi);
+        const __m256 diff = _mm256_sub_ps(xv, _mm256_mul_ps(vs, l));
+        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff));
+      }
+      store_lanes(e, err, c0, nc);
+    }
+  }
+  [[gnu::target("avx2")]] static void error_affine(const float* x, const float* w, int n, float fnmax,
+                                                  const float* s, const float* mm, int nc, float* err) {
+    const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(fnmax);
+    for (int c0 = 0; c0 < nc; c0 += 8) {
+      const __m256 vs = load_lanes(s, c0, nc), vm = load_lanes(mm, c0, nc), inv = safe_inverse(vs);
+      __m256 e = _mm256_setzero_ps();
+      for (int i = 0; i < n; ++i) {
+        const __m256 xv = _mm256_set1_ps(x[i]);
+        const __m256 l = round_clamp(_mm256_mul_ps(_mm256_add_ps(xv, vm), inv), vlo, vhi);
+        const __m256 diff = _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(vs, l), vm), xv);
+        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff));
+      }
+      store_lanes(e, err, c0, nc);
+    }
+  }
+};
+
+// ---- symmetric fit -------------------------------------------------------------------------
+
+// Is (slx1, sl21) a better fit than (slx0, sl20)? (cross-multiplied, sl2 > 0). For fixed levels
+// the least-squares scale is slx / sl2 and it removes slx^2 / sl2 from sum w*x^2, so larger is
+// better. A candidate must win by more than float noise: exact ties (a constant group fits
+// any level exactly) keep the earlier, simpler candidate, whose scale is more often exact in f16.
 constexpr float kTieMargin = 1.0f + 1e-5f;
 inline bool better_symmetric(float slx1, float sl21, float slx0, float sl20) {
   return slx1 * slx1 * sl20 > kTieMargin * slx0 * slx0 * sl21;
 }
 
-}  // namespace
-
-float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_t* L,
-                    const SymmetricSearch& cfg) {
+template <class K>
+float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int8_t* L, const SymmetricSearch& cfg) {
   float amax = 0, vmax = 0;
   for (int i = 0; i < n; ++i) {
     const float a = std::fabs(x[i]);
@@ -71,34 +227,29 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_
     ends[nends++] = fhi;
     if (cfg.both_ends && lo < 0) ends[nends++] = flo;
   }
-
-  const float base_is = ends[0] / vmax;  // the plain rule: extreme value lands on the end level
-  float best_is = base_is, best_slx = 0, best_sl2 = 0;
-  bool have = false;
+  // Candidates: per end, the end itself, then alternately +step, -step, +2 step, ...
+  float is[kMaxCandidates];
+  int nc = 0;
   for (int e = 0; e < nends; ++e) {
-    const float end = ends[e];
-    const float dir = end < 0 ? -1.0f : 1.0f;
-    for (int k = 0; k <= 2 * cfg.ntry; ++k) {
-      // k = 0 is the end itself, then alternately +step, -step, +2 step, ...
+    const float dir = ends[e] < 0 ? -1.0f : 1.0f;
+    for (int k = 0; k <= 2 * cfg.ntry && nc < kMaxCandidates; ++k) {
       const int off = (k + 1) / 2 * ((k & 1) ? 1 : -1);
-      const float target = end + dir * cfg.step * static_cast<float>(off);
-      if (target * dir <= 0.0f) continue;
-      const float is = target / vmax;
-      float slx, sl2;
-      symmetric_sums(x, w, n, flo, fhi, is, slx, sl2);
-      if (!(sl2 > 0.0f)) continue;
-      if (!have || better_symmetric(slx, sl2, best_slx, best_sl2)) {
-        have = true;
-        best_is = is;
-        best_slx = slx;
-        best_sl2 = sl2;
-      }
+      const float target = ends[e] + dir * cfg.step * static_cast<float>(off);
+      if (target * dir > 0.0f) is[nc++] = target / vmax;
     }
   }
+  float slx_c[kMaxCandidates], sl2_c[kMaxCandidates];
+  K::score_symmetric(x, w, n, flo, fhi, is, nc, slx_c, sl2_c);
+  int best = -1;
+  for (int c = 0; c < nc; ++c) {
+    if (!(sl2_c[c] > 0.0f)) continue;
+    if (best < 0 || better_symmetric(slx_c[c], sl2_c[c], slx_c[best], sl2_c[best])) best = c;
+  }
+  const float best_is = best < 0 ? is[0] : is[best];
   for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(round_clamped(best_is * x[i], flo, fhi));
-  if (!have) return 1.0f / best_is;  // every weight is zero: any scale is "optimal"; keep the plain one
+  if (best < 0) return 1.0f / best_is;  // every weight is zero: any scale is "optimal"; keep the plain one
 
-  float slx = best_slx, sl2 = best_sl2;
+  float slx = slx_c[best], sl2 = sl2_c[best];
   // Coordinate descent: move one value to the level nearest to it under the scale fitted to
   // all the others; keep the move only when the least-squares error drops.
   for (int pass = 0; pass < cfg.refine_passes; ++pass) {
@@ -125,11 +276,11 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_
   }
   // One "round everything to the refitted scale" step (Lloyd iteration); it can only help.
   if (cfg.refine_passes > 0 && slx != 0.0f) {
-    const float is = sl2 / slx;
+    const float nis = sl2 / slx;
     float nslx, nsl2;
-    symmetric_sums(x, w, n, flo, fhi, is, nslx, nsl2);
+    K::score_symmetric(x, w, n, flo, fhi, &nis, 1, &nslx, &nsl2);
     if (nsl2 > 0.0f && better_symmetric(nslx, nsl2, slx, sl2)) {
-      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(round_clamped(is * x[i], flo, fhi));
+      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(round_clamped(nis * x[i], flo, fhi));
       slx = nslx;
       sl2 = nsl2;
     }
@@ -137,66 +288,32 @@ float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_
   return slx / sl2;
 }
 
-float requantize_symmetric(const float* x, const float* w, int n, int lo, int hi, float s, int8_t* L) {
-  float err = 0;
-  if (s == 0.0f) {
-    std::memset(L, 0, n);
-    for (int i = 0; i < n; ++i) err += w[i] * x[i] * x[i];
-    return err;
-  }
-  const float inv = 1.0f / s, flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
-  for (int i = 0; i < n; ++i) {
-    const float l = round_clamped(x[i] * inv, flo, fhi);
-    L[i] = static_cast<int8_t>(l);
-    const float diff = x[i] - s * l;
-    err += w[i] * diff * diff;
-  }
-  return err;
-}
+// ---- affine fit --------------------------------------------------------------------------
 
-// ---- affine ------------------------------------------------------------------------------
-
-namespace {
-
-struct AffineSums {
-  float sl = 0, sl2 = 0, sxl = 0;  // sum w*l, sum w*l^2, sum w*x*l
-};
-
-// Least-squares (d, m) for fixed levels under the offset-sign constraint. Returns the score
-// d*sxl + m*swx (= sum w*x^2 minus the weighted squared error), or -1 when the levels cannot
-// carry a fit (all equal, or a non-positive scale).
-inline float affine_solve(const AffineSums& s, float sw, float swx, OffsetSign sign, float& d, float& m) {
-  const float det = sw * s.sl2 - s.sl * s.sl;
+// Least-squares (d, m) for fixed levels (sums sl = sum w*l, sl2 = sum w*l^2, sxl = sum w*x*l)
+// under the offset-sign constraint. Returns the score d*sxl + m*swx (= sum w*x^2 minus the
+// weighted squared error), or -1 when the levels cannot carry a fit (all equal, or d <= 0).
+inline float affine_solve(float sl, float sl2, float sxl, float sw, float swx, OffsetSign sign, float& d, float& m) {
+  const float det = sw * sl2 - sl * sl;
   if (!(det > 0.0f)) return -1.0f;
-  d = (sw * s.sxl - swx * s.sl) / det;
-  m = (s.sl2 * swx - s.sl * s.sxl) / det;
+  d = (sw * sxl - swx * sl) / det;
+  m = (sl2 * swx - sl * sxl) / det;
   if ((sign == OffsetSign::kNonPositive && m > 0.0f) || (sign == OffsetSign::kNonNegative && m < 0.0f)) {
     m = 0.0f;
-    d = s.sxl / s.sl2;
+    d = sxl / sl2;
   }
   if (!(d > 0.0f)) return -1.0f;
-  return d * s.sxl + m * swx;
+  return d * sxl + m * swx;
 }
 
-// Levels round((x - off) * is) clamped to [0, nmax] and their sums; writes them to L if non-null.
-inline AffineSums affine_sums(const float* x, const float* w, int n, float fnmax, float off, float is,
-                              uint8_t* L) {
-  AffineSums s;
-  for (int i = 0; i < n; ++i) {
-    const float l = round_clamped((x[i] - off) * is, 0.0f, fnmax);
-    if (L) L[i] = static_cast<uint8_t>(l);
-    const float wl = w[i] * l;
-    s.sl += wl;
-    s.sl2 += wl * l;
-    s.sxl += wl * x[i];
-  }
-  return s;
+// Levels for value = d*l + off rounded to nearest (the scoring kernels' formula).
+inline void affine_levels(const float* x, int n, float fnmax, float off, float is, uint8_t* L) {
+  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(round_clamped((x[i] - off) * is, 0.0f, fnmax));
 }
 
-}  // namespace
-
-AffineFit fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
-                     const AffineSearch& cfg) {
+template <class K>
+AffineFit fit_affine_t(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
+                       const AffineSearch& cfg) {
   float mn = x[0], mx = x[0], sw = 0, swx = 0;
   for (int i = 0; i < n; ++i) {
     mn = x[i] < mn ? x[i] : mn;
@@ -213,49 +330,71 @@ AffineFit fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* L
   const float fnmax = static_cast<float>(nmax);
   const float range = mx - mn;
 
-  // Sweep: the min/max rule (k = -1) and then (nmax + rmin + rdelta*k) / range, all offset by mn.
-  float best_is = fnmax / range, best_score = -1.0f;
+  // Sweep: the min/max rule first, then (nmax + rmin + rdelta*k) / range, all offset by mn.
+  float is[kMaxCandidates];
+  int nc = 0;
+  is[nc++] = fnmax / range;
+  for (int k = 0; k <= cfg.nstep && nc < kMaxCandidates; ++k) {
+    const float v = (fnmax + cfg.rmin + cfg.rdelta * static_cast<float>(k)) / range;
+    if (v > 0.0f) is[nc++] = v;
+  }
+  float sl[kMaxCandidates], sl2[kMaxCandidates], sxl[kMaxCandidates];
+  K::score_affine(x, w, n, fnmax, mn, is, nc, sl, sl2, sxl);
+  float best_score = -1.0f, best_is = is[0];
   AffineFit best{range / fnmax, mn};
-  for (int k = -1; k <= cfg.nstep; ++k) {
-    const float is = k < 0 ? fnmax / range : (fnmax + cfg.rmin + cfg.rdelta * static_cast<float>(k)) / range;
-    if (!(is > 0.0f)) continue;
-    const AffineSums s = affine_sums(x, w, n, fnmax, mn, is, nullptr);
+  for (int c = 0; c < nc; ++c) {
     float d = 0, m = 0;
-    const float score = affine_solve(s, sw, swx, sign, d, m);
+    const float score = affine_solve(sl[c], sl2[c], sxl[c], sw, swx, sign, d, m);
     if (score > best_score) {
       best_score = score;
-      best_is = is;
+      best_is = is[c];
       best = {d, m};
     }
   }
-  affine_sums(x, w, n, fnmax, mn, best_is, L);
+  affine_levels(x, n, fnmax, mn, best_is, L);
   if (best_score < 0.0f) return {range / fnmax, mn};  // weights all zero: keep the min/max rule
 
   // Alternate "round to the fitted (d, m)" and "refit (d, m) to those levels".
-  uint8_t Lt[256];
   for (int a = 0; a < cfg.alternations; ++a) {
-    const AffineSums s = affine_sums(x, w, n, fnmax, best.m, 1.0f / best.d, Lt);
+    const float nis = 1.0f / best.d;
+    float s1, s2, s3;
+    K::score_affine(x, w, n, fnmax, best.m, &nis, 1, &s1, &s2, &s3);
     float d = 0, m = 0;
-    const float score = affine_solve(s, sw, swx, sign, d, m);
+    const float score = affine_solve(s1, s2, s3, sw, swx, sign, d, m);
     if (!(score > best_score)) break;
+    affine_levels(x, n, fnmax, best.m, nis, L);
     best_score = score;
     best = {d, m};
-    std::memcpy(L, Lt, n);
   }
   return best;
 }
 
-float requantize_affine(const float* x, const float* w, int n, int nmax, float s, float mm, uint8_t* L) {
+}  // namespace
+
+float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_t* L, const SymmetricSearch& cfg) {
+  return fit_symmetric_t<ScalarKernels>(x, w, n, lo, hi, L, cfg);
+}
+
+AffineFit fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
+                     const AffineSearch& cfg) {
+  return fit_affine_t<ScalarKernels>(x, w, n, nmax, L, sign, cfg);
+}
+
+float requantize_symmetric(const float* x, const float* w, int n, int lo, int hi, float s, int8_t* L) {
+  const float inv = s != 0.0f ? 1.0f / s : 0.0f, flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
   float err = 0;
-  if (s == 0.0f) {
-    std::memset(L, 0, n);
-    for (int i = 0; i < n; ++i) {
-      const float diff = x[i] + mm;
-      err += w[i] * diff * diff;
-    }
-    return err;
+  for (int i = 0; i < n; ++i) {
+    const float l = round_clamped(x[i] * inv, flo, fhi);
+    L[i] = static_cast<int8_t>(l);
+    const float diff = x[i] - s * l;
+    err += w[i] * diff * diff;
   }
-  const float inv = 1.0f / s, fnmax = static_cast<float>(nmax);
+  return err;
+}
+
+float requantize_affine(const float* x, const float* w, int n, int nmax, float s, float mm, uint8_t* L) {
+  const float inv = s != 0.0f ? 1.0f / s : 0.0f, fnmax = static_cast<float>(nmax);
+  float err = 0;
   for (int i = 0; i < n; ++i) {
     const float l = round_clamped((x[i] + mm) * inv, 0.0f, fnmax);
     L[i] = static_cast<uint8_t>(l);
@@ -270,6 +409,242 @@ uint16_t scale_to_f16(float v) {
   if ((h & 0x7fffu) == 0 && v != 0.0f) h = v < 0.0f ? 0x8001u : 0x0001u;  // smallest subnormal
   if ((h & 0x7c00u) == 0x7c00u) h = static_cast<uint16_t>((h & 0x8000u) | 0x7bffu);  // largest finite
   return h;
+}
+
+// ==== K-quant super-blocks ====================================================================
+// One f16 super-block scale (and min) over small integer sub-block scales (and mins).
+//
+// Why a second refinement stage: ggml quantizes the sub-block scales once (rounding each to
+// the nearest integer multiple of d) and then re-rounds the elements. The rounding of a 4- or
+// 6-bit sub-block scale moves that sub-block's whole grid, and the nearest integer is often
+// not the best one once the elements are re-rounded; nor is the least-squares d of the float
+// scales the best d for the integer ones. Both are cheap to search, and each step below only
+// keeps a change that lowers the weighted error of the decoded values.
+namespace {
+
+int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
+
+float block_weight_sum(const float* w, int n) {
+  float s = 0;
+  for (int i = 0; i < n; ++i) s += w[i];
+  return s;
+}
+
+// Step 3 (symmetric): for every sub-block, the integer scale in center +- radius whose
+// re-rounded levels give the least error under super-block scale D. Returns the summed error.
+template <class K>
+float pick_symmetric(const float* x, const float* w, const SymmetricSuperConfig& c, float D, const int* center,
+                     int8_t* sc, int8_t* L) {
+  const float flo = static_cast<float>(c.lo), fhi = static_cast<float>(c.hi);
+  float total = 0;
+  for (int j = 0; j < c.nsub; ++j) {
+    const float* xj = x + j * c.sub;
+    const float* wj = w + j * c.sub;
+    const int a0 = clamp_int(center[j] - c.radius, c.slo, c.shi), a1 = clamp_int(center[j] + c.radius, c.slo, c.shi);
+    float s[kMaxCandidates], err[kMaxCandidates];
+    int nc = 0;
+    for (int a = a0; a <= a1 && nc < kMaxCandidates; ++a) s[nc++] = D * static_cast<float>(a);  // decoder's d*sc
+    K::error_symmetric(xj, wj, c.sub, flo, fhi, s, nc, err);
+    int best = 0;
+    for (int k = 1; k < nc; ++k)
+      if (err[k] < err[best]) best = k;
+    sc[j] = static_cast<int8_t>(a0 + best);
+    requantize_symmetric(xj, wj, c.sub, c.lo, c.hi, s[best], L + j * c.sub);
+    total += err[best];
+  }
+  return total;
+}
+
+template <class K>
+void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSuperConfig& c, SymmetricSuperBlock& out) {
+  out = SymmetricSuperBlock{};
+  float scales[16], sw[16];
+  for (int j = 0; j < c.nsub; ++j) {
+    scales[j] = fit_symmetric_t<K>(x + j * c.sub, w + j * c.sub, c.sub, c.lo, c.hi, out.L + j * c.sub, c.element);
+    sw[j] = block_weight_sum(w + j * c.sub, c.sub);
+  }
+  int8_t Ls[16];
+  const float dsup = fit_symmetric_t<K>(scales, sw, c.nsub, c.slo, c.shi, Ls, c.scale);
+  if (dsup == 0.0f) {  // every sub-block is (numerically) zero
+    out = SymmetricSuperBlock{};
+    return;
+  }
+  uint16_t d16 = scale_to_f16(dsup);
+  const float D = f16_to_f32(d16);
+  int center[16];
+  for (int j = 0; j < c.nsub; ++j) center[j] = clamp_int(round_int(scales[j] / D), c.slo, c.shi);
+  float err = pick_symmetric<K>(x, w, c, D, center, out.sc, out.L);
+  out.d = d16;
+
+  SymmetricSuperBlock trial;
+  for (int r = 0; r < c.rounds; ++r) {
+    // Step 4: least-squares D for the chosen integer scales and levels.
+    double num = 0, den = 0;
+    for (int j = 0; j < c.nsub; ++j)
+      for (int i = 0; i < c.sub; ++i) {
+        const double a = static_cast<double>(out.sc[j]) * out.L[j * c.sub + i];
+        num += w[j * c.sub + i] * a * x[j * c.sub + i];
+        den += w[j * c.sub + i] * a * a;
+      }
+    if (!(den > 0)) break;
+    const uint16_t nd16 = scale_to_f16(static_cast<float>(num / den));
+    if (nd16 == d16) break;
+    for (int j = 0; j < c.nsub; ++j) center[j] = out.sc[j];
+    const float nerr = pick_symmetric<K>(x, w, c, f16_to_f32(nd16), center, trial.sc, trial.L);
+    if (!(nerr < err)) break;
+    err = nerr;
+    d16 = nd16;
+    trial.d = nd16;
+    out = trial;
+  }
+}
+
+// Step 3 (affine): integer (scale, min) pairs in a square neighbourhood.
+template <class K>
+float pick_affine(const float* x, const float* w, const AffineSuperConfig& c, float D, float M, const int* ca,
+                  const int* cb, uint8_t* sc, uint8_t* mn, uint8_t* L) {
+  float total = 0;
+  for (int j = 0; j < c.nsub; ++j) {
+    const float* xj = x + j * c.sub;
+    const float* wj = w + j * c.sub;
+    const int a0 = clamp_int(ca[j] - c.radius, 0, c.smax), a1 = clamp_int(ca[j] + c.radius, 0, c.smax);
+    const int b0 = clamp_int(cb[j] - c.radius, 0, c.smax), b1 = clamp_int(cb[j] + c.radius, 0, c.smax);
+    float s[kMaxCandidates], mm[kMaxCandidates], err[kMaxCandidates];
+    uint8_t ia[kMaxCandidates], ib[kMaxCandidates];
+    int nc = 0;
+    for (int a = a0; a <= a1; ++a)
+      for (int b = b0; b <= b1 && nc < kMaxCandidates; ++b) {
+        s[nc] = D * static_cast<float>(a);  // the decoder's d*sc and dmin*m
+        mm[nc] = M * static_cast<float>(b);
+        ia[nc] = static_cast<uint8_t>(a);
+        ib[nc++] = static_cast<uint8_t>(b);
+      }
+    K::error_affine(xj, wj, c.sub, static_cast<float>(c.nmax), s, mm, nc, err);
+    int best = 0;
+    for (int k = 1; k < nc; ++k)
+      if (err[k] < err[best]) best = k;
+    sc[j] = ia[best];
+    mn[j] = ib[best];
+    requantize_affine(xj, wj, c.sub, c.nmax, s[best], mm[best], L + j * c.sub);
+    total += err[best];
+  }
+  return total;
+}
+
+template <class K>
+void encode_affine_super_t(const float* x, const float* w, const AffineSuperConfig& c, AffineSuperBlock& out) {
+  out = AffineSuperBlock{};
+  const int n = c.sub * c.nsub;
+  float mn = x[0], mx = x[0];
+  for (int i = 1; i < n; ++i) {
+    mn = std::min(mn, x[i]);
+    mx = std::max(mx, x[i]);
+  }
+  if (mn == mx) {
+    // Constant super-block: carried exactly (up to f16 rounding) by the min term alone:
+    // d = 0, every integer min 1, dmin = -value.
+    if (mn != 0.0f) {
+      out.dmin = scale_to_f16(-mn);
+      std::fill(out.m, out.m + c.nsub, uint8_t{1});
+    }
+    return;
+  }
+  // The integer mins are unsigned and share dmin's sign. Usually offsets are negative (the
+  // sub-block's lowest value); a super-block with no negative value is better served by
+  // positive offsets, i.e. a negative dmin.
+  const OffsetSign sign = mn > 0.0f ? OffsetSign::kNonNegative : OffsetSign::kNonPositive;
+  const float msign = sign == OffsetSign::kNonNegative ? -1.0f : 1.0f;
+
+  float scales[16], mins[16], sw[16];
+  for (int j = 0; j < c.nsub; ++j) {
+    const AffineFit f = fit_affine_t<K>(x + j * c.sub, w + j * c.sub, c.sub, c.nmax, out.L + j * c.sub, sign, c.element);
+    scales[j] = f.d;
+    mins[j] = std::fabs(f.m);
+    sw[j] = block_weight_sum(w + j * c.sub, c.sub);
+  }
+  int8_t Ls[16], Lm[16];
+  const float dsup = fit_symmetric_t<K>(scales, sw, c.nsub, 0, c.smax, Ls, c.scale);
+  const float msup = fit_symmetric_t<K>(mins, sw, c.nsub, 0, c.smax, Lm, c.scale);
+  uint16_t d16 = dsup > 0.0f ? scale_to_f16(dsup) : 0;
+  uint16_t m16 = msup > 0.0f ? scale_to_f16(msign * msup) : 0;
+  const float D = f16_to_f32(d16);
+  float M = f16_to_f32(m16);
+  int ca[16], cb[16];
+  for (int j = 0; j < c.nsub; ++j) {
+    ca[j] = D > 0.0f ? clamp_int(round_int(scales[j] / D), 0, c.smax) : 0;
+    cb[j] = M != 0.0f ? clamp_int(round_int(mins[j] / std::fabs(M)), 0, c.smax) : 0;
+  }
+  float err = pick_affine<K>(x, w, c, D, M, ca, cb, out.sc, out.m, out.L);
+  out.d = d16;
+  out.dmin = m16;
+
+  AffineSuperBlock trial;
+  for (int r = 0; r < c.rounds; ++r) {
+    // Step 4: least squares for (D, M) in x ~= D*a - M*b with a = sc*l and b = m fixed.
+    double saa = 0, sab = 0, sbb = 0, sax = 0, sbx = 0;
+    for (int j = 0; j < c.nsub; ++j) {
+      const double b = out.m[j];
+      for (int i = 0; i < c.sub; ++i) {
+        const int k = j * c.sub + i;
+        const double a = static_cast<double>(out.sc[j]) * out.L[k], wk = w[k], xk = x[k];
+        saa += wk * a * a;
+        sab += wk * a * b;
+        sbb += wk * b * b;
+        sax += wk * a * xk;
+        sbx += wk * b * xk;
+      }
+    }
+    if (!(saa > 0)) break;
+    const double det = saa * sbb - sab * sab;
+    double nD = sax / saa, nM = M;
+    if (sbb > 0 && det > 1e-12 * saa * sbb) {
+      nD = (sax * sbb - sab * sbx) / det;
+      nM = (sab * sax - saa * sbx) / det;
+      if (nM * msign < 0) {  // the offsets may not change sign: keep M, refit D alone
+        nM = M;
+        nD = (sax + M * sab) / saa;
+      }
+    }
+    if (!(nD > 0)) break;
+    const uint16_t nd16 = scale_to_f16(static_cast<float>(nD));
+    const uint16_t nm16 = nM != 0 ? scale_to_f16(static_cast<float>(nM)) : 0;
+    if (nd16 == d16 && nm16 == m16) break;
+    for (int j = 0; j < c.nsub; ++j) {
+      ca[j] = out.sc[j];
+      cb[j] = out.m[j];
+    }
+    const float nerr = pick_affine<K>(x, w, c, f16_to_f32(nd16), f16_to_f32(nm16), ca, cb, trial.sc, trial.m, trial.L);
+    if (!(nerr < err)) break;
+    err = nerr;
+    d16 = nd16;
+    m16 = nm16;
+    M = f16_to_f32(m16);
+    trial.d = d16;
+    trial.dmin = m16;
+    out = trial;
+  }
+}
+
+}  // namespace
+
+// ---- entry points ---------------------------------------------------------------------------
+
+void encode_symmetric_super(const float* x, const float* w, const SymmetricSuperConfig& c, SymmetricSuperBlock& out) {
+  encode_symmetric_super_t<ScalarKernels>(x, w, c, out);
+}
+void encode_affine_super(const float* x, const float* w, const AffineSuperConfig& c, AffineSuperBlock& out) {
+  encode_affine_super_t<ScalarKernels>(x, w, c, out);
+}
+void encode_symmetric_super_avx2(const float* x, const float* w, const SymmetricSuperConfig& c,
+                                 SymmetricSuperBlock& out) {
+  encode_symmetric_super_t<Avx2Kernels>(x, w, c, out);
+}
+void encode_affine_super_avx2(const float* x, const float* w, const AffineSuperConfig& c, AffineSuperBlock& out) {
+  encode_affine_super_t<Avx2Kernels>(x, w, c, out);
+}
+bool cpu_has_avx2() {
+  static const bool has = __builtin_cpu_supports("avx2");
+  return has;
 }
 
 }  // namespace smolq::qsearch

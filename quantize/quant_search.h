@@ -60,6 +60,7 @@ struct SymmetricSearch {
 float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_t* L,
                     const SymmetricSearch& cfg);
 
+// n must be a multiple of 8 in every helper below (groups of 8, 16 or 32 values).
 // Weighted squared error of reconstructing x with scale s and levels rounded to nearest
 // (clamped to [lo, hi]); writes those levels. `s` is the decoder's float scale.
 float requantize_symmetric(const float* x, const float* w, int n, int lo, int hi, float s, int8_t* L);
@@ -101,7 +102,7 @@ uint16_t scale_to_f16(float v);
 // ---- two-level (K-quant) super-blocks ----------------------------------------------------
 // A super-block of nsub sub-blocks x sub elements stores one f16 scale d (and for the affine
 // formats one f16 dmin) and a small integer scale (and min) per sub-block. The engines below
-// choose all of them (implementation: k_quants_search.cpp):
+// choose all of them (implementation: quant_search.cpp):
 //   1. fit every sub-block on its own (fit_symmetric / fit_affine);
 //   2. quantize the sub-block scales (and mins) to integers with a weighted fit (weight of a
 //      sub-block = sum of its element weights), giving d (and dmin), rounded to f16;
@@ -140,5 +141,11 @@ struct AffineSuperBlock {
   uint8_t L[256] = {};
 };
 void encode_affine_super(const float* x, const float* w, const AffineSuperConfig& cfg, AffineSuperBlock& out);
+
+// The same engines compiled for AVX2 (identical output bytes); call only when cpu_has_avx2().
+void encode_symmetric_super_avx2(const float* x, const float* w, const SymmetricSuperConfig& cfg,
+                                 SymmetricSuperBlock& out);
+void encode_affine_super_avx2(const float* x, const float* w, const AffineSuperConfig& cfg, AffineSuperBlock& out);
+bool cpu_has_avx2();
 
 }  // namespace smolq::qsearch

@@ -27,4 +27,17 @@ SMOLQ_LEGACY_K_KERNELS(q6_k)
 
 #undef SMOLQ_LEGACY_K_KERNELS
 
+// Fast K-quant quantizers: the reference search compiled for AVX2 when the CPU supports it
+// (falls back to the _ref kernel otherwise). Output bytes are identical to the _ref kernels.
+void quantize_q2_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+void quantize_q3_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+void quantize_q4_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+void quantize_q5_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+void quantize_q6_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+
 }  // namespace smolq::kernels
