@@ -40,6 +40,13 @@ if [ "${SMOLQ_SKIP_PYTHON:-0}" != "1" ]; then
   fi
 fi
 
+# --- llama.cpp's own tools (llama-imatrix, llama-perplexity, llama-quantize) ----
+# Built from the llama.cpp source inside the pinned llama-cpp-python sdist; the interop tests
+# and benchmarks compare smolq with them. Cached after the first build.
+if [ "${SMOLQ_SKIP_PYTHON:-0}" != "1" ] && [ "${SMOLQ_SKIP_LLAMA_TOOLS:-0}" != "1" ]; then
+  bash "$here/scripts/build_llama_tools.sh"
+fi
+
 # --- Build ------------------------------------------------------------------
 build="${SMOLQ_BUILD_DIR:-$here/build}"
 cmake -S "$here" -B "$build" -DCMAKE_BUILD_TYPE="${SMOLQ_BUILD_TYPE:-Release}" \
