@@ -13,11 +13,13 @@
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import shutil
-import subprocess
+import sys
 import tempfile
 
 import pytest
@@ -25,6 +27,30 @@ import pytest
 CONTEXTS = (512, 2048, 8192)
 TOLERANCE = 0.10
 MIB = 1024 * 1024
+
+
+@contextlib.contextmanager
+def captured_stderr():
+    """Everything llama.cpp logs, whichever way it goes: llama-cpp-python forwards llama.cpp's
+    log to Python's sys.stderr, and C code may write to file descriptor 2 directly. Both are
+    redirected into one temporary file; yields a list that receives the text."""
+    out = []
+    with tempfile.TemporaryFile(mode="w+b") as log:
+        sys.stderr.flush()
+        saved_fd = os.dup(2)
+        saved_py = sys.stderr
+        os.dup2(log.fileno(), 2)
+        sys.stderr = io.TextIOWrapper(os.fdopen(os.dup(2), "wb"), write_through=True)
+        try:
+            yield out
+        finally:
+            sys.stderr.flush()
+            sys.stderr.close()
+            sys.stderr = saved_py
+            os.dup2(saved_fd, 2)
+            os.close(saved_fd)
+        log.seek(0)
+        out.append(log.read().decode(errors="replace"))
 
 
 def estimate(run_smolq, path, *args):
@@ -127,18 +153,11 @@ def llama_buffers(gguf_path, n_ctx, n_ubatch=512, flash_attn=False):
     llama.cpp writes its log from C to file descriptor 2, so fd 2 itself is redirected."""
     import llama_cpp
 
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
-        try:
-            m = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=max(512, n_ubatch), n_ubatch=n_ubatch,
-                                n_threads=1, n_gpu_layers=0, flash_attn=flash_attn, verbose=True)
-            del m
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        log.seek(0)
-        text = log.read().decode(errors="replace")
+    with captured_stderr() as log:
+        m = llama_cpp.Llama(model_path=str(gguf_path), n_ctx=n_ctx, n_batch=max(512, n_ubatch), n_ubatch=n_ubatch,
+                            n_threads=1, n_gpu_layers=0, flash_attn=flash_attn, verbose=True)
+        del m
+    text = log[0]
     out = {}
     for k, rx in _BUFFERS.items():
         found = rx.findall(text)
@@ -173,18 +192,108 @@ def test_quantized_kv_cache_matches_llama_cpp(run_smolq, real_gguf):
     report = estimate(run_smolq, real_gguf, "--types", "Q4_1", "--ctx", "2048", "--kv-type", "q8_0")
     ours = report["types"][0]["memory"][0]
     assert report["run"]["flash_attn"] is True  # a quantized V cache needs flash attention
-    with tempfile.TemporaryFile(mode="w+b") as log:
-        saved = os.dup(2)
-        os.dup2(log.fileno(), 2)
-        try:
-            m = llama_cpp.Llama(model_path=str(real_gguf), n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=1,
-                                flash_attn=True, type_k=llama_cpp.GGML_TYPE_Q8_0, type_v=llama_cpp.GGML_TYPE_Q8_0,
-                                verbose=True)
-            del m
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-        log.seek(0)
-        text = log.read().decode(errors="replace")
+    with captured_stderr() as log:
+        m = llama_cpp.Llama(model_path=str(real_gguf), n_ctx=2048, n_batch=512, n_ubatch=512, n_threads=1,
+                            flash_attn=True, type_k=llama_cpp.GGML_TYPE_Q8_0, type_v=llama_cpp.GGML_TYPE_Q8_0,
+                            verbose=True)
+        del m
+    text = log[0]
     kv = float(_BUFFERS["kv"].findall(text)[0])
     assert abs((ours["kv_k"] + ours["kv_v"]) / MIB - kv) <= 0.01  # printed to 0.01 MiB
+
+
+# --- 1b. full-size shapes against llama.cpp's own quantizer (dry run) ------------------------
+#
+# The 360M / 1.7B / 3B shapes exist here as configs only. llama.cpp's quantizer has a dry-run
+# mode that plans every tensor's type and prints the resulting size without reading any weight,
+# so it runs on a GGUF whose header describes the full model and whose data section is a sparse
+# hole. It prints the tensor-data total in MiB with two decimals; the estimate's tensor bytes
+# must agree to that precision (a single tensor changing type moves it by >= 0.1 MiB).
+
+# llama_ftype numbers (GGUF general.file_type) of the types checked by default.
+SHAPE_FTYPES = {"Q4_0": 2, "Q2_K": 10, "Q3_K_M": 12, "Q4_K_M": 15, "Q6_K": 18, "IQ4_XS": 30}
+
+
+def _sparse_gguf(config_path, out_path):
+    """A GGUF with the full tensor list of the config (F16 weights, F32 norms, tied) whose data
+    is a sparse hole: its header is real, its bytes on disk are a few kilobytes."""
+    import gguf
+    import numpy as np
+
+    cfg = json.loads(config_path.read_text())
+    E, F, L = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_hidden_layers"]
+    H, KV, V = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["vocab_size"]
+    hd = cfg.get("head_dim") or E // H
+    arch = "smollm3" if cfg["model_type"] == "smollm3" else "llama"
+    w = gguf.GGUFWriter(str(out_path), arch)
+    w.add_block_count(L)
+    w.add_context_length(cfg["max_position_embeddings"])
+    w.add_embedding_length(E)
+    w.add_feed_forward_length(F)
+    w.add_head_count(H)
+    w.add_head_count_kv(KV)
+    w.add_layer_norm_rms_eps(cfg["rms_norm_eps"])
+    w.add_rope_dimension_count(hd)
+    w.add_vocab_size(V)
+    w.add_file_type(1)
+
+    def tensor(name, ne, f32=False):  # ne in ggml order (row length first)
+        n = int(np.prod(ne)) * (4 if f32 else 2)
+        w.add_tensor_info(name, list(reversed(ne)), np.float32 if f32 else np.float16, n)
+
+    tensor("token_embd.weight", [E, V])
+    tensor("output_norm.weight", [E], True)
+    for i in range(L):
+        p = f"blk.{i}."
+        tensor(p + "attn_norm.weight", [E], True)
+        tensor(p + "attn_q.weight", [E, H * hd])
+        tensor(p + "attn_k.weight", [E, KV * hd])
+        tensor(p + "attn_v.weight", [E, KV * hd])
+        tensor(p + "attn_output.weight", [H * hd, E])
+        tensor(p + "ffn_norm.weight", [E], True)
+        tensor(p + "ffn_gate.weight", [E, F])
+        tensor(p + "ffn_up.weight", [E, F])
+        tensor(p + "ffn_down.weight", [F, E])
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_ti_data_to_file()
+    f = w.fout[0] if isinstance(w.fout, list) else w.fout
+    f.flush()
+    align = 32
+    infos = w.tensors[0].values() if isinstance(w.tensors, list) else w.tensors.values()
+    size = (f.tell() + align - 1) // align * align + sum((ti.nbytes + align - 1) // align * align for ti in infos)
+    f.truncate(size)
+    f.close()
+
+
+def llama_dry_run_mib(gguf_path, ftype):
+    import ctypes
+
+    import llama_cpp
+
+    p = llama_cpp.llama_model_quantize_default_params()
+    p.ftype = ftype
+    p.dry_run = True
+    p.nthread = 1
+    with captured_stderr() as log:
+        rc = llama_cpp.llama_model_quantize(str(gguf_path).encode(), (str(gguf_path) + ".out").encode(),
+                                            ctypes.byref(p))
+    text = log[0]
+    assert rc == 0, text[-2000:]
+    found = re.findall(r"quant size\s*=\s*([\d.]+) MiB", text)
+    assert found, text[-2000:]
+    return float(found[-1])
+
+
+@pytest.mark.parametrize("shape", ["smollm-360m", "smollm2-1.7b", "smollm3-3b"])
+def test_tensor_bytes_of_full_shapes_match_llama_cpp(run_smolq, out_dir, shape):
+    from pathlib import Path
+
+    cfg_dir = Path(os.environ.get("SMOLQ_SOURCE_DIR", Path(__file__).resolve().parents[2])) / "testdata/configs" / shape
+    sparse = out_dir / f"{shape}.gguf"
+    _sparse_gguf(cfg_dir / "config.json", sparse)
+    report = estimate(run_smolq, cfg_dir, "--types", ",".join(SHAPE_FTYPES))
+    ours = {t["type"]: t["tensor_bytes"] / MIB for t in report["types"]}
+    for name, ftype in SHAPE_FTYPES.items():
+        theirs = llama_dry_run_mib(sparse, ftype)
+        assert abs(ours[name] - theirs) <= 0.006, f"{shape} {name}: llama.cpp {theirs:.2f} MiB, estimate {ours[name]:.3f} MiB"
