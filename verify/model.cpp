@@ -48,7 +48,7 @@ std::vector<uint32_t> hf_rope_row_order(uint64_t n_head, uint64_t head_dim) {
   return order;
 }
 
-std::vector<float> llama3_rope_factors(const ModelConfig& c) {
+std::vector<float> llama3_freq_factors(const ModelConfig& c) {
   // Meta's llama3 scaling, as llama.cpp's converter writes it: wavelengths shorter than
   // original_context / high_freq_factor keep their frequency, longer than
   // original_context / low_freq_factor are divided by `factor`, and the band between is
@@ -195,7 +195,7 @@ void Model::load_hf(const std::string& dir) {
     L.wq.row_order = hf_rope_row_order(config_.n_head, config_.head_dim);
     L.wk.row_order = hf_rope_row_order(config_.n_head_kv, config_.head_dim);
   }
-  if (config_.rope_scaling.type == "llama3") rope_freqs_ = llama3_rope_factors(config_);
+  if (config_.rope_scaling.type == "llama3") rope_freqs_ = llama3_freq_factors(config_);
 }
 
 void Model::check_shapes() const {

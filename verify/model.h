@@ -106,6 +106,6 @@ class Model {
 std::vector<uint32_t> hf_rope_row_order(uint64_t n_head, uint64_t head_dim);
 
 // llama3 RoPE frequency divisors as llama.cpp's converter computes them into rope_freqs.weight.
-std::vector<float> llama3_rope_factors(const ModelConfig& c);
+std::vector<float> llama3_freq_factors(const ModelConfig& c);
 
 }  // namespace smolq

@@ -70,7 +70,8 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
   PerplexityResult res;
   res.n_chunks = plan_chunks(static_cast<int64_t>(tokens.size()), o);
   const int64_t V = static_cast<int64_t>(model.config().n_vocab);
-  const int64_t first = o.n_ctx / 2;
+  // Without scoring no position needs logits: `first` moves past the end of the chunk.
+  const int64_t first = o.score ? o.n_ctx / 2 : o.n_ctx;
   ChunkRunner runner(model, o);
   std::vector<float> logits(static_cast<size_t>((o.n_ctx - first) * V));
   const auto t0 = Clock::now();
@@ -82,7 +83,7 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
       const std::span<const float> row(logits.data() + j * V, static_cast<size_t>(V));
       res.stats.add(score_token(row, chunk[first + j + 1]).nll);
     }
-    res.running_ppl.push_back(res.stats.ppl());
+    if (o.score) res.running_ppl.push_back(res.stats.ppl());
     res.tokens_evaluated += o.n_ctx;
     res.seconds = seconds_since(t0);
     if (on_chunk) on_chunk({c + 1, res.n_chunks, res.tokens_evaluated, res.n_chunks * o.n_ctx, res.seconds}, res.stats);

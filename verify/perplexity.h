@@ -26,6 +26,7 @@ struct EvalOptions {
   int n_threads = 1;
   bool add_bos = false;   // replace each chunk's first token with bos_id
   int32_t bos_id = 1;
+  bool score = true;      // false: compute no logits and no perplexity (imatrix --no-ppl)
 };
 
 // Chunks the protocol will evaluate; throws Error when the text has fewer than 2 * n_ctx

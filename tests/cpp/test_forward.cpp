@@ -317,7 +317,7 @@ TEST_SUITE("test_forward") {
     c.rope_dim = 64;
     c.rope_theta = 500000.0;
     c.rope_scaling = {.type = "llama3", .factor = 8.0, .original_context = 8192, .low_freq_factor = 1.0, .high_freq_factor = 4.0};
-    const auto f = llama3_rope_factors(c);
+    const auto f = llama3_freq_factors(c);
     REQUIRE(f.size() == 32);
     CHECK(f.front() == 1.0f);
     CHECK(f.back() == 8.0f);
