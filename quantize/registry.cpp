@@ -20,7 +20,8 @@ const TypeGeometry* geo(G t) { return &type_info(t); }
 // Rows: geometry, reference quantizer, fast quantizer, dequantizer, fallback, tolerance.
 // Fallbacks follow llama.cpp: when a row is not a multiple of 256, K-quants and IQ types
 // fall back to a 32-element format of similar precision (then F16 if even that fails).
-// `fallback == id` means "no 32-element substitute": such a tensor goes to F16.
+// `fallback == id` means "no 32-element substitute": the mixture planner rejects such a tensor
+// (llama.cpp does too) unless the row fits; see quantize/mixtures.cpp.
 const std::array<QTypeInfo, 35>& table() {
   static const std::array<QTypeInfo, 35> t{{
       {geo(G::F32), k::quantize_f32_ref, k::quantize_f32_ref, k::dequantize_f32, G::F32, 0.0},
@@ -32,8 +33,8 @@ const std::array<QTypeInfo, 35>& table() {
       {geo(G::Q5_1), k::quantize_q5_1_ref, k::quantize_q5_1_ref, k::dequantize_q5_1, G::Q5_1, 0.05},
       {geo(G::Q8_0), k::quantize_q8_0_ref, k::quantize_q8_0_ref, k::dequantize_q8_0, G::Q8_0, 0.01},
       {geo(G::Q8_1), nullptr, nullptr, nullptr, G::Q8_1, 0.01},
-      {geo(G::Q2_K), k::quantize_q2_k_ref, k::quantize_q2_k, k::dequantize_q2_k, G::IQ4_NL, 0.40},
-      {geo(G::Q3_K), k::quantize_q3_k_ref, k::quantize_q3_k, k::dequantize_q3_k, G::IQ4_NL, 0.22},
+      {geo(G::Q2_K), k::quantize_q2_k_ref, k::quantize_q2_k, k::dequantize_q2_k, G::Q4_0, 0.40},
+      {geo(G::Q3_K), k::quantize_q3_k_ref, k::quantize_q3_k, k::dequantize_q3_k, G::Q4_0, 0.22},
       {geo(G::Q4_K), k::quantize_q4_k_ref, k::quantize_q4_k, k::dequantize_q4_k, G::Q5_0, 0.11},
       {geo(G::Q5_K), k::quantize_q5_k_ref, k::quantize_q5_k, k::dequantize_q5_k, G::Q5_1, 0.06},
       {geo(G::Q6_K), k::quantize_q6_k_ref, k::quantize_q6_k, k::dequantize_q6_k, G::Q8_0, 0.03},
@@ -57,7 +58,7 @@ const std::array<QTypeInfo, 35>& table() {
       {geo(G::MXFP4), k::quantize_mxfp4_ref, k::quantize_mxfp4_ref, k::dequantize_mxfp4, G::MXFP4, 0.25},
       {geo(G::NVFP4), k::quantize_nvfp4_ref, k::quantize_nvfp4_ref, k::dequantize_nvfp4, G::NVFP4, 0.25},
       {geo(G::Q1_0), k::quantize_q1_0_ref, k::quantize_q1_0_ref, k::dequantize_q1_0, G::Q1_0, 1.0},
-      {geo(G::Q2_0), k::quantize_q2_0_ref, k::quantize_q2_0_ref, k::dequantize_q2_0, G::Q2_0, 1.0},
+      {geo(G::Q2_0), k::quantize_q2_0_ref, k::quantize_q2_0_ref, k::dequantize_q2_0, G::Q4_0, 1.0},
   }};
   return t;
 }

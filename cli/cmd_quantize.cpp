@@ -1,0 +1,104 @@
+// smolq quantize: GGUF -> GGUF in another file type (llama-quantize's options).
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "cli/options.h"
+#include "cli/quant_report.h"
+#include "formats/error.h"
+#include "formats/interrupt.h"
+#include "quantize/quantize_model.h"
+#include "quantize/tensor_quantizer.h"
+
+namespace smolq::cli {
+
+int run_quantize(const std::vector<std::string>& args) {
+  po::options_description opts("quantize options");
+  std::string input, output, type, imatrix, output_tensor_type, token_embedding_type;
+  std::vector<std::string> tensor_types, include, exclude, override_kv;
+  int threads = 0;
+  opts.add_options()
+      ("input", po::value<std::string>(&input), "input GGUF")
+      ("output", po::value<std::string>(&output), "output GGUF")
+      ("type", po::value<std::string>(&type), "file type: Q4_K_M, Q8_0, IQ4_XS, ... (see --list-types)")
+      ("imatrix", po::value<std::string>(&imatrix), "importance matrix (llama.cpp GGUF or legacy .dat)")
+      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors matching REGEX (repeatable)")
+      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors matching REGEX (repeatable)")
+      ("output-tensor-type", po::value<std::string>(&output_tensor_type), "type of output.weight")
+      ("token-embedding-type", po::value<std::string>(&token_embedding_type), "type of token_embd.weight")
+      ("tensor-type", po::value<std::vector<std::string>>(&tensor_types), "REGEX=TYPE for matching tensors (repeatable, first match wins)")
+      ("leave-output-tensor", "keep output.weight as it is")
+      ("pure", "no mixture rules: every quantizable tensor gets the file type's default type")
+      ("allow-requantize", "allow quantizing tensors that are already quantized")
+      ("override-kv", po::value<std::vector<std::string>>(&override_kv), "KEY=TYPE:VALUE metadata override (repeatable)")
+      ("dry-run", "print the per-tensor plan, size and bits per weight; write nothing")
+      ("list-types", "list the file types and exit")
+      ("threads,t", po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
+      ("quiet,q", "no progress bar");
+  po::positional_options_description pos;
+  pos.add("input", 1).add("output", 1).add("type", 1);
+  auto parsed = parse_args(args, "smolq quantize <in.gguf> <out.gguf> <TYPE> [--imatrix F] [options]", opts, pos);
+  if (parsed.help) return 0;
+  if (parsed.vm.count("list-types")) {
+    print_file_types();
+    return 0;
+  }
+  const bool dry = parsed.vm.count("dry-run") > 0;
+  if (dry && type.empty() && !output.empty()) std::swap(type, output);  // `quantize in.gguf TYPE --dry-run`
+  if (input.empty() || type.empty() || (output.empty() && !dry))
+    throw UsageError("usage: smolq quantize <in.gguf> <out.gguf> <TYPE>");
+
+  auto reader = GgufReader::open(input);
+  QuantizeOptions q;
+  q.ftype = parse_file_type(type);
+  fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
+  q.include_weights = include;
+  q.exclude_weights = exclude;
+  q.allow_requantize = parsed.vm.count("allow-requantize") > 0;
+  q.override_kv = override_kv;
+  ImatrixData imat;
+  if (!imatrix.empty()) {
+    imat = read_imatrix(imatrix);
+    q.imatrix = &imat;
+    q.imatrix_path = imatrix;
+  }
+
+  std::vector<SourceTensor> sources;
+  for (const auto& t : reader->tensors()) {
+    SourceTensor s;
+    std::vector<uint64_t> ne = t.shape;
+    s.shape.name = t.name;
+    for (size_t d = 0; d < ne.size() && d < 4; ++d) s.shape.ne[d] = ne[d];
+    s.shape.source_type = t.type;
+    ByteView data = reader->tensor_data(t);
+    s.encoded = data.span();
+    const GgmlType st = t.type;
+    const uint64_t ncols = ne[0];
+    const auto bytes = data.span();
+    s.rows = [st, ncols, bytes](uint64_t r0, uint64_t n, std::span<float> out) {
+      dequantize_tensor_rows(st, bytes, ncols, r0, n, out);
+    };
+    sources.push_back(std::move(s));
+  }
+  const ModelFacts facts = facts_from_gguf(reader->metadata());
+  QuantizePlanResult r = plan_quantization(sources, facts, q);
+  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (dry) {
+    std::fputs(format_plan(r.plan).c_str(), stdout);
+    return 0;
+  }
+  GgufMetadata meta = reader->metadata();
+  stamp_quantize_metadata(meta, q, r);
+
+  install_interrupt_handlers();
+  const int nthreads = resolve_threads(threads);
+  const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
+  const auto t0 = std::chrono::steady_clock::now();
+  WriteResult w = write_gguf_model(output, meta, r.outputs, nthreads, progress_printer(show));
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  print_write_summary(output, w, secs, nthreads, r.imatrix_used);
+  return 0;
+}
+
+}  // namespace smolq::cli

@@ -1,0 +1,21 @@
+// Pieces shared by the commands that write models (convert, quantize): option handling for
+// llama-quantize's per-tensor overrides, progress display, closing summary.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cli/options.h"
+#include "quantize/mixtures.h"
+#include "quantize/model_writer.h"
+
+namespace smolq::cli {
+
+void print_file_types();
+void fill_mixture_options(MixtureOptions& m, const po::variables_map& vm, const std::vector<std::string>& tensor_types,
+                          const std::string& output_tensor_type, const std::string& token_embedding_type);
+std::function<void(const WriteProgress&)> progress_printer(bool enabled);
+void print_write_summary(const std::string& path, const WriteResult& w, double seconds, int threads, int imatrix_used);
+std::string human_bytes(uint64_t b);
+
+}  // namespace smolq::cli
