@@ -106,6 +106,26 @@ ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoi
     p.outputs.insert(p.outputs.begin() + 1, std::move(o));
   }
 
+  // Straight to a quantized file type: the mixture planner decides every tensor's type.
+  if (opt.quant) {
+    std::vector<SourceTensor> sources;
+    for (auto& o : p.outputs) {
+      SourceTensor s;
+      s.shape.name = o.name;
+      for (size_t d = 0; d < o.shape.size() && d < 4; ++d) s.shape.ne[d] = o.shape[d];
+      s.shape.source_type = GgmlType::F32;
+      s.rows = o.source;
+      sources.push_back(std::move(s));
+    }
+    ModelFacts facts;
+    facts.arch = cfg.arch;
+    facts.n_layer = static_cast<uint32_t>(cfg.n_layer);
+    facts.n_head = static_cast<uint32_t>(cfg.n_head);
+    facts.n_head_kv = static_cast<uint32_t>(cfg.n_head_kv);
+    p.quant = plan_quantization(sources, facts, *opt.quant);
+    p.outputs = p.quant->outputs;
+  }
+
   // Metadata: general.*, hyperparameters, file type, tokenizer, provenance.
   ModelNaming naming = derive_naming(opt.input_dir, p.n_params, opt.name_override);
   write_general_metadata(naming, cfg.arch, p.metadata);
@@ -114,6 +134,7 @@ ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoi
   write_tokenizer_metadata(p.tokenizer, p.metadata);
   p.metadata.set("general.quantization_version", GgufValue::u32(2));
   p.metadata.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
+  if (p.quant) stamp_quantize_metadata(p.metadata, *opt.quant, *p.quant);
   return p;
 }
 
@@ -124,6 +145,10 @@ ConvertSummary convert_checkpoint(const ConvertOptions& opt) {
   s.pre_tokenizer = plan.tokenizer.pre;
   s.pre_detected_by = plan.tokenizer.pre_detected_by;
   s.size_label = plan.metadata.get_string("general.size_label");
+  if (plan.quant) {
+    s.warnings = plan.quant->warnings;
+    s.imatrix_used = plan.quant->imatrix_used;
+  }
   // Release each source tensor's pages once it has been written: RSS stays ~ one tensor.
   std::map<std::string, const StTensor*> source_of;
   for (const auto& m : plan.mapped) source_of[m.gguf_name] = m.source;

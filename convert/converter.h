@@ -4,6 +4,7 @@
 #pragma once
 #include <functional>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,7 @@
 #include "formats/ggml_types.h"
 #include "formats/model_config.h"
 #include "quantize/model_writer.h"
+#include "quantize/quantize_model.h"
 
 namespace smolq {
 
@@ -22,6 +24,8 @@ struct ConvertOptions {
   // (norms) stay F32; rows that do not fit a block format fall back as llama.cpp does.
   GgmlType weight_type = GgmlType::F16;
   uint32_t file_type = 1;            // general.file_type (llama_ftype)
+  // `--type Q4_K_M` etc.: plan with llama.cpp's mixture rules instead of weight_type.
+  std::optional<QuantizeOptions> quant;
   int threads = 1;
   std::string name_override;         // --name
   TokenizerOptions tokenizer;        // --pre-tokenizer, probe hash
@@ -35,6 +39,7 @@ struct ConvertPlan {
   GgufMetadata metadata;
   std::vector<MappedTensor> mapped;
   std::vector<OutputTensor> outputs;  // same order as written
+  std::optional<QuantizePlanResult> quant;  // when converting straight to a file type
   uint64_t n_params = 0;
 };
 
@@ -42,6 +47,8 @@ struct ConvertSummary {
   WriteResult written;
   std::string pre_tokenizer, pre_detected_by;
   std::string size_label;
+  std::vector<std::string> warnings;  // from planning (e.g. tensors without importance data)
+  int imatrix_used = 0;
 };
 
 // Read config, tokenizer and tensor headers; decide names, types and metadata. The returned
