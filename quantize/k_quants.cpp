@@ -40,20 +40,26 @@ using qsearch::SymmetricSuperConfig;
 constexpr SymmetricSearch kScaleSearch{.ntry = 4, .step = 0.1f, .both_ends = false, .refine_passes = 2};
 
 constexpr AffineSuperConfig kQ2K{.sub = 16, .nsub = 16, .nmax = 3, .smax = 15,
-                                 .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 15, .alternations = 4},
-                                 .scale = kScaleSearch, .radius = 1, .rounds = 3};
+                                 .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 14, .alternations = 4},
+                                 .scale = kScaleSearch, .radius = 1, .rounds = 2};
+// Q3_K without an imatrix: one candidate pass per sub-block and no refit round. ggml's plain
+// Q3_K is a single rounding plus coordinate descent, and this keeps us near its speed while
+// still beating its error; with an imatrix the fuller search below pays off.
+constexpr SymmetricSuperConfig kQ3KPlain{.sub = 16, .nsub = 16, .lo = -4, .hi = 3, .slo = -32, .shi = 31,
+                                         .element = {.ntry = 1, .step = 0.3f, .both_ends = true, .refine_passes = 0},
+                                         .scale = kScaleSearch, .radius = 1, .rounds = 0};
 constexpr SymmetricSuperConfig kQ3K{.sub = 16, .nsub = 16, .lo = -4, .hi = 3, .slo = -32, .shi = 31,
                                     .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
-                                    .scale = kScaleSearch, .radius = 1, .rounds = 3};
+                                    .scale = kScaleSearch, .radius = 1, .rounds = 1};
 constexpr AffineSuperConfig kQ4K{.sub = 32, .nsub = 8, .nmax = 15, .smax = 63,
                                  .element = {.rmin = -1.0f, .rdelta = 0.1f, .nstep = 20, .alternations = 4},
-                                 .scale = kScaleSearch, .radius = 1, .rounds = 3};
+                                 .scale = kScaleSearch, .radius = 1, .rounds = 2};
 constexpr AffineSuperConfig kQ5K{.sub = 32, .nsub = 8, .nmax = 31, .smax = 63,
                                  .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 15, .alternations = 4},
-                                 .scale = kScaleSearch, .radius = 1, .rounds = 3};
+                                 .scale = kScaleSearch, .radius = 1, .rounds = 2};
 constexpr SymmetricSuperConfig kQ6K{.sub = 16, .nsub = 16, .lo = -32, .hi = 31, .slo = -128, .shi = 127,
                                     .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
-                                    .scale = kScaleSearch, .radius = 1, .rounds = 3};
+                                    .scale = kScaleSearch, .radius = 1, .rounds = 1};
 
 // sigma^2 of the element weighting sqrt(sigma2 + x^2), as a multiple of the super-block's
 // mean square (ggml uses 1 for Q2_K and 2 for Q3_K..Q5_K).
@@ -192,14 +198,18 @@ namespace {
 
 void pack_q3_k(const qsearch::SymmetricSuperBlock& s, BlockQ3_K& b) {
   pack_q3k_scales(s.sc, b.scales);
-  uint8_t q[kQKK];
-  std::memset(b.hmask, 0, sizeof b.hmask);
-  for (int j = 0; j < kQKK; ++j) {
-    const int v = s.L[j] + 4;  // 0..7
-    if (v > 3) b.hmask[j % 32] |= static_cast<uint8_t>(1u << (j / 32));
-    q[j] = static_cast<uint8_t>(v & 3);
+  // Stored level l + 4: its third bit is set exactly when l >= 0, and its low two bits are
+  // those of l (adding 4 does not change them).
+  for (int l = 0; l < 32; ++l) {
+    uint8_t m = 0;
+    for (int k = 0; k < 8; ++k) m |= static_cast<uint8_t>((s.L[32 * k + l] >= 0 ? 1u : 0u) << k);
+    b.hmask[l] = m;
   }
-  pack_2bit(q, b.qs);
+  for (int h = 0; h < 2; ++h)
+    for (int l = 0; l < 32; ++l) {
+      const int8_t* e = s.L + 128 * h + l;
+      b.qs[32 * h + l] = static_cast<uint8_t>((e[0] & 3) | ((e[32] & 3) << 2) | ((e[64] & 3) << 4) | ((e[96] & 3) << 6));
+    }
   b.d = s.d;
 }
 
@@ -207,9 +217,10 @@ void pack_q3_k(const qsearch::SymmetricSuperBlock& s, BlockQ3_K& b) {
 
 void quantize_q3_k_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ3_K& b) {
+  const SymmetricSuperConfig& cfg = imatrix.empty() ? kQ3KPlain : kQ3K;
+  quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [&cfg](const float* x, const float* w, BlockQ3_K& b) {
     qsearch::SymmetricSuperBlock s;
-    qsearch::encode_symmetric_super(x, w, kQ3K, s);
+    qsearch::encode_symmetric_super(x, w, cfg, s);
     pack_q3_k(s, b);
   });
 }
@@ -217,9 +228,10 @@ void quantize_q3_k_ref(std::span<const float> src, std::span<std::byte> dst, int
 void quantize_q3_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
   if (!qsearch::cpu_has_avx2()) return quantize_q3_k_ref(src, dst, n_per_row, imatrix);
-  quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ3_K& b) {
+  const SymmetricSuperConfig& cfg = imatrix.empty() ? kQ3KPlain : kQ3K;
+  quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [&cfg](const float* x, const float* w, BlockQ3_K& b) {
     qsearch::SymmetricSuperBlock s;
-    qsearch::encode_symmetric_super_avx2(x, w, kQ3K, s);
+    qsearch::encode_symmetric_super_avx2(x, w, cfg, s);
     pack_q3_k(s, b);
   });
 }

@@ -20,10 +20,15 @@
 
 namespace smolq::qsearch {
 
+// SSE's sqrtps is the correctly rounded square root, like std::sqrt, but unlike the library
+// call (errno on negative input) it processes four values at once.
 void element_weights(const float* x, const float* importance, float sigma2, int n, float* w) {
-  for (int i = 0; i < n; ++i) {
-    const float base = std::sqrt(sigma2 + x[i] * x[i]);
-    w[i] = importance ? importance[i] * base : base;
+  const __m128 s2 = _mm_set1_ps(sigma2);
+  for (int i = 0; i < n; i += 4) {
+    const __m128 xv = _mm_loadu_ps(x + i);
+    __m128 base = _mm_sqrt_ps(_mm_add_ps(s2, _mm_mul_ps(xv, xv)));
+    if (importance) base = _mm_mul_ps(_mm_loadu_ps(importance + i), base);
+    _mm_storeu_ps(w + i, base);
   }
 }
 
@@ -66,6 +71,14 @@ struct ScalarKernels {
       sl2[c] = b;
       sxl[c] = e;
     }
+  }
+  // Levels of one candidate: L = round(clamp(is * x)) (symmetric) or
+  // round(clamp((x - off) * is, 0, nmax)) (affine). Same formulas as the scoring kernels.
+  static void levels_symmetric(const float* x, int n, float lo, float hi, float is, int8_t* L) {
+    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(round_clamped(is * x[i], lo, hi));
+  }
+  static void levels_affine(const float* x, int n, float fnmax, float off, float is, uint8_t* L) {
+    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(round_clamped((x[i] - off) * is, 0.0f, fnmax));
   }
   // Per candidate decoded scale s[c]: sum w*(x - s*l)^2 with l rounded to nearest.
   static void error_symmetric(const float* x, const float* w, int n, float lo, float hi, const float* s, int nc,
@@ -117,6 +130,25 @@ struct Avx2Kernels {
     return _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
   }
 
+  // Eight integral floats (|v| < 128) to bytes.
+  [[gnu::target("avx2")]] static void store_bytes(__m256 l, void* out) {
+    const __m256i i32 = _mm256_cvtps_epi32(l);
+    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
+    _mm_storel_epi64(static_cast<__m128i*>(out), _mm_packs_epi16(i16, i16));
+  }
+  [[gnu::target("avx2")]] static void levels_symmetric(const float* x, int n, float lo, float hi, float is,
+                                                      int8_t* L) {
+    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vis = _mm256_set1_ps(is);
+    for (int i = 0; i < n; i += 8)
+      store_bytes(round_clamp(_mm256_mul_ps(vis, _mm256_loadu_ps(x + i)), vlo, vhi), L + i);
+  }
+  [[gnu::target("avx2")]] static void levels_affine(const float* x, int n, float fnmax, float off, float is,
+                                                   uint8_t* L) {
+    const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(fnmax), vis = _mm256_set1_ps(is);
+    const __m256 voff = _mm256_set1_ps(off);
+    for (int i = 0; i < n; i += 8)
+      store_bytes(round_clamp(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), voff), vis), vlo, vhi), L + i);
+  }
   [[gnu::target("avx2")]] static void score_symmetric(const float* x, const float* w, int n, float lo, float hi,
                                                      const float* is, int nc, float* slx, float* sl2) {
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
@@ -202,15 +234,14 @@ inline bool better_symmetric(float slx1, float sl21, float slx0, float sl20) {
 
 template <class K>
 float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int8_t* L, const SymmetricSearch& cfg) {
-  float amax = 0, vmax = 0;
-  for (int i = 0; i < n; ++i) {
-    const float a = std::fabs(x[i]);
-    if (a > amax) {
-      amax = a;
-      vmax = x[i];
-    }
+  // The value of largest magnitude (the positive one on a tie), from a branch-free min/max.
+  float mx = x[0], mn = x[0];
+  for (int i = 1; i < n; ++i) {
+    mx = x[i] > mx ? x[i] : mx;
+    mn = x[i] < mn ? x[i] : mn;
   }
-  if (amax < kGroupMaxEps) {
+  const float vmax = mx >= -mn ? mx : mn;
+  if (std::fabs(vmax) < kGroupMaxEps) {
     std::memset(L, 0, n);
     return 0.0f;
   }
@@ -228,6 +259,7 @@ float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int
     if (cfg.both_ends && lo < 0) ends[nends++] = flo;
   }
   // Candidates: per end, the end itself, then alternately +step, -step, +2 step, ...
+  const float inv_vmax = 1.0f / vmax;
   float is[kMaxCandidates];
   int nc = 0;
   for (int e = 0; e < nends; ++e) {
@@ -235,7 +267,7 @@ float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int
     for (int k = 0; k <= 2 * cfg.ntry && nc < kMaxCandidates; ++k) {
       const int off = (k + 1) / 2 * ((k & 1) ? 1 : -1);
       const float target = ends[e] + dir * cfg.step * static_cast<float>(off);
-      if (target * dir > 0.0f) is[nc++] = target / vmax;
+      if (target * dir > 0.0f) is[nc++] = target * inv_vmax;
     }
   }
   float slx_c[kMaxCandidates], sl2_c[kMaxCandidates];
@@ -246,7 +278,7 @@ float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int
     if (best < 0 || better_symmetric(slx_c[c], sl2_c[c], slx_c[best], sl2_c[best])) best = c;
   }
   const float best_is = best < 0 ? is[0] : is[best];
-  for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(round_clamped(best_is * x[i], flo, fhi));
+  K::levels_symmetric(x, n, flo, fhi, best_is, L);
   if (best < 0) return 1.0f / best_is;  // every weight is zero: any scale is "optimal"; keep the plain one
 
   float slx = slx_c[best], sl2 = sl2_c[best];
@@ -280,7 +312,7 @@ float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int
     float nslx, nsl2;
     K::score_symmetric(x, w, n, flo, fhi, &nis, 1, &nslx, &nsl2);
     if (nsl2 > 0.0f && better_symmetric(nslx, nsl2, slx, sl2)) {
-      for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(round_clamped(nis * x[i], flo, fhi));
+      K::levels_symmetric(x, n, flo, fhi, nis, L);
       slx = nslx;
       sl2 = nsl2;
     }
@@ -306,9 +338,23 @@ inline float affine_solve(float sl, float sl2, float sxl, float sw, float swx, O
   return d * sxl + m * swx;
 }
 
-// Levels for value = d*l + off rounded to nearest (the scoring kernels' formula).
-inline void affine_levels(const float* x, int n, float fnmax, float off, float is, uint8_t* L) {
-  for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(round_clamped((x[i] - off) * is, 0.0f, fnmax));
+// The same score as a fraction num / den (den > 0) without dividing; false when the levels
+// cannot carry a fit. Used to rank many candidates cheaply.
+inline bool affine_score(float sl, float sl2, float sxl, float sw, float swx, OffsetSign sign, float& num,
+                         float& den) {
+  const float det = sw * sl2 - sl * sl;
+  if (!(det > 0.0f)) return false;
+  const float dnum = sw * sxl - swx * sl, mnum = sl2 * swx - sl * sxl;  // d = dnum/det, m = mnum/det
+  if ((sign == OffsetSign::kNonPositive && mnum > 0.0f) || (sign == OffsetSign::kNonNegative && mnum < 0.0f)) {
+    if (!(sxl > 0.0f)) return false;  // m clamped to 0: d = sxl/sl2, score sxl^2/sl2
+    num = sxl * sxl;
+    den = sl2;
+    return true;
+  }
+  if (!(dnum > 0.0f)) return false;
+  num = dnum * sxl + mnum * swx;
+  den = det;
+  return true;
 }
 
 template <class K>
@@ -340,19 +386,26 @@ AffineFit fit_affine_t(const float* x, const float* w, int n, int nmax, uint8_t*
   }
   float sl[kMaxCandidates], sl2[kMaxCandidates], sxl[kMaxCandidates];
   K::score_affine(x, w, n, fnmax, mn, is, nc, sl, sl2, sxl);
-  float best_score = -1.0f, best_is = is[0];
-  AffineFit best{range / fnmax, mn};
+  // Pick the best candidate by comparing scores as fractions (no division per candidate),
+  // then solve for (d, m) once.
+  int best_c = -1;
+  float best_num = 0, best_den = 1;
   for (int c = 0; c < nc; ++c) {
-    float d = 0, m = 0;
-    const float score = affine_solve(sl[c], sl2[c], sxl[c], sw, swx, sign, d, m);
-    if (score > best_score) {
-      best_score = score;
-      best_is = is[c];
-      best = {d, m};
+    float num, den;
+    if (!affine_score(sl[c], sl2[c], sxl[c], sw, swx, sign, num, den)) continue;
+    if (best_c < 0 || num * best_den > best_num * den) {
+      best_c = c;
+      best_num = num;
+      best_den = den;
     }
   }
-  affine_levels(x, n, fnmax, mn, best_is, L);
-  if (best_score < 0.0f) return {range / fnmax, mn};  // weights all zero: keep the min/max rule
+  if (best_c < 0) {  // weights all zero: keep the min/max rule
+    K::levels_affine(x, n, fnmax, mn, is[0], L);
+    return {range / fnmax, mn};
+  }
+  AffineFit best;
+  float best_score = affine_solve(sl[best_c], sl2[best_c], sxl[best_c], sw, swx, sign, best.d, best.m);
+  K::levels_affine(x, n, fnmax, mn, is[best_c], L);
 
   // Alternate "round to the fitted (d, m)" and "refit (d, m) to those levels".
   for (int a = 0; a < cfg.alternations; ++a) {
@@ -362,7 +415,7 @@ AffineFit fit_affine_t(const float* x, const float* w, int n, int nmax, uint8_t*
     float d = 0, m = 0;
     const float score = affine_solve(s1, s2, s3, sw, swx, sign, d, m);
     if (!(score > best_score)) break;
-    affine_levels(x, n, fnmax, best.m, nis, L);
+    K::levels_affine(x, n, fnmax, best.m, nis, L);
     best_score = score;
     best = {d, m};
   }
@@ -449,7 +502,7 @@ float pick_symmetric(const float* x, const float* w, const SymmetricSuperConfig&
     for (int k = 1; k < nc; ++k)
       if (err[k] < err[best]) best = k;
     sc[j] = static_cast<int8_t>(a0 + best);
-    requantize_symmetric(xj, wj, c.sub, c.lo, c.hi, s[best], L + j * c.sub);
+    K::levels_symmetric(xj, c.sub, flo, fhi, s[best] != 0.0f ? 1.0f / s[best] : 0.0f, L + j * c.sub);
     total += err[best];
   }
   return total;
@@ -512,20 +565,30 @@ float pick_affine(const float* x, const float* w, const AffineSuperConfig& c, fl
     float s[kMaxCandidates], mm[kMaxCandidates], err[kMaxCandidates];
     uint8_t ia[kMaxCandidates], ib[kMaxCandidates];
     int nc = 0;
+    auto add = [&](int a, int b) {
+      s[nc] = D * static_cast<float>(a);  // the decoder's d*sc and dmin*m
+      mm[nc] = M * static_cast<float>(b);
+      ia[nc] = static_cast<uint8_t>(a);
+      ib[nc++] = static_cast<uint8_t>(b);
+    };
     for (int a = a0; a <= a1; ++a)
-      for (int b = b0; b <= b1 && nc < kMaxCandidates; ++b) {
-        s[nc] = D * static_cast<float>(a);  // the decoder's d*sc and dmin*m
-        mm[nc] = M * static_cast<float>(b);
-        ia[nc] = static_cast<uint8_t>(a);
-        ib[nc++] = static_cast<uint8_t>(b);
-      }
+      for (int b = b0; b <= b1; ++b) add(a, b);
+    // Plus the four axis points one step beyond the square (with radius 1: 9 + 4 = 13
+    // candidates, which the AVX2 kernel scores in the same two passes as 9).
+    const int r = c.radius + 1;
+    if (ca[j] - r >= 0) add(ca[j] - r, clamp_int(cb[j], 0, c.smax));
+    if (ca[j] + r <= c.smax) add(ca[j] + r, clamp_int(cb[j], 0, c.smax));
+    if (cb[j] - r >= 0) add(clamp_int(ca[j], 0, c.smax), cb[j] - r);
+    if (cb[j] + r <= c.smax) add(clamp_int(ca[j], 0, c.smax), cb[j] + r);
     K::error_affine(xj, wj, c.sub, static_cast<float>(c.nmax), s, mm, nc, err);
     int best = 0;
     for (int k = 1; k < nc; ++k)
       if (err[k] < err[best]) best = k;
     sc[j] = ia[best];
     mn[j] = ib[best];
-    requantize_affine(xj, wj, c.sub, c.nmax, s[best], mm[best], L + j * c.sub);
+    // x - (-mm) is exactly x + mm: the same levels the error kernel rounded to.
+    K::levels_affine(xj, c.sub, static_cast<float>(c.nmax), -mm[best], s[best] != 0.0f ? 1.0f / s[best] : 0.0f,
+                     L + j * c.sub);
     total += err[best];
   }
   return total;
