@@ -432,6 +432,14 @@ AffineFit fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* L
                      const AffineSearch& cfg) {
   return fit_affine_t<ScalarKernels>(x, w, n, nmax, L, sign, cfg);
 }
+float fit_symmetric_avx2(const float* x, const float* w, int n, int lo, int hi, int8_t* L,
+                         const SymmetricSearch& cfg) {
+  return fit_symmetric_t<Avx2Kernels>(x, w, n, lo, hi, L, cfg);
+}
+AffineFit fit_affine_avx2(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
+                          const AffineSearch& cfg) {
+  return fit_affine_t<Avx2Kernels>(x, w, n, nmax, L, sign, cfg);
+}
 
 float requantize_symmetric(const float* x, const float* w, int n, int lo, int hi, float s, int8_t* L) {
   const float inv = s != 0.0f ? 1.0f / s : 0.0f, flo = static_cast<float>(lo), fhi = static_cast<float>(hi);

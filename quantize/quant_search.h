@@ -15,7 +15,9 @@
 //   2. local refinement of the best candidate: alternate "round every value to the nearest
 //      level" and "least-squares refit of d (and m)" (never increases the error), and for the
 //      symmetric case a coordinate-descent pass that moves single values to another level.
-// Everything is allocation-free and deterministic.
+// Everything is allocation-free and deterministic. Each search exists twice with identical
+// results: scored by scalar reference kernels, and by AVX2 kernels that score eight
+// candidates at once (the `_avx2` functions; use them only when cpu_has_avx2()).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -55,12 +57,16 @@ struct SymmetricSearch {
   int refine_passes; // coordinate-descent passes (0 = none)
 };
 
+// Group sizes: n is a multiple of 8 and at most 256 in every helper of this header.
+
 // Returns d; writes l into L[0..n). All-zero input gives d = 0 and L = 0. The result's
 // weighted error is never worse than that of the plain "max maps to the extreme" rule.
 float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_t* L,
                     const SymmetricSearch& cfg);
+// The same search scored with AVX2 kernels: identical result; call only when cpu_has_avx2().
+float fit_symmetric_avx2(const float* x, const float* w, int n, int lo, int hi, int8_t* L,
+                         const SymmetricSearch& cfg);
 
-// n must be a multiple of 8 in every helper below (groups of 8, 16 or 32 values).
 // Weighted squared error of reconstructing x with scale s and levels rounded to nearest
 // (clamped to [lo, hi]); writes those levels. `s` is the decoder's float scale.
 float requantize_symmetric(const float* x, const float* w, int n, int lo, int hi, float s, int8_t* L);
@@ -87,6 +93,8 @@ struct AffineFit {
 // the offset sign allows it).
 AffineFit fit_affine(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
                      const AffineSearch& cfg);
+AffineFit fit_affine_avx2(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
+                          const AffineSearch& cfg);  // AVX2 kernels, identical result
 
 // Weighted squared error of reconstructing x as s*l - mm (decoder form, mm = dmin*min) with
 // levels rounded to nearest in [0, nmax]; writes those levels. s == 0 gives l = 0.
@@ -142,7 +150,8 @@ struct AffineSuperBlock {
 };
 void encode_affine_super(const float* x, const float* w, const AffineSuperConfig& cfg, AffineSuperBlock& out);
 
-// The same engines compiled for AVX2 (identical output bytes); call only when cpu_has_avx2().
+// The same engines scored with AVX2 kernels (identical output bytes); call only when
+// cpu_has_avx2().
 void encode_symmetric_super_avx2(const float* x, const float* w, const SymmetricSuperConfig& cfg,
                                  SymmetricSuperBlock& out);
 void encode_affine_super_avx2(const float* x, const float* w, const AffineSuperConfig& cfg, AffineSuperBlock& out);

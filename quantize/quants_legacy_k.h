@@ -27,8 +27,16 @@ SMOLQ_LEGACY_K_KERNELS(q6_k)
 
 #undef SMOLQ_LEGACY_K_KERNELS
 
-// Fast K-quant quantizers: the reference search compiled for AVX2 when the CPU supports it
-// (falls back to the _ref kernel otherwise). Output bytes are identical to the _ref kernels.
+// Fast quantizers: the reference search scored with AVX2 kernels when the CPU supports it
+// (the _ref kernel otherwise). Output bytes are identical to the _ref kernels.
+void quantize_q4_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+void quantize_q4_1(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+void quantize_q5_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+void quantize_q5_1(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
 void quantize_q2_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix);
 void quantize_q3_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
