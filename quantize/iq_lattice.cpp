@@ -1,0 +1,361 @@
+// Lattice codebook search and the super-block scale search shared by the IQ quantizers.
+// See iq_lattice.h for the model. Everything here is deterministic single-threaded code;
+// the derived tables are built once per process inside function-local statics.
+#include "quantize/iq_lattice.h"
+
+#include <algorithm>
+#include <bit>
+#include <cassert>
+#include <cmath>
+#include <limits>
+
+#include "formats/half.h"
+#include "quantize/iq_tables.h"
+
+namespace smolq::iq {
+
+Lattice::Lattice(const uint64_t* grid64, const uint32_t* grid32, int size, int dim, std::span<const int> levels,
+                 bool is_int8, int nb_extra)
+    : dim_(dim), nlevels_(static_cast<int>(levels.size())), size_(size) {
+  assert((grid64 != nullptr) != (grid32 != nullptr));
+  assert(dim * nlevels_ <= 64);
+  points_.resize(static_cast<size_t>(size) * dim);
+  offsets_.resize(points_.size());
+  int nkeys = 1;
+  for (int k = 0; k < dim; ++k) nkeys *= nlevels_;
+  map_.assign(nkeys, std::numeric_limits<int32_t>::min());
+
+  for (int g = 0; g < size; ++g) {
+    int key = 0, mul = 1;
+    for (int k = 0; k < dim; ++k) {
+      const uint64_t word = grid64 ? grid64[g] : grid32[g];
+      const int v = is_int8 ? grid_sbyte(word, k) : grid_byte(word, k);
+      const auto it = std::find(levels.begin(), levels.end(), v);
+      assert(it != levels.end() && "grid value is not a lattice level");
+      const int l = static_cast<int>(it - levels.begin());
+      points_[g * dim + k] = static_cast<uint8_t>(l);
+      offsets_[g * dim + k] = static_cast<uint8_t>(k * nlevels_ + l);
+      key += l * mul;
+      mul *= nlevels_;
+    }
+    assert(map_[key] < 0 && "duplicate grid point");
+    map_[key] = g;
+  }
+
+  // Neighbour lists for every lattice point that is not in the grid, nearest first.
+  std::vector<uint8_t> idx(dim);
+  std::vector<int> d2(size);
+  std::vector<std::pair<int, int>> near;
+  for (int key = 0; key < nkeys; ++key) {
+    if (map_[key] >= 0) continue;
+    for (int k = 0, r = key; k < dim; ++k, r /= nlevels_) idx[k] = static_cast<uint8_t>(r % nlevels_);
+    int dmin = std::numeric_limits<int>::max();
+    for (int g = 0; g < size; ++g) {
+      int d = 0;
+      for (int k = 0; k < dim; ++k) {
+        const int diff = static_cast<int>(points_[g * dim + k]) - idx[k];
+        d += diff * diff;
+      }
+      d2[g] = d;
+      dmin = std::min(dmin, d);
+    }
+    near.clear();
+    for (int g = 0; g < size; ++g)
+      if (d2[g] <= dmin + nb_extra) near.emplace_back(d2[g], g);
+    std::sort(near.begin(), near.end());
+    map_[key] = -(1 + static_cast<int32_t>(nb_.size()));
+    nb_.push_back(static_cast<uint16_t>(near.size()));
+    for (const auto& [d, g] : near) nb_.push_back(static_cast<uint16_t>(g));
+  }
+}
+
+// The search with the lattice shape known at compile time (the loops unroll); Dim and
+// NLevels are (8, 3) for the IQ1/IQ2 grids and (4, 8) for the IQ3 grids.
+template <int Dim, int NLevels>
+int Lattice::search_impl(const float* a, const float* w, float s, const float* lv, const float* mid) const {
+  const float inv = 1.0f / s;
+  int key = 0, mul = 1;
+  for (int k = 0; k < Dim; ++k) {
+    const float t = a[k] * inv;
+    int l = 0;
+    for (int m = 0; m < NLevels - 1; ++m) l += t > mid[m];
+    key += l * mul;
+    mul *= NLevels;
+  }
+  const int32_t e = map_[key];
+  if (e >= 0) return e;
+
+  // Off the grid: score the neighbours with a (coordinate, level) cost table, where
+  // cost = w (s v)^2 - 2 w a (s v) is the squared error minus its constant part.
+  float sv[NLevels];
+  for (int l = 0; l < NLevels; ++l) sv[l] = s * lv[l];
+  float cost[Dim * NLevels];
+  for (int k = 0; k < Dim; ++k) {
+    const float wk = w[k], a2 = 2.0f * a[k];
+    for (int l = 0; l < NLevels; ++l) cost[k * NLevels + l] = wk * sv[l] * (sv[l] - a2);
+  }
+  const uint16_t* list = nb_.data() + (-e - 1);
+  const int n = list[0];
+  int best = list[1];
+  float best_cost = std::numeric_limits<float>::max();
+  for (int i = 1; i <= n; ++i) {
+    const uint8_t* o = offsets_.data() + static_cast<size_t>(list[i]) * Dim;
+    float c = 0.0f;
+    for (int k = 0; k < Dim; ++k) c += cost[o[k]];
+    if (c < best_cost) {
+      best_cost = c;
+      best = list[i];
+    }
+  }
+  return best;
+}
+
+int Lattice::search(const float* a, const float* w, float s, const float* lv, const float* mid) const {
+  if (dim_ == 8 && nlevels_ == 3) return search_impl<8, 3>(a, w, s, lv, mid);
+  assert(dim_ == 4 && nlevels_ == 8);
+  return search_impl<4, 8>(a, w, s, lv, mid);
+}
+
+double Lattice::mean_neighbours() const {
+  size_t lists = 0, total = 0;
+  for (int32_t e : map_)
+    if (e < 0) {
+      ++lists;
+      total += nb_[-e - 1];
+    }
+  return lists ? static_cast<double>(total) / lists : 0.0;
+}
+
+namespace {
+constexpr int kIq2Levels[] = {8, 25, 43};
+// Neighbour radius per lattice (extra squared index distance beyond the nearest grid point).
+// Measured on the golden matrix: for the IQ2 and IQ1 grids the nearest shell alone loses
+// almost nothing and halves the search time; the 4-d IQ3 grids want the next shells too.
+constexpr int kIq2NeighbourExtra = 0;
+constexpr int kIq3NeighbourExtra = 2;
+constexpr int kIq1NeighbourExtra = 0;
+constexpr int kIq3xxsLevels[] = {4, 12, 20, 28, 36, 44, 52, 62};
+constexpr int kIq3sLevels[] = {1, 3, 5, 7, 9, 11, 13, 15};
+constexpr int kIq1Levels[] = {-1, 0, 1};
+}  // namespace
+
+const Lattice& lattice_iq2xxs() {
+  static const Lattice l(kIq2xxsGrid, nullptr, 256, 8, kIq2Levels, false, kIq2NeighbourExtra);
+  return l;
+}
+const Lattice& lattice_iq2xs() {
+  static const Lattice l(kIq2xsGrid, nullptr, 512, 8, kIq2Levels, false, kIq2NeighbourExtra);
+  return l;
+}
+const Lattice& lattice_iq2s() {
+  static const Lattice l(kIq2sGrid, nullptr, 1024, 8, kIq2Levels, false, kIq2NeighbourExtra);
+  return l;
+}
+const Lattice& lattice_iq3xxs() {
+  static const Lattice l(nullptr, kIq3xxsGrid, 256, 4, kIq3xxsLevels, false, kIq3NeighbourExtra);
+  return l;
+}
+const Lattice& lattice_iq3s() {
+  static const Lattice l(nullptr, kIq3sGrid, 512, 4, kIq3sLevels, false, kIq3NeighbourExtra);
+  return l;
+}
+const Lattice& lattice_iq1s() {
+  static const Lattice l(kIq1sGrid, nullptr, 2048, 8, kIq1Levels, true, kIq1NeighbourExtra);
+  return l;
+}
+
+void iq_weights(std::span<const float> x, const float* qw, std::span<float> w, const WeightProfile& p) {
+  assert(x.size() == w.size());
+  float sumx2 = 0.0f;
+  for (float v : x) sumx2 += v * v;
+  const float sigma2 = 2.0f * sumx2 / static_cast<float>(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float e = sigma2 + x[i] * x[i];
+    w[i] = qw ? std::pow(qw[i], p.importance) * std::pow(e, p.magnitude_imat) : std::pow(e, p.magnitude_plain);
+  }
+}
+
+HalfScale round_half(float v) {
+  const uint16_t b = f32_to_f16(v);
+  return {b, f16_to_f32(b)};
+}
+
+// ---- the super-block scale search --------------------------------------------------------
+
+namespace {
+
+// Relative candidates for the super-block scale d, as multiples of (largest sub-block scale
+// / largest scale multiplier). Slightly smaller d trades the top sub-block's precision for
+// a finer scale grid everywhere else; the search keeps whichever gives the least error.
+constexpr float kSuperScaleFactors[] = {1.0f, 0.985f, 0.97f, 0.955f, 0.94f, 0.92f, 0.90f, 1.015f};
+// Phase C tries the chosen scale code and this many codes either side; phases B and C run
+// kScaleRounds times (measured: a second round or a wider span gain < 0.5%).
+constexpr int kScaleCodeSpan = 1;
+constexpr int kScaleRounds = 1;
+
+struct SubState {
+  float P = 0, Q = 0;  // sum w a v and sum w v^2 of the sub-block's codes (grid units)
+  float s = 0;         // least-squares scale of those codes
+};
+
+}  // namespace
+
+void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, const float* qw,
+                             ScaledLatticeCodes& out) {
+  const Lattice& lat = *spec.lattice;
+  const int dim = lat.dim();
+  const int nl = lat.nlevels();
+  const int nsub = kQKK / spec.sub_size;
+  const int groups_per_sub = spec.sub_size / dim;
+  const float* lv = spec.levels.data();
+  float mid[7];
+  for (int l = 0; l + 1 < nl; ++l) mid[l] = 0.5f * (lv[l] + lv[l + 1]);
+  const float top = lv[nl - 1];
+
+  float w[kQKK], a[kQKK];
+  iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)});
+
+  // Signs: a = |x|; with parity-coded signs an odd count of negatives forces one weight to
+  // the wrong sign, and we pick the one where that costs least (smallest w x^2); its target
+  // becomes -|x| so the search gives it the smallest level.
+  for (int g8 = 0; g8 < kQKK / 8; ++g8) {
+    uint8_t s = 0;
+    for (int j = 0; j < 8; ++j) {
+      const float v = x[8 * g8 + j];
+      a[8 * g8 + j] = std::fabs(v);
+      if (v < 0) s |= static_cast<uint8_t>(1u << j);
+    }
+    if (spec.parity_signs && (std::popcount(static_cast<unsigned>(s)) & 1)) {
+      int imin = 0;
+      float emin = std::numeric_limits<float>::max();
+      for (int j = 0; j < 8; ++j) {
+        const float e = w[8 * g8 + j] * x[8 * g8 + j] * x[8 * g8 + j];
+        if (e < emin) {
+          emin = e;
+          imin = j;
+        }
+      }
+      a[8 * g8 + imin] = -a[8 * g8 + imin];
+      s ^= static_cast<uint8_t>(1u << imin);
+    }
+    out.signs[g8] = s;
+  }
+
+  // Codes of a sub-block at scale s, with their P = sum w a v and Q = sum w v^2.
+  auto code_sub = [&](int b, float s, uint16_t* codes, float& P, float& Q) {
+    P = Q = 0.0f;
+    for (int gi = 0; gi < groups_per_sub; ++gi) {
+      const int off = b * spec.sub_size + gi * dim;
+      const int g = lat.search(a + off, w + off, s, lv, mid);
+      codes[gi] = static_cast<uint16_t>(g);
+      for (int k = 0; k < dim; ++k) {
+        const float v = lv[lat.level(g, k)];
+        P += w[off + k] * a[off + k] * v;
+        Q += w[off + k] * v * v;
+      }
+    }
+  };
+
+  // Phase A: each sub-block's best free (unquantized) scale and codes.
+  SubState st[16];
+  uint16_t tmp[8];
+  for (int b = 0; b < nsub; ++b) {
+    float amax = 0.0f;
+    for (int i = 0; i < spec.sub_size; ++i) amax = std::max(amax, a[b * spec.sub_size + i]);
+    uint16_t* codes = out.grid + b * groups_per_sub;
+    std::fill(codes, codes + groups_per_sub, 0);
+    if (!(amax > 1e-30f)) continue;  // all (near) zero: scale 0
+    float best = 0.0f;
+    for (float f : spec.trial_factors) {
+      float s = amax / (top * f);
+      for (int it = 0; it <= spec.refine_iters; ++it) {
+        float P, Q;
+        code_sub(b, s, tmp, P, Q);
+        if (!(P > 0.0f && Q > 0.0f)) break;
+        // Error at the least-squares scale is E0 - P^2/Q: maximise P^2/Q.
+        if (P * P / Q > best) {
+          best = P * P / Q;
+          st[b] = {P, Q, P / Q};
+          std::copy(tmp, tmp + groups_per_sub, codes);
+        }
+        s = P / Q;
+      }
+    }
+  }
+
+  float smax = 0.0f;
+  for (int b = 0; b < nsub; ++b) smax = std::max(smax, st[b].s);
+  out.d = {0, 0.0f};
+  std::fill(out.scale, out.scale + 16, 0);
+  if (!(smax > 0.0f)) {
+    std::fill(out.grid, out.grid + nsub * groups_per_sub, 0);
+    return;
+  }
+  const float mtop = spec.scale_mult[spec.scale_codes - 1];
+  for (int round = 0; round < kScaleRounds; ++round) {
+    // Phase B: the super-block scale. For each candidate d, every sub-block takes the scale
+    // code whose decoded scale fits its current codes best (error -2 s P + s^2 Q).
+    float best_total = std::numeric_limits<float>::max();
+    HalfScale best_d{0, 0.0f};
+    uint8_t best_codes[16] = {};
+    for (float f : kSuperScaleFactors) {
+      const HalfScale d = round_half(smax / mtop * f);
+      if (!(d.value > 0.0f) || !std::isfinite(d.value)) continue;
+      float total = 0.0f;
+      uint8_t codes[16];
+      for (int b = 0; b < nsub; ++b) {
+        float eb = 0.0f;
+        codes[b] = 0;
+        if (st[b].Q > 0.0f) {
+          eb = std::numeric_limits<float>::max();
+          for (int l = 0; l < spec.scale_codes; ++l) {
+            const float s = d.value * spec.scale_mult[l];
+            const float e = s * (s * st[b].Q - 2.0f * st[b].P);
+            if (e < eb) {
+              eb = e;
+              codes[b] = static_cast<uint8_t>(l);
+            }
+          }
+        }
+        total += eb;
+      }
+      if (total < best_total) {
+        best_total = total;
+        best_d = d;
+        std::copy(codes, codes + nsub, best_codes);
+      }
+    }
+    if (best_d.value == 0.0f) {  // scale underflows f16: the block decodes to zeros
+      out.d = best_d;
+      std::fill(out.grid, out.grid + nsub * groups_per_sub, 0);
+      return;
+    }
+    out.d = best_d;
+    std::copy(best_codes, best_codes + nsub, out.scale);
+
+    // Phase C: with d fixed, re-choose each sub-block's codes for its actual decoded scale,
+    // trying the neighbouring scale codes too.
+    for (int b = 0; b < nsub; ++b) {
+      if (!(st[b].Q > 0.0f)) continue;
+      uint16_t* codes = out.grid + b * groups_per_sub;
+      const int l0 = out.scale[b];
+      float best = std::numeric_limits<float>::max();
+      for (int l = std::max(0, l0 - kScaleCodeSpan); l <= std::min(spec.scale_codes - 1, l0 + kScaleCodeSpan); ++l) {
+        const float s = out.d.value * spec.scale_mult[l];
+        float P, Q;
+        code_sub(b, s, tmp, P, Q);
+        const float e = s * (s * Q - 2.0f * P);
+        if (e < best) {
+          best = e;
+          out.scale[b] = static_cast<uint8_t>(l);
+          std::copy(tmp, tmp + groups_per_sub, codes);
+          if (Q > 0.0f) st[b] = {P, Q, P / Q};
+        }
+      }
+    }
+    smax = 0.0f;
+    for (int b = 0; b < nsub; ++b) smax = std::max(smax, st[b].s);
+  }
+}
+
+}  // namespace smolq::iq
