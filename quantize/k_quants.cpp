@@ -52,14 +52,14 @@ constexpr SymmetricSuperConfig kQ3K{.sub = 16, .nsub = 16, .lo = -4, .hi = 3, .s
                                     .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
                                     .scale = kScaleSearch, .radius = 1, .rounds = 1};
 constexpr AffineSuperConfig kQ4K{.sub = 32, .nsub = 8, .nmax = 15, .smax = 63,
-                                 .element = {.rmin = -1.0f, .rdelta = 0.1f, .nstep = 20, .alternations = 4},
+                                 .element = {.rmin = -1.1f, .rdelta = 0.1f, .nstep = 22, .alternations = 4},
                                  .scale = kScaleSearch, .radius = 1, .rounds = 2};
 constexpr AffineSuperConfig kQ5K{.sub = 32, .nsub = 8, .nmax = 31, .smax = 63,
-                                 .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 15, .alternations = 4},
+                                 .element = {.rmin = -0.7f, .rdelta = 0.1f, .nstep = 14, .alternations = 4},
                                  .scale = kScaleSearch, .radius = 1, .rounds = 2};
 constexpr SymmetricSuperConfig kQ6K{.sub = 16, .nsub = 16, .lo = -32, .hi = 31, .slo = -128, .shi = 127,
                                     .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
-                                    .scale = kScaleSearch, .radius = 1, .rounds = 1};
+                                    .scale = kScaleSearch, .radius = 3, .rounds = 1};
 
 // sigma^2 of the element weighting sqrt(sigma2 + x^2), as a multiple of the super-block's
 // mean square (ggml uses 1 for Q2_K and 2 for Q3_K..Q5_K).
