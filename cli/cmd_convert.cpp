@@ -10,6 +10,8 @@
 #include "convert/converter.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
+#include "formats/sha256.h"
+#include "verify/tokenizer.h"
 
 namespace smolq::cli {
 namespace {
@@ -28,6 +30,20 @@ std::string default_output(const std::string& dir, const std::string& type) {
   auto pos = d.find_last_of('/');
   std::string base = pos == std::string::npos ? d : d.substr(pos + 1);
   return base + "-" + type + ".gguf";
+}
+
+// llama.cpp's pre-tokenizer fingerprint: SHA-256 of the probe text's token ids written as a
+// Python list ("[1, 2, 3]"). Needs our tokenizer, which lives in verify/, hence here.
+std::optional<std::string> probe_hash(const std::string& tokenizer_json) {
+  try {
+    Tokenizer tok = Tokenizer::from_hf_json(tokenizer_json);
+    std::vector<int32_t> ids = tok.encode(pre_tokenizer_probe_text(), /*add_special=*/true);
+    std::string s = "[";
+    for (size_t i = 0; i < ids.size(); ++i) s += (i ? ", " : "") + std::to_string(ids[i]);
+    return sha256_hex(s + "]");
+  } catch (const Error&) {
+    return std::nullopt;  // a tokenizer we cannot run: fall back to structural detection
+  }
 }
 
 }  // namespace
@@ -94,6 +110,7 @@ int run_convert(const std::vector<std::string>& args) {
   opt.threads = resolve_threads(threads);
   opt.name_override = name;
   opt.tokenizer.pre_override = pre;
+  opt.tokenizer.probe_hash = probe_hash;
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   opt.on_progress = progress_printer(show);
 

@@ -78,25 +78,22 @@ ModelNaming derive_naming(const std::string& hf_dir, uint64_t n_params, const st
   ModelNaming n;
   n.name = name_override.empty() ? base_name(hf_dir) : name_override;
   n.size_label = size_label_for(n_params);
-  std::vector<std::string> parts;
-  std::string cur;
-  for (char c : n.name) {
-    if (c == '-' || c == '_') {
-      parts.push_back(cur);
-      cur.clear();
-    } else {
-      cur += c;
+  // Split at '-' / '_' keeping each part's offset, so the original separators survive.
+  std::vector<std::pair<size_t, std::string>> parts;
+  size_t start = 0;
+  for (size_t i = 0; i <= n.name.size(); ++i) {
+    if (i == n.name.size() || n.name[i] == '-' || n.name[i] == '_') {
+      parts.emplace_back(start, n.name.substr(start, i - start));
+      start = i + 1;
     }
   }
-  parts.push_back(cur);
-  size_t size_at = parts.size();
-  for (size_t i = 0; i < parts.size(); ++i)
-    if (is_size_token(parts[i])) {
-      size_at = i;
-      break;
-    }
-  for (size_t i = 0; i < size_at && i < parts.size(); ++i) n.basename += (i ? "-" : "") + parts[i];
-  for (size_t i = size_at + 1; i < parts.size(); ++i) n.finetune += (n.finetune.empty() ? "" : "-") + parts[i];
+  for (const auto& [off, part] : parts) {
+    if (!is_size_token(part)) continue;
+    n.basename = off > 0 ? n.name.substr(0, off - 1) : "";
+    const size_t after = off + part.size() + 1;
+    n.finetune = after < n.name.size() ? n.name.substr(after) : "";
+    break;
+  }
   if (n.basename.empty()) n.basename = n.name;
   n.license = license_from_readme(hf_dir);
   if (n.license.empty()) n.license = license_from_file(hf_dir);
