@@ -72,6 +72,7 @@ ADVERSARIAL = [
     "a" * 5000, "supercalifragilistic" * 50, "ab" * 2000,
     "\U00031350\U00031351 Ext-H", "\U0001E4D0\U0001E4D1 Nag Mundari", "\U00011F50\U00011F51 Kawi",
     "\U0001CCF0\U0001CCF1 outlined", "\U00011DE0\U00011DE1 Tolong Siki", "x\U00011DE0y",
+    "kind of a long (!) sentence: 'quoted', 1,234.5e-6; x=y+z/2 -- done...",
 ]
 
 INVALID_UTF8 = [
@@ -173,6 +174,23 @@ HF_SRC = ["--hf", str(SMOLLM2_JSON)]
 def test_known_vectors(tool):
     got = ours_ids(tool, HF_SRC, ["The capital of France is", "Hello, we can use"])
     assert got == [[504, 3575, 282, 4649, 314], [19556, 28, 392, 416, 722]]
+
+
+# llama.cpp identifies BPE pre-tokenizers by the SHA-256 of str(ids) of this probe text
+# (convert_hf_to_gguf.py); its table records this hash for SmolLM's tokenizer ("smollm").
+LLAMA_CPP_PROBE = (
+    "\n \n\n \n\n\n \t \t\t \t\n  \n   \n    \n     \n🚀 (normal) 😶\u200d🌫️ (multiple emojis "
+    "concatenated) ✅ 🦙🦙 3 33 333 3333 33333 333333 3333333 33333333 3.3 3..3 3...3 កាន់តែពិសេសអាច😁 "
+    "?我想在apple工作1314151天～ ------======= нещо на Български \'\'\'\'\'\'```````\"\"\"\"......!!!!!!?????? "
+    "I've been 'told he's there, 'RE you sure? 'M not sure I'll make it, 'D you like some tea? We'Ve a'lL")
+LLAMA_CPP_SMOLLM_HASH = "855059429035d75a914d1eda9f10a876752e281a054a7a3d421ef0533e5b6249"
+
+
+def test_llama_cpp_probe_hash(tool, smollm2):
+    import hashlib
+    ours = ours_ids(tool, HF_SRC, [LLAMA_CPP_PROBE], add_special=True)[0]
+    assert ours == smollm2.encode(LLAMA_CPP_PROBE).ids
+    assert hashlib.sha256(str(ours).encode()).hexdigest() == LLAMA_CPP_SMOLLM_HASH
 
 
 def test_info(tool):
