@@ -37,8 +37,14 @@ using qsearch::SymmetricSuperConfig;
 // ---- search configurations ----------------------------------------------------------------
 // Element searches: a sweep of inverse scales then local refinement (quant_search.h).
 // Scale searches: the integer sub-block scales are fitted like a symmetric group.
+// Sizes were chosen on the golden data (ggml's figures as the bar) and for speed: candidate
+// counts fill whole AVX2 passes of 8 (16 or 24 affine candidates, 14 symmetric ones in two
+// passes), `radius` is the +- neighbourhood of integer sub-block scales tried under the f16
+// super-block scale, and `rounds` bounds the "refit d, re-pick integers" iterations. Wider
+// sweeps or more rounds measured no better beyond these.
 constexpr SymmetricSearch kScaleSearch{.ntry = 4, .step = 0.1f, .both_ends = false, .refine_passes = 2};
 
+// Q2_K: 2-bit levels 0..3 in 16-element sub-blocks, 4-bit scales and mins.
 constexpr AffineSuperConfig kQ2K{.sub = 16, .nsub = 16, .nmax = 3, .smax = 15,
                                  .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 14, .alternations = 4},
                                  .scale = kScaleSearch, .radius = 1, .rounds = 2};
@@ -51,12 +57,15 @@ constexpr SymmetricSuperConfig kQ3KPlain{.sub = 16, .nsub = 16, .lo = -4, .hi = 
 constexpr SymmetricSuperConfig kQ3K{.sub = 16, .nsub = 16, .lo = -4, .hi = 3, .slo = -32, .shi = 31,
                                     .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
                                     .scale = kScaleSearch, .radius = 1, .rounds = 1};
+// Q4_K / Q5_K: 4- / 5-bit levels in 32-element sub-blocks, 6-bit scales and mins.
 constexpr AffineSuperConfig kQ4K{.sub = 32, .nsub = 8, .nmax = 15, .smax = 63,
                                  .element = {.rmin = -1.1f, .rdelta = 0.1f, .nstep = 22, .alternations = 4},
                                  .scale = kScaleSearch, .radius = 1, .rounds = 2};
 constexpr AffineSuperConfig kQ5K{.sub = 32, .nsub = 8, .nmax = 31, .smax = 63,
                                  .element = {.rmin = -0.7f, .rdelta = 0.1f, .nstep = 14, .alternations = 4},
                                  .scale = kScaleSearch, .radius = 1, .rounds = 2};
+// Q6_K: levels -32..31 in 16-element sub-blocks, int8 scales (ggml's decoder accepts -128).
+// Its pick step tries +-3 integers: the AVX2 kernel scores 7 candidates in one pass anyway.
 constexpr SymmetricSuperConfig kQ6K{.sub = 16, .nsub = 16, .lo = -32, .hi = 31, .slo = -128, .shi = 127,
                                     .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
                                     .scale = kScaleSearch, .radius = 3, .rounds = 1};
@@ -66,7 +75,8 @@ constexpr SymmetricSuperConfig kQ6K{.sub = 16, .nsub = 16, .lo = -32, .hi = 31, 
 constexpr float kSigmaScaleQ2K = 1.0f;
 constexpr float kSigmaScaleK = 2.0f;
 
-// Row driver: per super-block the weights, then `encode(x, w, block)`.
+// Row driver: per super-block the weights, then `encode(x, w, block)`. Blocks are written with
+// memcpy because a row of blocks inside a mapped file need not be aligned.
 template <class Block, class Encode>
 void quantize_rows_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                      std::span<const float> imatrix, float sigma_scale, Encode encode) {
@@ -146,6 +156,7 @@ int unpack_q3k_scale(int j, const uint8_t* s) {
 
 namespace {
 
+// Q2_K: byte j of scales = 4-bit scale (low nibble) | 4-bit min (high nibble) of sub-block j.
 void pack_q2_k(const qsearch::AffineSuperBlock& s, BlockQ2_K& b) {
   for (int j = 0; j < 16; ++j) b.scales[j] = static_cast<uint8_t>(s.sc[j] | (s.m[j] << 4));
   pack_2bit(s.L, b.qs);
@@ -174,6 +185,7 @@ void quantize_q2_k(std::span<const float> src, std::span<std::byte> dst, int64_t
   });
 }
 
+// ggml's order: dl = d * (sc & 15) and ml = dmin * (sc >> 4) first, then dl * q - ml.
 void dequantize_q2_k(std::span<const std::byte> src, std::span<float> dst) {
   const size_t nb = dst.size() / kQKK;
   assert(dst.size() % kQKK == 0 && src.size() >= nb * sizeof(BlockQ2_K));
@@ -196,6 +208,7 @@ void dequantize_q2_k(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 
+// Q3_K: 6-bit signed scales (stored + 32), third level bit in hmask, low two bits in qs.
 void pack_q3_k(const qsearch::SymmetricSuperBlock& s, BlockQ3_K& b) {
   pack_q3k_scales(s.sc, b.scales);
   // Stored level l + 4: its third bit is set exactly when l >= 0, and its low two bits are
@@ -236,6 +249,7 @@ void quantize_q3_k(std::span<const float> src, std::span<std::byte> dst, int64_t
   });
 }
 
+// ggml's order: dl = d * (sc - 32), then dl * q with q = low bits - (hmask bit ? 0 : 4).
 void dequantize_q3_k(std::span<const std::byte> src, std::span<float> dst) {
   const size_t nb = dst.size() / kQKK;
   assert(dst.size() % kQKK == 0 && src.size() >= nb * sizeof(BlockQ3_K));
@@ -258,6 +272,7 @@ void dequantize_q3_k(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 
+// Q4_K: 12-byte (scale, min) pairs, then element pairs (l, 32 + l) of each 64-chunk per byte.
 void pack_q4_k(const qsearch::AffineSuperBlock& s, BlockQ4_K& b) {
   b.d = s.d;
   b.dmin = s.dmin;
@@ -287,6 +302,7 @@ void quantize_q4_k(std::span<const float> src, std::span<std::byte> dst, int64_t
   });
 }
 
+// ggml's order: d1 = d * sc and m1 = dmin * m per sub-block, then d1 * q - m1.
 void dequantize_q4_k(std::span<const std::byte> src, std::span<float> dst) {
   const size_t nb = dst.size() / kQKK;
   assert(dst.size() % kQKK == 0 && src.size() >= nb * sizeof(BlockQ4_K));
@@ -310,6 +326,7 @@ void dequantize_q4_k(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 
+// Q5_K: as Q4_K for the low four bits; the fifth bits go to qh (see the layout note on top).
 void pack_q5_k(const qsearch::AffineSuperBlock& s, BlockQ5_K& b) {
   b.d = s.d;
   b.dmin = s.dmin;
@@ -344,6 +361,7 @@ void quantize_q5_k(std::span<const float> src, std::span<std::byte> dst, int64_t
   });
 }
 
+// As Q4_K; the fifth bit adds 16 to the integer level before the conversion to float.
 void dequantize_q5_k(std::span<const std::byte> src, std::span<float> dst) {
   const size_t nb = dst.size() / kQKK;
   assert(dst.size() % kQKK == 0 && src.size() >= nb * sizeof(BlockQ5_K));
@@ -370,6 +388,7 @@ void dequantize_q5_k(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 
+// Q6_K: stored level l + 32 (0..63) split into four low bits (ql) and two high bits (qh).
 void pack_q6_k(const qsearch::SymmetricSuperBlock& s, BlockQ6_K& b) {
   b.d = s.d;
   std::memcpy(b.scales, s.sc, 16);

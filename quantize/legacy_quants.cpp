@@ -56,7 +56,10 @@ constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine};
 constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2};
 const Fits& fast_fits() { return qsearch::cpu_has_avx2() ? kAvx2Fits : kScalarFits; }
 
-// One symmetric block: returns the f16 scale and levels L in [lo, hi].
+// One symmetric block: returns the f16 scale and levels L in [lo, hi]. The search result d is
+// rounded to f16, every level is re-rounded to that stored scale, and the two neighbouring
+// f16 values are tried as well (the error as a function of d is jagged, so the nearest f16
+// value is not always the best one).
 uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int lo, int hi, int8_t* L) {
   const float d = fits.symmetric(x, w, kQK, lo, hi, L, kLegacySymmetric);
   uint16_t best = qsearch::scale_to_f16(d);
@@ -83,6 +86,9 @@ uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int 
 }
 
 // One affine block: returns the f16 scale and offset (value = d*l + m) and levels in [0, nmax].
+// As above, with the 3 x 3 grid of f16 neighbours of (d, m). The offset is free in sign
+// (Q4_1/Q5_1 store it as a signed f16), unlike ggml's imatrix path which clamps it to <= 0 and
+// so loses accuracy on rows with only positive values (the golden ramp and constant rows).
 void encode_affine(const Fits& fits, const float* x, const float* w, int nmax, uint8_t* L, uint16_t& d16,
                    uint16_t& m16) {
   const qsearch::AffineFit fit = fits.affine(x, w, kQK, nmax, L, OffsetSign::kFree, kLegacyAffine);
@@ -151,6 +157,7 @@ void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
   if (qh) *qh = h;
 }
 
+// Blocks are read with memcpy: a row of blocks inside a mapped file need not be aligned.
 template <class Block>
 void load_block(std::span<const std::byte> src, size_t b, Block& blk) {
   std::memcpy(&blk, src.data() + b * sizeof(Block), sizeof blk);
@@ -161,6 +168,7 @@ void load_block(std::span<const std::byte> src, size_t b, Block& blk) {
 // ---- Q4_0: w = d * (q - 8) -------------------------------------------------------------------
 
 namespace {
+// Levels -8..7 are stored as q = l + 8 in the nibbles.
 void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   quantize_rows_legacy<BlockQ4_0>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ4_0& b) {
@@ -182,6 +190,7 @@ void quantize_q4_0(std::span<const float> src, std::span<std::byte> dst, int64_t
   quantize_q4_0_with(fast_fits(), src, dst, n_per_row, imatrix);
 }
 
+// ggml's order: the integer q - 8 converted to float, times d.
 void dequantize_q4_0(std::span<const std::byte> src, std::span<float> dst) {
   const size_t nb = dst.size() / kQK;
   assert(dst.size() % kQK == 0 && src.size() >= nb * sizeof(BlockQ4_0));
@@ -200,6 +209,7 @@ void dequantize_q4_0(std::span<const std::byte> src, std::span<float> dst) {
 // ---- Q4_1: w = d * q + m -----------------------------------------------------------------------
 
 namespace {
+// Levels 0..15 are stored as they are.
 void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   quantize_rows_legacy<BlockQ4_1>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ4_1& b) {
@@ -219,6 +229,7 @@ void quantize_q4_1(std::span<const float> src, std::span<std::byte> dst, int64_t
   quantize_q4_1_with(fast_fits(), src, dst, n_per_row, imatrix);
 }
 
+// ggml's order: q * d + m (a multiply then an add, never fused).
 void dequantize_q4_1(std::span<const std::byte> src, std::span<float> dst) {
   const size_t nb = dst.size() / kQK;
   assert(dst.size() % kQK == 0 && src.size() >= nb * sizeof(BlockQ4_1));
@@ -237,6 +248,7 @@ void dequantize_q4_1(std::span<const std::byte> src, std::span<float> dst) {
 // ---- Q5_0: w = d * (q - 16), q = 4 low bits in qs + fifth bit in qh --------------------------
 
 namespace {
+// Levels -16..15 are stored as q = l + 16: four bits in qs, the fifth in qh.
 void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   quantize_rows_legacy<BlockQ5_0>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ5_0& b) {
@@ -283,6 +295,7 @@ void dequantize_q5_0(std::span<const std::byte> src, std::span<float> dst) {
 // ---- Q5_1: w = d * q + m, 5-bit q -------------------------------------------------------------
 
 namespace {
+// Levels 0..31: four bits in qs, the fifth in qh.
 void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   quantize_rows_legacy<BlockQ5_1>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ5_1& b) {
@@ -304,6 +317,7 @@ void quantize_q5_1(std::span<const float> src, std::span<std::byte> dst, int64_t
   quantize_q5_1_with(fast_fits(), src, dst, n_per_row, imatrix);
 }
 
+// As Q4_1 with the fifth bit of each level taken from qh (see dequantize_q5_0).
 void dequantize_q5_1(std::span<const std::byte> src, std::span<float> dst) {
   const size_t nb = dst.size() / kQK;
   assert(dst.size() % kQK == 0 && src.size() >= nb * sizeof(BlockQ5_1));

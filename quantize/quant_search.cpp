@@ -34,11 +34,14 @@ void element_weights(const float* x, const float* importance, float sigma2, int 
 
 namespace {
 
-// Upper bounds on candidates per call (the sweeps below stay well inside).
+// Upper bound on candidates per call (the sweeps below stay well inside): stack arrays of
+// this size hold per-candidate scales and results, so no search allocates.
 constexpr int kMaxCandidates = 64;
 
 // ---- scoring kernels ---------------------------------------------------------------------
 
+// The reference kernels: straightforward loops, one candidate after the other. Every float
+// operation here has a counterpart in Avx2Kernels at the same position of the same lane.
 struct ScalarKernels {
   // Per candidate c: levels l = round(clamp(is[c] * x)), slx = sum w*l*x, sl2 = sum w*l^2.
   static void score_symmetric(const float* x, const float* w, int n, float lo, float hi, const float* is, int nc,
@@ -110,8 +113,11 @@ struct ScalarKernels {
   }
 };
 
-// The same four kernels with candidates in AVX2 lanes. Lanes past nc repeat the last
-// candidate and are discarded.
+// The same kernels with candidates in AVX2 lanes. Lanes past nc repeat the last candidate and
+// are discarded. Each lane walks the elements in order and performs exactly the scalar
+// sequence of multiplies, adds, min/max and magic-number rounding, so its sums are bitwise
+// equal to the scalar loop's (the compiler may not contract mul+add into FMA: ISO C++ mode
+// keeps -ffp-contract=off, and the target enables AVX2 only, not FMA).
 struct Avx2Kernels {
   [[gnu::target("avx2")]] static __m256 load_lanes(const float* v, int c0, int nc) {
     alignas(32) float t[8];
@@ -130,7 +136,8 @@ struct Avx2Kernels {
     return _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
   }
 
-  // Eight integral floats (|v| < 128) to bytes.
+  // Eight integral floats (|v| < 128) to bytes: exact int32 conversion, then two saturating
+  // packs (which never saturate for these values) down to the low 8 bytes.
   [[gnu::target("avx2")]] static void store_bytes(__m256 l, void* out) {
     const __m256i i32 = _mm256_cvtps_epi32(l);
     const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
@@ -149,6 +156,7 @@ struct Avx2Kernels {
     for (int i = 0; i < n; i += 8)
       store_bytes(round_clamp(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), voff), vis), vlo, vhi), L + i);
   }
+  // Candidate lanes: x[i] and w[i] are broadcast, the inverse scales vary across lanes.
   [[gnu::target("avx2")]] static void score_symmetric(const float* x, const float* w, int n, float lo, float hi,
                                                      const float* is, int nc, float* slx, float* sl2) {
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
@@ -184,11 +192,14 @@ struct Avx2Kernels {
       store_lanes(e, sxl, c0, nc);
     }
   }
+  // 1/s per lane, and 0 where s == 0 (the scalar kernels' `s != 0 ? 1/s : 0`): the division
+  // runs on a blend that replaces zeros by 1, and the zero lanes are masked out afterwards.
   [[gnu::target("avx2")]] static __m256 safe_inverse(__m256 s) {
     const __m256 zero = _mm256_setzero_ps();
     const __m256 nz = _mm256_cmp_ps(s, zero, _CMP_NEQ_OQ);
     return _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_blendv_ps(_mm256_set1_ps(1.0f), s, nz)), nz);
   }
+  // Errors of 8 decoded scales per pass; levels use x * (1/s) exactly like the scalar kernel.
   [[gnu::target("avx2")]] static void error_symmetric(const float* x, const float* w, int n, float lo, float hi,
                                                      const float* s, int nc, float* err) {
     const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
@@ -204,6 +215,7 @@ struct Avx2Kernels {
       store_lanes(e, err, c0, nc);
     }
   }
+  // Errors of 8 (s, mm) pairs per pass: value s*l - mm, level round((x + mm) / s).
   [[gnu::target("avx2")]] static void error_affine(const float* x, const float* w, int n, float fnmax,
                                                   const float* s, const float* mm, int nc, float* err) {
     const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(fnmax);
@@ -270,6 +282,8 @@ float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int
       if (target * dir > 0.0f) is[nc++] = target * inv_vmax;
     }
   }
+  // Score all candidates at once, then take the best in candidate order (ties keep the
+  // earlier one, see better_symmetric), so both kernel sets make the same choice.
   float slx_c[kMaxCandidates], sl2_c[kMaxCandidates];
   K::score_symmetric(x, w, n, flo, fhi, is, nc, slx_c, sl2_c);
   int best = -1;
@@ -343,7 +357,7 @@ inline float affine_solve(float sl, float sl2, float sxl, float sw, float swx, O
 inline bool affine_score(float sl, float sl2, float sxl, float sw, float swx, OffsetSign sign, float& num,
                          float& den) {
   const float det = sw * sl2 - sl * sl;
-  if (!(det > 0.0f)) return false;
+  if (!(det > 0.0f)) return false;  // all levels equal: no scale can be fitted
   const float dnum = sw * sxl - swx * sl, mnum = sl2 * swx - sl * sxl;  // d = dnum/det, m = mnum/det
   if ((sign == OffsetSign::kNonPositive && mnum > 0.0f) || (sign == OffsetSign::kNonNegative && mnum < 0.0f)) {
     if (!(sxl > 0.0f)) return false;  // m clamped to 0: d = sxl/sl2, score sxl^2/sl2
@@ -357,6 +371,10 @@ inline bool affine_score(float sl, float sl2, float sxl, float sw, float swx, Of
   return true;
 }
 
+// Affine fit of one group: offset candidates start at the group minimum (clamped by the sign
+// constraint), scales sweep around "the range spans nmax levels"; the best candidate's
+// least-squares (d, m) then alternates with re-rounding. Mirrors make_qkx3_quants' sweep but
+// ranks candidates in closed form and refines further.
 template <class K>
 AffineFit fit_affine_t(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
                        const AffineSearch& cfg) {
@@ -407,7 +425,8 @@ AffineFit fit_affine_t(const float* x, const float* w, int n, int nmax, uint8_t*
   float best_score = affine_solve(sl[best_c], sl2[best_c], sxl[best_c], sw, swx, sign, best.d, best.m);
   K::levels_affine(x, n, fnmax, mn, is[best_c], L);
 
-  // Alternate "round to the fitted (d, m)" and "refit (d, m) to those levels".
+  // Alternate "round to the fitted (d, m)" and "refit (d, m) to those levels". Each half step
+  // can only lower the weighted error; stop as soon as a round does not.
   for (int a = 0; a < cfg.alternations; ++a) {
     const float nis = 1.0f / best.d;
     float s1, s2, s3;
@@ -492,7 +511,10 @@ float block_weight_sum(const float* w, int n) {
 }
 
 // Step 3 (symmetric): for every sub-block, the integer scale in center +- radius whose
-// re-rounded levels give the least error under super-block scale D. Returns the summed error.
+// re-rounded levels give the least error under super-block scale D. The candidates are the
+// decoded scales D*a; the error kernel scores them all, the first minimum wins, and the levels
+// are recomputed for the winner only (same formula, so the same levels the error kernel
+// rounded to). Returns the summed error.
 template <class K>
 float pick_symmetric(const float* x, const float* w, const SymmetricSuperConfig& c, float D, const int* center,
                      int8_t* sc, int8_t* L) {
@@ -516,6 +538,9 @@ float pick_symmetric(const float* x, const float* w, const SymmetricSuperConfig&
   return total;
 }
 
+// Q3_K / Q6_K super-block: steps 1-4 of quant_search.h. The second-level fit treats the 16
+// sub-block scales as a symmetric group (weighted by each sub-block's total weight) to get D
+// and starting integers; pick then works with the f16-rounded D, as the decoder will.
 template <class K>
 void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSuperConfig& c, SymmetricSuperBlock& out) {
   out = SymmetricSuperBlock{};
@@ -534,12 +559,15 @@ void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSup
   const float D = f16_to_f32(d16);
   int center[16];
   for (int j = 0; j < c.nsub; ++j) center[j] = clamp_int(round_int(scales[j] / D), c.slo, c.shi);
+  // Starting integers: the float sub-block scales divided by the f16-rounded D.
   float err = pick_symmetric<K>(x, w, c, D, center, out.sc, out.L);
   out.d = d16;
 
   SymmetricSuperBlock trial;
   for (int r = 0; r < c.rounds; ++r) {
-    // Step 4: least-squares D for the chosen integer scales and levels.
+    // Step 4: least-squares D for the chosen integer scales and levels:
+    // D = sum w*x*a / sum w*a^2 with a = sc*l. Summed in double (256 terms, once per round)
+    // so the refit is not limited by float cancellation.
     double num = 0, den = 0;
     for (int j = 0; j < c.nsub; ++j)
       for (int i = 0; i < c.sub; ++i) {
@@ -547,10 +575,12 @@ void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSup
         num += w[j * c.sub + i] * a * x[j * c.sub + i];
         den += w[j * c.sub + i] * a * a;
       }
-    if (!(den > 0)) break;
+    if (!(den > 0)) break;  // every level is zero: nothing to refit
     const uint16_t nd16 = scale_to_f16(static_cast<float>(num / den));
     if (nd16 == d16) break;
     for (int j = 0; j < c.nsub; ++j) center[j] = out.sc[j];
+    // Re-pick the integers around the current ones under the new D; keep the round only if
+    // the total error really drops (the refit is optimal for the old integers, not the new).
     const float nerr = pick_symmetric<K>(x, w, c, f16_to_f32(nd16), center, trial.sc, trial.L);
     if (!(nerr < err)) break;
     err = nerr;
@@ -560,7 +590,8 @@ void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSup
   }
 }
 
-// Step 3 (affine): integer (scale, min) pairs in a square neighbourhood.
+// Step 3 (affine): integer (scale, min) pairs in a square neighbourhood of the centers plus
+// four axis points; scored, chosen and re-levelled as in pick_symmetric.
 template <class K>
 float pick_affine(const float* x, const float* w, const AffineSuperConfig& c, float D, float M, const int* ca,
                   const int* cb, uint8_t* sc, uint8_t* mn, uint8_t* L) {
@@ -602,6 +633,9 @@ float pick_affine(const float* x, const float* w, const AffineSuperConfig& c, fl
   return total;
 }
 
+// Q2_K / Q4_K / Q5_K super-block: as the symmetric engine, with a (scale, min) pair per
+// sub-block and two f16 super-block values. Special cases: a constant super-block is coded
+// exactly by the mins alone, and a super-block without negative values flips dmin's sign.
 template <class K>
 void encode_affine_super_t(const float* x, const float* w, const AffineSuperConfig& c, AffineSuperBlock& out) {
   out = AffineSuperBlock{};
@@ -645,13 +679,15 @@ void encode_affine_super_t(const float* x, const float* w, const AffineSuperConf
     ca[j] = D > 0.0f ? clamp_int(round_int(scales[j] / D), 0, c.smax) : 0;
     cb[j] = M != 0.0f ? clamp_int(round_int(mins[j] / std::fabs(M)), 0, c.smax) : 0;
   }
+  // Starting integers: the float scales and mins divided by the f16-rounded super values.
   float err = pick_affine<K>(x, w, c, D, M, ca, cb, out.sc, out.m, out.L);
   out.d = d16;
   out.dmin = m16;
 
   AffineSuperBlock trial;
   for (int r = 0; r < c.rounds; ++r) {
-    // Step 4: least squares for (D, M) in x ~= D*a - M*b with a = sc*l and b = m fixed.
+    // Step 4: least squares for (D, M) in x ~= D*a - M*b with a = sc*l and b = m fixed: the
+    // 2x2 normal equations [saa -sab; sab -sbb] [D; M] = [sax; sbx], in double as above.
     double saa = 0, sab = 0, sbb = 0, sax = 0, sbx = 0;
     for (int j = 0; j < c.nsub; ++j) {
       const double b = out.m[j];
@@ -665,7 +701,7 @@ void encode_affine_super_t(const float* x, const float* w, const AffineSuperConf
         sbx += wk * b * xk;
       }
     }
-    if (!(saa > 0)) break;
+    if (!(saa > 0)) break;  // no non-zero level: nothing to refit
     const double det = saa * sbb - sab * sab;
     double nD = sax / saa, nM = M;
     if (sbb > 0 && det > 1e-12 * saa * sbb) {
@@ -684,6 +720,7 @@ void encode_affine_super_t(const float* x, const float* w, const AffineSuperConf
       ca[j] = out.sc[j];
       cb[j] = out.m[j];
     }
+    // As in the symmetric engine: re-pick around the current integers, keep only a real gain.
     const float nerr = pick_affine<K>(x, w, c, f16_to_f32(nd16), f16_to_f32(nm16), ca, cb, trial.sc, trial.m, trial.L);
     if (!(nerr < err)) break;
     err = nerr;
@@ -699,6 +736,7 @@ void encode_affine_super_t(const float* x, const float* w, const AffineSuperConf
 }  // namespace
 
 // ---- entry points ---------------------------------------------------------------------------
+// Scalar and AVX2 instantiations of the same templates; cpu_has_avx2() caches the CPUID test.
 
 void encode_symmetric_super(const float* x, const float* w, const SymmetricSuperConfig& c, SymmetricSuperBlock& out) {
   encode_symmetric_super_t<ScalarKernels>(x, w, c, out);

@@ -70,6 +70,8 @@ bool no_worse(double ours, double ggml, int group, bool plain_weighted) {
 }  // namespace
 
 TEST_SUITE("test_quants_k") {
+  // ggml's own bytes through our decoder must give ggml's own floats, bit for bit: same
+  // operations in the same order (no FMA, no reordering of the scale products).
   TEST_CASE("golden q.* tensors decode bit-exactly to ggml's dq.*") {
     const auto& g = Golden::get();
     for (const char* name : kTypes)
@@ -88,6 +90,8 @@ TEST_SUITE("test_quants_k") {
       }
   }
 
+  // Our encoder on the golden input against ggml's error figures (tolerances above). The
+  // MESSAGE table (run with -s) shows ours/ggml for every metric and group.
   TEST_CASE("quantization error is no worse than ggml's, whole matrix and per row group") {
     const auto& g = Golden::get();
     std::ostringstream table;
@@ -120,6 +124,8 @@ TEST_SUITE("test_quants_k") {
     MESSAGE(table.str());
   }
 
+  // The importance vector must buy weighted accuracy on the random groups (ramp and constant
+  // rows can go either way, see the golden README).
   TEST_CASE("the imatrix lowers weighted error on groups a, b, c, e, g") {
     const auto& g = Golden::get();
     for (const char* name : kTypes) {
@@ -136,6 +142,9 @@ TEST_SUITE("test_quants_k") {
     }
   }
 
+  // Structured rows through the registry: zeros stay exact zeros, a constant row is (nearly)
+  // exact, ramp / gaussian / one-outlier rows stay within the registry's max_rel_rmse, and the
+  // outlier itself survives.
   TEST_CASE("round trips of structured rows") {
     constexpr int64_t kCols = 512;
     std::mt19937 rng(7);
@@ -160,6 +169,8 @@ TEST_SUITE("test_quants_k") {
     }
   }
 
+  // The registry's fast quantizer (AVX2-scored search where available) must reproduce the
+  // scalar reference byte for byte, with and without an imatrix, on golden and heavy-tailed rows.
   TEST_CASE("the fast quantizer writes the reference quantizer's bytes") {
     const auto& g = Golden::get();
     std::mt19937 rng(11);
@@ -186,6 +197,7 @@ TEST_SUITE("test_quants_k") {
       }
   }
 
+  // Same input, same bytes (no hidden state, no dependence on earlier calls).
   TEST_CASE("quantization is deterministic") {
     const auto& g = Golden::get();
     for (const char* name : kTypes) {
