@@ -197,6 +197,28 @@ TEST_SUITE("test_quants_legacy") {
       }
   }
 
+  // Degenerate inputs: importance zero on most columns (all weights of a group zero), huge
+  // values near the f16 range and values far below it. Output must stay finite, huge rows
+  // keep their relative accuracy, and sub-f16 rows decode to (near) zero.
+  TEST_CASE("degenerate importance and extreme magnitudes") {
+    constexpr int64_t kCols = 512;
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> x(2 * kCols), huge(kCols), tiny(kCols), sparse_imat(kCols, 0.0f);
+    for (auto& v : x) v = 0.03f * normal(rng);
+    for (auto& v : huge) v = 2000.0f * normal(rng);
+    for (auto& v : tiny) v = 1e-30f * normal(rng);
+    for (int64_t i = 0; i < kCols; i += 97) sparse_imat[i] = 3.0f;
+    for (const char* name : kTypes) {
+      const std::string tname = name;
+      CAPTURE(tname);
+      const QTypeInfo& q = *find_qtype(name);
+      for (float v : round_trip(q, x, kCols, sparse_imat)) CHECK(std::isfinite(v));
+      CHECK(rel_rmse(huge, round_trip(q, huge, kCols)) <= q.max_rel_rmse);
+      for (float v : round_trip(q, tiny, kCols)) CHECK(std::fabs(v) < 1e-20f);
+    }
+  }
+
   // Same input, same bytes (no hidden state, no dependence on earlier calls).
   TEST_CASE("quantization is deterministic") {
     const auto& g = Golden::get();
