@@ -16,8 +16,13 @@
 // decoded string. Bytes for which the vocabulary has no one-byte token (SmolLM2 lacks 0x04,
 // 0xC0, 0xF5..0xFF, ...) are dropped from their piece, as HF's BPE does.
 //
-// Load-time errors (missing file, invalid JSON, a model or pre-tokenizer we do not implement)
-// are FormatError naming the file.
+// Anything we do not reproduce exactly is refused at load time rather than tokenized
+// differently: normalizers, other models (Unigram, WordPiece), other pre-tokenizers, ByteLevel
+// with add_prefix_space, `single_word` added tokens, BPE dropout / byte_fallback / subword
+// prefixes. Load errors (also missing file, invalid JSON) are FormatError naming the file.
+//
+// A Tokenizer is immutable after loading: copies share the tables and encode() / decode() may
+// run concurrently from several threads.
 #pragma once
 #include <cstdint>
 #include <memory>
@@ -49,8 +54,11 @@ class Tokenizer {
   // tokenizer.json post-processor (TemplateProcessing), as in HF.
   static Tokenizer from_hf_json(const std::string& tokenizer_json_path,
                                 const std::string& tokenizer_config_path = "");
-  // GGUF metadata written by llama.cpp's converter (tokenizer.ggml.model = "gpt2").
-  // `source` names the file in errors.
+  // GGUF metadata written by llama.cpp's converter (tokenizer.ggml.model = "gpt2"; pre =
+  // smollm, llama-bpe / llama3 / llama-v3, or gpt-2). `source` names the file in errors. As in
+  // llama.cpp: control/unknown tokens are special, user-defined ones always matched, none has
+  // lstrip/rstrip (GGUF cannot say), and llama-bpe implies ignore_merges and, unless
+  // tokenizer.ggml.add_bos_token says otherwise, add_bos.
   static Tokenizer from_gguf(const GgufMetadata& meta, const std::string& source = "<gguf>");
 
   // Token ids of `text`. add_special: prepend BOS / append EOS where this tokenizer's

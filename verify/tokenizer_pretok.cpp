@@ -13,6 +13,7 @@
 // with behavior "isolated" then yields exactly the matches).
 #include "verify/tokenizer_pretok.h"
 
+#include "formats/error.h"
 #include "verify/unicode.h"
 
 namespace smolq::detail {
@@ -172,6 +173,8 @@ void scan_llama3(const Ch* c, size_t b, size_t e, std::vector<uint32_t>& ends) {
 
 void pre_tokenize(PreTokenizerKind kind, std::string_view text, std::vector<uint32_t>& ends) {
   if (text.empty()) return;
+  // Offsets are 32-bit (half the memory of the per-character buffer below).
+  if (text.size() > UINT32_MAX) throw Error("pre-tokenizer: text over 4 GiB in one piece of input");
   std::vector<Ch> chars;
   decode(text, chars);
   const Ch* c = chars.data();

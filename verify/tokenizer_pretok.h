@@ -16,6 +16,7 @@ enum class PreTokenizerKind {
 // Splits `text` into pieces and appends the end offset (in bytes, relative to text.data()) of
 // each piece to `ends`. The pieces tile the text: piece k is [ends[k-1], ends[k]). An ill-formed
 // UTF-8 sequence counts as one character of no class (like U+FFFD, which replaces it in encode).
+// Throws Error for text over 4 GiB (offsets are 32-bit).
 void pre_tokenize(PreTokenizerKind kind, std::string_view text, std::vector<uint32_t>& ends);
 
 }  // namespace smolq::detail
