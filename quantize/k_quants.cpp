@@ -89,9 +89,7 @@ void quantize_rows_k(std::span<const float> src, std::span<std::byte> dst, int64
   for (int64_t r = 0; r < nrows; ++r) {
     for (int64_t b = 0; b < nb; ++b) {
       const float* x = src.data() + r * n_per_row + b * kQKK;
-      float sumx2 = 0;
-      for (int i = 0; i < kQKK; ++i) sumx2 += x[i] * x[i];
-      const float sigma2 = sigma_scale * sumx2 / kQKK;
+      const float sigma2 = sigma_scale * qsearch::sum_squares(x, kQKK) / kQKK;
       qsearch::element_weights(x, imatrix.empty() ? nullptr : imatrix.data() + b * kQKK, sigma2, kQKK, w);
       Block blk;
       encode(x, w, blk);

@@ -34,6 +34,30 @@ void element_weights(const float* x, const float* importance, float sigma2, int 
 
 namespace {
 
+// Short reductions (n a multiple of 8) with eight independent partial results combined in a
+// fixed tree: no long dependency chain, vectorisable, and the same order for every caller.
+inline float lane_sum(const float* x, int n) {
+  float a[8] = {};
+  for (int i = 0; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) a[k] += x[i + k];
+  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
+}
+inline void lane_min_max(const float* x, int n, float& mn, float& mx) {
+  float lo[8], hi[8];
+  for (int k = 0; k < 8; ++k) lo[k] = hi[k] = x[k];
+  for (int i = 8; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      lo[k] = x[i + k] < lo[k] ? x[i + k] : lo[k];
+      hi[k] = x[i + k] > hi[k] ? x[i + k] : hi[k];
+    }
+  mn = lo[0];
+  mx = hi[0];
+  for (int k = 1; k < 8; ++k) {
+    mn = lo[k] < mn ? lo[k] : mn;
+    mx = hi[k] > mx ? hi[k] : mx;
+  }
+}
+
 // Upper bound on candidates per call (the sweeps below stay well inside): stack arrays of
 // this size hold per-candidate scales and results, so no search allocates.
 constexpr int kMaxCandidates = 64;
@@ -247,11 +271,8 @@ inline bool better_symmetric(float slx1, float sl21, float slx0, float sl20) {
 template <class K>
 float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int8_t* L, const SymmetricSearch& cfg) {
   // The value of largest magnitude (the positive one on a tie), from a branch-free min/max.
-  float mx = x[0], mn = x[0];
-  for (int i = 1; i < n; ++i) {
-    mx = x[i] > mx ? x[i] : mx;
-    mn = x[i] < mn ? x[i] : mn;
-  }
+  float mn, mx;
+  lane_min_max(x, n, mn, mx);
   const float vmax = mx >= -mn ? mx : mn;
   if (std::fabs(vmax) < kGroupMaxEps) {
     std::memset(L, 0, n);
@@ -378,13 +399,10 @@ inline bool affine_score(float sl, float sl2, float sxl, float sw, float swx, Of
 template <class K>
 AffineFit fit_affine_t(const float* x, const float* w, int n, int nmax, uint8_t* L, OffsetSign sign,
                        const AffineSearch& cfg) {
-  float mn = x[0], mx = x[0], sw = 0, swx = 0;
-  for (int i = 0; i < n; ++i) {
-    mn = x[i] < mn ? x[i] : mn;
-    mx = x[i] > mx ? x[i] : mx;
-    sw += w[i];
-    swx += w[i] * x[i];
-  }
+  float mn, mx, wx[256];
+  lane_min_max(x, n, mn, mx);
+  for (int i = 0; i < n; ++i) wx[i] = w[i] * x[i];
+  const float sw = lane_sum(w, n), swx = lane_sum(wx, n);
   if (sign == OffsetSign::kNonPositive && mn > 0.0f) mn = 0.0f;
   if (sign == OffsetSign::kNonNegative && mn < 0.0f) mn = 0.0f;
   if (!(mx > mn)) {  // constant group (or nothing the offset sign can reach)
@@ -484,6 +502,12 @@ float requantize_affine(const float* x, const float* w, int n, int nmax, float s
   return err;
 }
 
+float sum_squares(const float* x, int n) {
+  float sq[256];
+  for (int i = 0; i < n; ++i) sq[i] = x[i] * x[i];
+  return lane_sum(sq, n);
+}
+
 uint16_t scale_to_f16(float v) {
   uint16_t h = f32_to_f16(v);
   if ((h & 0x7fffu) == 0 && v != 0.0f) h = v < 0.0f ? 0x8001u : 0x0001u;  // smallest subnormal
@@ -504,11 +528,6 @@ namespace {
 
 int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
-float block_weight_sum(const float* w, int n) {
-  float s = 0;
-  for (int i = 0; i < n; ++i) s += w[i];
-  return s;
-}
 
 // Step 3 (symmetric): for every sub-block, the integer scale in center +- radius whose
 // re-rounded levels give the least error under super-block scale D. The candidates are the
@@ -547,7 +566,7 @@ void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSup
   float scales[16], sw[16];
   for (int j = 0; j < c.nsub; ++j) {
     scales[j] = fit_symmetric_t<K>(x + j * c.sub, w + j * c.sub, c.sub, c.lo, c.hi, out.L + j * c.sub, c.element);
-    sw[j] = block_weight_sum(w + j * c.sub, c.sub);
+    sw[j] = lane_sum(w + j * c.sub, c.sub);
   }
   int8_t Ls[16];
   const float dsup = fit_symmetric_t<K>(scales, sw, c.nsub, c.slo, c.shi, Ls, c.scale);
@@ -639,12 +658,8 @@ float pick_affine(const float* x, const float* w, const AffineSuperConfig& c, fl
 template <class K>
 void encode_affine_super_t(const float* x, const float* w, const AffineSuperConfig& c, AffineSuperBlock& out) {
   out = AffineSuperBlock{};
-  const int n = c.sub * c.nsub;
-  float mn = x[0], mx = x[0];
-  for (int i = 1; i < n; ++i) {
-    mn = std::min(mn, x[i]);
-    mx = std::max(mx, x[i]);
-  }
+  float mn, mx;
+  lane_min_max(x, c.sub * c.nsub, mn, mx);
   if (mn == mx) {
     // Constant super-block: carried exactly (up to f16 rounding) by the min term alone:
     // d = 0, every integer min 1, dmin = -value.
@@ -665,7 +680,7 @@ void encode_affine_super_t(const float* x, const float* w, const AffineSuperConf
     const AffineFit f = fit_affine_t<K>(x + j * c.sub, w + j * c.sub, c.sub, c.nmax, out.L + j * c.sub, sign, c.element);
     scales[j] = f.d;
     mins[j] = std::fabs(f.m);
-    sw[j] = block_weight_sum(w + j * c.sub, c.sub);
+    sw[j] = lane_sum(w + j * c.sub, c.sub);
   }
   int8_t Ls[16], Lm[16];
   const float dsup = fit_symmetric_t<K>(scales, sw, c.nsub, 0, c.smax, Ls, c.scale);

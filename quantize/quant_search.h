@@ -47,6 +47,8 @@ inline int round_int(float v) { return static_cast<int>(round_nearest(v)); }
 // product's error) without letting tiny weights get zero attention. We use it for both the
 // imatrix and the plain path (plain == all-ones importance).
 void element_weights(const float* x, const float* importance, float sigma2, int n, float* w);
+// sum x_i^2 over a block of n <= 256 values (n a multiple of 8), in a fixed vectorisable order.
+float sum_squares(const float* x, int n);
 
 // ---- symmetric: x ~= d * l, l in [lo, hi] ------------------------------------------------
 
