@@ -8,7 +8,7 @@
 //   - tensor types: convert's plain_type_for (f32/f16/bf16/q8_0 from an HF folder) or the
 //     quantizer's mixture rules (quantize/mixtures.h: plan_mixture) for everything else;
 //   - metadata: convert's plan_conversion when the folder has weights; for a config-only
-//     folder the same steps plan_conversion takes (see conversion_metadata below); for a
+//     folder the same steps plan_conversion takes (convert/converter.h conversion_metadata); for a
 //     GGUF input, the file's own metadata with general.file_type set to the new type.
 #include <sys/stat.h>
 
@@ -60,21 +60,12 @@ TensorShape shape_of(const std::string& name, const std::vector<uint64_t>& shape
 // The metadata `smolq convert` writes for a checkpoint, built from the config and tokenizer
 // files alone. Mirrors plan_conversion's metadata steps (convert/converter.cpp) in the same
 // order; when convert exposes this as a function of its own, call that instead.
-GgufMetadata conversion_metadata(const std::string& dir, const std::string& tokenizer_dir, const ModelConfig& cfg,
-                                 uint64_t n_params, bool& has_tokenizer) {
-  GgufMetadata m;
-  ModelNaming naming = derive_naming(dir, n_params, "");
-  write_general_metadata(naming, cfg.arch, m);
-  write_gguf_hparams(cfg, m);
-  m.set("general.file_type", GgufValue::u32(1));
+GgufMetadata estimate_metadata(const std::string& dir, const std::string& tokenizer_dir, const ModelConfig& cfg,
+                               uint64_t n_params, bool& has_tokenizer) {
   has_tokenizer = file_exists(tokenizer_dir + "/tokenizer.json");
-  if (has_tokenizer) {
-    HfTokenizerInfo tok = load_hf_tokenizer(tokenizer_dir, cfg, TokenizerOptions{});
-    write_tokenizer_metadata(tok, m);
-  }
-  m.set("general.quantization_version", GgufValue::u32(2));
-  m.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
-  return m;
+  if (!has_tokenizer) return conversion_metadata(dir, cfg, nullptr, n_params, 1);
+  HfTokenizerInfo tok = load_hf_tokenizer(tokenizer_dir, cfg, TokenizerOptions{});
+  return conversion_metadata(dir, cfg, &tok, n_params, 1);
 }
 
 SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir) {
@@ -116,7 +107,7 @@ SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir) {
     s.tensors.push_back(std::move(t));
   }
   bool has_tok = false;
-  s.metadata = conversion_metadata(dir, tokenizer_dir, c, n_params, has_tok);
+  s.metadata = estimate_metadata(dir, tokenizer_dir, c, n_params, has_tok);
   if (!has_tok) {
     s.metadata_exact = false;
     s.metadata_note = "no tokenizer.json in " + tokenizer_dir +

@@ -41,6 +41,19 @@ std::vector<float> llama3_rope_factors(const ModelConfig& c) {
   return out;
 }
 
+GgufMetadata conversion_metadata(const std::string& hf_dir, const ModelConfig& cfg, const HfTokenizerInfo* tokenizer,
+                                 uint64_t n_params, uint32_t file_type, const std::string& name_override) {
+  GgufMetadata m;
+  ModelNaming naming = derive_naming(hf_dir, n_params, name_override);
+  write_general_metadata(naming, cfg.arch, m);
+  write_gguf_hparams(cfg, m);
+  m.set("general.file_type", GgufValue::u32(file_type));
+  if (tokenizer) write_tokenizer_metadata(*tokenizer, m);
+  m.set("general.quantization_version", GgufValue::u32(2));
+  m.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
+  return m;
+}
+
 static RowSource row_source_for(const MappedTensor& m, const ModelConfig& cfg) {
   const StTensor* t = m.source;
   const uint64_t cols = t->cols();
@@ -126,14 +139,7 @@ ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoi
     p.outputs = p.quant->outputs;
   }
 
-  // Metadata: general.*, hyperparameters, file type, tokenizer, provenance.
-  ModelNaming naming = derive_naming(opt.input_dir, p.n_params, opt.name_override);
-  write_general_metadata(naming, cfg.arch, p.metadata);
-  write_gguf_hparams(cfg, p.metadata);
-  p.metadata.set("general.file_type", GgufValue::u32(opt.file_type));
-  write_tokenizer_metadata(p.tokenizer, p.metadata);
-  p.metadata.set("general.quantization_version", GgufValue::u32(2));
-  p.metadata.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
+  p.metadata = conversion_metadata(opt.input_dir, cfg, &p.tokenizer, p.n_params, opt.file_type, opt.name_override);
   if (p.quant) stamp_quantize_metadata(p.metadata, *opt.quant, *p.quant);
   return p;
 }

@@ -56,6 +56,12 @@ struct ConvertSummary {
 ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoint& ck);
 ConvertSummary convert_checkpoint(const ConvertOptions& opt);
 
+// The metadata convert writes for a checkpoint: general.* (naming from the folder),
+// hyperparameters, file type, tokenizer (when given), quantization version and provenance.
+// Shared with `smolq estimate`, so predicted sizes are the sizes written.
+GgufMetadata conversion_metadata(const std::string& hf_dir, const ModelConfig& cfg, const HfTokenizerInfo* tokenizer,
+                                 uint64_t n_params, uint32_t file_type, const std::string& name_override = "");
+
 // The type a tensor gets for a plain output type (see ConvertOptions::weight_type).
 GgmlType plain_type_for(const std::vector<uint64_t>& ggml_shape, GgmlType weight_type);
 
