@@ -9,7 +9,7 @@ cd "$here"
 
 # --- Debian packages -------------------------------------------------------
 debs=(build-essential cmake pkg-config git
-      libboost-program-options-dev libzstd-dev libxxhash-dev libsimdjson-dev doctest-dev
+      libboost-program-options-dev libzstd-dev libxxhash-dev libsimdjson-dev doctest-dev time
       python3 python3-venv python3-pip)
 missing=()
 for p in "${debs[@]}"; do
