@@ -11,7 +11,10 @@
 // templates over the kernel set, so the reference and fast quantizers make identical choices.
 #include "quantize/quant_search.h"
 
+#if defined(__x86_64__) || defined(__i386__)
+#define SMOLQ_QSEARCH_X86 1
 #include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <cstring>
@@ -23,6 +26,12 @@ namespace smolq::qsearch {
 // SSE's sqrtps is the correctly rounded square root, like std::sqrt, but unlike the library
 // call (errno on negative input) it processes four values at once.
 void element_weights(const float* x, const float* importance, float sigma2, int n, float* w) {
+#ifndef SMOLQ_QSEARCH_X86
+  for (int i = 0; i < n; ++i) {
+    const float base = std::sqrt(sigma2 + x[i] * x[i]);
+    w[i] = importance ? importance[i] * base : base;
+  }
+#else
   const __m128 s2 = _mm_set1_ps(sigma2);
   for (int i = 0; i < n; i += 4) {
     const __m128 xv = _mm_loadu_ps(x + i);
@@ -30,6 +39,7 @@ void element_weights(const float* x, const float* importance, float sigma2, int 
     if (importance) base = _mm_mul_ps(_mm_loadu_ps(importance + i), base);
     _mm_storeu_ps(w + i, base);
   }
+#endif
 }
 
 namespace {
@@ -137,6 +147,7 @@ struct ScalarKernels {
   }
 };
 
+#ifdef SMOLQ_QSEARCH_X86
 // The same kernels with candidates in AVX2 lanes. Lanes past nc repeat the last candidate and
 // are discarded. Each lane walks the elements in order and performs exactly the scalar
 // sequence of multiplies, adds, min/max and magic-number rounding, so its sums are bitwise
@@ -256,6 +267,10 @@ struct Avx2Kernels {
     }
   }
 };
+
+#else
+using Avx2Kernels = ScalarKernels;  // never selected: cpu_has_avx2() is false off x86
+#endif
 
 // ---- symmetric fit -------------------------------------------------------------------------
 
@@ -767,8 +782,12 @@ void encode_affine_super_avx2(const float* x, const float* w, const AffineSuperC
   encode_affine_super_t<Avx2Kernels>(x, w, c, out);
 }
 bool cpu_has_avx2() {
+#ifdef SMOLQ_QSEARCH_X86
   static const bool has = __builtin_cpu_supports("avx2");
   return has;
+#else
+  return false;
+#endif
 }
 
 }  // namespace smolq::qsearch
