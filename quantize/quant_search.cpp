@@ -320,6 +320,10 @@ float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int
   }
   // Score all candidates at once, then take the best in candidate order (ties keep the
   // earlier one, see better_symmetric), so both kernel sets make the same choice.
+  if (nc == 0) {  // cannot happen for a non-empty level range; keeps the invariant explicit
+    std::memset(L, 0, n);
+    return 0.0f;
+  }
   float slx_c[kMaxCandidates], sl2_c[kMaxCandidates];
   K::score_symmetric(x, w, n, flo, fhi, is, nc, slx_c, sl2_c);
   int best = -1;
@@ -561,6 +565,7 @@ float pick_symmetric(const float* x, const float* w, const SymmetricSuperConfig&
     float s[kMaxCandidates], err[kMaxCandidates];
     int nc = 0;
     for (int a = a0; a <= a1 && nc < kMaxCandidates; ++a) s[nc++] = D * static_cast<float>(a);  // decoder's d*sc
+    if (nc == 0) continue;  // the clamped range always holds the center; defensive
     K::error_symmetric(xj, wj, c.sub, flo, fhi, s, nc, err);
     int best = 0;
     for (int k = 1; k < nc; ++k)
@@ -635,7 +640,7 @@ float pick_affine(const float* x, const float* w, const AffineSuperConfig& c, fl
     const float* wj = w + j * c.sub;
     const int a0 = clamp_int(ca[j] - c.radius, 0, c.smax), a1 = clamp_int(ca[j] + c.radius, 0, c.smax);
     const int b0 = clamp_int(cb[j] - c.radius, 0, c.smax), b1 = clamp_int(cb[j] + c.radius, 0, c.smax);
-    float s[kMaxCandidates], mm[kMaxCandidates], err[kMaxCandidates];
+    float s[kMaxCandidates], mm[kMaxCandidates], err[kMaxCandidates] = {};
     uint8_t ia[kMaxCandidates], ib[kMaxCandidates];
     int nc = 0;
     auto add = [&](int a, int b) {
@@ -653,6 +658,7 @@ float pick_affine(const float* x, const float* w, const AffineSuperConfig& c, fl
     if (ca[j] + r <= c.smax) add(ca[j] + r, clamp_int(cb[j], 0, c.smax));
     if (cb[j] - r >= 0) add(clamp_int(ca[j], 0, c.smax), cb[j] - r);
     if (cb[j] + r <= c.smax) add(clamp_int(ca[j], 0, c.smax), cb[j] + r);
+    if (nc == 0) continue;  // as in pick_symmetric
     K::error_affine(xj, wj, c.sub, static_cast<float>(c.nmax), s, mm, nc, err);
     int best = 0;
     for (int k = 1; k < nc; ++k)
