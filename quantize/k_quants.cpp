@@ -43,6 +43,8 @@ using qsearch::SymmetricSuperConfig;
 // super-block scale, and `rounds` bounds the "refit d, re-pick integers" iterations. Wider
 // sweeps or more rounds measured no better beyond these.
 constexpr SymmetricSearch kScaleSearch{.ntry = 4, .step = 0.1f, .both_ends = false, .refine_passes = 2};
+// Plain Q3_K's lighter variant (7 candidates, no refinement): the pick step repairs the rest.
+constexpr SymmetricSearch kScaleSearchLight{.ntry = 3, .step = 0.1f, .both_ends = false, .refine_passes = 0};
 
 // Q2_K: 2-bit levels 0..3 in 16-element sub-blocks, 4-bit scales and mins.
 constexpr AffineSuperConfig kQ2K{.sub = 16, .nsub = 16, .nmax = 3, .smax = 15,
@@ -53,7 +55,7 @@ constexpr AffineSuperConfig kQ2K{.sub = 16, .nsub = 16, .nmax = 3, .smax = 15,
 // still beating its error; with an imatrix the fuller search below pays off.
 constexpr SymmetricSuperConfig kQ3KPlain{.sub = 16, .nsub = 16, .lo = -4, .hi = 3, .slo = -32, .shi = 31,
                                          .element = {.ntry = 1, .step = 0.3f, .both_ends = true, .refine_passes = 0},
-                                         .scale = kScaleSearch, .radius = 1, .rounds = 0};
+                                         .scale = kScaleSearchLight, .radius = 1, .rounds = 0};
 constexpr SymmetricSuperConfig kQ3K{.sub = 16, .nsub = 16, .lo = -4, .hi = 3, .slo = -32, .shi = 31,
                                     .element = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 0},
                                     .scale = kScaleSearch, .radius = 1, .rounds = 1};
