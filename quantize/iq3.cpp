@@ -24,7 +24,7 @@ using iq::ScaledLatticeSpec;
 
 // First-pass scales: a sub-block's largest magnitude at these fractions of the top level.
 constexpr float kIq3xxsTrials[] = {0.80f, 0.90f, 1.00f, 1.10f, 1.20f};
-constexpr float kIq3sTrials[] = {0.80f, 0.90f, 1.00f, 1.10f, 1.20f};
+constexpr float kIq3sTrials[] = {0.84f, 0.96f, 1.08f, 1.20f};
 
 ScaledLatticeSpec iq3xxs_spec() {
   ScaledLatticeSpec s{};

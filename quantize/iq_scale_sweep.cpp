@@ -39,8 +39,11 @@ int best_scales(std::span<const float> x, std::span<const float> w, std::span<co
   const int nv = static_cast<int>(values.size());
   assert(n <= kMaxWeights && nv >= 2 && nv <= kMaxValues && x.size() == w.size());
   assert(t_max > t_min && t_min > 0);
-  float mid[kMaxValues - 1];
-  for (int k = 0; k + 1 < nv; ++k) mid[k] = 0.5f * (values[k] + values[k + 1]);
+  float mid[kMaxValues - 1], inv_mid[kMaxValues - 1];
+  for (int k = 0; k + 1 < nv; ++k) {
+    mid[k] = 0.5f * (values[k] + values[k + 1]);
+    inv_mid[k] = mid[k] != 0.0f ? 1.0f / mid[k] : 0.0f;
+  }
 
   float amax = 0.0f;
   for (int i = 0; i < n; ++i) amax = std::max(amax, std::fabs(x[i]));
@@ -57,7 +60,7 @@ int best_scales(std::span<const float> x, std::span<const float> w, std::span<co
     double P = 0, Q = 0;  // sum w y v, sum w v^2 for the current codes
     for (int i = 0; i < n; ++i) {
       const float y = sign * x[i];
-      const int q = nearest_value(values, y / u_lo);
+      const int q = static_cast<int>(std::lower_bound(mid, mid + nv - 1, y / u_lo) - mid);  // nearest value
       const float t_end = y / u_hi;
       auto push = [&](float u, int qn) {
         uint32_t bits;
@@ -65,9 +68,9 @@ int best_scales(std::span<const float> x, std::span<const float> w, std::span<co
         events[ne++] = static_cast<uint64_t>(bits) << 32 | static_cast<uint64_t>(i) << 8 | static_cast<uint64_t>(qn);
       };
       if (y > 0)
-        for (int k = q - 1; k >= 0 && mid[k] > 0 && mid[k] >= t_end; --k) push(y / mid[k], k);
+        for (int k = q - 1; k >= 0 && mid[k] > 0 && mid[k] >= t_end; --k) push(y * inv_mid[k], k);
       else if (y < 0)
-        for (int k = q; k < nv - 1 && mid[k] < 0 && mid[k] <= t_end; ++k) push(y / mid[k], k + 1);
+        for (int k = q; k < nv - 1 && mid[k] < 0 && mid[k] <= t_end; ++k) push(y * inv_mid[k], k + 1);
       code[i] = q;
       P += static_cast<double>(w[i]) * y * values[q];
       Q += static_cast<double>(w[i]) * values[q] * values[q];
