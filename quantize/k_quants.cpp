@@ -49,7 +49,7 @@ constexpr SymmetricSearch kScaleSearchLight{.ntry = 3, .step = 0.1f, .both_ends 
 // Q2_K: 2-bit levels 0..3 in 16-element sub-blocks, 4-bit scales and mins.
 constexpr AffineSuperConfig kQ2K{.sub = 16, .nsub = 16, .nmax = 3, .smax = 15,
                                  .element = {.rmin = -0.5f, .rdelta = 0.1f, .nstep = 14, .alternations = 4},
-                                 .scale = kScaleSearch, .radius = 1, .rounds = 2};
+                                 .scale = kScaleSearch, .radius = 1, .rounds = 1};
 // Q3_K without an imatrix: one candidate pass per sub-block and no refit round. ggml's plain
 // Q3_K is a single rounding plus coordinate descent, and this keeps us near its speed while
 // still beating its error; with an imatrix the fuller search below pays off.
