@@ -30,6 +30,9 @@ using qsearch::SymmetricSearch;
 // the f16 neighbour search and refinement below do the fine work; the 16 affine candidates
 // fill exactly two AVX2 passes.)
 constexpr SymmetricSearch kLegacySymmetric{.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 2};
+// Q5_0's 32 levels make its error more sensitive to the exact scale (the golden sparse rows
+// showed it): a denser sweep, 19 candidates per end at 0.1-level spacing.
+constexpr SymmetricSearch kLegacySymmetric5{.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2};
 constexpr AffineSearch kLegacyAffine{.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4};
 
 // Next f16 magnitude up/down with the same sign (0 when it would leave the finite range).
@@ -61,7 +64,7 @@ const Fits& fast_fits() { return qsearch::cpu_has_avx2() ? kAvx2Fits : kScalarFi
 // f16 values are tried as well (the error as a function of d is jagged, so the nearest f16
 // value is not always the best one).
 uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  const float d = fits.symmetric(x, w, kQK, lo, hi, L, kLegacySymmetric);
+  const float d = fits.symmetric(x, w, kQK, lo, hi, L, hi > 7 ? kLegacySymmetric5 : kLegacySymmetric);
   uint16_t best = qsearch::scale_to_f16(d);
   if (d == 0.0f) {
     std::memset(L, 0, kQK);
