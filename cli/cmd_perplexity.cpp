@@ -8,6 +8,7 @@
 // stderr.
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -138,6 +139,7 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
   if (vm.count("dump-logits")) {
     // Every position's logits of every chunk, in one .npy, plus the usual scoring of them.
     const int64_t V = static_cast<int64_t>(m.config().n_vocab), first = o.n_ctx / 2;
+    const auto t0 = std::chrono::steady_clock::now();
     AtomicFile out(vm["dump-logits"].as<std::string>());
     out.write(npy_header(static_cast<uint64_t>(n_chunks * o.n_ctx), static_cast<uint64_t>(V)));
     for (int64_t c = 0; c < n_chunks; ++c) {
@@ -147,7 +149,8 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
         r.stats.add(score_token(std::span<const float>(lg.data() + j * V, static_cast<size_t>(V)), toks.ids[c * o.n_ctx + j + 1]).nll);
       r.running_ppl.push_back(r.stats.ppl());
       r.tokens_evaluated += o.n_ctx;
-      on_chunk({c + 1, n_chunks, r.tokens_evaluated, n_chunks * o.n_ctx, 0}, r.stats);
+      r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      on_chunk({c + 1, n_chunks, r.tokens_evaluated, n_chunks * o.n_ctx, r.seconds}, r.stats);
       check_interrupted();
     }
     out.commit();

@@ -78,7 +78,7 @@ Forward::Forward(const Model& model, int64_t n_ctx, int64_t max_batch, int n_thr
   gate_.resize(B * c_.n_ff);
   up_.resize(B * c_.n_ff);
   tmp_.resize(B * E);
-  scores_.resize(static_cast<size_t>(n_threads_) * n_ctx);
+  scores_.resize(static_cast<size_t>(n_threads_) * kQueryBlock * n_ctx);
 }
 
 uint64_t Forward::buffer_bytes() const {
@@ -100,17 +100,24 @@ void Forward::attention(size_t il, int64_t n, int64_t pos0) {
   const int64_t q_dim = static_cast<int64_t>(c_.q_dim());
   const float* kc = k_cache_.data() + il * n_ctx_ * kv_dim;
   const float* vc = v_cache_.data() + il * n_ctx_ * kv_dim;
-  // One task per (token, head): causal attention over positions [0, pos0 + t].
-#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads_)
-  for (int64_t task = 0; task < n * n_head; ++task) {
-    const int64_t t = task / n_head, h = task % n_head, g = h / n_gqa;
-    const int64_t n_keys = pos0 + t + 1;
-    float* sc = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * n_ctx_;
-    const float* q = q_.data() + t * q_dim + h * hd;
-    dot_rows(q, kc + g * hd, kv_dim, n_keys, hd, sc);
-    for (int64_t j = 0; j < n_keys; ++j) sc[j] *= kq_scale_;
-    softmax_inplace(sc, n_keys);
-    weighted_rows(sc, vc + g * hd, kv_dim, n_keys, hd, attn_.data() + t * q_dim + h * hd);
+  // One task per (block of up to kQueryBlock tokens, head): the block's queries share the key
+  // loads; each query then uses only its causal prefix [0, pos0 + t] of the scores.
+  const int64_t n_blocks = (n + kQueryBlock - 1) / kQueryBlock;
+#pragma omp parallel for schedule(dynamic, 2) num_threads(n_threads_)
+  for (int64_t task = 0; task < n_blocks * n_head; ++task) {
+    const int64_t t0 = (task / n_head) * kQueryBlock, h = task % n_head, g = h / n_gqa;
+    const int nq = static_cast<int>(std::min<int64_t>(kQueryBlock, n - t0));
+    float* sc = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * kQueryBlock * n_ctx_;
+    const float* q[kQueryBlock];
+    for (int i = 0; i < nq; ++i) q[i] = q_.data() + (t0 + i) * q_dim + h * hd;
+    dot_rows(q, nq, kc + g * hd, kv_dim, pos0 + t0 + nq, hd, sc, n_ctx_);
+    for (int i = 0; i < nq; ++i) {
+      float* s = sc + i * n_ctx_;
+      const int64_t n_keys = pos0 + t0 + i + 1;
+      for (int64_t j = 0; j < n_keys; ++j) s[j] *= kq_scale_;
+      softmax_inplace(s, n_keys);
+      weighted_rows(s, vc + g * hd, kv_dim, n_keys, hd, attn_.data() + (t0 + i) * q_dim + h * hd);
+    }
   }
 }
 

@@ -52,6 +52,8 @@ class Forward {
   void attention(size_t il, int64_t n, int64_t pos0);
   void matmul_obs(const WeightMatrix& w, const float* x, int64_t n, float* y, ActivationObserver* obs);
 
+  static constexpr int kQueryBlock = 3;  // queries per attention task (the matmul tile's tokens)
+
   const Model& m_;
   const ModelConfig& c_;
   int64_t n_ctx_, max_batch_;
@@ -70,7 +72,7 @@ class Forward {
   std::vector<float> attn_;     // [B][q_dim] attention output (heads concatenated)
   std::vector<float> gate_, up_;// [B][n_ff]
   std::vector<float> tmp_;      // [B][n_embd] output of attn_output / ffn_down
-  std::vector<float> scores_;   // [n_threads][n_ctx] attention probabilities
+  std::vector<float> scores_;   // [n_threads][kQueryBlock][n_ctx] attention probabilities
 };
 
 // cos/sin of every rotary pair at positions [0, n_pos) for the model's RoPE settings (base,

@@ -67,15 +67,16 @@ void tile_portable(const float* const* w, int rm, const float* const* x, int rn,
 
 float dot_f32(const float* a, const float* b, int64_t n) {
   float out;
-  dot_rows(a, b, 0, 1, n, &out);
+  dot_rows(&a, 1, b, 0, 1, n, &out, 1);
   return out;
 }
 
-void dot_rows(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out) {
-  if (use_avx2()) return detail::dot_rows_avx2(q, k, k_stride, n_keys, d, out);
+void dot_rows(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+              int64_t ldo) {
+  if (use_avx2()) return detail::dot_rows_avx2(q, nq, k, k_stride, n_keys, d, out, ldo);
   for (int64_t j = 0; j < n_keys; ++j) {
     const float* kr = k + j * k_stride;
-    detail::tile_portable(&kr, 1, &q, 1, d, out + j, 1);
+    detail::tile_portable(&kr, 1, q, nq, d, out + j, ldo);
   }
 }
 

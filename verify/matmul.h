@@ -24,8 +24,10 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, i
 // The same fixed-order dot product on plain arrays (n may be any length).
 float dot_f32(const float* a, const float* b, int64_t n);
 
-// out[j] = dot_f32(q, k + j * k_stride, d) for j < n_keys (attention scores).
-void dot_rows(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out);
+// out[i * ldo + j] = dot_f32(q[i], k + j * k_stride, d) for i < nq (1..3), j < n_keys:
+// attention scores of up to three queries against the same keys (the keys' loads are shared).
+void dot_rows(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+              int64_t ldo);
 
 // out[i] = sum_j p[j] * v[j * v_stride + i] for i < d, j in increasing order (attention output).
 void weighted_rows(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out);
@@ -40,7 +42,8 @@ using TileFn = void (*)(const float* const* w, int rm, const float* const* x, in
                         int64_t ldy);
 void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
 void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
-void dot_rows_avx2(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out);
+void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+                   int64_t ldo);
 void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out);
 }  // namespace detail
 

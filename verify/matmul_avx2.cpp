@@ -67,16 +67,17 @@ void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int
   kTiles[rm - 1][rn - 1](w, x, k, y, ldy);
 }
 
-void dot_rows_avx2(const float* q, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out) {
-  // Four keys per call share the loads of q (the weight side of the tile is the keys).
+void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+                   int64_t ldo) {
+  // Keys are the weight side of the tile (four at a time), queries the token side.
   int64_t j = 0;
   for (; j + 4 <= n_keys; j += 4) {
     const float* kr[4] = {k + j * k_stride, k + (j + 1) * k_stride, k + (j + 2) * k_stride, k + (j + 3) * k_stride};
-    tile<4, 1>(kr, &q, d, out + j, 1);
+    kTiles[3][nq - 1](kr, q, d, out + j, ldo);
   }
   for (; j < n_keys; ++j) {
     const float* kr = k + j * k_stride;
-    tile<1, 1>(&kr, &q, d, out + j, 1);
+    kTiles[0][nq - 1](&kr, q, d, out + j, ldo);
   }
 }
 
@@ -117,7 +118,7 @@ namespace smolq::detail {
 void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
   tile_portable(w, rm, x, rn, k, y, ldy);
 }
-void dot_rows_avx2(const float*, const float*, int64_t, int64_t, int64_t, float*) {}
+void dot_rows_avx2(const float* const*, int, const float*, int64_t, int64_t, int64_t, float*, int64_t) {}
 void weighted_rows_avx2(const float*, const float*, int64_t, int64_t, int64_t, float*) {}
 }  // namespace smolq::detail
 

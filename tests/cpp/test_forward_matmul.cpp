@@ -77,9 +77,12 @@ TEST_SUITE("test_forward_matmul") {
     }
     for (int r = 0; r < rows; r += 17) CHECK(dot_f32(w.data() + r * cols, x.data() + 5 * cols, cols) == ref[5 * rows + r]);
     // dot_rows (attention scores) computes the same sums.
-    std::vector<float> s(rows);
-    dot_rows(x.data() + 9 * cols, w.data(), cols, rows, cols, s.data());
-    CHECK(std::equal(s.begin(), s.end(), ref.begin() + 9 * rows));
+    std::vector<float> s(3 * rows);
+    const float* qs[3] = {x.data() + 9 * cols, x.data() + 10 * cols, x.data() + 11 * cols};
+    for (int nq = 1; nq <= 3; ++nq) {
+      dot_rows(qs, nq, w.data(), cols, rows, cols, s.data(), rows);
+      CHECK(std::equal(s.begin(), s.begin() + nq * rows, ref.begin() + 9 * rows));
+    }
   }
 
   TEST_CASE("quantized weights multiply exactly like their dequantized copy") {
