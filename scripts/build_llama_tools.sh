@@ -20,11 +20,15 @@ version=$(sed -n 's/^llama-cpp-python==\([0-9.]*\).*/\1/p' "$here/scripts/requir
 stamp="$dir/.built-$version"
 tools=(llama-imatrix llama-perplexity llama-quantize)
 
+mkdir -p "$dir/dl"
+# One build at a time (setup.sh and a test run may start this together): the second waits,
+# then finds the stamp.
+exec 9>"$dir/.lock"
+flock 9
 if [ -f "$stamp" ]; then
   echo "[llama-tools] llama.cpp tools of llama-cpp-python $version already built in $dir/bin"
   exit 0
 fi
-mkdir -p "$dir/dl"
 sdist="$dir/dl/llama_cpp_python-$version.tar.gz"
 if [ ! -f "$sdist" ]; then
   echo "[llama-tools] downloading the llama-cpp-python $version source distribution"
