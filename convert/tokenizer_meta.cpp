@@ -153,17 +153,17 @@ HfTokenizerInfo load_hf_tokenizer(const std::string& dir, const ModelConfig& cfg
     auto it = by_id.find(static_cast<int64_t>(i));
     if (it == by_id.end()) {
       info.tokens[i] = "[PAD" + std::to_string(i) + "]";
-      info.token_types[i] = static_cast<int32_t>(TokenType::Unused);
+      info.token_types[i] = static_cast<int32_t>(TokenType::kUnused);
       continue;
     }
     info.tokens[i] = it->second;
     auto ad = added.find(static_cast<int64_t>(i));
     if (ad == added.end()) {
-      info.token_types[i] = static_cast<int32_t>(TokenType::Normal);
+      info.token_types[i] = static_cast<int32_t>(TokenType::kNormal);
     } else if (ad->second.special || looks_special(ad->second.content)) {
-      info.token_types[i] = static_cast<int32_t>(TokenType::Control);
+      info.token_types[i] = static_cast<int32_t>(TokenType::kControl);
     } else {
-      info.token_types[i] = static_cast<int32_t>(TokenType::UserDefined);
+      info.token_types[i] = static_cast<int32_t>(TokenType::kUserDefined);
     }
   }
 

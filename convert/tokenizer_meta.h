@@ -9,11 +9,10 @@
 
 #include "formats/gguf.h"
 #include "formats/model_config.h"
+#include "formats/token_type.h"
 
 namespace smolq {
 
-// llama.cpp's token types (tokenizer.ggml.token_type).
-enum class TokenType : int32_t { Normal = 1, Unknown = 2, Control = 3, UserDefined = 4, Unused = 5, Byte = 6 };
 
 struct HfTokenizerInfo {
   std::vector<std::string> tokens;     // by id, padded to the config's vocab size

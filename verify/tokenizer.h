@@ -32,21 +32,16 @@
 #include <string_view>
 #include <vector>
 
+#include "formats/token_type.h"
+
 namespace smolq {
 
 class GgufMetadata;
 
 class Tokenizer {
  public:
-  // Token kinds, numbered as GGUF's `tokenizer.ggml.token_type` (llama.cpp's llama_token_type).
-  enum class TokenType : int32_t {
-    kNormal = 1,       // a BPE token (byte-level text)
-    kUnknown = 2,
-    kControl = 3,      // special added token (<|im_start|>, ...): matched only when parse_special
-    kUserDefined = 4,  // non-special added token: always matched, never split
-    kUnused = 5,       // hole in the id space
-    kByte = 6,         // <0xNN> byte-fallback token (SentencePiece-style; not in byte-level BPE)
-  };
+  // Token kinds, numbered as GGUF's `tokenizer.ggml.token_type` (formats/token_type.h).
+  using TokenType = ::smolq::TokenType;
 
   // `tokenizer.json` of a BPE model with a byte-level pre-tokenizer. bos/eos/unk/pad come from
   // `tokenizer_config.json` (its `*_token` entries): the given path, or when empty the file of
