@@ -271,3 +271,110 @@ def test_perplexity_matches_llama_perplexity_tool(run_smolq, real_gguf, wikitext
     print("llama-perplexity", m.group(0), "| smolq", m2.group(0))
     assert float(m2.group(1)) == pytest.approx(float(m.group(1)), rel=5e-3)
     assert float(m2.group(2)) == pytest.approx(float(m.group(2)), rel=0.05)
+
+
+# --- architecture features on small synthetic checkpoints ----------------------------------
+
+def _with_metadata(src: Path, dst: Path, extra: dict) -> None:
+    """Copy a GGUF, adding or replacing metadata keys ({key: (value, GGUFValueType)})."""
+    import gguf
+    r = gguf.GGUFReader(str(src))
+    arch = r.fields["general.architecture"].contents()
+    w = gguf.GGUFWriter(str(dst), arch)
+    for f in r.fields.values():
+        if f.name.startswith("GGUF.") or f.name in ("general.architecture", *extra):
+            continue
+        sub = f.types[-1] if f.types[0] == gguf.GGUFValueType.ARRAY else None
+        w.add_key_value(f.name, f.contents(), f.types[0], sub_type=sub)
+    for k, (v, t) in extra.items():
+        w.add_key_value(k, v, t)
+    for t in r.tensors:
+        w.add_tensor(t.name, t.data, raw_dtype=t.tensor_type)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def _f32_gguf_and_compare(run_smolq, hf_dir, ids, tmp_path, llama_model, llama_logits, name, extra_meta=None):
+    """Convert `hf_dir` to F32 GGUF (optionally adding metadata); return (smolq on HF dir, smolq
+    on GGUF, llama.cpp on GGUF)."""
+    gguf_path = tmp_path / f"{name}.gguf"
+    run_smolq("convert", hf_dir, "-o", gguf_path, "--outtype", "f32", "-q")
+    if extra_meta:
+        plain = tmp_path / f"{name}-plain.gguf"
+        gguf_path.rename(plain)
+        _with_metadata(plain, gguf_path, extra_meta)
+    ids_file = tmp_path / f"{name}.ids"
+    ids_file.write_text(" ".join(map(str, ids)))
+    ctx = len(ids)
+
+    def ours(model):
+        npy = tmp_path / f"{name}.npy"
+        run_smolq("perplexity", model, "--tokens", ids_file, "--ctx", ctx // 2, "--chunks", 2, "--threads", 2,
+                  "--add-bos", "no", "--dump-logits", npy)
+        return np.load(npy)
+    theirs = llama_chunks(llama_model, llama_logits, gguf_path, ids, ctx=ctx // 2, type_k=GGML_F32, type_v=GGML_F32)
+    return ours(hf_dir), ours(gguf_path), theirs
+
+
+def test_smollm3_nope_layers(run_smolq, synthetic, hf_forward, load_checkpoint, llama_model, llama_logits, tmp_path):
+    """SmolLM3 skips RoPE on every 4th layer: smolq agrees with the numpy transformers-style
+    reference (from the HF checkpoint) and with llama.cpp (arch smollm3, from the GGUF)."""
+    src = synthetic("smollm3-tiny-bf16")
+    cfg = json.loads((src / "config.json").read_text())
+    rng = np.random.default_rng(5)
+    ids = [int(t) for t in rng.integers(0, cfg["vocab_size"], size=128)]
+    hf, gg, theirs = _f32_gguf_and_compare(run_smolq, src, ids, tmp_path, llama_model, llama_logits, "smollm3")
+    ref = np.concatenate([hf_forward(load_checkpoint(src), cfg, ids[:64]), hf_forward(load_checkpoint(src), cfg, ids[64:])])
+    scale = float(np.abs(ref).max())
+    assert np.abs(hf - ref).max() < 1e-4 * max(1.0, scale)
+    assert np.array_equal(hf, gg)
+    assert np.abs(gg - theirs).max() < 1e-3 * max(1.0, scale)
+
+
+@pytest.mark.parametrize("scaling", [
+    {"rope_type": "linear", "factor": 2.0},
+    {"rope_type": "yarn", "factor": 4.0, "original_max_position_embeddings": 64},
+    {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+     "original_max_position_embeddings": 64},
+], ids=["linear", "yarn", "llama3"])
+def test_rope_scaling_matches_llama_cpp(scaling, run_smolq, synthetic, ids, llama_model, llama_logits, tmp_path):
+    """RoPE scaling from config.json (HF path) and from GGUF metadata / rope_freqs.weight (GGUF
+    path) against llama.cpp. The original context is set small so every variant's scaled band is
+    exercised within 256 positions."""
+    import shutil
+    import gguf
+    src = synthetic("smollm2-tiny-f32")
+    dst = tmp_path / "ckpt"
+    shutil.copytree(src, dst)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["rope_scaling"] = scaling
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
+    extra = None
+    if scaling["rope_type"] == "yarn":
+        # `smolq convert` does not write YaRN yet: convert the unscaled model (config saved
+        # aside) and add the keys llama.cpp's converter writes.
+        shutil.copy(dst / "config.json", tmp_path / "scaled.json")
+        shutil.copy(src / "config.json", dst / "config.json")
+        F32, U32, STR = gguf.GGUFValueType.FLOAT32, gguf.GGUFValueType.UINT32, gguf.GGUFValueType.STRING
+        extra = {"llama.rope.scaling.type": ("yarn", STR), "llama.rope.scaling.factor": (scaling["factor"], F32),
+                 "llama.rope.scaling.original_context_length": (scaling["original_max_position_embeddings"], U32)}
+    hf, gg, theirs = _f32_gguf_and_compare(run_smolq, dst, list(ids[:256]), tmp_path, llama_model, llama_logits,
+                                          scaling["rope_type"], extra)
+    ids_file = tmp_path / f"{scaling['rope_type']}.ids"
+
+    def ours(model):
+        npy = tmp_path / "o.npy"
+        run_smolq("perplexity", model, "--tokens", ids_file, "--ctx", 128, "--chunks", 2, "--threads", 2,
+                  "--add-bos", "no", "--dump-logits", npy)
+        return np.load(npy)
+    if extra:
+        shutil.copy(tmp_path / "scaled.json", dst / "config.json")
+        hf = ours(dst)  # now with the scaled config
+    err = float(np.abs(gg - theirs).max())
+    effect = float(np.abs(ours(src) - gg).max())  # how far the unscaled model's logits are
+    print(scaling["rope_type"], "max |smolq - llama.cpp|", err, "scaling moves logits by", effect)
+    assert np.abs(hf - gg).max() < 1e-4
+    assert err < 2e-3
+    assert effect > 5 * err  # the scaling is really applied, and matched
