@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 #include "cli/options.h"
 #include "cli/quant_report.h"
@@ -23,8 +24,8 @@ int run_quantize(const std::vector<std::string>& args) {
       ("output", po::value<std::string>(&output), "output GGUF")
       ("type", po::value<std::string>(&type), "file type: Q4_K_M, Q8_0, IQ4_XS, ... (see --list-types)")
       ("imatrix", po::value<std::string>(&imatrix), "importance matrix (llama.cpp GGUF or legacy .dat)")
-      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors matching REGEX (repeatable)")
-      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors matching REGEX (repeatable)")
+      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors whose name contains TEXT (repeatable)")
+      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors whose name contains TEXT (repeatable)")
       ("output-tensor-type", po::value<std::string>(&output_tensor_type), "type of output.weight")
       ("token-embedding-type", po::value<std::string>(&token_embedding_type), "type of token_embd.weight")
       ("tensor-type", po::value<std::vector<std::string>>(&tensor_types), "REGEX=TYPE for matching tensors (repeatable, first match wins)")
@@ -48,6 +49,11 @@ int run_quantize(const std::vector<std::string>& args) {
   if (dry && type.empty() && !output.empty()) std::swap(type, output);  // `quantize in.gguf TYPE --dry-run`
   if (input.empty() || type.empty() || (output.empty() && !dry))
     throw UsageError("usage: smolq quantize <in.gguf> <out.gguf> <TYPE>");
+  if (!dry) {
+    std::error_code ec;
+    if (std::filesystem::equivalent(input, output, ec))
+      throw UsageError("input and output are the same file: '" + input + "'");
+  }
 
   auto reader = GgufReader::open(input);
   QuantizeOptions q;
@@ -57,6 +63,8 @@ int run_quantize(const std::vector<std::string>& args) {
   q.exclude_weights = exclude;
   q.allow_requantize = parsed.vm.count("allow-requantize") > 0;
   q.override_kv = override_kv;
+  q.dry_run = dry;
+  for (const auto& spec : override_kv) parse_override_kv(spec);  // reject bad specs before any work
   ImatrixData imat;
   if (!imatrix.empty()) {
     imat = read_imatrix(imatrix);
@@ -84,12 +92,19 @@ int run_quantize(const std::vector<std::string>& args) {
   const ModelFacts facts = facts_from_gguf(reader->metadata());
   QuantizePlanResult r = plan_quantization(sources, facts, q);
   for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  if (dry) {
-    std::fputs(format_plan(r.plan).c_str(), stdout);
-    return 0;
-  }
   GgufMetadata meta = reader->metadata();
   stamp_quantize_metadata(meta, q, r);
+  if (dry) {
+    // The exact size of the file this would write: same metadata, same layout function.
+    std::vector<GgufPlannedTensor> planned;
+    for (const auto& o : r.outputs) planned.push_back({o.name, o.shape, o.type});
+    const uint32_t alignment = static_cast<uint32_t>(meta.opt_u64("general.alignment").value_or(32));
+    const GgufLayout layout = plan_gguf_layout(meta, planned, alignment);
+    std::fputs(format_plan(r.plan).c_str(), stdout);
+    std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(layout.file_size),
+                human_bytes(layout.file_size).c_str());
+    return 0;
+  }
 
   install_interrupt_handlers();
   const int nthreads = resolve_threads(threads);

@@ -109,7 +109,8 @@ void GgufWriter::add_tensor(std::string name, std::vector<uint64_t> shape, GgmlT
 }
 
 void GgufWriter::begin_data() {
-  if (alignment_ != 32) meta_.set("general.alignment", GgufValue::u32(alignment_));
+  // general.alignment must describe the layout actually written.
+  if (alignment_ != 32 || meta_.has("general.alignment")) meta_.set("general.alignment", GgufValue::u32(alignment_));
   layout_ = plan_gguf_layout(meta_, planned_, alignment_);
   std::string header = serialize_header(meta_, planned_, layout_.offsets);
   header.resize(layout_.data_offset, '\0');

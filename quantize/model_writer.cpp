@@ -29,7 +29,8 @@ WriteResult tally_tensors(const std::vector<OutputTensor>& tensors) {
 WriteResult write_gguf_model(const std::string& path, const GgufMetadata& meta, const std::vector<OutputTensor>& tensors,
                              int threads, const std::function<void(const WriteProgress&)>& on_progress) {
   WriteResult result = tally_tensors(tensors);
-  GgufWriter w(path);
+  // Keep the source's alignment (general.alignment) when it has one.
+  GgufWriter w(path, static_cast<uint32_t>(meta.opt_u64("general.alignment").value_or(32)));
   w.metadata() = meta;
   for (const auto& t : tensors) w.add_tensor(t.name, t.shape, t.type);
   w.begin_data();
