@@ -11,6 +11,8 @@
 // search is over scales only, and iq_scale_sweep finds the exact optimum over both signs
 // (the table is asymmetric); the best few are then re-scored at their f16 roundings.
 #include <algorithm>
+#include <array>
+#include <iterator>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -21,7 +23,12 @@
 #include "quantize/iq_rows.h"
 #include "quantize/iq_scale_sweep.h"
 #include "quantize/iq_tables.h"
+#include "quantize/quant_search.h"
 #include "quantize/quants_iq.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace smolq::kernels {
 namespace {
@@ -58,10 +65,9 @@ inline int nearest_iq4(float t) {
     for (int i = 0; i < 15; ++i) m[i] = 0.5f * (kValuesIq4nl[i] + kValuesIq4nl[i + 1]);
     return m;
   }();
-  int lo = 0;
-  for (int step = 8; step > 0; step >>= 1)  // binary search over the 16 cells
-    if (t > kMid[lo + step - 1]) lo += step;
-  return lo;
+  int q = 0;  // midpoints below t, counted without branches (a search mispredicts)
+  for (int k = 0; k < 15; ++k) q += t > kMid[k];
+  return q;
 }
 
 struct Fit {
@@ -89,14 +95,24 @@ inline float err(float s, const Fit& f) { return s * (s * f.Q - 2.0f * f.P); }
 // costs far less than the quantization itself. When the block fits (almost) exactly, as a
 // constant block fits every table value, rounding is the only error left, so every
 // candidate is tried at its rounding and at the two adjacent f16 values.
+// sum w x^2 over a 32-weight block: the error of coding nothing.
+double block_energy(const float* x, const float* w) {
+  double e0 = 0.0;
+  for (int i = 0; i < kQK; ++i) e0 += static_cast<double>(w[i]) * x[i] * x[i];
+  return e0;
+}
+// Whether the best float scale leaves (almost) nothing but f16 rounding as error.
+bool is_exact_fit(const float* x, const float* w, const iq::ScaleCandidate& best) {
+  return best.error <= -block_energy(x, w) * (1.0 - kIq4ExactFit);
+}
+
 HalfScale settle_half(const float* x, const float* w, std::span<const iq::ScaleCandidate> cands, uint8_t* q) {
   HalfScale best{0, 0.0f};
   std::fill(q, q + kQK, 0);
   if (cands.empty()) return best;
-  double e0 = 0.0;  // sum w x^2: the error of coding nothing
-  for (int i = 0; i < kQK; ++i) e0 += static_cast<double>(w[i]) * x[i] * x[i];
+  const double e0 = block_energy(x, w);
   double best_e = e0;
-  const bool exact_fit = cands[0].error <= -e0 * (1.0 - kIq4ExactFit);
+  const bool exact_fit = is_exact_fit(x, w, cands[0]);
   uint8_t tmp[kQK];
   for (size_t c = 0; c < (exact_fit ? cands.size() : 1); ++c) {
     const HalfScale h = iq::round_half(cands[c].scale);
@@ -138,7 +154,12 @@ void quantize_iq4_nl_ref(std::span<const float> src, std::span<std::byte> dst, i
     iq::iq_weights({x, static_cast<size_t>(kQK)}, qw, {w, static_cast<size_t>(kQK)}, kScalarWeights);
     uint8_t q[kQK];
     iq::ScaleCandidate cands[kIq4Candidates];
-    const int n = iq::best_scales({x, static_cast<size_t>(kQK)}, {w, static_cast<size_t>(kQK)}, kValuesF, cands, kIq4WindowMax, kIq4WindowMin);
+    const std::span<const float> xs{x, static_cast<size_t>(kQK)}, ws{w, static_cast<size_t>(kQK)};
+    // settle_half needs the runners-up only for an exact fit (rare): ask for the best scale
+    // first (the sweep's bookkeeping is cheapest then) and for the whole list when needed.
+    // The best candidate does not depend on the list length.
+    int n = iq::best_scales(xs, ws, kValuesF, {cands, 1}, kIq4WindowMax, kIq4WindowMin);
+    if (n > 0 && is_exact_fit(x, w, cands[0])) n = iq::best_scales(xs, ws, kValuesF, cands, kIq4WindowMax, kIq4WindowMin);
     const HalfScale d = settle_half(x, w, {cands, static_cast<size_t>(n)}, q);
     b.d = d.bits;
     pack_nibbles(q, b.qs);
@@ -157,69 +178,145 @@ void dequantize_iq4_nl(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- IQ4_XS -------------------------------------------------------------------------------
 
+namespace {
+
+// Error terms err(s, assign(s)) of nc non-zero scales s[c] for one 32-weight sub-block: the
+// candidate scoring of the IQ4_XS super-block step. The reference scores one scale after the
+// other with assign(); the AVX2 kernel scores eight at once, one per lane, repeating
+// assign()'s arithmetic per lane (same products in the same order, no FMA), so both give the
+// same floats.
+struct ScalarIq4Score {
+  static void run(const float* x, const float* w, const float* s, int nc, float* e) {
+    uint8_t tq[kQK];
+    for (int c = 0; c < nc; ++c) e[c] = err(s[c], assign(x, w, kQK, s[c], tq));
+  }
+};
+
+#if defined(__x86_64__) || defined(__i386__)
+struct Avx2Iq4Score {
+  [[gnu::target("avx2")]] static void run(const float* x, const float* w, const float* s, int nc, float* e) {
+    static constexpr auto kMid = [] {
+      std::array<float, 15> m{};
+      for (int i = 0; i < 15; ++i) m[i] = 0.5f * (kValuesIq4nl[i] + kValuesIq4nl[i + 1]);
+      return m;
+    }();
+    alignas(32) float sv[8], P[8], Q[8];
+    for (int k = 0; k < 8; ++k) sv[k] = s[std::min(k, nc - 1)];  // spare lanes repeat the last
+    const __m256 vs = _mm256_load_ps(sv);
+    const __m256 inv = _mm256_div_ps(_mm256_set1_ps(1.0f), vs);
+    // The table split in halves for an in-register lookup by code.
+    const __m256 tab_lo = _mm256_loadu_ps(kValuesF.data()), tab_hi = _mm256_loadu_ps(kValuesF.data() + 8);
+    const __m256i seven = _mm256_set1_epi32(7);
+    __m256 p = _mm256_setzero_ps(), q = _mm256_setzero_ps();
+    for (int i = 0; i < kQK; ++i) {
+      const __m256 t = _mm256_mul_ps(_mm256_set1_ps(x[i]), inv);
+      __m256i code = _mm256_setzero_si256();  // nearest_iq4(): midpoints below t
+      for (int k = 0; k < 15; ++k)
+        code = _mm256_sub_epi32(code, _mm256_castps_si256(_mm256_cmp_ps(t, _mm256_set1_ps(kMid[k]), _CMP_GT_OQ)));
+      const __m256 hi = _mm256_castsi256_ps(_mm256_cmpgt_epi32(code, seven));
+      const __m256 v = _mm256_blendv_ps(_mm256_permutevar8x32_ps(tab_lo, code), _mm256_permutevar8x32_ps(tab_hi, code), hi);
+      p = _mm256_add_ps(p, _mm256_mul_ps(_mm256_set1_ps(w[i] * x[i]), v));
+      q = _mm256_add_ps(q, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), v), v));
+    }
+    _mm256_store_ps(P, p);
+    _mm256_store_ps(Q, q);
+    for (int c = 0; c < nc; ++c) e[c] = err(s[c], Fit{P[c], Q[c]});
+  }
+};
+#else
+using Avx2Iq4Score = ScalarIq4Score;  // never selected off x86
+#endif
+
+// IQ4_XS super-block: free per-sub-block scales from the exact sweep, then the f16 super
+// scale d among a few candidates, each scored with every sub-block's best integer multiplier
+// (of the two either side of its free scale), codes exact. Score is ScalarIq4Score or
+// Avx2Iq4Score; both make the same choices.
+template <class Score>
+void encode_iq4_xs_block(const float* x, const float* qw, BlockIQ4_XS& b) {
+  constexpr int kSub = kQKK / kQK;
+  constexpr int kFactors = static_cast<int>(std::size(kIq4xsSuperFactors));
+  float w[kQKK];
+  iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kScalarWeights);
+  float sb[kSub];
+  float smax = 0.0f;
+  for (int ib = 0; ib < kSub; ++ib) {
+    iq::ScaleCandidate c[1];
+    const int n = iq::best_scales({x + kQK * ib, static_cast<size_t>(kQK)}, {w + kQK * ib, static_cast<size_t>(kQK)},
+                                  kValuesF, c, kIq4WindowMax, kIq4WindowMin);
+    sb[ib] = n ? c[0].scale : 0.0f;
+    smax = std::max(smax, std::fabs(sb[ib]));
+  }
+  uint8_t q[kQKK] = {};
+  int ls[kSub];
+  std::fill(ls, ls + kSub, 32);  // code 32: sub-block scale 0
+  HalfScale d{0, 0.0f};
+  if (smax > 0.0f) {
+    HalfScale dc[kFactors];
+    int nf = 0;
+    for (float f : kIq4xsSuperFactors) {
+      const HalfScale h = iq::round_half(smax / 31.0f * f);
+      if (h.value > 0.0f && std::isfinite(h.value)) dc[nf++] = h;
+    }
+    // eb[f][ib], cls[f][ib]: the sub-block's least error under dc[f] (0 = all-zero codes,
+    // multiplier 0) and its multiplier. Per sub-block, the (up to two) multipliers of every
+    // candidate d are scored in one batch.
+    float eb[kFactors][kSub];
+    int cls[kFactors][kSub];
+    for (int ib = 0; ib < kSub; ++ib) {
+      float s[2 * kFactors], e[2 * kFactors];
+      int kk[2 * kFactors], ff[2 * kFactors], nc = 0;
+      for (int f = 0; f < nf; ++f) {
+        const int k0 = static_cast<int>(std::floor(sb[ib] / dc[f].value));
+        for (int k = std::max(-32, k0); k <= std::min(31, k0 + 1); ++k) {
+          if (k == 0) continue;
+          s[nc] = dc[f].value * static_cast<float>(k);
+          kk[nc] = k;
+          ff[nc++] = f;
+        }
+        eb[f][ib] = 0.0f;
+        cls[f][ib] = 0;
+      }
+      if (nc > 0) Score::run(x + kQK * ib, w + kQK * ib, s, nc, e);
+      for (int c = 0; c < nc; ++c)  // in multiplier order per d, first strict minimum wins
+        if (e[c] < eb[ff[c]][ib]) {
+          eb[ff[c]][ib] = e[c];
+          cls[ff[c]][ib] = kk[c];
+        }
+    }
+    float best_total = std::numeric_limits<float>::max();
+    for (int f = 0; f < nf; ++f) {
+      float total = 0.0f;
+      for (int ib = 0; ib < kSub; ++ib) total += eb[f][ib];
+      if (total < best_total) {
+        best_total = total;
+        d = dc[f];
+        for (int ib = 0; ib < kSub; ++ib) ls[ib] = cls[f][ib] + 32;
+      }
+    }
+    for (int ib = 0; ib < kSub; ++ib)
+      if (ls[ib] != 32) assign(x + kQK * ib, w + kQK * ib, kQK, d.value * static_cast<float>(ls[ib] - 32), q + kQK * ib);
+  }
+  b.d = d.bits;
+  b.scales_h = 0;
+  std::memset(b.scales_l, 0, sizeof b.scales_l);
+  for (int ib = 0; ib < kSub; ++ib) {
+    b.scales_l[ib / 2] |= static_cast<uint8_t>((ls[ib] & 0xf) << (4 * (ib % 2)));
+    b.scales_h |= static_cast<uint16_t>((ls[ib] >> 4) << (2 * ib));
+    pack_nibbles(q + kQK * ib, b.qs + (kQK / 2) * ib);
+  }
+}
+
+}  // namespace
+
 void quantize_iq4_xs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                          std::span<const float> imatrix) {
-  iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ4_XS& b) {
-    constexpr int kSub = kQKK / kQK;
-    float w[kQKK];
-    iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kScalarWeights);
-    float sb[kSub];
-    float smax = 0.0f;
-    for (int ib = 0; ib < kSub; ++ib) {
-      iq::ScaleCandidate c[1];
-      const int n = iq::best_scales({x + kQK * ib, static_cast<size_t>(kQK)}, {w + kQK * ib, static_cast<size_t>(kQK)},
-                                    kValuesF, c, kIq4WindowMax, kIq4WindowMin);
-      sb[ib] = n ? c[0].scale : 0.0f;
-      smax = std::max(smax, std::fabs(sb[ib]));
-    }
-    uint8_t q[kQKK] = {};
-    int ls[kSub];
-    std::fill(ls, ls + kSub, 32);  // code 32: sub-block scale 0
-    HalfScale d{0, 0.0f};
-    if (smax > 0.0f) {
-      // Super-block scale: each candidate d is scored with every sub-block's best integer
-      // multiplier (of the two around its free scale), codes exact.
-      float best_total = std::numeric_limits<float>::max();
-      uint8_t tq[kQK];
-      for (float f : kIq4xsSuperFactors) {
-        const HalfScale dc = iq::round_half(smax / 31.0f * f);
-        if (!(dc.value > 0.0f) || !std::isfinite(dc.value)) continue;
-        float total = 0.0f;
-        int cls[kSub];
-        for (int ib = 0; ib < kSub; ++ib) {
-          // The two integer multipliers either side of the free scale.
-          const int k0 = static_cast<int>(std::floor(sb[ib] / dc.value));
-          float eb = 0.0f;  // multiplier 0: the sub-block decodes to zeros
-          cls[ib] = 0;
-          for (int k = std::max(-32, k0); k <= std::min(31, k0 + 1); ++k) {
-            if (k == 0) continue;
-            const float s = dc.value * static_cast<float>(k);
-            const float e = err(s, assign(x + kQK * ib, w + kQK * ib, kQK, s, tq));
-            if (e < eb) {
-              eb = e;
-              cls[ib] = k;
-            }
-          }
-          total += eb;
-        }
-        if (total < best_total) {
-          best_total = total;
-          d = dc;
-          for (int ib = 0; ib < kSub; ++ib) ls[ib] = cls[ib] + 32;
-        }
-      }
-      for (int ib = 0; ib < kSub; ++ib)
-        if (ls[ib] != 32) assign(x + kQK * ib, w + kQK * ib, kQK, d.value * static_cast<float>(ls[ib] - 32), q + kQK * ib);
-    }
-    b.d = d.bits;
-    b.scales_h = 0;
-    std::memset(b.scales_l, 0, sizeof b.scales_l);
-    for (int ib = 0; ib < kSub; ++ib) {
-      b.scales_l[ib / 2] |= static_cast<uint8_t>((ls[ib] & 0xf) << (4 * (ib % 2)));
-      b.scales_h |= static_cast<uint16_t>((ls[ib] >> 4) << (2 * ib));
-      pack_nibbles(q + kQK * ib, b.qs + (kQK / 2) * ib);
-    }
-  });
+  iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, imatrix, encode_iq4_xs_block<ScalarIq4Score>);
+}
+
+void quantize_iq4_xs(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                     std::span<const float> imatrix) {
+  if (!qsearch::cpu_has_avx2()) return quantize_iq4_xs_ref(src, dst, n_per_row, imatrix);
+  iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, imatrix, encode_iq4_xs_block<Avx2Iq4Score>);
 }
 
 void dequantize_iq4_xs(std::span<const std::byte> src, std::span<float> dst) {

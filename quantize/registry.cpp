@@ -46,7 +46,7 @@ const std::array<QTypeInfo, 35>& table() {
       {geo(G::IQ4_NL), k::quantize_iq4_nl_ref, k::quantize_iq4_nl_ref, k::dequantize_iq4_nl, G::IQ4_NL, 0.12},
       {geo(G::IQ3_S), k::quantize_iq3_s_ref, k::quantize_iq3_s_ref, k::dequantize_iq3_s, G::IQ4_NL, 0.28},
       {geo(G::IQ2_S), k::quantize_iq2_s_ref, k::quantize_iq2_s_ref, k::dequantize_iq2_s, G::IQ4_NL, 0.45},
-      {geo(G::IQ4_XS), k::quantize_iq4_xs_ref, k::quantize_iq4_xs_ref, k::dequantize_iq4_xs, G::IQ4_NL, 0.12},
+      {geo(G::IQ4_XS), k::quantize_iq4_xs_ref, k::quantize_iq4_xs, k::dequantize_iq4_xs, G::IQ4_NL, 0.12},
       {geo(G::I8), nullptr, nullptr, nullptr, G::I8, 0.0},
       {geo(G::I16), nullptr, nullptr, nullptr, G::I16, 0.0},
       {geo(G::I32), nullptr, nullptr, nullptr, G::I32, 0.0},

@@ -5,6 +5,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -126,6 +127,37 @@ TEST_SUITE("test_quants_iq") {
       for (int grp : {0, 1, 2, 4, 6}) {  // a gaussian, b heavy tails, c outliers, e sparse, g positive
         CAPTURE(grp);
         CHECK(imat.wrmse_by_group[grp] < plain.wrmse_by_group[grp]);
+      }
+    }
+  }
+
+  // Types with a fast quantizer (SIMD candidate scoring) must write the reference's bytes,
+  // with and without an imatrix, on the golden rows and on wider heavy-tailed rows.
+  TEST_CASE("the fast quantizer writes the reference quantizer's bytes") {
+    const auto& g = Golden::get();
+    std::mt19937 rng(11);
+    std::student_t_distribution<float> heavy(3.0f);
+    std::chi_squared_distribution<float> chi(1.0f);
+    constexpr int64_t kWide = 2048;
+    std::vector<float> x(8 * kWide), im(kWide);
+    for (auto& v : x) v = 0.02f * heavy(rng);
+    for (auto& v : im) v = 0.1f + chi(rng);
+    for (GgmlType t : kTypes) {
+      const QTypeInfo& q = qtype(t);
+      if (q.quantize == q.quantize_ref) continue;
+      CAPTURE(name_of(t));
+      for (bool imat : {false, true}) {
+        CAPTURE(imat);
+        for (int set = 0; set < 2; ++set) {
+          const std::span<const float> src = set ? std::span<const float>(x) : std::span<const float>(g.input());
+          const int64_t ncols = set ? kWide : Golden::kCols;
+          const std::span<const float> w =
+              !imat ? std::span<const float>() : set ? std::span<const float>(im) : std::span<const float>(g.imatrix());
+          std::vector<std::byte> a(*row_bytes(t, ncols) * (src.size() / ncols)), b(a.size());
+          q.quantize_ref(src, a, ncols, w);
+          q.quantize(src, b, ncols, w);
+          CHECK(a == b);
+        }
       }
     }
   }
