@@ -1,6 +1,9 @@
 #include "quantize/quantize_model.h"
 
+#include <cerrno>
+#include <cstdint>
 #include <cstdlib>
+#include <map>
 
 #include "formats/error.h"
 #include "quantize/registry.h"
@@ -10,22 +13,19 @@ namespace {
 
 bool is_plain_float(GgmlType t) { return t == GgmlType::F32 || t == GgmlType::F16 || t == GgmlType::BF16; }
 
-std::vector<std::regex> compile(const std::vector<std::string>& pats, const char* option) {
-  std::vector<std::regex> out;
-  for (const auto& p : pats) {
-    try {
-      out.emplace_back(p);
-    } catch (const std::regex_error& e) {
-      throw UsageError(std::string(option) + " '" + p + "' is not a valid regular expression");
-    }
-  }
-  return out;
+// llama-quantize matches --include/--exclude-weights with std::string::find.
+bool contains_any(const std::vector<std::string>& subs, const std::string& name) {
+  for (const auto& s : subs)
+    if (name.find(s) != std::string::npos) return true;
+  return false;
 }
 
-bool any_match(const std::vector<std::regex>& rs, const std::string& name) {
-  for (const auto& r : rs)
-    if (std::regex_search(name, r)) return true;
-  return false;
+// "a, b, c, ... (N tensors)": at most `shown` names of a list, for one-line messages.
+std::string name_list(const std::vector<std::string>& names, size_t shown = 6) {
+  std::string list;
+  for (size_t i = 0; i < names.size() && i < shown; ++i) list += (i ? ", " : "") + names[i];
+  if (names.size() > shown) list += ", ... (" + std::to_string(names.size()) + " tensors)";
+  return list;
 }
 
 }  // namespace
@@ -43,17 +43,28 @@ ModelFacts facts_from_gguf(const GgufMetadata& meta) {
 
 QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, const ModelFacts& facts,
                                      const QuantizeOptions& opt) {
+  if (!opt.include_weights.empty() && !opt.exclude_weights.empty())
+    throw UsageError("--include-weights and --exclude-weights cannot be used together (as in llama-quantize)");
   QuantizePlanResult r;
+  // The imatrix entries that survive the include/exclude filter (llama-quantize drops the
+  // others before quantizing, and counts only these in quantize.imatrix.entries_count).
+  auto entry_allowed = [&](const std::string& name) {
+    if (!opt.include_weights.empty()) return contains_any(opt.include_weights, name);
+    return !contains_any(opt.exclude_weights, name);
+  };
+  if (opt.imatrix)
+    for (const auto& [name, e] : opt.imatrix->entries) r.imatrix_entries += entry_allowed(name) ? 1 : 0;
+  const bool have_imatrix = r.imatrix_entries > 0;
+
   MixtureOptions mopt = opt.mixture;
-  mopt.has_imatrix = opt.imatrix != nullptr;
+  mopt.has_imatrix = have_imatrix;
   std::vector<TensorShape> shapes;
   shapes.reserve(sources.size());
   for (const auto& s : sources) shapes.push_back(s.shape);
   r.plan = plan_mixture(opt.ftype, shapes, facts, mopt);
 
-  const auto include = compile(opt.include_weights, "--include-weights");
-  const auto exclude = compile(opt.exclude_weights, "--exclude-weights");
-  std::vector<std::string> need_imatrix;
+  std::vector<std::string> need_imatrix, requantized, uncovered;
+  std::map<std::string, int> requant_pairs;  // "Q4_1 -> Q5_0" -> tensors
   for (size_t i = 0; i < sources.size(); ++i) {
     const SourceTensor& src = sources[i];
     const PlannedTensor& pt = r.plan.tensors[i];
@@ -62,6 +73,7 @@ QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, c
     for (int d = 0; d < 4; ++d)
       if (d == 0 || d < std::max(1, src.shape.n_dims())) o.shape.push_back(src.shape.ne[d]);
     o.type = pt.choice.type;
+    // As llama.cpp: a tensor whose planned type equals its current type is copied as it is.
     const bool changes = pt.choice.quantized && pt.choice.type != src.shape.source_type;
     if (!changes && !src.encoded.empty()) {
       o.type = src.shape.source_type;
@@ -72,40 +84,54 @@ QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, c
     // Not quantized (norms...) and no encoded bytes to copy: written in the source type.
     if (!changes) o.type = pt.choice.quantized ? pt.choice.type : src.shape.source_type;
     if (changes && !is_plain_float(src.shape.source_type)) {
-      if (!opt.allow_requantize)
-        throw UsageError("tensor '" + o.name + "' is already quantized (" +
-                         std::string(type_info(src.shape.source_type).name) +
-                         "); requantizing loses quality — pass --allow-requantize to do it anyway");
-      r.warnings.push_back("requantizing '" + o.name + "' from " + std::string(type_info(src.shape.source_type).name) +
-                           " to " + std::string(type_info(o.type).name));
+      requantized.push_back(o.name);
+      ++requant_pairs[std::string(type_info(src.shape.source_type).name) + " -> " + std::string(type_info(o.type).name)];
     }
     o.source = src.rows;
-    if (changes && opt.imatrix) {
-      const bool use = (include.empty() || any_match(include, o.name)) && !any_match(exclude, o.name);
-      const ImatrixEntry* e = use ? opt.imatrix->find(o.name) : nullptr;
-      if (e) {
-        if (e->n_mat() != 1 || e->n_cols() != src.shape.ne[0])
-          throw Error("importance matrix entry for '" + o.name + "' has " + std::to_string(e->n_cols()) + " x " +
-                      std::to_string(e->n_mat()) + " values; the tensor has rows of " + std::to_string(src.shape.ne[0]) +
-                      " (imatrix from another model?)");
-        o.imatrix = e->importance();
-        ++r.imatrix_used;
-      } else if (use && pt.choice.requires_imatrix) {
-        need_imatrix.push_back(o.name);
-      } else if (use && !is_plain_float(o.type)) {
-        r.warnings.push_back("no importance data for '" + o.name + "': using the default weighting");
-      }
+    const ImatrixEntry* e = nullptr;
+    if (changes && have_imatrix && entry_allowed(o.name)) e = opt.imatrix->find(o.name);
+    if (e && (e->n_mat() != 1 || e->n_cols() != src.shape.ne[0])) {
+      const std::string what = "importance matrix entry for '" + o.name + "' has " + std::to_string(e->n_cols()) +
+                               " x " + std::to_string(e->n_mat()) + " values; the tensor has rows of " +
+                               std::to_string(src.shape.ne[0]);
+      // llama.cpp tolerates (and ignores) a mismatched token_embd entry; anything else means
+      // the imatrix was made for another model.
+      if (classify_role(o.name) != TensorRole::kTokenEmbd) throw Error(what + " (imatrix from another model?)");
+      r.warnings.push_back(what + ": ignored");
+      e = nullptr;
     }
-    if (changes && !opt.imatrix && pt.choice.requires_imatrix) need_imatrix.push_back(o.name);
+    if (e) {
+      o.imatrix = e->importance();
+      ++r.imatrix_used;
+    } else if (changes && pt.choice.requires_imatrix) {
+      need_imatrix.push_back(o.name);
+    } else if (changes && have_imatrix && entry_allowed(o.name) && !is_plain_float(o.type) &&
+               classify_role(o.name) != TensorRole::kTokenEmbd) {
+      // token_embd is read with get_rows, not a matrix product: llama-imatrix never has data
+      // for it, so its absence is not worth a warning.
+      uncovered.push_back(o.name);
+    }
     r.outputs.push_back(std::move(o));
   }
+
+  if (!uncovered.empty())
+    r.warnings.push_back("no importance data for " + name_list(uncovered) + ": quantized with the default weighting");
+  if (!requantized.empty()) {
+    std::string pairs;
+    for (const auto& [k, n] : requant_pairs) pairs += (pairs.empty() ? "" : ", ") + k + ": " + std::to_string(n);
+    const std::string what = std::to_string(requantized.size()) + " tensor(s) already quantized (" + pairs + ")";
+    if (!opt.allow_requantize && !opt.dry_run)
+      throw UsageError("requantizing is disabled: " + what + " — quantize from the F16/BF16/F32 model, or pass "
+                       "--allow-requantize to do it anyway (quality is lower)");
+    r.warnings.push_back("requantizing " + what + "; quality is lower than quantizing from F16/BF16/F32");
+  }
   if (!need_imatrix.empty()) {
-    std::string list;
-    for (size_t i = 0; i < need_imatrix.size() && i < 6; ++i) list += (i ? ", " : "") + need_imatrix[i];
-    if (need_imatrix.size() > 6) list += ", ... (" + std::to_string(need_imatrix.size()) + " tensors)";
-    throw UsageError(std::string(file_type_info(opt.ftype).name) +
-                     " puts very low-bit types on tensors that need an importance matrix, and " +
-                     (opt.imatrix ? "the imatrix has no data for: " : "none was given (--imatrix FILE): ") + list);
+    const std::string what = std::string(file_type_info(opt.ftype).name) +
+                             " puts very low-bit types on tensors that need an importance matrix, and " +
+                             (have_imatrix ? "the imatrix has no data for: " : "none was given (--imatrix FILE): ") +
+                             name_list(need_imatrix);
+    if (!opt.dry_run) throw UsageError(what);
+    r.warnings.push_back(what);
   }
   return r;
 }
@@ -118,14 +144,19 @@ std::pair<std::string, GgufValue> parse_override_kv(const std::string& spec) {
   const std::string key = spec.substr(0, eq), type = spec.substr(eq + 1, colon - eq - 1), val = spec.substr(colon + 1);
   char* end = nullptr;
   if (type == "int") {
+    errno = 0;
     long long v = std::strtoll(val.c_str(), &end, 10);
     if (val.empty() || *end) throw UsageError("--override-kv '" + spec + "': '" + val + "' is not an integer");
-    return {key, GgufValue::i64(v)};
+    // llama-quantize stores |value| as u32 (llama.cpp PR 14182: GGUF readers expect u32 keys).
+    const unsigned long long mag = v < 0 ? 0ull - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v);
+    if (errno == ERANGE || mag > UINT32_MAX)
+      throw UsageError("--override-kv '" + spec + "': llama-quantize stores integers as u32; " + val + " does not fit");
+    return {key, GgufValue::u32(static_cast<uint32_t>(mag))};
   }
   if (type == "float") {
     double v = std::strtod(val.c_str(), &end);
     if (val.empty() || *end) throw UsageError("--override-kv '" + spec + "': '" + val + "' is not a number");
-    return {key, GgufValue::f64(v)};
+    return {key, GgufValue::f32(static_cast<float>(v))};  // llama-quantize writes f32
   }
   if (type == "bool") {
     if (val != "true" && val != "false") throw UsageError("--override-kv '" + spec + "': bool values are true or false");
@@ -142,11 +173,13 @@ void stamp_quantize_metadata(GgufMetadata& meta, const QuantizeOptions& opt, con
   for (const auto& k : drop) meta.erase(k);
   meta.set("general.quantization_version", GgufValue::u32(2));
   meta.set("general.file_type", GgufValue::u32(static_cast<uint32_t>(opt.ftype)));
-  if (opt.imatrix) {
+  if (opt.imatrix && r.imatrix_entries > 0) {
+    // llama-quantize passes these as kv overrides, so integers land as u32 (see parse_override_kv).
     meta.set("quantize.imatrix.file", GgufValue::str(opt.imatrix_path));
     if (!opt.imatrix->datasets.empty()) meta.set("quantize.imatrix.dataset", GgufValue::str(opt.imatrix->datasets.front()));
-    meta.set("quantize.imatrix.entries_count", GgufValue::i32(static_cast<int32_t>(opt.imatrix->entries.size())));
-    meta.set("quantize.imatrix.chunks_count", GgufValue::i32(opt.imatrix->chunk_count));
+    meta.set("quantize.imatrix.entries_count", GgufValue::u32(static_cast<uint32_t>(r.imatrix_entries)));
+    if (opt.imatrix->chunk_count > 0)
+      meta.set("quantize.imatrix.chunks_count", GgufValue::u32(static_cast<uint32_t>(opt.imatrix->chunk_count)));
   }
   meta.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
   for (const auto& spec : opt.override_kv) {
