@@ -280,4 +280,31 @@ TEST_SUITE("test_imatrix") {
     CHECK(d3.datasets == std::vector<std::string>{"calib.txt", "calib.txt"});
     CHECK(d3.find("blk.0.attn_q.weight")->importance()[5] == doctest::Approx(d.find("blk.0.attn_q.weight")->importance()[5]));
   }
+
+  TEST_CASE("--process-output collects output.weight of an untied model") {
+    // The 256-aligned synthetic fixture (scripts/make_fixtures.py) has a separate lm_head.
+    const std::string dir = std::string(SMOLQ_SOURCE_DIR) + "/testdata/generated/aligned256-bf16";
+    if (!fs::exists(dir + "/config.json")) {
+      MESSAGE("fixture " << dir << " not generated; skipped");
+      return;
+    }
+    auto m = Model::open(dir);
+    REQUIRE_FALSE(m->tied_output());
+    std::vector<int32_t> toks;
+    for (int i = 0; i < 64; ++i) toks.push_back(100 + 7 * i);
+    EvalOptions o;
+    o.n_ctx = 32;
+    o.n_threads = 2;
+    for (bool po : {false, true}) {
+      ImatrixCollector c(po, 2);
+      collect_imatrix(*m, toks, o, c);
+      const ImatrixData d = c.data({}, 32);
+      CHECK(d.entries.size() == (po ? 15u : 14u));
+      if (po) {
+        REQUIRE(d.find("output.weight") != nullptr);
+        CHECK(d.find("output.weight")->n_cols() == 256);
+        CHECK(d.find("output.weight")->counts[0] == 64);
+      }
+    }
+  }
 }
