@@ -2,24 +2,25 @@
 //
 // Structure. Every search spends its time scoring candidates: "round the group under this
 // (inverse) scale and accumulate the least-squares sums" or "the weighted error of the group
-// under this decoded scale". Those loops live in two interchangeable kernel sets:
+// under this decoded scale". Those loops live in two interchangeable kernel sets
+// (quant_search_kernels.h):
 //   - ScalarKernels: one candidate at a time, elements summed in order (the reference);
 //   - Avx2Kernels: eight candidates at a time, one per vector lane, elements summed in the
 //     same order, with the same multiplies and adds (no FMA), so every lane reproduces the
 //     scalar result bit for bit.
 // The search logic (which candidates, which one wins, refinement) is written once as
 // templates over the kernel set, so the reference and fast quantizers make identical choices.
+// With AVX2, the symmetric engine runs its per-sub-block steps on eight 16-element sub-blocks
+// at once where the shape allows (quant_search_batch.cpp), again with the scalar results.
 #include "quantize/quant_search.h"
 
-#if defined(__x86_64__) || defined(__i386__)
-#define SMOLQ_QSEARCH_X86 1
-#include <immintrin.h>
-#endif
 
 #include <algorithm>
 #include <cstring>
+#include <type_traits>
 
 #include "formats/half.h"
+#include "quantize/quant_search_kernels.h"
 
 namespace smolq::qsearch {
 
@@ -42,235 +43,40 @@ void element_weights(const float* x, const float* importance, float sigma2, int 
 #endif
 }
 
+namespace detail {
+
+// The level targets the largest magnitude of a symmetric group is mapped to, in candidate
+// order (candidate inverse scale = target / vmax). Ends of the level range first, the longer
+// side first (for the ggml formats lo = -(hi+1), so mapping the extreme value to lo gains
+// one level); per end, the end itself, then alternately +step, -step, +2 step, ...
+int symmetric_targets(int lo, int hi, const SymmetricSearch& cfg, float* targets) {
+  const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
+  float ends[2];
+  int nends = 0;
+  if (-lo >= hi) {
+    if (lo < 0) ends[nends++] = flo;
+    if (cfg.both_ends && hi > 0) ends[nends++] = fhi;
+  } else {
+    ends[nends++] = fhi;
+    if (cfg.both_ends && lo < 0) ends[nends++] = flo;
+  }
+  int nc = 0;
+  for (int e = 0; e < nends; ++e) {
+    const float dir = ends[e] < 0 ? -1.0f : 1.0f;
+    for (int k = 0; k <= 2 * cfg.ntry && nc < kMaxCandidates; ++k) {
+      const int off = (k + 1) / 2 * ((k & 1) ? 1 : -1);
+      const float target = ends[e] + dir * cfg.step * static_cast<float>(off);
+      if (target * dir > 0.0f) targets[nc++] = target;
+    }
+  }
+  return nc;
+}
+
+}  // namespace detail
+
 namespace {
 
-// Short reductions (n a multiple of 8) with eight independent partial results combined in a
-// fixed tree: no long dependency chain, vectorisable, and the same order for every caller.
-inline float lane_sum(const float* x, int n) {
-  float a[8] = {};
-  for (int i = 0; i < n; i += 8)
-    for (int k = 0; k < 8; ++k) a[k] += x[i + k];
-  return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7]));
-}
-inline void lane_min_max(const float* x, int n, float& mn, float& mx) {
-  float lo[8], hi[8];
-  for (int k = 0; k < 8; ++k) lo[k] = hi[k] = x[k];
-  for (int i = 8; i < n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      lo[k] = x[i + k] < lo[k] ? x[i + k] : lo[k];
-      hi[k] = x[i + k] > hi[k] ? x[i + k] : hi[k];
-    }
-  mn = lo[0];
-  mx = hi[0];
-  for (int k = 1; k < 8; ++k) {
-    mn = lo[k] < mn ? lo[k] : mn;
-    mx = hi[k] > mx ? hi[k] : mx;
-  }
-}
-
-// Upper bound on candidates per call (the sweeps below stay well inside): stack arrays of
-// this size hold per-candidate scales and results, so no search allocates.
-constexpr int kMaxCandidates = 64;
-
-// ---- scoring kernels ---------------------------------------------------------------------
-
-// The reference kernels: straightforward loops, one candidate after the other. Every float
-// operation here has a counterpart in Avx2Kernels at the same position of the same lane.
-struct ScalarKernels {
-  // Per candidate c: levels l = round(clamp(is[c] * x)), slx = sum w*l*x, sl2 = sum w*l^2.
-  static void score_symmetric(const float* x, const float* w, int n, float lo, float hi, const float* is, int nc,
-                              float* slx, float* sl2) {
-    for (int c = 0; c < nc; ++c) {
-      float a = 0, b = 0;
-      for (int i = 0; i < n; ++i) {
-        const float l = round_clamped(is[c] * x[i], lo, hi);
-        const float wl = w[i] * l;
-        a += wl * x[i];
-        b += wl * l;
-      }
-      slx[c] = a;
-      sl2[c] = b;
-    }
-  }
-  // Per candidate c: l = round(clamp((x - off) * is[c], 0, nmax)), sums w*l, w*l^2, w*l*x.
-  static void score_affine(const float* x, const float* w, int n, float fnmax, float off, const float* is, int nc,
-                           float* sl, float* sl2, float* sxl) {
-    for (int c = 0; c < nc; ++c) {
-      float a = 0, b = 0, e = 0;
-      for (int i = 0; i < n; ++i) {
-        const float l = round_clamped((x[i] - off) * is[c], 0.0f, fnmax);
-        const float wl = w[i] * l;
-        a += wl;
-        b += wl * l;
-        e += wl * x[i];
-      }
-      sl[c] = a;
-      sl2[c] = b;
-      sxl[c] = e;
-    }
-  }
-  // Levels of one candidate: L = round(clamp(is * x)) (symmetric) or
-  // round(clamp((x - off) * is, 0, nmax)) (affine). Same formulas as the scoring kernels.
-  static void levels_symmetric(const float* x, int n, float lo, float hi, float is, int8_t* L) {
-    for (int i = 0; i < n; ++i) L[i] = static_cast<int8_t>(round_clamped(is * x[i], lo, hi));
-  }
-  static void levels_affine(const float* x, int n, float fnmax, float off, float is, uint8_t* L) {
-    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(round_clamped((x[i] - off) * is, 0.0f, fnmax));
-  }
-  // Per candidate decoded scale s[c]: sum w*(x - s*l)^2 with l rounded to nearest.
-  static void error_symmetric(const float* x, const float* w, int n, float lo, float hi, const float* s, int nc,
-                              float* err) {
-    for (int c = 0; c < nc; ++c) {
-      const float inv = s[c] != 0.0f ? 1.0f / s[c] : 0.0f;
-      float e = 0;
-      for (int i = 0; i < n; ++i) {
-        const float l = round_clamped(x[i] * inv, lo, hi);
-        const float diff = x[i] - s[c] * l;
-        e += w[i] * diff * diff;
-      }
-      err[c] = e;
-    }
-  }
-  // Per candidate (s[c], mm[c]): sum w*(s*l - mm - x)^2 with l rounded to nearest in [0, nmax].
-  static void error_affine(const float* x, const float* w, int n, float fnmax, const float* s, const float* mm,
-                           int nc, float* err) {
-    for (int c = 0; c < nc; ++c) {
-      const float inv = s[c] != 0.0f ? 1.0f / s[c] : 0.0f;
-      float e = 0;
-      for (int i = 0; i < n; ++i) {
-        const float l = round_clamped((x[i] + mm[c]) * inv, 0.0f, fnmax);
-        const float diff = s[c] * l - mm[c] - x[i];
-        e += w[i] * diff * diff;
-      }
-      err[c] = e;
-    }
-  }
-};
-
-#ifdef SMOLQ_QSEARCH_X86
-// The same kernels with candidates in AVX2 lanes. Lanes past nc repeat the last candidate and
-// are discarded. Each lane walks the elements in order and performs exactly the scalar
-// sequence of multiplies, adds, min/max and magic-number rounding, so its sums are bitwise
-// equal to the scalar loop's (the compiler may not contract mul+add into FMA: ISO C++ mode
-// keeps -ffp-contract=off, and the target enables AVX2 only, not FMA).
-struct Avx2Kernels {
-  [[gnu::target("avx2")]] static __m256 load_lanes(const float* v, int c0, int nc) {
-    alignas(32) float t[8];
-    for (int k = 0; k < 8; ++k) t[k] = v[std::min(c0 + k, nc - 1)];
-    return _mm256_load_ps(t);
-  }
-  [[gnu::target("avx2")]] static void store_lanes(__m256 v, float* out, int c0, int nc) {
-    alignas(32) float t[8];
-    _mm256_store_ps(t, v);
-    for (int k = 0; k < 8 && c0 + k < nc; ++k) out[c0 + k] = t[k];
-  }
-  // round_clamped() per lane: max/min equal the scalar compare-and-select for ordered values.
-  [[gnu::target("avx2")]] static __m256 round_clamp(__m256 v, __m256 lo, __m256 hi) {
-    const __m256 magic = _mm256_set1_ps(12582912.0f);
-    v = _mm256_min_ps(_mm256_max_ps(v, lo), hi);
-    return _mm256_sub_ps(_mm256_add_ps(v, magic), magic);
-  }
-
-  // Eight integral floats (|v| < 128) to bytes: exact int32 conversion, then two saturating
-  // packs (which never saturate for these values) down to the low 8 bytes.
-  [[gnu::target("avx2")]] static void store_bytes(__m256 l, void* out) {
-    const __m256i i32 = _mm256_cvtps_epi32(l);
-    const __m128i i16 = _mm_packs_epi32(_mm256_castsi256_si128(i32), _mm256_extracti128_si256(i32, 1));
-    _mm_storel_epi64(static_cast<__m128i*>(out), _mm_packs_epi16(i16, i16));
-  }
-  [[gnu::target("avx2")]] static void levels_symmetric(const float* x, int n, float lo, float hi, float is,
-                                                      int8_t* L) {
-    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi), vis = _mm256_set1_ps(is);
-    for (int i = 0; i < n; i += 8)
-      store_bytes(round_clamp(_mm256_mul_ps(vis, _mm256_loadu_ps(x + i)), vlo, vhi), L + i);
-  }
-  [[gnu::target("avx2")]] static void levels_affine(const float* x, int n, float fnmax, float off, float is,
-                                                   uint8_t* L) {
-    const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(fnmax), vis = _mm256_set1_ps(is);
-    const __m256 voff = _mm256_set1_ps(off);
-    for (int i = 0; i < n; i += 8)
-      store_bytes(round_clamp(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), voff), vis), vlo, vhi), L + i);
-  }
-  // Candidate lanes: x[i] and w[i] are broadcast, the inverse scales vary across lanes.
-  [[gnu::target("avx2")]] static void score_symmetric(const float* x, const float* w, int n, float lo, float hi,
-                                                     const float* is, int nc, float* slx, float* sl2) {
-    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    for (int c0 = 0; c0 < nc; c0 += 8) {
-      const __m256 vis = load_lanes(is, c0, nc);
-      __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps();
-      for (int i = 0; i < n; ++i) {
-        const __m256 xv = _mm256_set1_ps(x[i]);
-        const __m256 l = round_clamp(_mm256_mul_ps(vis, xv), vlo, vhi);
-        const __m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[i]), l);
-        a = _mm256_add_ps(a, _mm256_mul_ps(wl, xv));
-        b = _mm256_add_ps(b, _mm256_mul_ps(wl, l));
-      }
-      store_lanes(a, slx, c0, nc);
-      store_lanes(b, sl2, c0, nc);
-    }
-  }
-  [[gnu::target("avx2")]] static void score_affine(const float* x, const float* w, int n, float fnmax, float off,
-                                                  const float* is, int nc, float* sl, float* sl2, float* sxl) {
-    const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(fnmax);
-    for (int c0 = 0; c0 < nc; c0 += 8) {
-      const __m256 vis = load_lanes(is, c0, nc);
-      __m256 a = _mm256_setzero_ps(), b = _mm256_setzero_ps(), e = _mm256_setzero_ps();
-      for (int i = 0; i < n; ++i) {
-        const __m256 l = round_clamp(_mm256_mul_ps(_mm256_set1_ps(x[i] - off), vis), vlo, vhi);
-        const __m256 wl = _mm256_mul_ps(_mm256_set1_ps(w[i]), l);
-        a = _mm256_add_ps(a, wl);
-        b = _mm256_add_ps(b, _mm256_mul_ps(wl, l));
-        e = _mm256_add_ps(e, _mm256_mul_ps(wl, _mm256_set1_ps(x[i])));
-      }
-      store_lanes(a, sl, c0, nc);
-      store_lanes(b, sl2, c0, nc);
-      store_lanes(e, sxl, c0, nc);
-    }
-  }
-  // 1/s per lane, and 0 where s == 0 (the scalar kernels' `s != 0 ? 1/s : 0`): the division
-  // runs on a blend that replaces zeros by 1, and the zero lanes are masked out afterwards.
-  [[gnu::target("avx2")]] static __m256 safe_inverse(__m256 s) {
-    const __m256 zero = _mm256_setzero_ps();
-    const __m256 nz = _mm256_cmp_ps(s, zero, _CMP_NEQ_OQ);
-    return _mm256_and_ps(_mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_blendv_ps(_mm256_set1_ps(1.0f), s, nz)), nz);
-  }
-  // Errors of 8 decoded scales per pass; levels use x * (1/s) exactly like the scalar kernel.
-  [[gnu::target("avx2")]] static void error_symmetric(const float* x, const float* w, int n, float lo, float hi,
-                                                     const float* s, int nc, float* err) {
-    const __m256 vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-    for (int c0 = 0; c0 < nc; c0 += 8) {
-      const __m256 vs = load_lanes(s, c0, nc), inv = safe_inverse(vs);
-      __m256 e = _mm256_setzero_ps();
-      for (int i = 0; i < n; ++i) {
-        const __m256 xv = _mm256_set1_ps(x[i]);
-        const __m256 l = round_clamp(_mm256_mul_ps(xv, inv), vlo, vhi);
-        const __m256 diff = _mm256_sub_ps(xv, _mm256_mul_ps(vs, l));
-        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff));
-      }
-      store_lanes(e, err, c0, nc);
-    }
-  }
-  // Errors of 8 (s, mm) pairs per pass: value s*l - mm, level round((x + mm) / s).
-  [[gnu::target("avx2")]] static void error_affine(const float* x, const float* w, int n, float fnmax,
-                                                  const float* s, const float* mm, int nc, float* err) {
-    const __m256 vlo = _mm256_setzero_ps(), vhi = _mm256_set1_ps(fnmax);
-    for (int c0 = 0; c0 < nc; c0 += 8) {
-      const __m256 vs = load_lanes(s, c0, nc), vm = load_lanes(mm, c0, nc), inv = safe_inverse(vs);
-      __m256 e = _mm256_setzero_ps();
-      for (int i = 0; i < n; ++i) {
-        const __m256 xv = _mm256_set1_ps(x[i]);
-        const __m256 l = round_clamp(_mm256_mul_ps(_mm256_add_ps(xv, vm), inv), vlo, vhi);
-        const __m256 diff = _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(vs, l), vm), xv);
-        e = _mm256_add_ps(e, _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(w[i]), diff), diff));
-      }
-      store_lanes(e, err, c0, nc);
-    }
-  }
-};
-
-#else
-using Avx2Kernels = ScalarKernels;  // never selected: cpu_has_avx2() is false off x86
-#endif
+using namespace detail;  // kernel sets and shared helpers (quant_search_kernels.h)
 
 // ---- symmetric fit -------------------------------------------------------------------------
 
@@ -278,7 +84,6 @@ using Avx2Kernels = ScalarKernels;  // never selected: cpu_has_avx2() is false o
 // the least-squares scale is slx / sl2 and it removes slx^2 / sl2 from sum w*x^2, so larger is
 // better. A candidate must win by more than float noise: exact ties (a constant group fits
 // any level exactly) keep the earlier, simpler candidate, whose scale is more often exact in f16.
-constexpr float kTieMargin = 1.0f + 1e-5f;
 inline bool better_symmetric(float slx1, float sl21, float slx0, float sl20) {
   return slx1 * slx1 * sl20 > kTieMargin * slx0 * slx0 * sl21;
 }
@@ -294,30 +99,10 @@ float fit_symmetric_t(const float* x, const float* w, int n, int lo, int hi, int
     return 0.0f;
   }
   const float flo = static_cast<float>(lo), fhi = static_cast<float>(hi);
-
-  // Ends of the level range the largest magnitude may map to; the longer side first (for the
-  // ggml formats lo = -(hi+1), so mapping the extreme value to lo gains one level).
-  float ends[2];
-  int nends = 0;
-  if (-lo >= hi) {
-    if (lo < 0) ends[nends++] = flo;
-    if (cfg.both_ends && hi > 0) ends[nends++] = fhi;
-  } else {
-    ends[nends++] = fhi;
-    if (cfg.both_ends && lo < 0) ends[nends++] = flo;
-  }
-  // Candidates: per end, the end itself, then alternately +step, -step, +2 step, ...
   const float inv_vmax = 1.0f / vmax;
   float is[kMaxCandidates];
-  int nc = 0;
-  for (int e = 0; e < nends; ++e) {
-    const float dir = ends[e] < 0 ? -1.0f : 1.0f;
-    for (int k = 0; k <= 2 * cfg.ntry && nc < kMaxCandidates; ++k) {
-      const int off = (k + 1) / 2 * ((k & 1) ? 1 : -1);
-      const float target = ends[e] + dir * cfg.step * static_cast<float>(off);
-      if (target * dir > 0.0f) is[nc++] = target * inv_vmax;
-    }
-  }
+  const int nc = symmetric_targets(lo, hi, cfg, is);
+  for (int c = 0; c < nc; ++c) is[c] *= inv_vmax;
   // Score all candidates at once, then take the best in candidate order (ties keep the
   // earlier one, see better_symmetric), so both kernel sets make the same choice.
   if (nc == 0) {  // cannot happen for a non-empty level range; keeps the invariant explicit
@@ -545,9 +330,6 @@ uint16_t scale_to_f16(float v) {
 // keeps a change that lowers the weighted error of the decoded values.
 namespace {
 
-int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
-
-
 // Step 3 (symmetric): for every sub-block, the integer scale in center +- radius whose
 // re-rounded levels give the least error under super-block scale D. The candidates are the
 // decoded scales D*a; the error kernel scores them all, the first minimum wins, and the levels
@@ -577,17 +359,65 @@ float pick_symmetric(const float* x, const float* w, const SymmetricSuperConfig&
   return total;
 }
 
+
+// Step 1 of the symmetric engine: every sub-block's own fit (scales) and levels.
+template <class K>
+void fit_sub_blocks(const float* x, const float* w, const SymmetricSuperConfig& c, const void* batches, float* scales,
+                    int8_t* L) {
+#ifdef SMOLQ_QSEARCH_X86
+  if constexpr (std::is_same_v<K, Avx2Kernels>) {
+    if (batches) {
+      for (int g = 0; g < c.nsub / 8; ++g)
+        fit_symmetric_batch(static_cast<const SubBatch*>(batches)[g], x + g * 8 * c.sub, c.lo, c.hi, c.element,
+                            scales + 8 * g, L + g * 8 * c.sub);
+      return;
+    }
+  }
+#endif
+  for (int j = 0; j < c.nsub; ++j)
+    scales[j] = fit_symmetric_t<K>(x + j * c.sub, w + j * c.sub, c.sub, c.lo, c.hi, L + j * c.sub, c.element);
+}
+
+// Step 3 through pick_symmetric, or its batched form.
+template <class K>
+float pick_sub_blocks(const float* x, const float* w, const SymmetricSuperConfig& c, const void* batches, float D,
+                      const int* center, int8_t* sc, int8_t* L) {
+#ifdef SMOLQ_QSEARCH_X86
+  if constexpr (std::is_same_v<K, Avx2Kernels>) {
+    if (batches) {
+      float err[16];
+      for (int g = 0; g < c.nsub / 8; ++g)
+        pick_symmetric_batch(static_cast<const SubBatch*>(batches)[g], x + g * 8 * c.sub, c, D, center + 8 * g,
+                             sc + 8 * g, L + g * 8 * c.sub, err + 8 * g);
+      float total = 0;  // in sub-block order, as pick_symmetric sums
+      for (int j = 0; j < c.nsub; ++j) total += err[j];
+      return total;
+    }
+  }
+#endif
+  return pick_symmetric<K>(x, w, c, D, center, sc, L);
+}
+
 // Q3_K / Q6_K super-block: steps 1-4 of quant_search.h. The second-level fit treats the 16
 // sub-block scales as a symmetric group (weighted by each sub-block's total weight) to get D
 // and starting integers; pick then works with the f16-rounded D, as the decoder will.
 template <class K>
 void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSuperConfig& c, SymmetricSuperBlock& out) {
   out = SymmetricSuperBlock{};
-  float scales[16], sw[16];
-  for (int j = 0; j < c.nsub; ++j) {
-    scales[j] = fit_symmetric_t<K>(x + j * c.sub, w + j * c.sub, c.sub, c.lo, c.hi, out.L + j * c.sub, c.element);
-    sw[j] = lane_sum(w + j * c.sub, c.sub);
+  // The AVX2 kernels run steps 1 and 3 on batches of eight sub-blocks where the shape allows.
+  const void* batches = nullptr;
+#ifdef SMOLQ_QSEARCH_X86
+  SubBatch batch[2];
+  if constexpr (std::is_same_v<K, Avx2Kernels>) {
+    if (batchable(c)) {
+      for (int g = 0; g < c.nsub / 8; ++g) load_batch(x + g * 8 * c.sub, w + g * 8 * c.sub, batch[g]);
+      batches = batch;
+    }
   }
+#endif
+  float scales[16], sw[16];
+  fit_sub_blocks<K>(x, w, c, batches, scales, out.L);
+  for (int j = 0; j < c.nsub; ++j) sw[j] = lane_sum(w + j * c.sub, c.sub);
   int8_t Ls[16];
   const float dsup = fit_symmetric_t<K>(scales, sw, c.nsub, c.slo, c.shi, Ls, c.scale);
   if (dsup == 0.0f) {  // every sub-block is (numerically) zero
@@ -599,7 +429,7 @@ void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSup
   int center[16];
   for (int j = 0; j < c.nsub; ++j) center[j] = clamp_int(round_int(scales[j] / D), c.slo, c.shi);
   // Starting integers: the float sub-block scales divided by the f16-rounded D.
-  float err = pick_symmetric<K>(x, w, c, D, center, out.sc, out.L);
+  float err = pick_sub_blocks<K>(x, w, c, batches, D, center, out.sc, out.L);
   out.d = d16;
 
   SymmetricSuperBlock trial;
@@ -620,7 +450,7 @@ void encode_symmetric_super_t(const float* x, const float* w, const SymmetricSup
     for (int j = 0; j < c.nsub; ++j) center[j] = out.sc[j];
     // Re-pick the integers around the current ones under the new D; keep the round only if
     // the total error really drops (the refit is optimal for the old integers, not the new).
-    const float nerr = pick_symmetric<K>(x, w, c, f16_to_f32(nd16), center, trial.sc, trial.L);
+    const float nerr = pick_sub_blocks<K>(x, w, c, batches, f16_to_f32(nd16), center, trial.sc, trial.L);
     if (!(nerr < err)) break;
     err = nerr;
     d16 = nd16;
