@@ -27,6 +27,7 @@
 #include "inspect/devices.h"
 #include "inspect/estimate_report.h"
 #include "quantize/mixtures.h"
+#include "quantize/quantize_model.h"
 #include "quantize/tensor_roles.h"
 
 namespace smolq::cli {
@@ -167,9 +168,17 @@ QuantCandidate make_candidate(const SourceModel& src, const FileTypeInfo& ft, bo
   QuantCandidate c;
   c.name = std::string(ft.name);
   c.metadata = src.metadata;
-  c.metadata.set("general.file_type", GgufValue::u32(static_cast<uint32_t>(ft.id)));
   const GgmlType dt = ft.default_type;
   const bool plain = dt == GgmlType::F32 || dt == GgmlType::F16 || dt == GgmlType::BF16 || dt == GgmlType::Q8_0;
+  if (src.from_hf && plain) {
+    c.metadata.set("general.file_type", GgufValue::u32(static_cast<uint32_t>(ft.id)));
+  } else {
+    // The keys `smolq quantize` / `convert --type` stamp (file type, quantization version,
+    // provenance; no split.* keys), by the same function.
+    QuantizeOptions q;
+    q.ftype = ft.id;
+    stamp_quantize_metadata(c.metadata, q, QuantizePlanResult{});
+  }
   if (src.from_hf && plain) {
     // convert --outtype: 2-D weights take the type (or its fallback), 1-D stay F32.
     for (size_t i = 0; i < src.tensors.size(); ++i) {

@@ -308,3 +308,46 @@ def test_tensor_bytes_of_full_shapes_match_llama_cpp(run_smolq, out_dir, shape):
     for name, ftype in SHAPE_FTYPES.items():
         theirs = llama_dry_run_mib(sparse, ftype)
         assert abs(ours[name] - theirs) <= 0.006, f"{shape} {name}: llama.cpp {theirs:.2f} MiB, estimate {ours[name]:.3f} MiB"
+
+
+# --- 1c. every type: estimate == the exact size `smolq quantize --dry-run` plans --------------
+#
+# quantize --dry-run plans with the same metadata stamping and layout function the writer uses
+# (and test_quantize_sizes_real_135m shows writer == dry-run == estimate on a real write), so
+# this covers every file type, on the real 135M and on full-size shapes, without writing files.
+
+def dry_run_file_bytes(run_smolq, gguf_path, ftype_name):
+    proc = run_smolq("quantize", gguf_path, ftype_name, "--dry-run", check=False)
+    if proc.returncode != 0:
+        return None  # e.g. needs an importance matrix
+    m = re.search(r"^output file: (\d+) bytes", proc.stdout, re.M)
+    assert m, proc.stdout[-500:]
+    return int(m.group(1))
+
+
+def _check_every_type(run_smolq, path):
+    report = estimate(run_smolq, path, "--types", "all")
+    checked = 0
+    for t in report["types"]:
+        if t.get("file_bytes") is None or t["requires_imatrix"]:
+            continue
+        dry = dry_run_file_bytes(run_smolq, path, t["type"])
+        if dry is None:
+            continue
+        assert t["file_bytes"] == dry, f"{t['type']}: estimate {t['file_bytes']}, quantize --dry-run {dry}"
+        checked += 1
+    assert checked >= 20, f"only {checked} file types compared"
+
+
+def test_every_type_matches_quantize_dry_run_real_135m(run_smolq, real_f16):
+    _check_every_type(run_smolq, real_f16)
+
+
+@pytest.mark.parametrize("shape", ["smollm-360m", "smollm2-1.7b", "smollm3-3b"])
+def test_every_type_matches_quantize_dry_run_full_shapes(run_smolq, out_dir, shape):
+    from pathlib import Path
+
+    cfg_dir = Path(os.environ.get("SMOLQ_SOURCE_DIR", Path(__file__).resolve().parents[2])) / "testdata/configs" / shape
+    sparse = out_dir / f"{shape}.gguf"
+    _sparse_gguf(cfg_dir / "config.json", sparse)
+    _check_every_type(run_smolq, sparse)
