@@ -40,10 +40,14 @@ element parse_or_throw(simdjson::dom::parser& p, const std::string& text, const 
   return root;
 }
 
-std::string sv(element e) {
+// The string at `e`, or "" when it is missing or not a string. Takes the lookup's result
+// (not an element) so a missing field is a "" here rather than a simdjson_error thrown by
+// the implicit conversion.
+std::string sv(simdjson::simdjson_result<element> e) {
   std::string_view s;
   return e.get(s) == simdjson::SUCCESS ? std::string(s) : std::string();
 }
+std::string sv(element e) { return sv(simdjson::simdjson_result<element>(std::move(e))); }
 
 // Structural recognition of the pre-tokenizer when the probe hash is unavailable or unknown.
 std::string pre_from_structure(element pre) {
