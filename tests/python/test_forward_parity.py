@@ -250,9 +250,11 @@ def test_kl_mode_matches_its_two_perplexity_runs(run_smolq, real_gguf, f32_gguf,
     assert rep["rms_logit_drift"] > 0
 
 
-def test_perplexity_matches_llama_perplexity_tool(run_smolq, real_gguf, wikitext, tmp_path):
+def test_perplexity_matches_llama_perplexity_tool(run_smolq, real_gguf, f32_gguf, wikitext, tmp_path):
     """Number for number against llama.cpp's own llama-perplexity (built by
-    scripts/build_llama_tools.sh), on the same file and text."""
+    scripts/build_llama_tools.sh) on the same files and text: to 1e-4 on the F32 GGUF with an F32
+    KV cache (llama.cpp exact too); within 5% on the Q4_1 file, where llama.cpp's 8-bit
+    activations raise its perplexity (see the Q4_1 tests above)."""
     import re
     import subprocess
     tool = Path(os.environ.get("SMOLQ_SOURCE_DIR", ".")) / "build" / "llama-tools" / "bin" / "llama-perplexity"
@@ -260,17 +262,19 @@ def test_perplexity_matches_llama_perplexity_tool(run_smolq, real_gguf, wikitext
         pytest.skip("llama-perplexity not built (scripts/build_llama_tools.sh)")
     text = tmp_path / "wiki.txt"
     text.write_text(wikitext(6000), encoding="utf-8")
-    proc = subprocess.run([str(tool), "-m", str(real_gguf), "-f", str(text), "-c", str(CTX), "--chunks", "3",
-                           "-t", "2", "-b", str(CTX)], capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    m = re.search(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)", proc.stdout + proc.stderr)
-    assert m, proc.stderr[-3000:]
-    out = run_smolq("perplexity", real_gguf, "-f", text, "--ctx", CTX, "--chunks", 3, "--threads", 2).stdout
-    m2 = re.search(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)", out)
-    assert m2, out
-    print("llama-perplexity", m.group(0), "| smolq", m2.group(0))
-    assert float(m2.group(1)) == pytest.approx(float(m.group(1)), rel=5e-3)
-    assert float(m2.group(2)) == pytest.approx(float(m.group(2)), rel=0.05)
+    final = re.compile(r"Final estimate: PPL = ([0-9.]+) \+/- ([0-9.]+)")
+    for model, kv, rel in ((f32_gguf, ["-ctk", "f32", "-ctv", "f32"], 1e-4), (real_gguf, [], 5e-2)):
+        proc = subprocess.run([str(tool), "-m", str(model), "-f", str(text), "-c", str(CTX), "--chunks", "3",
+                               "-t", "2", "-b", str(CTX), *kv], capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        m = final.search(proc.stdout + proc.stderr)
+        assert m, proc.stderr[-3000:]
+        out = run_smolq("perplexity", model, "-f", text, "--ctx", CTX, "--chunks", 3, "--threads", 2).stdout
+        m2 = final.search(out)
+        assert m2, out
+        print(model.name, "llama-perplexity", m.group(0), "| smolq", m2.group(0))
+        assert float(m2.group(1)) == pytest.approx(float(m.group(1)), rel=rel)
+        assert float(m2.group(2)) == pytest.approx(float(m.group(2)), rel=max(rel, 1e-3) * 10)
 
 
 # --- architecture features on small synthetic checkpoints ----------------------------------
