@@ -12,6 +12,9 @@ namespace smolq {
 namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" read as little-endian u32
+// Smallest possible tensor info: u64 name length, a 1-byte name, u32 n_dims, one u64 dim,
+// u32 ggml type, u64 offset.
+constexpr uint64_t kMinTensorInfoBytes = 8 + 1 + 4 + 8 + 4 + 8;
 
 // Sequential cursor over a ByteView.
 class Cursor {
@@ -159,6 +162,11 @@ std::unique_ptr<GgufReader> GgufReader::open(const std::string& path) {
     r->alignment_ = static_cast<uint32_t>(al);
   }
 
+  // A tensor info takes at least kMinTensorInfoBytes, so a count the remaining bytes cannot
+  // hold is rejected here, before reserve() sizes a vector by it (2^20 infos are ~90 MB).
+  if (auto need = checked_mul(n_tensors, kMinTensorInfoBytes); !need || *need > c.remaining())
+    v.fail(8, "tensor count " + std::to_string(n_tensors) + " cannot fit in the " + std::to_string(c.remaining()) +
+                  " bytes left after the metadata");
   r->tensors_.reserve(n_tensors);
   for (uint64_t i = 0; i < n_tensors; ++i) {
     const uint64_t at = c.pos();
