@@ -88,8 +88,9 @@ void check_config(const ModelConfig& c, const std::string& path) {
   if (c.n_head % c.n_head_kv != 0)
     bad("num_attention_heads (" + std::to_string(c.n_head) + ") is not a multiple of num_key_value_heads (" +
         std::to_string(c.n_head_kv) + ")");
-  if (c.head_dim == 0 || c.head_dim % 2 != 0) bad("head dimension must be positive and even");
-  if (c.rms_eps <= 0 || !(c.rope_theta > 0)) bad("rms_norm_eps and rope_theta must be positive");
+  if (c.head_dim == 0 || c.head_dim % 2 != 0 || c.head_dim > (1u << 16))
+    bad("head dimension must be positive, even and at most 65536");
+  if (!(c.rms_eps > 0) || !(c.rope_theta > 0)) bad("rms_norm_eps and rope_theta must be positive");
 }
 
 }  // namespace
@@ -172,6 +173,8 @@ ModelConfig parse_hf_config(const std::string& path) {
     if (r.has("high_freq_factor")) c.rope_scaling.high_freq_factor = r.f64("high_freq_factor");
   }
 
+  // Sizes are checked before anything is sized by them (use_rope has n_layer entries).
+  check_config(c, path);
   c.use_rope.assign(c.n_layer, true);
   if (c.arch == "smollm3") {
     // HF: `no_rope_layers[i]` is 1 when layer i USES rope (0 = NoPE); or an interval.
@@ -193,7 +196,6 @@ ModelConfig parse_hf_config(const std::string& path) {
       for (uint64_t il = 0; il < c.n_layer; ++il) c.use_rope[il] = step == 0 || (il + 1) % step != 0;
     }
   }
-  check_config(c, path);
   return c;
 }
 
@@ -223,10 +225,10 @@ ModelConfig config_from_gguf(const GgufMetadata& m, const std::string& path) {
     c.rope_scaling.factor = m.opt_f64(a + "rope.scaling.factor").value_or(1.0);
     c.rope_scaling.original_context = m.opt_u64(a + "rope.scaling.original_context_length").value_or(0);
   }
+  check_config(c, path);  // before use_rope is sized by n_layer
   c.use_rope.assign(c.n_layer, true);
   if (c.arch == "smollm3")
     for (uint64_t il = 0; il < c.n_layer; ++il) c.use_rope[il] = (il + 1) % kSmolLM3NoRopeStep != 0;
-  check_config(c, path);
   return c;
 }
 
