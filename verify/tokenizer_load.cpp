@@ -26,6 +26,10 @@ constexpr std::string_view kLlama3Pattern =
     "|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
 constexpr uint64_t kMaxJsonBytes = 256ull << 20;
+// Token ids are indexes into dense tables (the vocabulary, holes padded), so an id bounds
+// what loading allocates: 2^20 ids, the merge table's own limit (tokenizer_impl.h), are 4x
+// the largest vocabulary in use (262,144) and keep a hostile id from sizing tables by it.
+constexpr int64_t kMaxTokenId = detail::MergeTable::kMaxId;
 
 // Small typed accessors over simdjson's DOM that throw FormatError(path) with the field name.
 class Json {
@@ -251,7 +255,7 @@ Tokenizer Tokenizer::from_hf_json(const std::string& tokenizer_json_path, const 
   int64_t max_id = -1;
   for (auto [key, value] : j.obj(e, "model.vocab")) {
     const int64_t id = j.integer(value, "vocab id");
-    if (id < 0 || id >= INT32_MAX) j.fail("vocab id " + std::to_string(id) + " out of range");
+    if (id < 0 || id > kMaxTokenId) j.fail("vocab id " + std::to_string(id) + " out of range (0.." + std::to_string(kMaxTokenId) + ")");
     vocab.emplace_back(key, id);
     max_id = std::max(max_id, id);
   }
@@ -262,7 +266,8 @@ Tokenizer Tokenizer::from_hf_json(const std::string& tokenizer_json_path, const 
       if (!Json::get(o, "id", id_el) || !Json::get(o, "content", content_el)) j.fail("added token without id/content");
       detail::AddedToken tok;
       const int64_t id = j.integer(id_el, "added token id");
-      if (id < 0 || id >= INT32_MAX) j.fail("added token id " + std::to_string(id) + " out of range");
+      if (id < 0 || id > kMaxTokenId)
+        j.fail("added token id " + std::to_string(id) + " out of range (0.." + std::to_string(kMaxTokenId) + ")");
       tok.id = static_cast<int32_t>(id);
       tok.content = j.str(content_el, "added token content");
       if (j.flag(o, "single_word", false))
