@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <unordered_set>
 
 #include "formats/checked.h"
 #include "formats/error.h"
@@ -257,7 +258,7 @@ GgufScan scan_gguf(const std::string& path) {
       if (!is_known_gguf_key(k, arch)) add(Severity::kInfo, FormatError::kNoOffset, "unknown metadata key '" + k + "'");
 
     // Tensor infos.
-    std::vector<std::string> seen;
+    std::unordered_set<std::string> seen;  // a hash set: a list made 2^20 names quadratic (a hang)
     for (uint64_t i = 0; i < s.declared_tensors; ++i) {
       ScannedTensor st;
       st.info_offset = c.pos();
@@ -300,9 +301,7 @@ GgufScan scan_gguf(const std::string& path) {
       if (st.info.offset % s.alignment != 0)
         add(Severity::kError, oat, "tensor '" + nm + "': data offset " + std::to_string(st.info.offset) +
                                        " is not aligned to " + std::to_string(s.alignment));
-      if (std::find(seen.begin(), seen.end(), nm) != seen.end())
-        add(Severity::kError, st.info_offset, "duplicate tensor name '" + nm + "'");
-      seen.push_back(nm);
+      if (!seen.insert(nm).second) add(Severity::kError, st.info_offset, "duplicate tensor name '" + nm + "'");
       s.tensors.push_back(std::move(st));
     }
     s.header_end = c.pos();
