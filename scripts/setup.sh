@@ -10,6 +10,7 @@ cd "$here"
 # --- Debian packages -------------------------------------------------------
 debs=(build-essential cmake pkg-config git
       libboost-program-options-dev libzstd-dev libxxhash-dev libsimdjson-dev doctest-dev time
+      clang-14 libclang-rt-14-dev libomp-14-dev
       python3 python3-venv python3-pip)
 missing=()
 for p in "${debs[@]}"; do
