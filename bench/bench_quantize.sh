@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# bench/quantize: seconds to quantize one F16 GGUF into each file type with `smolq quantize`
+# and with llama.cpp's own quantizer (the llama-quantize built by scripts/build_llama_tools.sh),
+# same input, same thread count (2), and both outputs' error:
+#   rmse  = relative RMSE of every quantized weight against the F16 source,
+#           sqrt(sum (dequant - f16)^2 / sum f16^2), decoded by gguf-py (independent of smolq);
+#   ppl   = llama.cpp's perplexity (llama-cpp-python) on the first PPL_TOKENS tokens of the
+#           WikiText-2 test split, real model only (random weights have no meaningful PPL).
+# Inputs: `smolq convert --outtype f16` of the real SmolLM2-135M-Instruct (576-wide rows: most
+# tensors take 32-element fallbacks) and of the synthetic aligned256-bf16 (every width a
+# multiple of 256, real 49k vocabulary). File types that need an importance matrix get
+# llama-imatrix's, computed once on a WikiText-2 validation excerpt; both quantizers get it.
+#
+#   bench/bench_quantize.sh                          all models, default types
+#   TYPES="Q4_K_M Q6_K" MODELS=real bench/bench_quantize.sh
+#   THREADS=2 PPL_TOKENS=256 REPEAT=1 SMOLQ_BUILD_DIR=build ...
+#
+# Times: wall seconds (best of REPEAT runs) and CPU seconds (user + sys of that run). On a
+# shared, loaded machine wall time is noisy; the CPU column is the steadier comparison.
+# The issue's target: >= 1.5x llama.cpp's speed for K-quants at 2 threads with equal or lower
+# error. Nothing here asserts it: this prints what we get.
+set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+build="${SMOLQ_BUILD_DIR:-$here/build}"
+smolq="$build/smolq"
+py="$here/.venv/bin/python"
+tools="${LLAMA_TOOLS_DIR:-$here/build/llama-tools}/bin"
+[ -x "$smolq" ] || { echo "build smolq first: bash scripts/setup.sh" >&2; exit 1; }
+[ -x "$tools/llama-quantize" ] || { echo "build llama.cpp's tools first: scripts/build_llama_tools.sh" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; scripts/setup.sh installs it)" >&2; exit 1; }
+"$py" "$here/scripts/make_fixtures.py" --only smollm2-135m-instruct -q
+"$py" "$here/scripts/make_fixtures.py" --only aligned256-bf16 -q
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export SMOLQ="$smolq" TOOLS="$tools" WORK="$work" HERE="$here"
+export THREADS="${THREADS:-2}" PPL_TOKENS="${PPL_TOKENS:-256}" REPEAT="${REPEAT:-1}" MODELS="${MODELS:-real syn}"
+export TYPES="${TYPES:-Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_M Q5_K_M Q6_K IQ4_NL IQ4_XS IQ3_S IQ3_XXS IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S}"
+export OPENBLAS_NUM_THREADS=1
+
+exec "$py" - <<'PY'
+import os, re, subprocess, sys
+from pathlib import Path
+import numpy as np
+
+smolq, tools, work, here = os.environ["SMOLQ"], Path(os.environ["TOOLS"]), Path(os.environ["WORK"]), Path(os.environ["HERE"])
+threads, ppl_tokens, repeat = int(os.environ["THREADS"]), int(os.environ["PPL_TOKENS"]), int(os.environ["REPEAT"])
+types, models = os.environ["TYPES"].split(), os.environ["MODELS"].split()
+wiki = Path(here).parent / "shared" / "assets" / "wikitext-2-raw"
+ckpts = {"real": here / "testdata/generated/smollm2-135m-instruct", "syn": here / "testdata/generated/aligned256-bf16"}
+
+
+def sh(*args):
+    p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
+    if p.returncode != 0:
+        sys.exit(f"failed: {' '.join(map(str, args))}\n{p.stderr[-2000:]}")
+    return p
+
+
+def timed(*args):
+    """(best wall seconds, cpu seconds of that run) over REPEAT runs."""
+    best = None
+    for _ in range(repeat):
+        p = sh("/usr/bin/time", "-f", "TIME %e %U %S", *args)
+        wall, user, sys_ = map(float, re.findall(r"TIME ([\d.]+) ([\d.]+) ([\d.]+)", p.stderr)[-1])
+        if best is None or wall < best[0]:
+            best = (wall, user + sys_)
+    return best
+
+
+def rel_rmse(src_path, q_path):
+    import gguf
+    from gguf.quants import dequantize
+    src = {t.name: t for t in gguf.GGUFReader(str(src_path)).tensors}
+    num = den = 0.0
+    for t in gguf.GGUFReader(str(q_path)).tensors:
+        s = src[t.name]
+        if len(t.shape) < 2 or t.tensor_type == s.tensor_type:
+            continue
+        w = dequantize(s.data, s.tensor_type).astype(np.float64)
+        num += float(((dequantize(t.data, t.tensor_type) - w) ** 2).sum())
+        den += float((w ** 2).sum())
+    return (num / den) ** 0.5 if den else 0.0
+
+
+def perplexity(path, text):
+    import llama_cpp
+    m = llama_cpp.Llama(model_path=str(path), n_ctx=ppl_tokens, n_batch=ppl_tokens, logits_all=True, verbose=False,
+                        n_threads=threads)
+    toks = m.tokenize(text.encode(), add_bos=True)[:ppl_tokens]
+    m.eval(toks)
+    lg = np.array(m.scores[: len(toks)], dtype=np.float64)
+    m.close()
+    mx = lg.max(1, keepdims=True)
+    lp = lg - (np.log(np.exp(lg - mx).sum(1, keepdims=True)) + mx)
+    return float(np.exp(-lp[np.arange(len(toks) - 1), toks[1:]].mean()))
+
+
+test_text = (wiki / "wiki.test.raw").read_text()[:20000]
+calib = work / "calib.txt"
+calib.write_text((wiki / "wiki.valid.raw").read_text()[:12000])
+rows = []
+print(f"threads {threads}; wall = best of {repeat}; cpu = user+sys; speedup = llama / smolq", flush=True)
+hdr = (f"{'model':5} {'type':8} {'smolq s':>8} {'llama s':>8} {'speedup':>7} {'cpu x':>6} "
+       f"{'smolq rmse':>10} {'llama rmse':>10} {'smolq ppl':>9} {'llama ppl':>9}")
+print(hdr, flush=True)
+for model in models:
+    f16 = work / f"{model}-f16.gguf"
+    sh(smolq, "convert", ckpts[model], "-o", f16, "--outtype", "f16", "-q", "-t", threads)
+    imatrix = work / f"{model}-imatrix.gguf"
+    sh(tools / "llama-imatrix", "-m", f16, "-f", calib, "-o", imatrix, "-c", 256, "--chunks", 4, "-t", threads, "--no-ppl")
+    base_ppl = perplexity(f16, test_text) if model == "real" else None
+    for t in types:
+        plan = sh(smolq, "quantize", f16, t, "--dry-run").stdout
+        imat = ["--imatrix", imatrix] if "needs an importance matrix" in plan else []
+        ours, theirs = work / "ours.gguf", work / "theirs.gguf"
+        ow, oc = timed(smolq, "quantize", f16, ours, t, *imat, "-t", threads, "-q")
+        lw, lc = timed(tools / "llama-quantize", *imat, f16, theirs, t, threads)
+        oe, le = rel_rmse(f16, ours), rel_rmse(f16, theirs)
+        op = lp = float("nan")
+        if model == "real":
+            op, lp = perplexity(ours, test_text), perplexity(theirs, test_text)
+        line = (f"{model:5} {t + ('*' if imat else ''):8} {ow:8.2f} {lw:8.2f} {lw / ow:6.2f}x {lc / oc:5.2f}x "
+                f"{oe:10.5f} {le:10.5f} {op:9.3f} {lp:9.3f}")
+        print(line, flush=True)
+        ours.unlink(); theirs.unlink()
+    if base_ppl:
+        print(f"{model:5} F16 source perplexity {base_ppl:.3f} on {ppl_tokens} tokens", flush=True)
+print("* = quantized with llama-imatrix's importance matrix (the file type requires one), by both")
+PY
