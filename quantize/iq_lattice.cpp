@@ -65,43 +65,66 @@ Lattice::Lattice(const uint64_t* grid64, const uint32_t* grid32, int size, int d
     std::sort(near.begin(), near.end());
     map_[key] = -(1 + static_cast<int32_t>(nb_.size()));
     nb_.push_back(static_cast<uint16_t>(near.size()));
-    for (const auto& [d, g] : near) nb_.push_back(static_cast<uint16_t>(g));
+    changes_.resize(changes_.size() + kMaxChanges);  // the count's slot: unused
+    for (const auto& [d, g] : near) {
+      nb_.push_back(static_cast<uint16_t>(g));
+      // The coordinates where g differs from the rounded point, as cost-table offsets;
+      // spare slots repeat "coordinate 0 at its rounded level", whose cost difference is 0.
+      uint8_t slot[kMaxChanges];
+      int nch = 0;
+      for (int k = 0; k < dim; ++k)
+        if (points_[g * dim + k] != idx[k]) {
+          assert(nch < kMaxChanges && "neighbour differs in too many coordinates");
+          slot[nch++] = offsets_[g * dim + k];
+        }
+      max_changes_ = std::max(max_changes_, nch);
+      for (int m = nch; m < kMaxChanges; ++m) slot[m] = idx[0];  // k = 0: offset = level
+      changes_.insert(changes_.end(), slot, slot + kMaxChanges);
+    }
   }
 }
 
 // The search with the lattice shape known at compile time (the loops unroll); Dim and
-// NLevels are (8, 3) for the IQ1/IQ2 grids and (4, 8) for the IQ3 grids.
-template <int Dim, int NLevels>
+// NLevels are (8, 3) for the IQ1/IQ2 grids and (4, 8) for the IQ3 grids, MaxCh the most
+// coordinates in which a neighbour differs from the rounded point (2 or 4).
+template <int Dim, int NLevels, int MaxCh>
 int Lattice::search_impl(const float* a, const float* w, float s, const float* lv, const float* mid) const {
   const float inv = 1.0f / s;
   int key = 0, mul = 1;
+  int r[Dim];  // the rounded point's level per coordinate
   for (int k = 0; k < Dim; ++k) {
     const float t = a[k] * inv;
     int l = 0;
     for (int m = 0; m < NLevels - 1; ++m) l += t > mid[m];
+    r[k] = l;
     key += l * mul;
     mul *= NLevels;
   }
   const int32_t e = map_[key];
   if (e >= 0) return e;
 
-  // Off the grid: score the neighbours with a (coordinate, level) cost table, where
-  // cost = w (s v)^2 - 2 w a (s v) is the squared error minus its constant part.
+  // Off the grid: rank the neighbours by their cost relative to the rounded point, where the
+  // cost of coordinate k at level l is w (s v)^2 - 2 w a (s v) (the squared error minus its
+  // constant part). A neighbour differs from the rounded point in a few coordinates only
+  // (changes_), so its relative cost is the sum of at most MaxCh table entries.
   float sv[NLevels];
   for (int l = 0; l < NLevels; ++l) sv[l] = s * lv[l];
-  float cost[Dim * NLevels];
+  float dcost[Dim * NLevels];
   for (int k = 0; k < Dim; ++k) {
     const float wk = w[k], a2 = 2.0f * a[k];
-    for (int l = 0; l < NLevels; ++l) cost[k * NLevels + l] = wk * sv[l] * (sv[l] - a2);
+    const float base = wk * sv[r[k]] * (sv[r[k]] - a2);
+    for (int l = 0; l < NLevels; ++l) dcost[k * NLevels + l] = wk * sv[l] * (sv[l] - a2) - base;
   }
-  const uint16_t* list = nb_.data() + (-e - 1);
+  const int start = -e - 1;
+  const uint16_t* list = nb_.data() + start;
+  const uint8_t* ch = changes_.data() + static_cast<size_t>(start) * kMaxChanges;
   const int n = list[0];
   int best = list[1];
   float best_cost = std::numeric_limits<float>::max();
   for (int i = 1; i <= n; ++i) {
-    const uint8_t* o = offsets_.data() + static_cast<size_t>(list[i]) * Dim;
-    float c = 0.0f;
-    for (int k = 0; k < Dim; ++k) c += cost[o[k]];
+    const uint8_t* o = ch + i * kMaxChanges;
+    float c = dcost[o[0]];
+    for (int m = 1; m < MaxCh; ++m) c += dcost[o[m]];
     if (c < best_cost) {
       best_cost = c;
       best = list[i];
@@ -111,9 +134,10 @@ int Lattice::search_impl(const float* a, const float* w, float s, const float* l
 }
 
 int Lattice::search(const float* a, const float* w, float s, const float* lv, const float* mid) const {
-  if (dim_ == 8 && nlevels_ == 3) return search_impl<8, 3>(a, w, s, lv, mid);
+  if (dim_ == 8 && nlevels_ == 3)
+    return max_changes_ <= 2 ? search_impl<8, 3, 2>(a, w, s, lv, mid) : search_impl<8, 3, 4>(a, w, s, lv, mid);
   assert(dim_ == 4 && nlevels_ == 8);
-  return search_impl<4, 8>(a, w, s, lv, mid);
+  return max_changes_ <= 2 ? search_impl<4, 8, 2>(a, w, s, lv, mid) : search_impl<4, 8, 4>(a, w, s, lv, mid);
 }
 
 double Lattice::mean_neighbours() const {

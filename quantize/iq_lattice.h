@@ -47,14 +47,20 @@ class Lattice {
   double mean_neighbours() const;
 
  private:
-  template <int Dim, int NLevels>
+  template <int Dim, int NLevels, int MaxCh>
   int search_impl(const float* a, const float* w, float s, const float* lv, const float* mid) const;
+
+  // A nearest-shell neighbour differs from its rounded point in at most this many coordinates
+  // (measured on every grid: 4 for the widest lists, 2 for IQ1's).
+  static constexpr int kMaxChanges = 4;
 
   int dim_, nlevels_, size_;
   std::vector<uint8_t> points_;    // size * dim level indices
   std::vector<uint8_t> offsets_;   // size * dim: k * nlevels + level (cost-table offsets)
   std::vector<int32_t> map_;       // lattice key -> grid index (>= 0) or -(1 + list start)
   std::vector<uint16_t> nb_;       // neighbour lists: count, then grid indices
+  std::vector<uint8_t> changes_;   // kMaxChanges cost-table offsets per nb_ entry (see search)
+  int max_changes_ = 1;            // the most changed coordinates of any neighbour
 };
 
 // The codebooks, each built on first use.
