@@ -164,7 +164,9 @@ std::vector<std::string> split_names(const std::string& s) {
 }
 
 // One candidate: types chosen as the writer will choose them.
-QuantCandidate make_candidate(const SourceModel& src, const FileTypeInfo& ft, bool imatrix) {
+QuantCandidate make_candidate(const SourceModel& src, const FileTypeInfo& ft, const ImatrixData* imat,
+                              const std::string& imatrix_path) {
+  const bool imatrix = imat != nullptr;
   QuantCandidate c;
   c.name = std::string(ft.name);
   c.metadata = src.metadata;
@@ -177,7 +179,11 @@ QuantCandidate make_candidate(const SourceModel& src, const FileTypeInfo& ft, bo
     // provenance; no split.* keys), by the same function.
     QuantizeOptions q;
     q.ftype = ft.id;
-    stamp_quantize_metadata(c.metadata, q, QuantizePlanResult{});
+    q.imatrix = imat;
+    q.imatrix_path = imatrix_path;
+    QuantizePlanResult stamped;  // estimate has no --include/--exclude-weights: every entry counts
+    stamped.imatrix_entries = imat ? static_cast<int>(imat->entries.size()) : 0;
+    stamp_quantize_metadata(c.metadata, q, stamped);
   }
   if (src.from_hf && plain) {
     // convert --outtype: 2-D weights take the type (or its fallback), 1-D stay F32.
@@ -221,7 +227,7 @@ int run_estimate(const std::vector<std::string>& args) {
       "parallel", po::value<uint64_t>()->default_value(1), "parallel sequences (llama.cpp -np)")(
       "device", po::value<std::string>(), "one device from the table (substring match): per-type table")(
       "tokenizer", po::value<std::string>(), "folder with tokenizer.json for a config-only folder (default: PATH)")(
-      "imatrix", "assume an importance matrix for every type (changes some mixture rules)")(
+      "imatrix", po::value<std::string>(), "importance matrix the quants would use (changes some mixture rules and adds the quantize.imatrix.* keys)")(
       "json", "print JSON instead of Markdown");
   po::positional_options_description pos;
   pos.add("path", 1);
@@ -278,10 +284,13 @@ int run_estimate(const std::vector<std::string>& args) {
   }
 
   const bool imatrix = p.vm.count("imatrix") > 0;
+  ImatrixData imat;
+  if (imatrix) imat = read_imatrix(p.vm["imatrix"].as<std::string>());
   const std::string types = p.vm["types"].as<std::string>();
   auto add = [&](const FileTypeInfo& ft) {
     try {
-      req.candidates.push_back(make_candidate(src, ft, imatrix));
+      req.candidates.push_back(make_candidate(src, ft, imatrix ? &imat : nullptr,
+                                              imatrix ? p.vm["imatrix"].as<std::string>() : std::string()));
     } catch (const Error& e) {
       // A type whose blocks and fallbacks cannot hold this model's rows: say so, go on.
       req.skipped.push_back(std::string(ft.name) + ": " + e.what());

@@ -351,3 +351,18 @@ def test_every_type_matches_quantize_dry_run_full_shapes(run_smolq, out_dir, sha
     sparse = out_dir / f"{shape}.gguf"
     _sparse_gguf(cfg_dir / "config.json", sparse)
     _check_every_type(run_smolq, sparse)
+
+
+def test_imatrix_quants_match_quantize_dry_run(run_smolq, real_f16, out_dir, wikitext):
+    """With --imatrix both add the quantize.imatrix.* keys and the imatrix-only types plan."""
+    calib = out_dir / "calib.txt"
+    calib.write_text(wikitext(6000, split="valid"))
+    imat = out_dir / "imatrix.gguf"
+    run_smolq("imatrix", real_f16, "-f", calib, "-o", imat, "--chunks", "2", "--ctx", "256", timeout=900)
+    types = ["Q4_K_M", "IQ2_XXS", "Q2_K_S", "IQ1_S"]
+    report = estimate(run_smolq, real_f16, "--types", ",".join(types), "--imatrix", imat)
+    sizes = sizes_by_type(report)
+    for t in types:
+        proc = run_smolq("quantize", real_f16, t, "--dry-run", "--imatrix", imat)
+        dry = int(re.search(r"^output file: (\d+) bytes", proc.stdout, re.M).group(1))
+        assert sizes[t] == dry, f"{t}: estimate {sizes[t]}, quantize --dry-run {dry}"
