@@ -289,21 +289,27 @@ void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, cons
     uint16_t* codes = out.grid + b * groups_per_sub;
     std::fill(codes, codes + groups_per_sub, 0);
     if (!(amax > 1e-30f)) continue;  // all (near) zero: scale 0
+    // Every trial scale once; then least-squares refits of the best one only (refining the
+    // runners-up was measured to change the result too rarely to pay for its searches).
+    // Error at the least-squares scale is E0 - P^2/Q: maximise P^2/Q.
     float best = 0.0f;
     for (float f : spec.trial_factors) {
-      float s = amax / (top * f);
-      for (int it = 0; it <= spec.refine_iters; ++it) {
-        float P, Q;
-        code_sub(b, s, tmp, P, Q);
-        if (!(P > 0.0f && Q > 0.0f)) break;
-        // Error at the least-squares scale is E0 - P^2/Q: maximise P^2/Q.
-        if (P * P / Q > best) {
-          best = P * P / Q;
-          st[b] = {P, Q, P / Q};
-          std::copy(tmp, tmp + groups_per_sub, codes);
-        }
-        s = P / Q;
+      float P, Q;
+      code_sub(b, amax / (top * f), tmp, P, Q);
+      if (!(P > 0.0f && Q > 0.0f)) continue;
+      if (P * P / Q > best) {
+        best = P * P / Q;
+        st[b] = {P, Q, P / Q};
+        std::copy(tmp, tmp + groups_per_sub, codes);
       }
+    }
+    for (int it = 0; it < spec.refine_iters && best > 0.0f; ++it) {
+      float P, Q;
+      code_sub(b, st[b].s, tmp, P, Q);
+      if (!(P > 0.0f && Q > 0.0f) || !(P * P / Q > best)) break;
+      best = P * P / Q;
+      st[b] = {P, Q, P / Q};
+      std::copy(tmp, tmp + groups_per_sub, codes);
     }
   }
 
