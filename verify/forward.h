@@ -68,7 +68,6 @@ class Forward {
   std::vector<float> x_;        // [B][n_embd] residual stream
   std::vector<float> xn_;       // [B][n_embd] normalised input of a block
   std::vector<float> q_;        // [B][q_dim]
-  std::vector<float> kv_tmp_;   // [B][kv_dim] K or V of the batch before it enters the cache
   std::vector<float> attn_;     // [B][q_dim] attention output (heads concatenated)
   std::vector<float> gate_, up_;// [B][n_ff]
   std::vector<float> tmp_;      // [B][n_embd] output of attn_output / ffn_down
