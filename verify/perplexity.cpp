@@ -14,36 +14,6 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
 
-// Evaluates chunks of one model: a Forward sized for one chunk, reused for every chunk.
-class ChunkRunner {
- public:
-  ChunkRunner(const Model& m, const EvalOptions& o)
-      : o_(o), n_vocab_(static_cast<int64_t>(m.config().n_vocab)),
-        fwd_(m, o.n_ctx, std::min(o.n_batch, o.n_ctx), o.n_threads) {}
-
-  // Evaluate one chunk of n_ctx tokens from an empty cache (BOS substituted as configured) and
-  // write the logits of positions [first, n_ctx) to `out` ([n_ctx - first][n_vocab]).
-  void run(std::span<const int32_t> chunk, int64_t first, std::span<float> out, ActivationObserver* obs) {
-    std::vector<int32_t> toks(chunk.begin(), chunk.end());
-    if (o_.add_bos) toks[0] = o_.bos_id;
-    fwd_.reset();
-    const int64_t n = static_cast<int64_t>(toks.size());
-    const int64_t B = std::min(o_.n_batch, o_.n_ctx);
-    for (int64_t b0 = 0; b0 < n; b0 += B) {
-      const int64_t b1 = std::min(n, b0 + B);
-      const int64_t out0 = std::clamp(first, b0, b1);  // first position of this batch with logits
-      std::span<float> dst = out.subspan(static_cast<size_t>((out0 - first) * n_vocab_),
-                                         static_cast<size_t>((b1 - out0) * n_vocab_));
-      fwd_.eval(std::span<const int32_t>(toks).subspan(b0, b1 - b0), out0 - b0, dst, obs);
-    }
-  }
-
- private:
-  EvalOptions o_;
-  int64_t n_vocab_;
-  Forward fwd_;
-};
-
 void check_tokens(std::span<const int32_t> tokens, const Model& m) {
   const int64_t V = static_cast<int64_t>(m.config().n_vocab);
   for (size_t i = 0; i < tokens.size(); ++i)
@@ -53,6 +23,25 @@ void check_tokens(std::span<const int32_t> tokens, const Model& m) {
 }
 
 }  // namespace
+
+ChunkRunner::ChunkRunner(const Model& m, const EvalOptions& o)
+    : o_(o), n_vocab_(static_cast<int64_t>(m.config().n_vocab)),
+      fwd_(m, o.n_ctx, std::min(o.n_batch, o.n_ctx), o.n_threads) {}
+
+void ChunkRunner::run(std::span<const int32_t> chunk, int64_t first, std::span<float> out, ActivationObserver* obs) {
+  std::vector<int32_t> toks(chunk.begin(), chunk.end());
+  if (o_.add_bos) toks[0] = o_.bos_id;
+  fwd_.reset();
+  const int64_t n = static_cast<int64_t>(toks.size());
+  const int64_t B = std::min(o_.n_batch, o_.n_ctx);
+  for (int64_t b0 = 0; b0 < n; b0 += B) {
+    const int64_t b1 = std::min(n, b0 + B);
+    const int64_t out0 = std::clamp(first, b0, b1);  // first position of this batch with logits
+    std::span<float> dst = out.subspan(static_cast<size_t>((out0 - first) * n_vocab_),
+                                       static_cast<size_t>((b1 - out0) * n_vocab_));
+    fwd_.eval(std::span<const int32_t>(toks).subspan(b0, b1 - b0), out0 - b0, dst, obs);
+  }
+}
 
 int64_t plan_chunks(int64_t n_tokens, const EvalOptions& o) {
   if (o.n_ctx < 4) throw UsageError("--ctx must be at least 4");

@@ -12,6 +12,7 @@
 #include <span>
 #include <vector>
 
+#include "verify/forward.h"
 #include "verify/metrics.h"
 #include "verify/model.h"
 
@@ -54,6 +55,23 @@ using PerplexityCallback = std::function<void(const ChunkProgress&, const Perple
 // `observer` (optional) sees every matmul input of every chunk (imatrix collection).
 PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tokens, const EvalOptions& o,
                                 const PerplexityCallback& on_chunk = {}, ActivationObserver* observer = nullptr);
+
+// Evaluates chunks of one model under this protocol: a Forward sized for one chunk, reused for
+// every chunk. Shared by the runs below and the verify sweep (verify/sweep.h), so all of them
+// see the same logits bit for bit.
+class ChunkRunner {
+ public:
+  ChunkRunner(const Model& m, const EvalOptions& o);
+  // Evaluate one chunk of n_ctx tokens from an empty cache (BOS substituted as configured) and
+  // write the logits of positions [first, n_ctx) to `out` ([n_ctx - first][n_vocab]).
+  void run(std::span<const int32_t> chunk, int64_t first, std::span<float> out, ActivationObserver* obs = nullptr);
+  uint64_t buffer_bytes() const { return fwd_.buffer_bytes(); }
+
+ private:
+  EvalOptions o_;
+  int64_t n_vocab_;
+  Forward fwd_;
+};
 
 struct KldResult {
   KldStats stats;

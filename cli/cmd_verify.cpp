@@ -1,0 +1,280 @@
+// `smolq verify MODEL [QUANT.gguf ...] -f TEXT [--types Q8_0,Q6_K,...|all] [--imatrix FILE|auto]
+//               [--calib TEXT] [--ctx 512] [--chunks 16] [--prompts FILE] [--out DIR] [...]`
+//
+// "Which quant should I ship?", measured on the user's model: builds each requested quant (or
+// takes the given GGUF files), evaluates all of them against the full-precision model on the
+// same text, and writes report.md, report.json and report.html (verify/sweep.h,
+// verify/report_writers.h). Steps and progress go to stderr; the summary table fills on stdout
+// as quants finish. Results are cached in DIR/cache, so an interrupted or extended run
+// resumes where it stopped.
+#include <unistd.h>
+
+#include <simdjson.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <sstream>
+
+#include "cli/options.h"
+#include "cli/progress.h"
+#include "formats/error.h"
+#include "formats/interrupt.h"
+#include "formats/mapped_file.h"
+#include "verify/report_writers.h"
+#include "verify/sweep_cache.h"
+#include "verify/sweep.h"
+
+namespace smolq::cli {
+namespace {
+
+constexpr const char* kDefaultTypes = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K";
+
+// Default prompts: a fact, a short creative task, an explanation.
+const std::vector<std::string> kDefaultPrompts{
+    "What is the capital of France?",
+    "Write a haiku about the sea.",
+    "Explain in one sentence what quantizing a neural network means.",
+};
+
+uint64_t parse_size(const std::string& s) {
+  size_t pos = 0;
+  double v = 0;
+  try {
+    v = std::stod(s, &pos);
+  } catch (const std::exception&) {
+    throw UsageError("--max-memory: expected a size like 8G or 512M, got '" + s + "'");
+  }
+  std::string unit = s.substr(pos);
+  for (auto& ch : unit) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  if (unit.size() > 1 && unit.back() == 'B') unit.pop_back();
+  if (unit.size() > 1 && unit.back() == 'I') unit.pop_back();
+  double mult = 1;
+  if (unit == "K") mult = 1024.0;
+  else if (unit == "M") mult = 1024.0 * 1024;
+  else if (unit == "G") mult = 1024.0 * 1024 * 1024;
+  else if (unit == "T") mult = 1024.0 * 1024 * 1024 * 1024;
+  else if (!unit.empty() && unit != "B") throw UsageError("--max-memory: unknown unit in '" + s + "'");
+  if (v <= 0) throw UsageError("--max-memory must be positive");
+  return static_cast<uint64_t>(v * mult);
+}
+
+// Half of the machine's memory: room for the page cache and everything else running.
+uint64_t default_max_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 2 : 0;
+}
+
+// --prompts FILE: a .json file holding a list whose items are strings (one user turn) or lists
+// of {"role", "content"} messages; any other file: one prompt per non-empty line.
+std::vector<std::vector<ChatMessage>> read_prompts(const std::string& path) {
+  std::vector<std::vector<ChatMessage>> out;
+  if (std::filesystem::path(path).extension() == ".json") {
+    simdjson::dom::parser parser;
+    simdjson::dom::array arr;
+    if (parser.load(path).get(arr)) throw FormatError(path, "expected a JSON list of prompts");
+    for (auto item : arr) {
+      std::string_view text;
+      simdjson::dom::array msgs;
+      if (!item.get(text)) {
+        out.push_back({{"user", std::string(text)}});
+      } else if (!item.get(msgs)) {
+        std::vector<ChatMessage> conv;
+        for (auto m : msgs) {
+          std::string_view role, content;
+          if (m["role"].get(role) || m["content"].get(content))
+            throw FormatError(path, "each message needs string fields \"role\" and \"content\"");
+          conv.push_back({std::string(role), std::string(content)});
+        }
+        out.push_back(std::move(conv));
+      } else {
+        throw FormatError(path, "a prompt must be a string or a list of messages");
+      }
+    }
+  } else {
+    std::istringstream in(read_text_file(path));
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (line.find_first_not_of(" \t") != std::string::npos) out.push_back({{"user", line}});
+    }
+  }
+  if (out.empty()) throw UsageError(path + " holds no prompts");
+  return out;
+}
+
+std::vector<SweepQuantSpec> parse_types(const std::string& list, bool have_imatrix) {
+  std::vector<SweepQuantSpec> v;
+  if (list == "all") {
+    for (FileType t : sweep_all_types(have_imatrix)) v.push_back({std::string(file_type_info(t).name), t, "", true});
+    return v;
+  }
+  std::stringstream ss(list);
+  for (std::string name; std::getline(ss, name, ',');) {
+    if (name.empty()) continue;
+    const FileType t = parse_file_type(name);
+    const FileTypeInfo& info = file_type_info(t);
+    if (t == FileType::kAllF32 || t == FileType::kF16 || t == FileType::kBF16)
+      throw UsageError(std::string(info.name) + " is not a quantization; the baseline is the full-precision model");
+    if (info.requires_imatrix && !have_imatrix)
+      throw UsageError(std::string(info.name) + " needs an importance matrix: add --imatrix auto (or a file)");
+    v.push_back({std::string(info.name), t, "", false});
+  }
+  return v;
+}
+
+// Progress on stderr: one bar per stage, replaced when the stage changes.
+class Display {
+ public:
+  void log(const std::string& line) {
+    if (bar_) bar_->finish();
+    std::fprintf(stderr, "%s\n", line.c_str());
+  }
+  void progress(const std::string& stage, int64_t done, int64_t total, const std::string& status) {
+    if (!bar_ || stage != stage_) {
+      bar_.reset();
+      stage_ = stage;
+      const char* unit = stage.rfind("build", 0) == 0 ? "w" : stage == "evaluate" ? "chunk" : stage.rfind("tensor", 0) == 0 ? "t" : "";
+      bar_ = std::make_unique<ProgressBar>(stage, total, unit[0] ? unit : (stage == "imatrix" ? "tok" : "step"));
+    }
+    bar_->update(done, status);
+  }
+  void row(const QuantRow& q) {
+    if (!header_) {
+      out(report::text_table_header() + "\n");
+      header_ = true;
+    }
+    out(report::text_table_row(q) + "\n");
+  }
+  void out(const std::string& s) {
+    if (bar_) bar_->print_above(s);
+    else std::fputs(s.c_str(), stdout), std::fflush(stdout);
+  }
+  void done() { bar_.reset(); }
+
+ private:
+  std::unique_ptr<ProgressBar> bar_;
+  std::string stage_;
+  bool header_ = false;
+};
+
+}  // namespace
+
+int run_verify(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  opts.add_options()
+      ("model", po::value<std::vector<std::string>>(), "the full-precision model (HF folder or GGUF), then any quantized GGUF files to compare")
+      ("file,f", po::value<std::string>(), "evaluation text (plain text; e.g. WikiText-2's wiki.test.raw)")
+      ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + ")").c_str())
+      ("imatrix", po::value<std::string>(), "importance matrix for the builds: a file, or 'auto' to collect one from --calib")
+      ("calib", po::value<std::string>(), "calibration text for --imatrix auto (default: the first half of -f; the second half is then evaluated)")
+      ("ctx,c", po::value<int64_t>()->default_value(512), "tokens per chunk")
+      ("chunks", po::value<int64_t>()->default_value(16), "chunks to evaluate (-1: the whole text)")
+      ("batch,b", po::value<int64_t>()->default_value(512), "tokens per forward call (does not change results)")
+      ("threads,t", po::value<int>()->default_value(0), "worker threads (0: all cores)")
+      ("prompts", po::value<std::string>(), "prompts for the generations: one per line, or a .json list of strings / message lists")
+      ("n-predict", po::value<int>()->default_value(48), "greedy tokens per prompt (0: no generations)")
+      ("chat-template-file", po::value<std::string>(), "use this Jinja chat template instead of the model's")
+      ("out,o", po::value<std::string>(), "output folder (default: verify-<model name>)")
+      ("kld-budget", po::value<double>()->default_value(0.02), "largest mean KLD (nats) a recommended quant may have")
+      ("max-memory", po::value<std::string>(), "memory for models evaluated together, e.g. 8G (default: half the RAM)")
+      ("no-base-cache", "do not keep the baseline's logits in the cache (saves disk; extending a run recomputes them)")
+      ("show-prompts", "print the prompts as the model will see them (JSON) and exit");
+  po::positional_options_description pos;
+  pos.add("model", -1);
+  auto parsed = parse_args(args, "smolq verify MODEL [QUANT.gguf ...] -f TEXT [--types LIST|all] [--imatrix FILE|auto] [options]",
+                           opts, pos);
+  if (parsed.help) return 0;
+  const auto& vm = parsed.vm;
+  if (!vm.count("model")) throw UsageError("give the full-precision model (HF folder or GGUF)");
+  const auto paths = vm["model"].as<std::vector<std::string>>();
+
+  SweepOptions o;
+  o.model = paths[0];
+  std::string name = std::filesystem::path(o.model).filename().string();
+  if (name.empty()) name = std::filesystem::path(o.model).parent_path().filename().string();
+  o.out_dir = vm.count("out") ? vm["out"].as<std::string>() : "verify-" + name;
+  o.prompts.clear();
+  if (vm.count("prompts")) {
+    o.prompts = read_prompts(vm["prompts"].as<std::string>());
+  } else {
+    for (const auto& p : kDefaultPrompts) o.prompts.push_back({{"user", p}});
+  }
+  o.n_generate = vm["n-predict"].as<int>();
+  if (o.n_generate < 0) throw UsageError("--n-predict must be >= 0");
+  if (vm.count("chat-template-file")) o.chat_template = read_text_file(vm["chat-template-file"].as<std::string>());
+
+  if (vm.count("show-prompts")) {
+    std::string format;
+    const std::vector<std::string> texts = render_prompts(o, format);
+    JsonBuilder j;
+    j.begin_object().key("format").value(format).key("prompts").begin_array();
+    for (const auto& t : texts) j.value(t);
+    j.end_array().end_object();
+    std::printf("%s\n", j.str().c_str());
+    return 0;
+  }
+
+  if (!vm.count("file")) throw UsageError("give the evaluation text with -f (for example WikiText-2's wiki.test.raw)");
+  o.eval_text = vm["file"].as<std::string>();
+  if (vm.count("imatrix")) {
+    const std::string im = vm["imatrix"].as<std::string>();
+    if (im == "auto") {
+      o.imatrix = ImatrixMode::kAuto;
+      if (vm.count("calib")) o.calib_text = vm["calib"].as<std::string>();
+    } else {
+      o.imatrix = ImatrixMode::kFile;
+      o.imatrix_file = im;
+    }
+  } else if (vm.count("calib")) {
+    throw UsageError("--calib is the text for --imatrix auto");
+  }
+  const bool have_imatrix = o.imatrix != ImatrixMode::kNone;
+  if (vm.count("types") || paths.size() == 1)
+    o.quants = parse_types(vm.count("types") ? vm["types"].as<std::string>() : kDefaultTypes, have_imatrix);
+  for (size_t i = 1; i < paths.size(); ++i) {
+    SweepQuantSpec s;
+    s.label = std::filesystem::path(paths[i]).stem().string();
+    s.gguf = paths[i];
+    o.quants.push_back(s);
+  }
+  for (size_t i = 0; i < o.quants.size(); ++i)
+    for (size_t k = 0; k < i; ++k)
+      if (o.quants[i].label == o.quants[k].label) throw UsageError("'" + o.quants[i].label + "' is listed twice");
+  o.eval.n_ctx = vm["ctx"].as<int64_t>();
+  o.eval.n_chunks = vm["chunks"].as<int64_t>();
+  o.eval.n_batch = vm["batch"].as<int64_t>();
+  o.eval.n_threads = resolve_threads(vm["threads"].as<int>());
+  if (o.eval.n_chunks == 0 || o.eval.n_chunks < -1) throw UsageError("--chunks must be positive (or -1 for all)");
+  o.kld_budget = vm["kld-budget"].as<double>();
+  if (!(o.kld_budget > 0)) throw UsageError("--kld-budget must be positive");
+  o.max_memory = vm.count("max-memory") ? parse_size(vm["max-memory"].as<std::string>()) : default_max_memory();
+  o.cache_base_logits = vm.count("no-base-cache") == 0;
+  install_interrupt_handlers();
+
+  Display d;
+  SweepEvents ev;
+  ev.log = [&](const std::string& line) { d.log(line); };
+  ev.progress = [&](const std::string& stage, int64_t done, int64_t total, const std::string& status) {
+    d.progress(stage, done, total, status);
+  };
+  ev.quant_ready = [&](const QuantRow& q) { d.row(q); };
+  SweepResult r;
+  try {
+    r = run_sweep(o, ev);
+  } catch (const Interrupted& e) {
+    d.done();
+    std::fprintf(stderr, "smolq verify: interrupted; finished steps are kept in %s/cache — run the same command again to resume\n",
+                 o.out_dir.c_str());
+    return 128 + e.signal();
+  }
+  d.done();
+  const auto written = write_reports(r, o.out_dir);
+  std::printf("\n%s\n", report::recommendation_text(r).c_str());
+  for (const auto& p : written) std::fprintf(stderr, "wrote %s\n", p.c_str());
+  std::fprintf(stderr, "%s in total; cache: %d builds done, %d reused; %lld chunks computed, %lld reused\n",
+               report::seconds(r.seconds).c_str(), r.cache.builds_done, r.cache.builds_reused,
+               static_cast<long long>(r.cache.chunks_computed), static_cast<long long>(r.cache.chunks_reused));
+  return 0;
+}
+
+}  // namespace smolq::cli

@@ -1,0 +1,282 @@
+// Sweep evaluation: every quant against the baseline under llama-perplexity's KL-divergence
+// protocol (verify/perplexity.h), chunk by chunk, with per-chunk records in the cache; and the
+// greedy generations.
+//
+// Memory: one pass over the text evaluates the baseline once per chunk and every quant of a
+// group against it, so a group keeps its models mapped together. A model costs its weight
+// bytes (mapped, read on every chunk), its forward buffers (K/V cache and activations) and
+// one chunk of scored logits; groups are filled greedily up to SweepOptions::max_memory
+// (at least one quant per group). Without cached baseline logits a second group recomputes them.
+#include <simdjson.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+
+#include "formats/atomic_file.h"
+#include "formats/error.h"
+#include "formats/interrupt.h"
+#include "formats/mapped_file.h"
+#include "verify/forward.h"
+#include "verify/sweep_cache.h"
+#include "verify/sweep_internal.h"
+#include "verify/unicode.h"
+
+namespace smolq::sweep {
+namespace fs = std::filesystem;
+namespace {
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t0) { return std::chrono::duration<double>(Clock::now() - t0).count(); }
+
+std::string chunk_file(const std::string& dir, int64_t chunk) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "/chunk-%05lld.bin", static_cast<long long>(chunk));
+  return dir + buf;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+struct EvalState {
+  Target* t = nullptr;
+  uint64_t key = 0;
+  std::string dir;
+  std::vector<std::optional<ChunkRecord>> rec;  // per chunk
+  bool complete() const {
+    return std::all_of(rec.begin(), rec.end(), [](const auto& r) { return r.has_value(); });
+  }
+};
+
+// Replays the chunk records in chunk order through KldStats: the same additions in the same
+// order as run_kl_divergence, so the statistics equal `smolq perplexity --base` exactly.
+void finalize(Context& c, EvalState& s) {
+  KldStats stats;
+  double secs = 0;
+  const int64_t V = static_cast<int64_t>(c.base->config().n_vocab);
+  for (const auto& r : s.rec) {
+    for (const auto& p : r->positions) stats.add(p, V);
+    secs += r->seconds;
+  }
+  s.t->row.kld = stats.report();
+  s.t->row.eval_seconds = secs;
+}
+
+// The Forward buffers of one model for this protocol: what ChunkRunner allocates.
+uint64_t runner_bytes(const Model& m, const EvalOptions& o) { return ChunkRunner(m, o).buffer_bytes(); }
+
+}  // namespace
+
+void evaluate_targets(Context& c, std::vector<Target>& targets) {
+  const EvalOptions& o = c.eval;
+  const int64_t n_chunks = c.res.n_chunks, first = o.n_ctx / 2;
+  const int64_t V = static_cast<int64_t>(c.base->config().n_vocab);
+  const size_t n_logits = static_cast<size_t>((o.n_ctx - first) * V);
+  auto protocol_hash = [&](CacheHasher& h) {
+    h.add(c.eval_tokens_hash).add(static_cast<uint64_t>(o.n_ctx)).add(static_cast<uint64_t>(o.add_bos));
+    h.add(static_cast<uint64_t>(static_cast<uint32_t>(o.bos_id)));
+  };
+  CacheHasher bh;
+  bh.add(kSweepCacheVersion).add("base-logits").add(c.base_fp);
+  protocol_hash(bh);
+  const uint64_t base_key = bh.digest();
+  const std::string base_dir = c.cache_dir + "/base-" + hex64(base_key);
+
+  std::vector<EvalState> states(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    EvalState& s = states[i];
+    s.t = &targets[i];
+    CacheHasher h;
+    h.add(kSweepCacheVersion).add("eval").add(c.base_fp).add(s.t->fp);
+    protocol_hash(h);
+    s.key = h.digest();
+    s.dir = c.cache_dir + "/eval-" + safe_label(s.t->row.label) + "-" + hex64(s.key);
+    s.rec.resize(static_cast<size_t>(n_chunks));
+    for (int64_t ch = 0; ch < n_chunks; ++ch) {
+      s.rec[static_cast<size_t>(ch)] = read_chunk_record(chunk_file(s.dir, ch), s.key, ch);
+      if (s.rec[static_cast<size_t>(ch)]) ++s.t->row.chunks_cached;
+    }
+    c.res.cache.chunks_reused += s.t->row.chunks_cached;
+  }
+
+  // Rows whose every chunk is cached are ready at once (generations may still run).
+  auto complete_row = [&](EvalState& s, const Model* open_model) {
+    finalize(c, s);
+    std::unique_ptr<Model> opened;
+    s.t->row.generations = generate_all(
+        c, open_model ? *open_model : *(opened = Model::open(s.t->row.path)), s.t->fp, s.t->row.label);
+    if (c.ev.quant_ready) c.ev.quant_ready(s.t->row);
+  };
+  std::vector<EvalState*> pending;
+  for (auto& s : states) {
+    if (s.complete()) complete_row(s, nullptr);
+    else pending.push_back(&s);
+  }
+  if (pending.empty()) return;
+
+  // Memory-bounded groups.
+  const uint64_t per_model = runner_bytes(*c.base, o) + n_logits * sizeof(float);
+  const uint64_t base_cost = c.base->weight_bytes() + per_model;
+  std::vector<std::vector<EvalState*>> groups;
+  uint64_t used = base_cost;
+  for (EvalState* s : pending) {
+    const uint64_t cost = s->t->row.file_size + per_model;
+    if (groups.empty() || (c.o.max_memory > 0 && used + cost > c.o.max_memory && !groups.back().empty())) {
+      groups.emplace_back();
+      used = base_cost;
+    }
+    groups.back().push_back(s);
+    used += cost;
+  }
+  if (c.o.max_memory > 0 && base_cost + pending.front()->t->row.file_size + per_model > c.o.max_memory)
+    c.log("warning: the baseline and one quant need more than --max-memory; evaluating one quant at a time");
+
+  if (c.o.cache_base_logits) fs::create_directories(base_dir);
+  std::unique_ptr<ChunkRunner> base_runner;  // created when a chunk's baseline logits are not cached
+  std::vector<float> lb(n_logits), lq(n_logits);
+  int64_t total_forwards = 0, done_forwards = 0;
+  for (EvalState* s : pending)
+    for (const auto& r : s->rec) total_forwards += r ? 0 : 1;
+
+  for (size_t g = 0; g < groups.size(); ++g) {
+    auto& group = groups[g];
+    std::string names;
+    for (EvalState* s : group) names += (names.empty() ? "" : ", ") + s->t->row.label;
+    c.log("evaluate" + (groups.size() > 1 ? " group " + std::to_string(g + 1) + "/" + std::to_string(groups.size()) : std::string()) +
+          ": " + names + " (" + std::to_string(n_chunks) + " chunks of " + std::to_string(o.n_ctx) + " tokens)");
+    std::vector<std::unique_ptr<Model>> models;
+    std::vector<std::unique_ptr<ChunkRunner>> runners;
+    for (EvalState* s : group) {
+      models.push_back(Model::open(s->t->row.path));
+      if (models.back()->config().n_vocab != c.base->config().n_vocab)
+        throw Error(s->t->row.path + " has a vocabulary of " + std::to_string(models.back()->config().n_vocab) +
+                    " tokens, the baseline " + std::to_string(V));
+      runners.push_back(std::make_unique<ChunkRunner>(*models.back(), o));
+      fs::create_directories(s->dir);
+    }
+    for (int64_t ch = 0; ch < n_chunks; ++ch) {
+      const size_t ci = static_cast<size_t>(ch);
+      if (std::all_of(group.begin(), group.end(), [&](EvalState* s) { return s->rec[ci].has_value(); })) continue;
+      const auto chunk = std::span<const int32_t>(c.eval_tokens).subspan(static_cast<size_t>(ch * o.n_ctx), static_cast<size_t>(o.n_ctx));
+      const std::string base_file = chunk_file(base_dir, ch);
+      if (c.o.cache_base_logits && read_logits_record(base_file, base_key, ch, lb)) {
+        ++c.res.cache.base_chunks_reused;
+      } else {
+        if (!base_runner) base_runner = std::make_unique<ChunkRunner>(*c.base, o);
+        const auto t0 = Clock::now();
+        base_runner->run(chunk, first, lb);
+        c.res.base_eval_seconds += seconds_since(t0);
+        ++c.res.cache.base_chunks_computed;
+        if (c.o.cache_base_logits) write_logits_record(base_file, base_key, ch, lb);
+      }
+      check_interrupted();
+      for (size_t k = 0; k < group.size(); ++k) {
+        EvalState* s = group[k];
+        if (s->rec[ci]) continue;
+        const auto t0 = Clock::now();
+        runners[k]->run(chunk, first, lq);
+        ChunkRecord r;
+        r.seconds = seconds_since(t0);
+        // Row j is position first + j and predicts token first + j + 1 (as run_kl_divergence).
+        for (int64_t j = 0; j + first + 1 < o.n_ctx; ++j) {
+          const std::span<const float> b(lb.data() + j * V, static_cast<size_t>(V)), q(lq.data() + j * V, static_cast<size_t>(V));
+          r.positions.push_back(compare_position(b, q, chunk[static_cast<size_t>(first + j + 1)]));
+        }
+        write_chunk_record(chunk_file(s->dir, ch), s->key, ch, r);
+        double kld = 0;
+        for (const auto& p : r.positions) kld += p.kld;
+        s->rec[ci] = std::move(r);
+        ++s->t->row.chunks_computed;
+        ++c.res.cache.chunks_computed;
+        ++done_forwards;
+        c.progress("evaluate", done_forwards, total_forwards,
+                   s->t->row.label + " chunk " + std::to_string(ch + 1) + "/" + std::to_string(n_chunks) +
+                       fmt(" KLD %.4f", kld / std::max<size_t>(1, s->rec[ci]->positions.size())));
+        check_interrupted();
+      }
+    }
+    for (size_t k = 0; k < group.size(); ++k) complete_row(*group[k], models[k].get());
+  }
+}
+
+// ---- generations --------------------------------------------------------------------------
+namespace {
+
+Generation greedy(const Context& c, const Model& m, std::span<const int32_t> prompt) {
+  const int64_t V = static_cast<int64_t>(m.config().n_vocab);
+  const int64_t n_prompt = static_cast<int64_t>(prompt.size());
+  Forward f(m, n_prompt + c.o.n_generate, std::max<int64_t>(1, n_prompt), c.eval.n_threads);
+  std::vector<float> logits(static_cast<size_t>(V));
+  f.eval(prompt, n_prompt - 1, logits);
+  std::vector<int32_t> out;
+  Generation g;
+  for (int i = 0; i < c.o.n_generate; ++i) {
+    // Greedy: the first index of the largest logit.
+    const int32_t next = static_cast<int32_t>(std::max_element(logits.begin(), logits.end()) - logits.begin());
+    if (std::find(c.stop_ids.begin(), c.stop_ids.end(), next) != c.stop_ids.end()) {
+      g.stopped = true;
+      break;
+    }
+    out.push_back(next);
+    if (i + 1 == c.o.n_generate) break;
+    f.eval(std::span<const int32_t>(&next, 1), 0, logits);
+    check_interrupted();
+  }
+  g.n_tokens = static_cast<int>(out.size());
+  // A token boundary can split a character: keep the bytes, but show valid UTF-8.
+  g.text = unicode::replace_invalid_utf8(c.tokenizer->decode(out, /*skip_special=*/true));
+  return g;
+}
+
+}  // namespace
+
+std::vector<Generation> generate_all(Context& c, const Model& model, uint64_t model_fp, const std::string& label) {
+  if (c.prompt_ids.empty() || c.o.n_generate <= 0) return {};
+  CacheHasher h;
+  h.add(kSweepCacheVersion).add("gen").add(model_fp).add(static_cast<uint64_t>(c.o.n_generate));
+  for (const auto& p : c.prompt_ids) h.add_bytes(p.data(), p.size() * sizeof(int32_t));
+  h.add_bytes(c.stop_ids.data(), c.stop_ids.size() * sizeof(int32_t));
+  const uint64_t key = h.digest();
+  const std::string path = c.cache_dir + "/gen-" + safe_label(label) + "-" + hex64(key) + ".json";
+  if (file_exists(path)) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    std::string_view k;
+    simdjson::dom::array arr;
+    if (!parser.load(path).get(root) && !root["key"].get(k) && k == hex64(key) && !root["generations"].get(arr)) {
+      std::vector<Generation> v;
+      bool ok = true;
+      for (auto e : arr) {
+        Generation g;
+        std::string_view text;
+        int64_t n = 0;
+        ok = ok && !e["text"].get(text) && !e["n_tokens"].get(n) && !e["stopped"].get(g.stopped);
+        g.text = std::string(text);
+        g.n_tokens = static_cast<int>(n);
+        v.push_back(std::move(g));
+      }
+      if (ok && v.size() == c.prompt_ids.size()) {
+        ++c.res.cache.generations_reused;
+        return v;
+      }
+    }
+  }
+  std::vector<Generation> v;
+  for (size_t i = 0; i < c.prompt_ids.size(); ++i) {
+    c.progress("generate " + label, static_cast<int64_t>(i), static_cast<int64_t>(c.prompt_ids.size()));
+    v.push_back(greedy(c, model, c.prompt_ids[i]));
+  }
+  JsonBuilder j(true, 17);
+  j.begin_object().key("key").value(hex64(key)).key("generations").begin_array();
+  for (const auto& g : v)
+    j.begin_object().key("text").value(g.text).key("n_tokens").value(g.n_tokens).key("stopped").value(g.stopped).end_object();
+  j.end_array().end_object();
+  write_file_atomic(path, j.str() + "\n");
+  ++c.res.cache.generations_done;
+  return v;
+}
+
+}  // namespace smolq::sweep

@@ -1,0 +1,74 @@
+// Shared state of one sweep run, passed between the steps in sweep.cpp (orchestration),
+// sweep_build.cpp (importance matrix, quant files, per-tensor error) and sweep_eval.cpp
+// (KL-divergence evaluation, generations). Not part of the public interface (verify/sweep.h).
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/imatrix.h"
+#include "verify/model.h"
+#include "verify/sweep.h"
+#include "verify/tokenizer.h"
+
+namespace smolq::sweep {
+
+struct Context {
+  Context(const SweepOptions& opt, const SweepEvents& events, SweepResult& result)
+      : o(opt), ev(events), res(result), cache_dir(opt.out_dir + "/cache"), quant_dir(opt.out_dir + "/quants") {}
+
+  const SweepOptions& o;
+  const SweepEvents& ev;
+  SweepResult& res;
+  std::string cache_dir, quant_dir;
+
+  std::unique_ptr<Model> base;
+  uint64_t base_fp = 0;            // content hash of the baseline model
+  std::optional<Tokenizer> tokenizer;
+  std::vector<int32_t> eval_tokens;
+  uint64_t eval_tokens_hash = 0;
+  EvalOptions eval;                // with the tokenizer's BOS settings
+
+  std::optional<ImatrixData> imatrix;
+  std::string imatrix_path;        // the file the quants record as their imatrix
+  uint64_t imatrix_fp = 0;         // 0: no importance matrix
+
+  // Prompts as token ids (after the template), for the generations.
+  std::vector<std::vector<int32_t>> prompt_ids;
+  std::vector<int32_t> stop_ids;   // end-of-turn / end-of-text tokens
+
+  void log(const std::string& line) const {
+    if (ev.log) ev.log(line);
+  }
+  void progress(const std::string& stage, int64_t done, int64_t total, const std::string& status = "") const {
+    if (ev.progress) ev.progress(stage, done, total, status);
+  }
+};
+
+// One quant being measured: its row and the hash its evaluation records are keyed by.
+struct Target {
+  QuantRow row;
+  uint64_t fp = 0;  // the quant's identity: build key (built) or content hash (given)
+};
+
+// sweep_build.cpp
+void prepare_imatrix(Context& c, std::span<const int32_t> calib_tokens, const std::string& calib_desc);
+// Builds (or finds in the cache) the quant of `spec`, or describes a given file.
+Target prepare_quant(Context& c, const SweepQuantSpec& spec);
+// Per-tensor and per-layer error of the quant against the baseline (cached).
+void measure_tensor_errors(Context& c, Target& t);
+
+// sweep_eval.cpp
+// KL-divergence statistics of every target against the baseline, in memory-bounded groups;
+// generations of every target. Calls ev.quant_ready as rows complete.
+void evaluate_targets(Context& c, std::vector<Target>& targets);
+// Greedy generations of `model` for every prompt (cached under `label` and `model_fp`).
+std::vector<Generation> generate_all(Context& c, const Model& model, uint64_t model_fp, const std::string& label);
+
+// sweep.cpp
+// A file-name-safe version of a label.
+std::string safe_label(const std::string& label);
+
+}  // namespace smolq::sweep
