@@ -11,7 +11,8 @@ cd "$here"
 debs=(build-essential cmake pkg-config git
       libboost-program-options-dev libzstd-dev libxxhash-dev libsimdjson-dev doctest-dev time
       clang-14 libclang-rt-14-dev libomp-14-dev
-      python3 python3-venv python3-pip)
+      python3 python3-venv python3-pip
+      chromium)  # headless browser: renders smolq verify's report.html in tests
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
