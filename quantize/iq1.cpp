@@ -60,10 +60,11 @@ struct GroupFit {
 };
 
 GroupFit fit_group(const iq::Lattice& lat, const Shift& sh, const float* a, const float* w, float s) {
-  const int g = lat.search(a, w, s, sh.lv, sh.mid);
+  uint8_t lev[8];
+  const int g = lat.search(a, w, s, sh.lv, sh.mid, lev);
   GroupFit f{static_cast<uint16_t>(g), 0.0f, 0.0f};
   for (int k = 0; k < 8; ++k) {
-    const float v = sh.lv[lat.level(g, k)];
+    const float v = sh.lv[lev[k]];
     f.P += w[k] * a[k] * v;
     f.Q += w[k] * v * v;
   }
@@ -164,14 +165,15 @@ void quantize_iq1(const float* x, const float* qw, int sub_size, bool group_delt
     for (int b = 0; b < nsub; ++b) {
       if (!(stQ[b] > 0.0f)) continue;
       float eb = std::numeric_limits<float>::max();
-      for (int l = 0; l < kIq1ScaleCodes; ++l) {
+      int code = 0;
+      for (int l = 0; l < kIq1ScaleCodes; ++l) {  // first strict minimum, with selects
         const float s = d.value * static_cast<float>(2 * l + 1);
         const float e = s * (s * stQ[b] - 2.0f * stP[b]);
-        if (e < eb) {
-          eb = e;
-          codes[b] = static_cast<uint8_t>(l);
-        }
+        const bool better = e < eb;
+        code = better ? l : code;
+        eb = better ? e : eb;
       }
+      codes[b] = static_cast<uint8_t>(code);
       total += eb;
     }
     if (total < best_total) {

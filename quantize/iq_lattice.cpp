@@ -88,7 +88,8 @@ Lattice::Lattice(const uint64_t* grid64, const uint32_t* grid32, int size, int d
 // NLevels are (8, 3) for the IQ1/IQ2 grids and (4, 8) for the IQ3 grids, MaxCh the most
 // coordinates in which a neighbour differs from the rounded point (2 or 4).
 template <int Dim, int NLevels, int MaxCh>
-int Lattice::search_impl(const float* a, const float* w, float s, const float* lv, const float* mid) const {
+int Lattice::search_impl(const float* a, const float* w, float s, const float* lv, const float* mid,
+                         uint8_t* levels) const {
   const float inv = 1.0f / s;
   int key = 0, mul = 1;
   int r[Dim];  // the rounded point's level per coordinate
@@ -101,7 +102,11 @@ int Lattice::search_impl(const float* a, const float* w, float s, const float* l
     mul *= NLevels;
   }
   const int32_t e = map_[key];
-  if (e >= 0) return e;
+  if (e >= 0) {
+    if (levels)
+      for (int k = 0; k < Dim; ++k) levels[k] = static_cast<uint8_t>(r[k]);
+    return e;
+  }
 
   // Off the grid: rank the neighbours by their cost relative to the rounded point, where the
   // cost of coordinate k at level l is w (s v)^2 - 2 w a (s v) (the squared error minus its
@@ -119,25 +124,30 @@ int Lattice::search_impl(const float* a, const float* w, float s, const float* l
   const uint16_t* list = nb_.data() + start;
   const uint8_t* ch = changes_.data() + static_cast<size_t>(start) * kMaxChanges;
   const int n = list[0];
-  int best = list[1];
+  // First strict minimum, kept with selects: which neighbour wins is unpredictable, and a
+  // mispredicted branch per candidate would cost more than the scoring.
+  int best_i = 1;
   float best_cost = std::numeric_limits<float>::max();
   for (int i = 1; i <= n; ++i) {
     const uint8_t* o = ch + i * kMaxChanges;
     float c = dcost[o[0]];
     for (int m = 1; m < MaxCh; ++m) c += dcost[o[m]];
-    if (c < best_cost) {
-      best_cost = c;
-      best = list[i];
-    }
+    const bool better = c < best_cost;
+    best_i = better ? i : best_i;
+    best_cost = better ? c : best_cost;
   }
+  const int best = list[best_i];
+  if (levels) std::copy(points_.data() + best * Dim, points_.data() + (best + 1) * Dim, levels);
   return best;
 }
 
-int Lattice::search(const float* a, const float* w, float s, const float* lv, const float* mid) const {
+int Lattice::search(const float* a, const float* w, float s, const float* lv, const float* mid, uint8_t* levels) const {
   if (dim_ == 8 && nlevels_ == 3)
-    return max_changes_ <= 2 ? search_impl<8, 3, 2>(a, w, s, lv, mid) : search_impl<8, 3, 4>(a, w, s, lv, mid);
+    return max_changes_ <= 2 ? search_impl<8, 3, 2>(a, w, s, lv, mid, levels)
+                             : search_impl<8, 3, 4>(a, w, s, lv, mid, levels);
   assert(dim_ == 4 && nlevels_ == 8);
-  return max_changes_ <= 2 ? search_impl<4, 8, 2>(a, w, s, lv, mid) : search_impl<4, 8, 4>(a, w, s, lv, mid);
+  return max_changes_ <= 2 ? search_impl<4, 8, 2>(a, w, s, lv, mid, levels)
+                           : search_impl<4, 8, 4>(a, w, s, lv, mid, levels);
 }
 
 double Lattice::mean_neighbours() const {
@@ -270,10 +280,10 @@ void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, cons
     P = Q = 0.0f;
     for (int gi = 0; gi < groups_per_sub; ++gi) {
       const int off = b * spec.sub_size + gi * dim;
-      const int g = lat.search(a + off, w + off, s, lv, mid);
-      codes[gi] = static_cast<uint16_t>(g);
+      uint8_t lev[8];
+      codes[gi] = static_cast<uint16_t>(lat.search(a + off, w + off, s, lv, mid, lev));
       for (int k = 0; k < dim; ++k) {
-        const float v = lv[lat.level(g, k)];
+        const float v = lv[lev[k]];
         P += w[off + k] * a[off + k] * v;
         Q += w[off + k] * v * v;
       }
@@ -338,14 +348,15 @@ void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, cons
         codes[b] = 0;
         if (st[b].Q > 0.0f) {
           eb = std::numeric_limits<float>::max();
-          for (int l = 0; l < spec.scale_codes; ++l) {
+          int code = 0;
+          for (int l = 0; l < spec.scale_codes; ++l) {  // first strict minimum, with selects
             const float s = d.value * spec.scale_mult[l];
             const float e = s * (s * st[b].Q - 2.0f * st[b].P);
-            if (e < eb) {
-              eb = e;
-              codes[b] = static_cast<uint8_t>(l);
-            }
+            const bool better = e < eb;
+            code = better ? l : code;
+            eb = better ? e : eb;
           }
+          codes[b] = static_cast<uint8_t>(code);
         }
         total += eb;
       }

@@ -41,14 +41,17 @@ class Lattice {
   // decoded coordinate values are s * lv[level] (lv ascending, nlevels entries) and mid[]
   // holds the nlevels-1 midpoints between consecutive lv. Exact when the rounded point is
   // on the grid; otherwise the best of its neighbour list.
-  int search(const float* a, const float* w, float s, const float* lv, const float* mid) const;
+  // `levels`, when given, receives the chosen point's level indices (saves the caller a
+  // lookup of level() per coordinate).
+  int search(const float* a, const float* w, float s, const float* lv, const float* mid,
+             uint8_t* levels = nullptr) const;
 
   // Fraction of lattice points on the grid and mean neighbour-list length (diagnostics).
   double mean_neighbours() const;
 
  private:
   template <int Dim, int NLevels, int MaxCh>
-  int search_impl(const float* a, const float* w, float s, const float* lv, const float* mid) const;
+  int search_impl(const float* a, const float* w, float s, const float* lv, const float* mid, uint8_t* levels) const;
 
   // A nearest-shell neighbour differs from its rounded point in at most this many coordinates
   // (measured on every grid: 4 for the widest lists, 2 for IQ1's).
