@@ -35,8 +35,10 @@ void remove_scratch_dir() {
 }  // namespace
 
 const std::string& scratch_dir() {
-  static const std::string dir = make_scratch_dir();
-  return dir;
+  // Never destroyed: the atexit handler that removes the folder runs after static
+  // destructors registered later, and needs the name.
+  static const std::string* dir = new std::string(make_scratch_dir());
+  return *dir;
 }
 
 std::string write_scratch(const std::string& name, std::string_view bytes) {
