@@ -198,11 +198,15 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return logits - (np.log(np.exp(logits - mx).sum(axis=1, keepdims=True)) + mx)
 
 
+def token_nll(logits: np.ndarray, toks: list) -> np.ndarray:
+    """Negative log-likelihood of every token after the first (natural log)."""
+    lp = log_softmax(logits)
+    return -lp[np.arange(len(toks) - 1), toks[1:]]
+
+
 def perplexity_of(logits: np.ndarray, toks: list) -> float:
     """exp(mean negative log-likelihood) of every token after the first."""
-    lp = log_softmax(logits)
-    n = len(toks)
-    return float(np.exp(-lp[np.arange(n - 1), toks[1:]].mean()))
+    return float(np.exp(token_nll(logits, toks).mean()))
 
 
 def mean_kld(ref_logits: np.ndarray, logits: np.ndarray) -> float:
