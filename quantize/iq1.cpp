@@ -71,7 +71,7 @@ GroupFit fit_group(const iq::Lattice& lat, const Shift& sh, const float* a, cons
   return f;
 }
 
-// Quantizes 256 weights. sub_size: weights per scale code (32 for IQ1_S, 16 for IQ1_M);
+// Quantizes 256 weights (qw: importance raised by importance_powers, or null). sub_size: weights per scale code (32 for IQ1_S, 16 for IQ1_M);
 // group_delta: whether each group of 8 picks its own shift (IQ1_M) or the sub-block shares
 // one (IQ1_S).
 void quantize_iq1(const float* x, const float* qw, int sub_size, bool group_delta, Iq1Codes& out) {
@@ -79,7 +79,7 @@ void quantize_iq1(const float* x, const float* qw, int sub_size, bool group_delt
   const int nsub = kQKK / sub_size;
   const int gps = sub_size / 8;
   float w[kQKK];
-  iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)});
+  iq::iq_weights_raised({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)});
 
   // Codes of sub-block b at scale s, with their P and Q.
   auto fit_sub = [&](int b, float s, uint16_t* grid, uint8_t* neg, float& P, float& Q) {
@@ -215,7 +215,7 @@ inline void emit8(float dl, uint64_t grid, float delta, float* y) {
 
 void quantize_iq1_s_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                         std::span<const float> imatrix) {
-  iq::encode_rows<BlockIQ1_S, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ1_S& b) {
+  iq::encode_rows<BlockIQ1_S, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ1_S& b) {
     Iq1Codes c;
     quantize_iq1(x, qw, 32, false, c);
     b.d = c.d.bits;
@@ -250,7 +250,7 @@ void dequantize_iq1_s(std::span<const std::byte> src, std::span<float> dst) {
 
 void quantize_iq1_m_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                         std::span<const float> imatrix) {
-  iq::encode_rows<BlockIQ1_M, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ1_M& b) {
+  iq::encode_rows<BlockIQ1_M, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ1_M& b) {
     Iq1Codes c;
     quantize_iq1(x, qw, 16, true, c);
     for (int g = 0; g < 32; ++g) b.qs[g] = static_cast<uint8_t>(c.grid[g] & 255);

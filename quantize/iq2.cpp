@@ -58,7 +58,7 @@ inline void emit8(float db, uint64_t grid, uint8_t signs, float* y) {
 void quantize_iq2_xxs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                           std::span<const float> imatrix) {
   static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2xxs(), 32, true, kIq2xxsTrials);
-  iq::encode_rows<BlockIQ2_XXS, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ2_XXS& b) {
+  iq::encode_rows<BlockIQ2_XXS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ2_XXS& b) {
     ScaledLatticeCodes c;
     iq::quantize_scaled_lattice(spec, x, qw, c);
     b.d = c.d.bits;
@@ -94,7 +94,7 @@ void dequantize_iq2_xxs(std::span<const std::byte> src, std::span<float> dst) {
 void quantize_iq2_xs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                          std::span<const float> imatrix) {
   static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2xs(), 16, true, kIq2xsTrials);
-  iq::encode_rows<BlockIQ2_XS, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ2_XS& b) {
+  iq::encode_rows<BlockIQ2_XS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ2_XS& b) {
     ScaledLatticeCodes c;
     iq::quantize_scaled_lattice(spec, x, qw, c);
     b.d = c.d.bits;
@@ -123,7 +123,7 @@ void dequantize_iq2_xs(std::span<const std::byte> src, std::span<float> dst) {
 void quantize_iq2_s_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                         std::span<const float> imatrix) {
   static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2s(), 16, false, kIq2sTrials);
-  iq::encode_rows<BlockIQ2_S, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ2_S& b) {
+  iq::encode_rows<BlockIQ2_S, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ2_S& b) {
     ScaledLatticeCodes c;
     iq::quantize_scaled_lattice(spec, x, qw, c);
     b.d = c.d.bits;

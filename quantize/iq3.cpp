@@ -65,7 +65,7 @@ inline void emit4(float db, uint32_t grid, uint8_t signs, int first_bit, float* 
 void quantize_iq3_xxs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                           std::span<const float> imatrix) {
   static const ScaledLatticeSpec spec = iq3xxs_spec();
-  iq::encode_rows<BlockIQ3_XXS, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ3_XXS& b) {
+  iq::encode_rows<BlockIQ3_XXS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ3_XXS& b) {
     ScaledLatticeCodes c;
     iq::quantize_scaled_lattice(spec, x, qw, c);
     b.d = c.d.bits;
@@ -102,7 +102,7 @@ void dequantize_iq3_xxs(std::span<const std::byte> src, std::span<float> dst) {
 void quantize_iq3_s_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                         std::span<const float> imatrix) {
   static const ScaledLatticeSpec spec = iq3s_spec();
-  iq::encode_rows<BlockIQ3_S, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ3_S& b) {
+  iq::encode_rows<BlockIQ3_S, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ3_S& b) {
     ScaledLatticeCodes c;
     iq::quantize_scaled_lattice(spec, x, qw, c);
     b.d = c.d.bits;

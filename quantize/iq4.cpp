@@ -149,9 +149,10 @@ void pack_nibbles(const uint8_t* q, uint8_t* qs) {
 
 void quantize_iq4_nl_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                          std::span<const float> imatrix) {
-  iq::encode_rows<BlockIQ4_NL, kQK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockIQ4_NL& b) {
+  const std::vector<float> qw_raised = iq::importance_powers(imatrix, kScalarWeights);
+  iq::encode_rows<BlockIQ4_NL, kQK>(src, dst, n_per_row, qw_raised, [](const float* x, const float* qw, BlockIQ4_NL& b) {
     float w[kQK];
-    iq::iq_weights({x, static_cast<size_t>(kQK)}, qw, {w, static_cast<size_t>(kQK)}, kScalarWeights);
+    iq::iq_weights_raised({x, static_cast<size_t>(kQK)}, qw, {w, static_cast<size_t>(kQK)}, kScalarWeights);
     uint8_t q[kQK];
     iq::ScaleCandidate cands[kIq4Candidates];
     const std::span<const float> xs{x, static_cast<size_t>(kQK)}, ws{w, static_cast<size_t>(kQK)};
@@ -227,16 +228,16 @@ struct Avx2Iq4Score {
 using Avx2Iq4Score = ScalarIq4Score;  // never selected off x86
 #endif
 
-// IQ4_XS super-block: free per-sub-block scales from the exact sweep, then the f16 super
-// scale d among a few candidates, each scored with every sub-block's best integer multiplier
-// (of the two either side of its free scale), codes exact. Score is ScalarIq4Score or
-// Avx2Iq4Score; both make the same choices.
+// IQ4_XS super-block (qw: importance raised by importance_powers, or null): free per-sub-block
+// scales from the exact sweep, then the f16 super scale d among a few candidates, each scored
+// with every sub-block's best integer multiplier (of the two either side of its free scale),
+// codes exact. Score is ScalarIq4Score or Avx2Iq4Score; both make the same choices.
 template <class Score>
 void encode_iq4_xs_block(const float* x, const float* qw, BlockIQ4_XS& b) {
   constexpr int kSub = kQKK / kQK;
   constexpr int kFactors = static_cast<int>(std::size(kIq4xsSuperFactors));
   float w[kQKK];
-  iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kScalarWeights);
+  iq::iq_weights_raised({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kScalarWeights);
   float sb[kSub];
   float smax = 0.0f;
   for (int ib = 0; ib < kSub; ++ib) {
@@ -310,13 +311,15 @@ void encode_iq4_xs_block(const float* x, const float* qw, BlockIQ4_XS& b) {
 
 void quantize_iq4_xs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                          std::span<const float> imatrix) {
-  iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, imatrix, encode_iq4_xs_block<ScalarIq4Score>);
+  iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix, kScalarWeights),
+                                     encode_iq4_xs_block<ScalarIq4Score>);
 }
 
 void quantize_iq4_xs(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                      std::span<const float> imatrix) {
   if (!qsearch::cpu_has_avx2()) return quantize_iq4_xs_ref(src, dst, n_per_row, imatrix);
-  iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, imatrix, encode_iq4_xs_block<Avx2Iq4Score>);
+  iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix, kScalarWeights),
+                                     encode_iq4_xs_block<Avx2Iq4Score>);
 }
 
 void dequantize_iq4_xs(std::span<const std::byte> src, std::span<float> dst) {

@@ -209,6 +209,23 @@ void iq_weights(std::span<const float> x, const float* qw, std::span<float> w, c
   }
 }
 
+std::vector<float> importance_powers(std::span<const float> imatrix, const WeightProfile& p) {
+  std::vector<float> r(imatrix.size());
+  for (size_t i = 0; i < imatrix.size(); ++i) r[i] = std::pow(imatrix[i], p.importance);
+  return r;
+}
+
+void iq_weights_raised(std::span<const float> x, const float* qw_raised, std::span<float> w, const WeightProfile& p) {
+  assert(x.size() == w.size());
+  float sumx2 = 0.0f;
+  for (float v : x) sumx2 += v * v;
+  const float sigma2 = 2.0f * sumx2 / static_cast<float>(x.size());
+  for (size_t i = 0; i < x.size(); ++i) {
+    const float e = sigma2 + x[i] * x[i];
+    w[i] = qw_raised ? qw_raised[i] * std::pow(e, p.magnitude_imat) : std::pow(e, p.magnitude_plain);
+  }
+}
+
 HalfScale round_half(float v) {
   const uint16_t b = f32_to_f16(v);
   return {b, f16_to_f32(b)};
@@ -247,7 +264,7 @@ void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, cons
   const float top = lv[nl - 1];
 
   float w[kQKK], a[kQKK];
-  iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)});
+  iq_weights_raised({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)});
 
   // Signs: a = |x|; with parity-coded signs an odd count of negatives forces one weight to
   // the wrong sign, and we pick the one where that costs least (smallest w x^2); its target

@@ -87,6 +87,13 @@ struct WeightProfile {
 inline constexpr WeightProfile kLatticeWeights{0.7f, 0.1f, 0.25f};
 void iq_weights(std::span<const float> x, const float* qw, std::span<float> w,
                 const WeightProfile& profile = kLatticeWeights);
+// The importance factor qw^importance depends on the imatrix column only: the row drivers
+// raise a whole imatrix row once per call (importance_powers; empty in, empty out) and the
+// block encoders use iq_weights_raised with their slice of it. Same weights as iq_weights,
+// one pow() per column instead of one per weight.
+std::vector<float> importance_powers(std::span<const float> imatrix, const WeightProfile& profile = kLatticeWeights);
+void iq_weights_raised(std::span<const float> x, const float* qw_raised, std::span<float> w,
+                       const WeightProfile& profile = kLatticeWeights);
 
 // Rounds v to the nearest f16 and returns (bits, value).
 struct HalfScale {
@@ -115,7 +122,8 @@ struct ScaledLatticeCodes {
   uint8_t signs[32];     // sign bits of each 8 weights (bit j set = negative)
 };
 
-// x: 256 weights; qw: 256 importance values or nullptr.
+// x: 256 weights; qw: 256 importance values raised by importance_powers (kLatticeWeights), or
+// nullptr.
 void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, const float* qw,
                              ScaledLatticeCodes& out);
 
