@@ -198,6 +198,16 @@ const Lattice& lattice_iq1s() {
   return l;
 }
 
+namespace {
+// e^m for the magnitude term. The profiles' exponents 1/2 and 1/4 are taken as (nested) square
+// roots: several times cheaper than pow() and within an ulp of it.
+inline float magnitude_pow(float e, float m) {
+  if (m == 0.5f) return std::sqrt(e);
+  if (m == 0.25f) return std::sqrt(std::sqrt(e));
+  return std::pow(e, m);
+}
+}  // namespace
+
 void iq_weights(std::span<const float> x, const float* qw, std::span<float> w, const WeightProfile& p) {
   assert(x.size() == w.size());
   float sumx2 = 0.0f;
@@ -205,7 +215,7 @@ void iq_weights(std::span<const float> x, const float* qw, std::span<float> w, c
   const float sigma2 = 2.0f * sumx2 / static_cast<float>(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
     const float e = sigma2 + x[i] * x[i];
-    w[i] = qw ? std::pow(qw[i], p.importance) * std::pow(e, p.magnitude_imat) : std::pow(e, p.magnitude_plain);
+    w[i] = qw ? std::pow(qw[i], p.importance) * magnitude_pow(e, p.magnitude_imat) : magnitude_pow(e, p.magnitude_plain);
   }
 }
 
@@ -222,7 +232,7 @@ void iq_weights_raised(std::span<const float> x, const float* qw_raised, std::sp
   const float sigma2 = 2.0f * sumx2 / static_cast<float>(x.size());
   for (size_t i = 0; i < x.size(); ++i) {
     const float e = sigma2 + x[i] * x[i];
-    w[i] = qw_raised ? qw_raised[i] * std::pow(e, p.magnitude_imat) : std::pow(e, p.magnitude_plain);
+    w[i] = qw_raised ? qw_raised[i] * magnitude_pow(e, p.magnitude_imat) : magnitude_pow(e, p.magnitude_plain);
   }
 }
 
