@@ -1,4 +1,8 @@
-// The exact interval sweep of iq_scale_sweep.h.
+// The exact interval sweep of iq_scale_sweep.h. Written for speed without changing its
+// result: codes are counted without branches (four targets per step), crossing events are
+// generated with selects, and they are ordered by a bucket sort on the float bits of their
+// scale plus an insertion pass (the keys are distinct, so the order is the one std::sort
+// gives). A 32-weight block has about one crossing per weight and sign.
 #include "quantize/iq_scale_sweep.h"
 
 #include <algorithm>
@@ -139,7 +143,7 @@ int best_scales(std::span<const float> x, std::span<const float> w, std::span<co
     // s = sign * u, u in [u_lo, u_hi]; y = sign * x, so t = x / s = y / u shrinks towards 0.
     // Weight i's nearest code at u is the number of midpoints below y / u; as u grows it
     // moves towards the zero code, one event per midpoint crossed inside the window:
-    //   y > 0: midpoints k in [max(#mid <= 0, #mid < t_end), q) in descending order,
+    //   y > 0: midpoints k in [max(#mid <= 0, #mid < t_end), q), the code becoming k,
     //   y < 0: midpoints k in [q, min(#mid < 0, #mid <= t_end)), the code becoming k + 1,
     // where q is the code at u_lo and t_end = y / u_hi.
     alignas(16) float t0[kMaxWeights], t1[kMaxWeights];
