@@ -26,14 +26,15 @@ using iq::ScaledLatticeCodes;
 using iq::ScaledLatticeSpec;
 
 // First-pass scales: the largest magnitude of a sub-block is tried at these fractions of
-// the top level (43), each followed by one least-squares refit. The small grid of IQ2_XXS
-// leaves most rounded points off-grid, so it gets a denser start set.
-constexpr float kIq2xxsTrials[] = {0.80f, 0.88f, 0.96f, 1.04f, 1.12f, 1.20f};
+// the top level (43); the best is then refitted by least squares (refine_iters rounds). The
+// small grid of IQ2_XXS leaves most rounded points off-grid, so it gets a denser start set.
+constexpr float kIq2xxsTrials[] = {0.76f, 0.84f, 0.92f, 1.00f, 1.08f, 1.16f, 1.24f};
 constexpr float kIq2xsTrials[] = {0.82f, 0.92f, 1.02f, 1.12f};
 constexpr float kIq2sTrials[] = {0.82f, 0.92f, 1.02f, 1.12f};
 
 // Decoded sub-block scale for code l: d * (0.5 + l) * 0.25.
-ScaledLatticeSpec make_spec(const iq::Lattice* lat, int sub, bool parity, std::span<const float> trials) {
+ScaledLatticeSpec make_spec(const iq::Lattice* lat, int sub, bool parity, std::span<const float> trials,
+                            int refine_iters = 1) {
   ScaledLatticeSpec s{};
   s.lattice = lat;
   s.levels = {8, 25, 43, 0, 0, 0, 0, 0};
@@ -42,7 +43,7 @@ ScaledLatticeSpec make_spec(const iq::Lattice* lat, int sub, bool parity, std::s
   for (int l = 0; l < 16; ++l) s.scale_mult[l] = (0.5f + l) * 0.25f;
   s.parity_signs = parity;
   s.trial_factors = trials;
-  s.refine_iters = 1;
+  s.refine_iters = refine_iters;
   return s;
 }
 
@@ -57,7 +58,7 @@ inline void emit8(float db, uint64_t grid, uint8_t signs, float* y) {
 
 void quantize_iq2_xxs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                           std::span<const float> imatrix) {
-  static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2xxs(), 32, true, kIq2xxsTrials);
+  static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2xxs(), 32, true, kIq2xxsTrials, 2);
   iq::encode_rows<BlockIQ2_XXS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ2_XXS& b) {
     ScaledLatticeCodes c;
     iq::quantize_scaled_lattice(spec, x, qw, c);

@@ -111,7 +111,7 @@ struct ScaledLatticeSpec {
   float scale_mult[16];         // sub-block scale for code l is d * scale_mult[l]
   bool parity_signs;            // signs of each 8 weights must have an even count of negatives
   std::span<const float> trial_factors;  // first-pass scales: amax / (top level * factor)
-  int refine_iters;             // scale <-> code alternations per trial
+  int refine_iters;             // least-squares refits of the best trial (scale <-> codes)
 };
 
 // Codes of one 256-weight super-block.
