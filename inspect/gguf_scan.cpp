@@ -252,8 +252,17 @@ GgufScan scan_gguf(const std::string& path) {
           s.alignment = static_cast<uint32_t>(al);
       }
     }
-    const std::string arch = s.metadata.opt_string("general.architecture").value_or("");
-    if (arch.empty()) add(Severity::kWarning, FormatError::kNoOffset, "no general.architecture key");
+    // Read without the typed getter: a non-string value is a finding, not a FormatError.
+    std::string arch;
+    if (const GgufValue* a = s.metadata.find("general.architecture"); !a) {
+      add(Severity::kWarning, FormatError::kNoOffset, "no general.architecture key");
+    } else if (a->type != GgufType::STRING) {
+      add(Severity::kError, FormatError::kNoOffset,
+          "general.architecture must be a string, found " + std::string(gguf_type_name(a->type)));
+    } else {
+      arch = a->as_string();
+      if (arch.empty()) add(Severity::kWarning, FormatError::kNoOffset, "general.architecture is empty");
+    }
     for (const auto& [k, v] : s.metadata.entries())
       if (!is_known_gguf_key(k, arch)) add(Severity::kInfo, FormatError::kNoOffset, "unknown metadata key '" + k + "'");
 
