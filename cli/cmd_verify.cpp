@@ -11,6 +11,7 @@
 
 #include <simdjson.h>
 
+#include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <memory>
@@ -127,7 +128,8 @@ class Display {
  public:
   void log(const std::string& line) {
     if (bar_) bar_->finish();
-    std::fprintf(stderr, "%s\n", line.c_str());
+    const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    std::fprintf(stderr, "[%6.1fs] %s\n", t, line.c_str());
   }
   void progress(const std::string& stage, int64_t done, int64_t total, const std::string& status) {
     if (!bar_ || stage != stage_) {
@@ -154,6 +156,7 @@ class Display {
  private:
   std::unique_ptr<ProgressBar> bar_;
   std::string stage_;
+  std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   bool header_ = false;
 };
 
@@ -167,6 +170,7 @@ int run_verify(const std::vector<std::string>& args) {
       ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + ")").c_str())
       ("imatrix", po::value<std::string>(), "importance matrix for the builds: a file, or 'auto' to collect one from --calib")
       ("calib", po::value<std::string>(), "calibration text for --imatrix auto (default: the first half of -f; the second half is then evaluated)")
+      ("calib-chunks", po::value<int64_t>()->default_value(32), "calibrate --imatrix auto on at most this many chunks (-1: all)")
       ("ctx,c", po::value<int64_t>()->default_value(512), "tokens per chunk")
       ("chunks", po::value<int64_t>()->default_value(16), "chunks to evaluate (-1: the whole text)")
       ("batch,b", po::value<int64_t>()->default_value(512), "tokens per forward call (does not change results)")
@@ -221,6 +225,8 @@ int run_verify(const std::vector<std::string>& args) {
     if (im == "auto") {
       o.imatrix = ImatrixMode::kAuto;
       if (vm.count("calib")) o.calib_text = vm["calib"].as<std::string>();
+      o.calib_chunks = vm["calib-chunks"].as<int64_t>();
+      if (o.calib_chunks == 0 || o.calib_chunks < -1) throw UsageError("--calib-chunks must be positive (or -1 for all)");
     } else {
       o.imatrix = ImatrixMode::kFile;
       o.imatrix_file = im;

@@ -49,6 +49,7 @@ struct SweepOptions {
   // kAuto: the calibration text. Empty: the first half of the evaluation text's tokens
   // calibrate and only the second half is evaluated, so the two never overlap.
   std::string calib_text;
+  int64_t calib_chunks = 32;          // kAuto: at most this many chunks of n_ctx tokens (-1: all)
   std::string eval_text;              // the evaluation text (a plain text file)
   EvalOptions eval;                   // n_ctx, n_chunks, n_batch, n_threads (BOS from the tokenizer)
   std::vector<std::vector<ChatMessage>> prompts;  // conversations for the generations

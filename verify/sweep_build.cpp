@@ -164,10 +164,11 @@ void prepare_imatrix(Context& c, std::span<const int32_t> calib_tokens, const st
   CacheHasher h;
   h.add(kSweepCacheVersion).add("imatrix-auto").add(c.base_fp).add_bytes(calib_tokens.data(), calib_tokens.size_bytes());
   h.add(static_cast<uint64_t>(c.eval.n_ctx)).add(static_cast<uint64_t>(c.eval.add_bos)).add(static_cast<uint64_t>(c.eval.bos_id));
+  h.add(static_cast<uint64_t>(c.o.calib_chunks));
   const uint64_t key = h.digest();
   const std::string path = c.cache_dir + "/imatrix-" + hex64(key) + ".gguf";
   EvalOptions o = c.eval;
-  o.n_chunks = -1;
+  o.n_chunks = c.o.calib_chunks;
   o.score = false;
   const int64_t n_chunks = plan_chunks(static_cast<int64_t>(calib_tokens.size()), o);
   c.res.imatrix_desc = "automatic: collected over " + std::to_string(n_chunks) + " chunks of " +

@@ -256,6 +256,42 @@ TEST_SUITE("test_verify") {
     CHECK(md.find("## Where the error comes from") != std::string::npos);
   }
 
+  TEST_CASE("automatic importance matrix: calibrated on the first half, evaluated on the second") {
+    const std::string model = std::string(SMOLQ_SOURCE_DIR) + "/testdata/generated/aligned256-small-bf16";
+    if (!fs::exists(model + "/model.safetensors")) {
+      MESSAGE("fixture " << model << " not generated (scripts/make_fixtures.py); skipped");
+      return;
+    }
+    const std::string d = fresh_dir("imatrix");
+    const std::string text = d + "/text.txt";
+    write_file_atomic(text, read_text_file(std::string(SMOLQ_SHARED_DIR) + "/assets/wikitext-2-raw/wiki.test.raw").substr(0, 6000));
+    SweepOptions o;
+    o.model = model;
+    o.quants = {{"Q4_K_M", FileType::kQ4_K_M, "", false}};
+    o.imatrix = ImatrixMode::kAuto;
+    o.calib_chunks = 4;
+    o.eval_text = text;
+    o.eval.n_ctx = 64;
+    o.eval.n_chunks = 2;
+    o.eval.n_threads = 2;
+    o.out_dir = d + "/out";
+    const SweepResult r = run_sweep(o);
+    auto base = Model::open(model);
+    const size_t n = tokenize_text_file(*base, text, false).ids.size();
+    CHECK(r.eval_tokens == static_cast<int64_t>(n - n / 2));
+    CHECK(r.eval_desc.find("second half") != std::string::npos);
+    CHECK(r.imatrix_desc.rfind("automatic: collected over 4 chunks of 64 tokens of the first half", 0) == 0);
+    REQUIRE(r.quants.size() == 1);
+    CHECK(r.quants[0].imatrix_used);
+    CHECK(r.quants[0].path.find("-imat.gguf") != std::string::npos);
+    for (const auto& t : r.quants[0].tensors) CHECK(t.weighted == (t.layer >= 0));  // no data for token_embd / output
+    CHECK_FALSE(r.cache.imatrix_reused);
+    const SweepResult again = run_sweep(o);
+    CHECK(again.cache.imatrix_reused);
+    CHECK(again.cache.builds_reused == 1);
+    CHECK(again.quants[0].kld.kld.value == r.quants[0].kld.kld.value);
+  }
+
   TEST_CASE("sweep option errors") {
     SweepOptions o;
     CHECK_THROWS_AS(run_sweep(o), UsageError);
