@@ -1,4 +1,6 @@
-// Shared golden-vector test cases for a family of block formats. A test file defines the
+// Shared golden-vector test cases for a family of block formats. Case names carry the suite
+// name: doctest keeps one case per (file, line, name), so without it the second family's
+// cases would silently not register. A test file defines the
 // family and includes this header once:
 //
 //   #define SMOLQ_QUANT_SUITE "test_quants_k"
@@ -81,7 +83,7 @@ bool no_worse(double ours, double ggml, int group, bool plain_weighted) {
 TEST_SUITE(SMOLQ_QUANT_SUITE) {
   // ggml's own bytes through our decoder must give ggml's own floats, bit for bit: same
   // operations in the same order (no FMA, no reordering of the scale products).
-  TEST_CASE("golden q.* tensors decode bit-exactly to ggml's dq.*") {
+  TEST_CASE(SMOLQ_QUANT_SUITE ": golden q.* tensors decode bit-exactly to ggml's dq.*") {
     const auto& g = Golden::get();
     for (const char* name : kTypes)
       for (const char* var : {"plain", "imat"}) {
@@ -101,7 +103,7 @@ TEST_SUITE(SMOLQ_QUANT_SUITE) {
 
   // Our encoder on the golden input against ggml's error figures (tolerances above). The
   // MESSAGE table (run with -s) shows ours/ggml for every metric and group.
-  TEST_CASE("quantization error is no worse than ggml's, whole matrix and per row group") {
+  TEST_CASE(SMOLQ_QUANT_SUITE ": quantization error is no worse than ggml's, whole matrix and per row group") {
     const auto& g = Golden::get();
     std::ostringstream table;
     table << "\n type  var   metric  whole(ours/ggml)      a          b          c          d          e          f          g          h   (ours/ggml ratio)\n";
@@ -135,7 +137,7 @@ TEST_SUITE(SMOLQ_QUANT_SUITE) {
 
   // The importance vector must buy weighted accuracy on the random groups (ramp and constant
   // rows can go either way, see the golden README).
-  TEST_CASE("the imatrix lowers weighted error on groups a, b, c, e, g") {
+  TEST_CASE(SMOLQ_QUANT_SUITE ": the imatrix lowers weighted error on groups a, b, c, e, g") {
     const auto& g = Golden::get();
     for (const char* name : kTypes) {
       const std::string tname = name;
@@ -154,7 +156,7 @@ TEST_SUITE(SMOLQ_QUANT_SUITE) {
   // Structured rows through the registry: zeros stay exact zeros, a constant row is (nearly)
   // exact, ramp / gaussian / one-outlier rows stay within the registry's max_rel_rmse, and the
   // outlier itself survives.
-  TEST_CASE("round trips of structured rows") {
+  TEST_CASE(SMOLQ_QUANT_SUITE ": round trips of structured rows") {
     constexpr int64_t kCols = 512;
     std::mt19937 rng(7);
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -180,7 +182,7 @@ TEST_SUITE(SMOLQ_QUANT_SUITE) {
 
   // The registry's fast quantizer (AVX2-scored search where available) must reproduce the
   // scalar reference byte for byte, with and without an imatrix, on golden and heavy-tailed rows.
-  TEST_CASE("the fast quantizer writes the reference quantizer's bytes") {
+  TEST_CASE(SMOLQ_QUANT_SUITE ": the fast quantizer writes the reference quantizer's bytes") {
     const auto& g = Golden::get();
     std::mt19937 rng(11);
     std::student_t_distribution<float> heavy(3.0f);
@@ -209,7 +211,7 @@ TEST_SUITE(SMOLQ_QUANT_SUITE) {
   // Degenerate inputs: importance zero on most columns (all weights of a group zero), huge
   // values near the f16 range and values far below it. Output must stay finite, huge rows
   // keep their relative accuracy, and sub-f16 rows decode to (near) zero.
-  TEST_CASE("degenerate importance and extreme magnitudes") {
+  TEST_CASE(SMOLQ_QUANT_SUITE ": degenerate importance and extreme magnitudes") {
     constexpr int64_t kCols = 512;
     std::mt19937 rng(5);
     std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -229,7 +231,7 @@ TEST_SUITE(SMOLQ_QUANT_SUITE) {
   }
 
   // Same input, same bytes (no hidden state, no dependence on earlier calls).
-  TEST_CASE("quantization is deterministic") {
+  TEST_CASE(SMOLQ_QUANT_SUITE ": quantization is deterministic") {
     const auto& g = Golden::get();
     for (const char* name : kTypes) {
       const std::string tname = name;
