@@ -123,13 +123,18 @@ std::vector<SweepQuantSpec> parse_types(const std::string& list, bool have_imatr
   return v;
 }
 
-// Progress on stderr: one bar per stage, replaced when the stage changes.
+// Progress on stderr: one bar per stage, replaced when the stage changes. The summary table goes
+// to stdout: on a terminal it is redrawn in place as chunks finish (rows still running say how
+// many chunks they have); otherwise each row is printed once, when it is complete.
 class Display {
  public:
+  Display() : live_(isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {}
+
   void log(const std::string& line) {
     if (bar_) bar_->finish();
     const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
     std::fprintf(stderr, "[%6.1fs] %s\n", t, line.c_str());
+    table_is_last_ = false;
   }
   void progress(const std::string& stage, int64_t done, int64_t total, const std::string& status) {
     if (!bar_ || stage != stage_) {
@@ -140,24 +145,57 @@ class Display {
     }
     bar_->update(done, status);
   }
-  void row(const QuantRow& q) {
-    if (!header_) {
-      out(report::text_table_header() + "\n");
-      header_ = true;
+  void running(const QuantRow& q, int64_t done, int64_t total) {
+    if (!live_) return;
+    set_row(q.label, report::text_table_row(q) + report::fmt("  (chunk %lld/%lld)", static_cast<long long>(done),
+                                                              static_cast<long long>(total)));
+    redraw();
+  }
+  void ready(const QuantRow& q) {
+    set_row(q.label, report::text_table_row(q));
+    if (live_) {
+      redraw();
+      return;
     }
+    if (!header_) out(report::text_table_header() + "\n");
+    header_ = true;
     out(report::text_table_row(q) + "\n");
+  }
+  void done() { bar_.reset(); }
+
+ private:
+  void set_row(const std::string& label, std::string text) {
+    for (auto& r : rows_)
+      if (r.first == label) {
+        r.second = std::move(text);
+        return;
+      }
+    rows_.emplace_back(label, std::move(text));
+  }
+  // Rewrite the table where it stands when nothing was printed below it since, else below.
+  void redraw() {
+    if (bar_) bar_->finish();
+    std::string s;
+    if (table_is_last_ && drawn_ > 0) s += report::fmt("\033[%zuA", drawn_);
+    s += "\r\033[K" + report::text_table_header() + "\n";
+    for (const auto& r : rows_) s += "\r\033[K" + r.second + "\n";
+    std::fputs(s.c_str(), stdout);
+    std::fflush(stdout);
+    drawn_ = rows_.size() + 1;
+    table_is_last_ = true;
   }
   void out(const std::string& s) {
     if (bar_) bar_->print_above(s);
     else std::fputs(s.c_str(), stdout), std::fflush(stdout);
   }
-  void done() { bar_.reset(); }
 
- private:
+  bool live_;
   std::unique_ptr<ProgressBar> bar_;
   std::string stage_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  bool header_ = false;
+  std::vector<std::pair<std::string, std::string>> rows_;  // label -> table line
+  size_t drawn_ = 0;                                       // lines of the table on screen
+  bool table_is_last_ = false, header_ = false;
 };
 
 }  // namespace
@@ -263,7 +301,8 @@ int run_verify(const std::vector<std::string>& args) {
   ev.progress = [&](const std::string& stage, int64_t done, int64_t total, const std::string& status) {
     d.progress(stage, done, total, status);
   };
-  ev.quant_ready = [&](const QuantRow& q) { d.row(q); };
+  ev.quant_ready = [&](const QuantRow& q) { d.ready(q); };
+  ev.quant_progress = [&](const QuantRow& q, int64_t done, int64_t total) { d.running(q, done, total); };
   SweepResult r;
   try {
     r = run_sweep(o, ev);

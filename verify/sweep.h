@@ -137,6 +137,8 @@ struct SweepEvents {
   // stage ("build Q4_K_M", "evaluate", ...), units done and total, a short status
   std::function<void(const std::string&, int64_t, int64_t, const std::string&)> progress;
   std::function<void(const QuantRow&)> quant_ready;  // a row's measurements are complete
+  // After each chunk a quant finishes: its row with the statistics of the chunks so far.
+  std::function<void(const QuantRow&, int64_t chunks_done, int64_t n_chunks)> quant_progress;
 };
 
 SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev = {});

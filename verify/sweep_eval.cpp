@@ -52,18 +52,24 @@ struct EvalState {
 };
 
 // Replays the chunk records in chunk order through KldStats: the same additions in the same
-// order as run_kl_divergence, so the statistics equal `smolq perplexity --base` exactly.
-void finalize(Context& c, EvalState& s) {
+// order as run_kl_divergence, so the statistics equal `smolq perplexity --base` exactly. With
+// chunks still missing (progress display) the available ones are used.
+int64_t replay(const Context& c, const EvalState& s, QuantRow& row) {
   KldStats stats;
   double secs = 0;
+  int64_t n = 0;
   const int64_t V = static_cast<int64_t>(c.base->config().n_vocab);
   for (const auto& r : s.rec) {
+    if (!r) continue;
     for (const auto& p : r->positions) stats.add(p, V);
     secs += r->seconds;
+    ++n;
   }
-  s.t->row.kld = stats.report();
-  s.t->row.eval_seconds = secs;
+  row.kld = stats.report();
+  row.eval_seconds = secs;
+  return n;
 }
+void finalize(Context& c, EvalState& s) { replay(c, s, s.t->row); }
 
 // The Forward buffers of one model for this protocol: what ChunkRunner allocates.
 uint64_t runner_bytes(const Model& m, const EvalOptions& o) { return ChunkRunner(m, o).buffer_bytes(); }
@@ -192,6 +198,11 @@ void evaluate_targets(Context& c, std::vector<Target>& targets) {
         ++s->t->row.chunks_computed;
         ++c.res.cache.chunks_computed;
         ++done_forwards;
+        if (c.ev.quant_progress) {
+          QuantRow partial = s->t->row;
+          const int64_t have = replay(c, *s, partial);
+          c.ev.quant_progress(partial, have, n_chunks);
+        }
         c.progress("evaluate", done_forwards, total_forwards,
                    s->t->row.label + " chunk " + std::to_string(ch + 1) + "/" + std::to_string(n_chunks) +
                        fmt(" KLD %.4f", kld / std::max<size_t>(1, s->rec[ci]->positions.size())));

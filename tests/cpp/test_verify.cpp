@@ -12,6 +12,8 @@
 #include "formats/atomic_file.h"
 #include "formats/error.h"
 #include "formats/mapped_file.h"
+#include <unistd.h>
+
 #include "verify/model.h"
 #include "verify/perplexity.h"
 #include "verify/perplexity_input.h"
@@ -25,9 +27,9 @@ namespace fs = std::filesystem;
 namespace {
 
 std::string fresh_dir(const std::string& name) {
-  std::string leaf = "test_verify_";
+  std::string leaf = "smolq_test_verify_" + std::to_string(::getpid()) + "_";
   leaf += name;
-  const std::string d = (fs::current_path() / leaf).string();
+  const std::string d = (fs::temp_directory_path() / leaf).string();
   fs::remove_all(d);
   fs::create_directories(d);
   return d;

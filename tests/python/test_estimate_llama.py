@@ -105,9 +105,20 @@ def test_convert_sizes_real_135m(run_smolq, real_ckpt, real_f16, out_dir):
 
 def test_llama_cpp_made_file_size(run_smolq, real_gguf):
     """llama.cpp's quantizer wrote this Q4_1 file; its mixture (Q8_0 embedding, F32 norms) and
-    metadata are reproduced exactly."""
+    metadata are reproduced exactly, plus the one key smolq adds (general.quantized_by)."""
+    from gguf import GGUFReader
+
     report = estimate(run_smolq, real_gguf, "--types", "Q4_1")
-    assert report["types"][0]["file_bytes"] == os.path.getsize(real_gguf)
+    r = GGUFReader(real_gguf)
+    assert "general.quantized_by" not in r.fields
+    last = r.tensors[-1].field
+    header_end = last.offset + sum(p.nbytes for p in last.parts)  # before the alignment padding
+    version = run_smolq("--version").stdout.strip()  # "smolq X.Y.Z", the value smolq stamps
+    key = "general.quantized_by"
+    entry = 8 + len(key) + 4 + 8 + len(version)  # key length, key, value type, string length, string
+    align = lambda n: (n + r.alignment - 1) // r.alignment * r.alignment
+    expected = os.path.getsize(real_gguf) - r.data_offset + align(header_end + entry)
+    assert report["types"][0]["file_bytes"] == expected
 
 
 @pytest.mark.parametrize("name", ["smollm-tiny-bf16", "smollm3-tiny-bf16", "smollm2-tiny-bf16-sharded"])

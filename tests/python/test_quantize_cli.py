@@ -184,9 +184,16 @@ def test_dry_run_writes_nothing_and_prints_the_plan(run_smolq, syn_f16, out_dir)
     proc = quantize(run_smolq, syn_f16, out, "Q4_K_M", "--dry-run")
     assert not out.exists() and list(out_dir.iterdir()) == []
     lines = proc.stdout.strip().splitlines()
-    assert len(lines) == len(tensor_types(syn_f16)) + 1  # one line per tensor, then the totals
+    # one line per tensor, the totals, then the exact size of the file it would write
+    assert len(lines) == len(tensor_types(syn_f16)) + 2
     assert re.search(r"blk\.0\.attn_q\.weight\s.*f16\s+-> q4_K", proc.stdout)
-    assert re.search(r"Q4_K_M: 21 tensors, \d+ weights, \d+ bytes \([\d.]+ MiB\), [\d.]+ bits per weight", lines[-1])
+    assert re.search(r"Q4_K_M: 21 tensors, \d+ weights, \d+ bytes \([\d.]+ MiB\), [\d.]+ bits per weight", lines[-2])
+    m = re.fullmatch(r"output file: (\d+) bytes \(.*\)", lines[-1])
+    assert m, lines[-1]
+    real = out_dir.parent / "real.gguf"
+    quantize(run_smolq, syn_f16, real, "Q4_K_M")
+    assert int(m.group(1)) == real.stat().st_size
+    real.unlink()
     # The two-argument form, and a plan that would need an imatrix is shown, not refused.
     proc = quantize(run_smolq, syn_f16, "Q2_K_S", "--dry-run")
     assert "needs an importance matrix" in proc.stdout
@@ -198,7 +205,7 @@ def test_real_135m_effective_bits_per_weight(ftype, bpw, run_smolq, real_f16):
     """The real numbers of SmolLM2-135M (576-wide rows fall back to 32-element formats), as
     llama-quantize prints them."""
     proc = quantize(run_smolq, real_f16, ftype, "--dry-run")
-    assert f"{bpw} bits per weight" in proc.stdout.splitlines()[-1]
+    assert f"{bpw} bits per weight" in proc.stdout.splitlines()[-2]
     theirs = tool("llama-quantize")
     from quantize_tools import run
     log = run(theirs, "--dry-run", real_f16, ftype)
@@ -242,7 +249,7 @@ def test_options_plan_like_llama_quantize(case, run_smolq, syn_f16, real_f16):
         theirs = llama_dry_run_types(model, ftype, *opts)
         proc = run_smolq("quantize", model, ftype, "--dry-run", *opts)
         ours = {}
-        for line in proc.stdout.splitlines()[:-1]:
+        for line in proc.stdout.splitlines()[:-2]:
             parts = line.split()
             ours[parts[0]] = parts[parts.index("->") + 1].upper()
         assert ours == theirs, {n: (t, theirs.get(n)) for n, t in ours.items() if theirs.get(n) != t}
