@@ -4,9 +4,11 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "cli/options.h"
 #include "cli/quant_report.h"
+#include "cli/target_mix.h"
 #include "convert/converter.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
@@ -53,6 +55,7 @@ int run_convert(const std::vector<std::string>& args) {
   std::string input, output, outtype, type, imatrix, name, pre, output_tensor_type, token_embedding_type;
   std::vector<std::string> tensor_types, include, exclude;
   int threads = 0;
+  TargetArgs target_args;
   opts.add_options()
       ("input", po::value<std::string>(&input), "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json)")
       ("output,o", po::value<std::string>(&output), "output GGUF path (default: <folder name>-<type>.gguf here)")
@@ -70,6 +73,7 @@ int run_convert(const std::vector<std::string>& args) {
       ("name", po::value<std::string>(&name), "general.name to record (default: the folder name)")
       ("pre-tokenizer", po::value<std::string>(&pre), "override BPE pre-tokenizer detection: smollm, llama-bpe, gpt-2")
       ("quiet,q", "no progress bar");
+  add_target_options(opts, target_args);
   po::positional_options_description pos;
   pos.add("input", 1);
   auto parsed = parse_args(args, "smolq convert <hf-dir> [-o out.gguf] [--outtype f16 | --type Q4_K_M [--imatrix F]]",
@@ -77,16 +81,19 @@ int run_convert(const std::vector<std::string>& args) {
   if (parsed.help) return 0;
   if (input.empty()) throw UsageError("missing the checkpoint folder");
   if (!outtype.empty() && !type.empty()) throw UsageError("give either --outtype or --type, not both");
-  if (type.empty() && (!imatrix.empty() || !tensor_types.empty() || !output_tensor_type.empty() ||
+  const bool target = target_requested(target_args);
+  if (target && (!outtype.empty() || !type.empty()))
+    throw UsageError("--target-bpw / --target-size choose every type: give no --type or --outtype");
+  if (type.empty() && !target && (!imatrix.empty() || !tensor_types.empty() || !output_tensor_type.empty() ||
                        !token_embedding_type.empty() || parsed.vm.count("pure")))
     throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type");
 
   ConvertOptions opt;
   opt.input_dir = input;
   ImatrixData imat;
-  if (!type.empty()) {
+  if (!type.empty() || target) {
     QuantizeOptions q;
-    q.ftype = parse_file_type(type);
+    q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
     fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
     q.include_weights = include;
     q.exclude_weights = exclude;
@@ -106,7 +113,7 @@ int run_convert(const std::vector<std::string>& args) {
     opt.weight_type = ot->type;
     opt.file_type = ot->file_type;
   }
-  opt.output_path = output.empty() ? default_output(input, type.empty() ? outtype : type) : output;
+  opt.output_path = output.empty() ? default_output(input, target ? "mix" : type.empty() ? outtype : type) : output;
   opt.threads = resolve_threads(threads);
   opt.name_override = name;
   opt.tokenizer.pre_override = pre;
@@ -114,10 +121,42 @@ int run_convert(const std::vector<std::string>& args) {
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   opt.on_progress = progress_printer(show);
 
+  std::optional<TargetDecision> td;
+  if (target) {
+    auto ck = SafetensorsCheckpoint::open(opt.input_dir);
+    // The file as planned with placeholder mix keys: its tensors and where their data starts.
+    auto plan_file = [&](const std::vector<std::string>& kv) {
+      ConvertOptions o2 = opt;
+      o2.quant->dry_run = true;
+      o2.quant->override_kv.insert(o2.quant->override_kv.end(), kv.begin(), kv.end());
+      const ConvertPlan p = plan_conversion(o2, *ck);
+      PlannedFile f;
+      for (const auto& o : p.outputs) f.tensors.push_back({o.name, o.shape, o.type});
+      f.alignment = static_cast<uint32_t>(p.metadata.opt_u64("general.alignment").value_or(32));
+      f.data_offset = plan_gguf_layout(p.metadata, f.tensors, f.alignment).data_offset;
+      return f;
+    };
+    td = decide_target(target_args, input, opt.output_path, opt.quant->imatrix, imatrix, opt.threads, plan_file);
+    opt.quant->assigned_types = td->plan.types;
+    opt.quant->ftype = td->plan.label;
+    opt.file_type = static_cast<uint32_t>(td->plan.label);
+    opt.quant->override_kv.insert(opt.quant->override_kv.end(), td->mix_kv.begin(), td->mix_kv.end());
+    // The exact file this will write must be the allocator's.
+    const ConvertPlan p = plan_conversion(opt, *ck);
+    std::vector<GgufPlannedTensor> planned;
+    for (const auto& o : p.outputs) planned.push_back({o.name, o.shape, o.type});
+    const uint32_t alignment = static_cast<uint32_t>(p.metadata.opt_u64("general.alignment").value_or(32));
+    check_target_met(*td, plan_gguf_layout(p.metadata, planned, alignment).file_size, p.quant->plan.bits_per_weight());
+  }
+
   if (parsed.vm.count("dry-run")) {
     auto ck = SafetensorsCheckpoint::open(opt.input_dir);
     ConvertPlan plan = plan_conversion(opt, *ck);
-    if (plan.quant) {
+    if (td) {
+      std::fputs(format_mix_plan(td->plan, td->target).c_str(), stdout);
+      std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(td->plan.file_size),
+                  human_bytes(td->plan.file_size).c_str());
+    } else if (plan.quant) {
       std::fputs(format_plan(plan.quant->plan).c_str(), stdout);
     } else {
       WriteResult t = tally_tensors(plan.outputs);

@@ -29,7 +29,19 @@ int run_inspect(const std::vector<std::string>& args) {
   view.only_layers = p.vm.count("layers") > 0;
   view.max_array_items = p.vm["array-items"].as<size_t>();
   const InspectReport r = inspect_path(p.vm["path"].as<std::string>());
-  const std::string out = p.vm.count("json") ? render_inspect_json(r, view) : render_inspect_text(r, view);
+  std::string out = p.vm.count("json") ? render_inspect_json(r, view) : render_inspect_text(r, view);
+  // A file made by `--target-bpw/--target-size` (docs/mixed-precision.md) says so.
+  if (!p.vm.count("json") && !view.only_tensors && !view.only_layers)
+    if (auto target = r.metadata.opt_string("smolq.mix.target")) {
+      char line[512];
+      std::snprintf(line, sizeof line,
+                    "made by target allocation (smolq): target %s, %.4f bpw, predicted KLD %.5f on %s, profile %s\n",
+                    target->c_str(), r.metadata.opt_f64("smolq.mix.bpw").value_or(0),
+                    r.metadata.opt_f64("smolq.mix.predicted_kld").value_or(0),
+                    r.metadata.opt_string("smolq.mix.calibration").value_or("?").c_str(),
+                    r.metadata.opt_string("smolq.mix.profile").value_or("?").c_str());
+      out += line;
+    }
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
   return r.has_errors() ? 1 : 0;

@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 
 #include "cli/options.h"
 #include "cli/quant_report.h"
+#include "cli/target_mix.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
 #include "quantize/quantize_model.h"
@@ -19,6 +21,7 @@ int run_quantize(const std::vector<std::string>& args) {
   std::string input, output, type, imatrix, output_tensor_type, token_embedding_type;
   std::vector<std::string> tensor_types, include, exclude, override_kv;
   int threads = 0;
+  TargetArgs target_args;
   opts.add_options()
       ("input", po::value<std::string>(&input), "input GGUF")
       ("output", po::value<std::string>(&output), "output GGUF")
@@ -37,18 +40,24 @@ int run_quantize(const std::vector<std::string>& args) {
       ("list-types", "list the file types and exit")
       ("threads,t", po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
       ("quiet,q", "no progress bar");
+  add_target_options(opts, target_args);
   po::positional_options_description pos;
   pos.add("input", 1).add("output", 1).add("type", 1);
-  auto parsed = parse_args(args, "smolq quantize <in.gguf> <out.gguf> <TYPE> [--imatrix F] [options]", opts, pos);
+  auto parsed = parse_args(args,
+                           "smolq quantize <in.gguf> <out.gguf> <TYPE> [--imatrix F] [options]\n"
+                           "       smolq quantize <in.gguf> <out.gguf> --target-bpw B | --target-size S [--calib TEXT] [options]",
+                           opts, pos);
   if (parsed.help) return 0;
   if (parsed.vm.count("list-types")) {
     print_file_types();
     return 0;
   }
   const bool dry = parsed.vm.count("dry-run") > 0;
-  if (dry && type.empty() && !output.empty()) std::swap(type, output);  // `quantize in.gguf TYPE --dry-run`
-  if (input.empty() || type.empty() || (output.empty() && !dry))
-    throw UsageError("usage: smolq quantize <in.gguf> <out.gguf> <TYPE>");
+  const bool target = target_requested(target_args);
+  if (target && !type.empty()) throw UsageError("--target-bpw / --target-size choose every type: give no TYPE");
+  if (dry && !target && type.empty() && !output.empty()) std::swap(type, output);  // `quantize in.gguf TYPE --dry-run`
+  if (input.empty() || (type.empty() && !target) || (output.empty() && !dry))
+    throw UsageError("usage: smolq quantize <in.gguf> <out.gguf> <TYPE>  (or --target-bpw B / --target-size S instead of TYPE)");
   if (!dry) {
     std::error_code ec;
     if (std::filesystem::equivalent(input, output, ec))
@@ -57,7 +66,7 @@ int run_quantize(const std::vector<std::string>& args) {
 
   auto reader = GgufReader::open(input);
   QuantizeOptions q;
-  q.ftype = parse_file_type(type);
+  q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
   fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
   q.include_weights = include;
   q.exclude_weights = exclude;
@@ -90,17 +99,39 @@ int run_quantize(const std::vector<std::string>& args) {
     sources.push_back(std::move(s));
   }
   const ModelFacts facts = facts_from_gguf(reader->metadata());
+  const uint32_t alignment = static_cast<uint32_t>(reader->metadata().opt_u64("general.alignment").value_or(32));
+  std::optional<TargetDecision> td;
+  if (target) {
+    // The file as planned with placeholder mix keys: its tensors and where their data starts.
+    auto plan_file = [&](const std::vector<std::string>& kv) {
+      QuantizeOptions q2 = q;
+      q2.dry_run = true;
+      q2.override_kv.insert(q2.override_kv.end(), kv.begin(), kv.end());
+      const QuantizePlanResult r2 = plan_quantization(sources, facts, q2);
+      GgufMetadata m = reader->metadata();
+      stamp_quantize_metadata(m, q2, r2);
+      PlannedFile f;
+      for (const auto& o : r2.outputs) f.tensors.push_back({o.name, o.shape, o.type});
+      f.alignment = alignment;
+      f.data_offset = plan_gguf_layout(m, f.tensors, alignment).data_offset;
+      return f;
+    };
+    td = decide_target(target_args, input, output, q.imatrix, imatrix, resolve_threads(threads), plan_file);
+    q.assigned_types = td->plan.types;
+    q.ftype = td->plan.label;
+    q.override_kv.insert(q.override_kv.end(), td->mix_kv.begin(), td->mix_kv.end());
+  }
   QuantizePlanResult r = plan_quantization(sources, facts, q);
   for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
   GgufMetadata meta = reader->metadata();
   stamp_quantize_metadata(meta, q, r);
+  std::vector<GgufPlannedTensor> planned;
+  for (const auto& o : r.outputs) planned.push_back({o.name, o.shape, o.type});
+  const GgufLayout layout = plan_gguf_layout(meta, planned, alignment);
+  if (td) check_target_met(*td, layout.file_size, r.plan.bits_per_weight());
   if (dry) {
     // The exact size of the file this would write: same metadata, same layout function.
-    std::vector<GgufPlannedTensor> planned;
-    for (const auto& o : r.outputs) planned.push_back({o.name, o.shape, o.type});
-    const uint32_t alignment = static_cast<uint32_t>(meta.opt_u64("general.alignment").value_or(32));
-    const GgufLayout layout = plan_gguf_layout(meta, planned, alignment);
-    std::fputs(format_plan(r.plan).c_str(), stdout);
+    std::fputs(td ? format_mix_plan(td->plan, td->target).c_str() : format_plan(r.plan).c_str(), stdout);
     std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(layout.file_size),
                 human_bytes(layout.file_size).c_str());
     return 0;

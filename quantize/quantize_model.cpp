@@ -28,6 +28,30 @@ std::string name_list(const std::vector<std::string>& names, size_t shown = 6) {
   return list;
 }
 
+// The allocator's per-tensor types replace the mixture's (a quantizable tensor only; the
+// allocator never names norms). Totals are recomputed.
+void apply_assigned_types(MixturePlan& plan, const std::map<std::string, GgmlType>& types) {
+  plan.total_bytes = 0;
+  plan.n_fallback = 0;
+  plan.requires_imatrix = false;
+  for (PlannedTensor& p : plan.tensors) {
+    auto it = types.find(p.tensor.name);
+    if (it != types.end()) {
+      if (!p.choice.quantized) throw Error("target allocation names '" + p.tensor.name + "', which is not quantized");
+      const auto row = row_bytes(it->second, p.tensor.row_length());
+      if (!row) throw Error("target allocation gives '" + p.tensor.name + "' a type that does not fit its rows");
+      p.choice.type = it->second;
+      p.choice.wanted.reset();
+      p.choice.requires_imatrix = false;
+      p.choice.reason = "target allocation";
+      p.bytes = *row * p.tensor.n_rows();
+    }
+    plan.total_bytes += p.bytes;
+    if (p.choice.wanted) ++plan.n_fallback;
+    if (p.choice.quantized && p.choice.requires_imatrix) plan.requires_imatrix = true;
+  }
+}
+
 }  // namespace
 
 ModelFacts facts_from_gguf(const GgufMetadata& meta) {
@@ -62,6 +86,7 @@ QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, c
   shapes.reserve(sources.size());
   for (const auto& s : sources) shapes.push_back(s.shape);
   r.plan = plan_mixture(opt.ftype, shapes, facts, mopt);
+  if (!opt.assigned_types.empty()) apply_assigned_types(r.plan, opt.assigned_types);
 
   std::vector<std::string> need_imatrix, requantized, uncovered;
   std::map<std::string, int> requant_pairs;  // "Q4_1 -> Q5_0" -> tensors

@@ -4,6 +4,7 @@
 // stamp the metadata llama-quantize writes. The bytes themselves are produced by
 // write_gguf_model (quantize/model_writer.h).
 #pragma once
+#include <map>
 #include <optional>
 #include <regex>
 #include <string>
@@ -38,6 +39,10 @@ struct QuantizeOptions {
   // Only planning (--dry-run): a missing imatrix or a forbidden requantization becomes a
   // warning instead of an error, so the plan can still be shown (llama-quantize does the same).
   bool dry_run = false;
+  // Per-tensor types chosen by the target allocator (quantize/allocate_plan.h): a tensor named
+  // here takes exactly this type, instead of the mixture's choice (no fallback: the allocator
+  // only offers types that fit the rows). Tensors not named follow `ftype` as usual.
+  std::map<std::string, GgmlType> assigned_types;
 };
 
 struct QuantizePlanResult {

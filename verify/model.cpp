@@ -230,6 +230,41 @@ void Model::check_shapes() const {
   }
 }
 
+std::vector<const WeightMatrix*> Model::matrices() const {
+  std::vector<const WeightMatrix*> v{&tok_embd_};
+  if (!tied_) v.push_back(&output_);
+  for (const LayerWeights& L : layers_)
+    for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) v.push_back(w);
+  return v;
+}
+
+WeightMatrix* Model::find_matrix(const std::string& name) {
+  for (const WeightMatrix* w : matrices())
+    if (w->name == name) return const_cast<WeightMatrix*>(w);  // matrices() only adds const
+  return nullptr;
+}
+
+void Model::substitute_weight(const std::string& name, GgmlType type, const std::byte* data, uint64_t row_bytes) {
+  WeightMatrix* w = find_matrix(name);
+  if (!w) throw Error("no weight matrix named '" + name + "' in " + path_);
+  bool saved = false;
+  for (const auto& [n, orig] : substituted_) saved = saved || n == name;
+  if (!saved) substituted_.emplace_back(name, *w);
+  w->type = type;
+  w->data = data;
+  w->row_bytes = row_bytes;
+  w->row_order.clear();  // the copy is in logical order
+}
+
+void Model::restore_weight(const std::string& name) {
+  for (auto it = substituted_.begin(); it != substituted_.end(); ++it)
+    if (it->first == name) {
+      *find_matrix(name) = std::move(it->second);
+      substituted_.erase(it);
+      return;
+    }
+}
+
 uint64_t Model::weight_bytes() const {
   uint64_t n = tok_embd_.rows * tok_embd_.row_bytes + (tied_ ? 0 : output_.rows * output_.row_bytes);
   for (const auto& L : layers_)

@@ -17,6 +17,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "formats/ggml_types.h"
@@ -79,6 +80,17 @@ class Model {
   // llama3-style RoPE: per-dimension-pair frequency divisors (rope_dim / 2), else empty.
   std::span<const float> rope_freq_factors() const { return rope_freqs_; }
 
+  // Every 2-D weight: token_embd, output (untied only), then each layer's seven matrices.
+  std::vector<const WeightMatrix*> matrices() const;
+
+  // Sensitivity profiling (verify/sensitivity.h) measures the model with one tensor replaced
+  // by a quantized copy. substitute_weight makes the matrix named `name` (GGUF name) read its
+  // rows from `data` instead: `type` rows of `row_bytes`, in logical row order, owned by the
+  // caller and alive until restore_weight(name). Not to be called while a Forward runs.
+  // Throws Error for an unknown name.
+  void substitute_weight(const std::string& name, GgmlType type, const std::byte* data, uint64_t row_bytes);
+  void restore_weight(const std::string& name);
+
   // Total bytes of the weight tensors as stored, and the most common matrix type (for logs).
   uint64_t weight_bytes() const;
   std::string describe() const;
@@ -98,6 +110,8 @@ class Model {
   std::vector<float> output_norm_;
   std::vector<LayerWeights> layers_;
   std::vector<float> rope_freqs_;
+  std::vector<std::pair<std::string, WeightMatrix>> substituted_;  // originals of substitute_weight
+  WeightMatrix* find_matrix(const std::string& name);
 };
 
 // Row order that turns Hugging Face rotate-half Q/K rows into llama.cpp's interleaved layout

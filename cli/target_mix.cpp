@@ -1,0 +1,160 @@
+#include "cli/target_mix.h"
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+
+#include "formats/error.h"
+#include "verify/model.h"
+#include "verify/perplexity_input.h"
+#include "verify/profile_io.h"
+#include "verify/sweep_cache.h"
+
+namespace smolq::cli {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string default_profile_path(const std::string& model_path, const std::string& output_path) {
+  std::string m = model_path;
+  while (m.size() > 1 && m.back() == '/') m.pop_back();
+  std::string stem = fs::path(m).filename().string();
+  if (fs::path(stem).extension() == ".gguf") stem = fs::path(stem).stem().string();
+  fs::path dir = fs::path(output_path).parent_path();
+  return (dir / (stem + ".smolq-profile.json")).string();
+}
+
+std::string profile_id(const SensitivityProfile& p) {
+  return hex64(CacheHasher().add(p.model_fp).add(p.calib_fp).add(p.imatrix_fp).add(p.settings_fp).digest());
+}
+
+void print_profile_summary(const SensitivityProfile& p) {
+  std::fprintf(stderr, "profile: %zu tensors, %zu gain groups, calibration %s (%lld positions)\n", p.tensors.size(),
+               p.groups.size(), p.calib_desc.c_str(), static_cast<long long>(p.calib_positions));
+  std::fprintf(stderr, "profile: predictor vs direct measurement on %zu single tensors: log-correlation %.3f, "
+               "median measured/predicted %.3f\n", p.single_checks.size(), p.log_correlation, p.median_ratio);
+  for (const auto& c : p.model_checks)
+    std::fprintf(stderr, "profile: additivity, %s: sum of predicted %.5f, measured %.5f (ratio %.3f)\n", c.what.c_str(),
+                 c.predicted, c.measured, c.predicted > 0 ? c.measured / c.predicted : 0.0);
+}
+
+}  // namespace
+
+void add_target_options(po::options_description& opts, TargetArgs& a) {
+  opts.add_options()
+      ("target-bpw", po::value<std::string>(&a.target_bpw), "measured mixed precision: choose every weight's type for at most B bits per weight (all tensor bytes x 8 / all elements)")
+      ("target-size", po::value<std::string>(&a.target_size), "measured mixed precision: the whole file at most S (94371840, 90MiB, 94.4MB)")
+      ("calib", po::value<std::string>(&a.calib), "calibration text for the sensitivity profile (default $SMOLQ_CALIB; not your evaluation text)")
+      ("profile", po::value<std::string>(&a.profile), "sensitivity profile file (default: <output folder>/<model>.smolq-profile.json); reused when it matches")
+      ("calib-ctx", po::value<int64_t>(&a.calib_ctx)->default_value(256), "profile: calibration tokens per chunk")
+      ("calib-chunks", po::value<int64_t>(&a.calib_chunks)->default_value(1), "profile: chunks of the calibration text");
+}
+
+bool target_requested(const TargetArgs& a) { return !a.target_bpw.empty() || !a.target_size.empty(); }
+
+TargetDecision decide_target(const TargetArgs& a, const std::string& model_path, const std::string& output_path,
+                             const ImatrixData* imatrix, const std::string& imatrix_path, int threads,
+                             const PlanFileFn& plan_file) {
+  if (!a.target_bpw.empty() && !a.target_size.empty()) throw UsageError("give --target-bpw or --target-size, not both");
+  if (a.calib_ctx < 16 || a.calib_chunks < 1) throw UsageError("--calib-ctx must be at least 16 and --calib-chunks at least 1");
+  TargetDecision d;
+  d.target = a.target_size.empty() ? parse_target_bpw(a.target_bpw) : parse_target_size(a.target_size);
+  ProfileSettings settings;
+  settings.n_ctx = a.calib_ctx;
+  settings.n_chunks = a.calib_chunks;
+
+  const auto t0 = std::chrono::steady_clock::now();
+  std::unique_ptr<Model> model = Model::open(model_path);
+  const uint64_t model_fp = fingerprint_model(model_path);
+  const uint64_t imatrix_fp = imatrix ? CacheHasher().add("imatrix").add(fingerprint_file(imatrix_path)).digest() : 0;
+  const bool explicit_profile = !a.profile.empty();
+  d.profile_path = explicit_profile ? a.profile : default_profile_path(model_path, output_path);
+  std::string calib = a.calib;
+  if (calib.empty())
+    if (const char* env = std::getenv("SMOLQ_CALIB")) calib = env;
+  EvalTokens calib_tokens;
+  if (!calib.empty()) calib_tokens = tokenize_text_file(*model, calib, /*parse_special=*/false);
+
+  SensitivityProfile prof;
+  std::string why_new;
+  if (fs::exists(d.profile_path)) {
+    SensitivityProfile old = load_profile(d.profile_path);
+    if (old.model_fp != model_fp) {
+      if (explicit_profile)
+        throw UsageError("profile " + d.profile_path + " was measured on another model (" + old.model_desc +
+                         "; weights hash " + hex64(old.model_fp) + ", this model " + hex64(model_fp) +
+                         "): give another --profile path or delete it");
+      why_new = "the profile beside the output is for another model";
+    } else if (old.settings_fp != profile_settings_fp(settings, imatrix != nullptr)) {
+      why_new = "the profile was measured with other settings (--calib-ctx/--calib-chunks, imatrix presence)";
+    } else if (old.imatrix_fp != imatrix_fp) {
+      why_new = "the profile was measured with another importance matrix";
+    } else if (!calib.empty() &&
+               old.calib_fp != calib_fingerprint(calib_tokens.ids, calib_tokens.add_bos, calib_tokens.bos_id, settings)) {
+      why_new = "the profile was measured on another calibration text";
+    } else {
+      prof = std::move(old);
+      d.profile_reused = true;
+    }
+  } else {
+    why_new = "no profile yet";
+  }
+  if (d.profile_reused) {
+    std::fprintf(stderr, "profile reused: %s (measured in %.1f s, %d forward passes; key %s)\n", d.profile_path.c_str(),
+                 prof.seconds, prof.forward_passes, profile_id(prof).c_str());
+  } else {
+    if (calib.empty())
+      throw UsageError("--target-* measures the model once on a calibration text (" + why_new + "): pass --calib FILE "
+                       "(e.g. WikiText-2's wiki.valid.raw, not the text you evaluate on) or set SMOLQ_CALIB");
+    std::fprintf(stderr, "profile: measuring %s (%s) on %s: %s\n", model_path.c_str(), model->describe().c_str(),
+                 calib.c_str(), why_new.c_str());
+    ProfileInputs in;
+    in.calib_tokens = calib_tokens.ids;
+    in.add_bos = calib_tokens.add_bos;
+    in.bos_id = calib_tokens.bos_id;
+    in.calib_desc = fs::path(calib).filename().string() + ", first " + std::to_string(settings.n_ctx * settings.n_chunks) +
+                    " tokens";
+    in.imatrix = imatrix;
+    in.imatrix_fp = imatrix_fp;
+    in.model_fp = model_fp;
+    in.n_threads = threads;
+    prof = build_profile(*model, in, settings, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
+    save_profile(d.profile_path, prof);
+    std::fprintf(stderr, "profile built in %.1f s (%d forward passes over the calibration text, %d threads); saved %s\n",
+                 prof.seconds, prof.forward_passes, threads, d.profile_path.c_str());
+  }
+  print_profile_summary(prof);
+
+  // Costs per tensor from the profile.
+  MixInput in;
+  for (size_t t = 0; t < prof.tensors.size(); ++t) {
+    MixCosts c;
+    c.types = prof.tensors[t].types;
+    for (size_t k = 0; k < c.types.size(); ++k) c.cost.push_back(prof.predict(t, k));
+    in.costs[prof.tensors[t].name] = std::move(c);
+  }
+  const std::string pid = profile_id(prof);
+  // The header with placeholder values of the final sizes (strings known now, f32 numbers).
+  PlannedFile f = plan_file(mix_metadata_kv(d.target, pid, prof.calib_desc, 0.0, 0.0));
+  in.tensors = f.tensors;
+  in.data_offset = f.data_offset;
+  in.alignment = f.alignment;
+  d.plan = plan_mix(in, d.target);
+  d.mix_kv = mix_metadata_kv(d.target, pid, prof.calib_desc, d.plan.predicted_kld, d.plan.bits_per_weight());
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::fprintf(stderr, "target %s: %zu tensors allocated, file %llu bytes, %.4f bpw, predicted KLD %.6f (%.1f s)\n",
+               d.target.text.c_str(), d.plan.rows.size(), static_cast<unsigned long long>(d.plan.file_size),
+               d.plan.bits_per_weight(), d.plan.predicted_kld, secs);
+  return d;
+}
+
+void check_target_met(const TargetDecision& d, uint64_t planned_file_size, double planned_bpw) {
+  if (d.target.by_size && (planned_file_size != d.plan.file_size || planned_file_size > d.target.file_size))
+    throw Error("internal: planned file of " + std::to_string(planned_file_size) + " bytes does not match the allocation (" +
+                std::to_string(d.plan.file_size) + " bytes, target " + std::to_string(d.target.file_size) + ")");
+  if (!d.target.by_size && planned_bpw > d.target.bpw + 1e-12)
+    throw Error("internal: planned bits per weight exceed the target");
+}
+
+}  // namespace smolq::cli
