@@ -7,10 +7,12 @@
 // verify/report_writers.h). Steps and progress go to stderr; the summary table fills on stdout
 // as quants finish. Results are cached in DIR/cache, so an interrupted or extended run
 // resumes where it stopped.
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -126,9 +128,18 @@ std::vector<SweepQuantSpec> parse_types(const std::string& list, bool have_imatr
 // Progress on stderr: one bar per stage, replaced when the stage changes. The summary table goes
 // to stdout: on a terminal it is redrawn in place as chunks finish (rows still running say how
 // many chunks they have); otherwise each row is printed once, when it is complete.
+//
+// The live table lists its rows as the report will: largest file first, ties in the order the
+// quants were asked for (run_sweep's stable sort), so its last state is the report's table. Rows
+// wider than the terminal wrap; the redraw counts the screen rows each line takes, moves the
+// cursor up over all of them and erases to the end of the screen before drawing again. (A table
+// taller than the window cannot be reached by the cursor: the screen still ends with the whole
+// table, and only the scrollback above it holds partial copies.)
 class Display {
  public:
-  Display() : live_(isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)) {}
+  // `order`: the quants' labels as requested; a row's rank among equal file sizes.
+  explicit Display(std::vector<std::string> order)
+      : live_(isatty(STDOUT_FILENO) && isatty(STDERR_FILENO)), order_(std::move(order)) {}
 
   void log(const std::string& line) {
     if (bar_) bar_->finish();
@@ -147,12 +158,12 @@ class Display {
   }
   void running(const QuantRow& q, int64_t done, int64_t total) {
     if (!live_) return;
-    set_row(q.label, report::text_table_row(q) + report::fmt("  (chunk %lld/%lld)", static_cast<long long>(done),
-                                                              static_cast<long long>(total)));
+    set_row(q, report::text_table_row(q) + report::fmt("  (chunk %lld/%lld)", static_cast<long long>(done),
+                                                        static_cast<long long>(total)));
     redraw();
   }
   void ready(const QuantRow& q) {
-    set_row(q.label, report::text_table_row(q));
+    set_row(q, report::text_table_row(q));
     if (live_) {
       redraw();
       return;
@@ -164,24 +175,59 @@ class Display {
   void done() { bar_.reset(); }
 
  private:
-  void set_row(const std::string& label, std::string text) {
+  struct Row {
+    std::string label;
+    uint64_t file_size;
+    size_t rank;       // position in order_ (order_.size() when not listed)
+    std::string text;  // the table line
+  };
+
+  void set_row(const QuantRow& q, std::string text) {
     for (auto& r : rows_)
-      if (r.first == label) {
-        r.second = std::move(text);
+      if (r.label == q.label) {
+        r.text = std::move(text);
         return;
       }
-    rows_.emplace_back(label, std::move(text));
+    const size_t rank = static_cast<size_t>(std::find(order_.begin(), order_.end(), q.label) - order_.begin());
+    Row row{q.label, q.file_size, rank, std::move(text)};
+    const auto at = std::find_if(rows_.begin(), rows_.end(), [&](const Row& r) {
+      return r.file_size != row.file_size ? r.file_size < row.file_size : r.rank > row.rank;
+    });
+    rows_.insert(at, std::move(row));
   }
+
+  // Screen rows a line of `text` takes in a window `cols` wide: characters are counted as code
+  // points (the table's only non-ASCII characters, ± and Δ, are one column wide). A line exactly
+  // as wide as the window takes one row: the terminal defers the wrap until the next character,
+  // and the newline comes first.
+  static size_t screen_rows(const std::string& text, size_t cols) {
+    size_t width = 0;
+    for (unsigned char c : text)
+      if ((c & 0xC0) != 0x80) ++width;
+    return width == 0 ? 1 : (width + cols - 1) / cols;
+  }
+  static size_t terminal_columns() {
+    winsize ws{};
+    if (ioctl(STDOUT_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 0) return ws.ws_col;
+    return 80;
+  }
+
   // Rewrite the table where it stands when nothing was printed below it since, else below.
   void redraw() {
     if (bar_) bar_->finish();
+    const size_t cols = terminal_columns();
     std::string s;
     if (table_is_last_ && drawn_ > 0) s += report::fmt("\033[%zuA", drawn_);
-    s += "\r\033[K" + report::text_table_header() + "\n";
-    for (const auto& r : rows_) s += "\r\033[K" + r.second + "\n";
+    s += "\r\033[J";
+    const std::string header = report::text_table_header();
+    s += header + "\n";
+    drawn_ = screen_rows(header, cols);
+    for (const auto& r : rows_) {
+      s += r.text + "\n";
+      drawn_ += screen_rows(r.text, cols);
+    }
     std::fputs(s.c_str(), stdout);
     std::fflush(stdout);
-    drawn_ = rows_.size() + 1;
     table_is_last_ = true;
   }
   void out(const std::string& s) {
@@ -190,11 +236,12 @@ class Display {
   }
 
   bool live_;
+  std::vector<std::string> order_;
   std::unique_ptr<ProgressBar> bar_;
   std::string stage_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  std::vector<std::pair<std::string, std::string>> rows_;  // label -> table line
-  size_t drawn_ = 0;                                       // lines of the table on screen
+  std::vector<Row> rows_;  // in the report's order
+  size_t drawn_ = 0;       // screen rows the table took when last drawn
   bool table_is_last_ = false, header_ = false;
 };
 
@@ -295,7 +342,9 @@ int run_verify(const std::vector<std::string>& args) {
   o.cache_base_logits = vm.count("no-base-cache") == 0;
   install_interrupt_handlers();
 
-  Display d;
+  std::vector<std::string> order;
+  for (const auto& q : o.quants) order.push_back(q.label);
+  Display d(std::move(order));
   SweepEvents ev;
   ev.log = [&](const std::string& line) { d.log(line); };
   ev.progress = [&](const std::string& stage, int64_t done, int64_t total, const std::string& status) {
