@@ -48,7 +48,8 @@ void add_target_options(po::options_description& opts, TargetArgs& a) {
       ("calib", po::value<std::string>(&a.calib), "calibration text for the sensitivity profile (default $SMOLQ_CALIB; not your evaluation text)")
       ("profile", po::value<std::string>(&a.profile), "sensitivity profile file (default: <output folder>/<model>.smolq-profile.json); reused when it matches")
       ("calib-ctx", po::value<int64_t>(&a.calib_ctx)->default_value(256), "profile: calibration tokens per chunk")
-      ("calib-chunks", po::value<int64_t>(&a.calib_chunks)->default_value(1), "profile: chunks of the calibration text");
+      ("calib-chunks", po::value<int64_t>(&a.calib_chunks)->default_value(1), "profile: chunks of the calibration text")
+      ("profile-groups", po::value<int>(&a.profile_groups)->default_value(40), "profile: gain measurements at most (layers are grouped in bands to fit)");
 }
 
 bool target_requested(const TargetArgs& a) { return !a.target_bpw.empty() || !a.target_size.empty(); }
@@ -57,12 +58,14 @@ TargetDecision decide_target(const TargetArgs& a, const std::string& model_path,
                              const ImatrixData* imatrix, const std::string& imatrix_path, int threads,
                              const PlanFileFn& plan_file) {
   if (!a.target_bpw.empty() && !a.target_size.empty()) throw UsageError("give --target-bpw or --target-size, not both");
-  if (a.calib_ctx < 16 || a.calib_chunks < 1) throw UsageError("--calib-ctx must be at least 16 and --calib-chunks at least 1");
+  if (a.calib_ctx < 16 || a.calib_chunks < 1 || a.profile_groups < 1)
+    throw UsageError("--calib-ctx must be at least 16, --calib-chunks and --profile-groups at least 1");
   TargetDecision d;
   d.target = a.target_size.empty() ? parse_target_bpw(a.target_bpw) : parse_target_size(a.target_size);
   ProfileSettings settings;
   settings.n_ctx = a.calib_ctx;
   settings.n_chunks = a.calib_chunks;
+  settings.max_group_passes = a.profile_groups;
 
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Model> model = Model::open(model_path);

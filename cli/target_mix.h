@@ -21,6 +21,7 @@ struct TargetArgs {
   std::string profile;      // profile file (default: beside the output, named after the model)
   int64_t calib_ctx = 256;  // calibration tokens per chunk
   int64_t calib_chunks = 1;
+  int profile_groups = 40;  // gain measurements at most (ProfileSettings::max_group_passes)
 };
 
 void add_target_options(po::options_description& opts, TargetArgs& a);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cmath>
 #include <map>
 #include <numeric>
@@ -32,6 +33,12 @@ using Clock = std::chrono::steady_clock;
 // (Q3_K_M ... Q5_K_M on SmolLM are 4.9-6.7 bpw), where the linear predictor matters most, and
 // its ΔKLD is far above the float noise of the forward pass.
 constexpr double kReferenceBpw = 4.5;
+
+// E(t, k) is estimated on at most this many rows of each tensor, evenly spaced, and scaled by
+// rows / sampled. Rows quantize independently, so this is the same statistic on a subset; the
+// gain and every prediction of a tensor use the same rows, so their ratios are consistent.
+// (token_embd has 49,152 rows: the full error at 7 types would cost more than the rest.)
+constexpr uint64_t kErrorRows = 512;
 
 // Sums of x_j^2 over the calibration tokens for every matmul input (the imatrix statistic,
 // kept in double; the tied output projection is collected under token_embd's name).
@@ -119,17 +126,20 @@ class KldMeter {
 struct Work {
   const WeightMatrix* w = nullptr;
   std::vector<float> rows;
+  std::vector<float> sample;      // the rows E is estimated on, contiguous
+  uint64_t n_sample = 0;
+  double sample_scale = 1;        // rows / n_sample
   std::vector<double> colw;
   std::vector<float> imatrix;
   std::map<size_t, std::vector<std::byte>> copies;  // by candidate index
 };
 
-std::vector<std::byte> quantize_copy(const Work& wk, GgmlType type, int threads) {
+std::vector<std::byte> quantize_copy(const Work& wk, GgmlType type, int threads, bool sample_only = false) {
   TensorQuantizeJob job;
   job.type = type;
-  job.nrows = wk.w->rows;
+  job.nrows = sample_only ? wk.n_sample : wk.w->rows;
   job.ncols = wk.w->cols;
-  const float* src = wk.rows.data();
+  const float* src = sample_only ? wk.sample.data() : wk.rows.data();
   const uint64_t cols = wk.w->cols;
   job.source = [src, cols](uint64_t r0, uint64_t n, std::span<float> out) {
     std::copy(src + r0 * cols, src + (r0 + n) * cols, out.begin());
@@ -139,9 +149,10 @@ std::vector<std::byte> quantize_copy(const Work& wk, GgmlType type, int threads)
   return quantize_tensor(job);
 }
 
-// E = Σ_i Σ_j a_j (dq_ij - w_ij)^2, row sums in parallel, added in row order.
+// E = Σ_i Σ_j a_j (dq_ij - w_ij)^2 over the sampled rows (q: their quantized copy), scaled to
+// the whole tensor; row sums in parallel, added in row order.
 double weighted_error(const Work& wk, GgmlType type, std::span<const std::byte> q, int threads) {
-  const uint64_t rows = wk.w->rows, cols = wk.w->cols;
+  const uint64_t rows = wk.n_sample, cols = wk.w->cols;
   const uint64_t rb = *row_bytes(type, cols);
   std::vector<double> per_row(rows);
 #pragma omp parallel num_threads(threads)
@@ -150,7 +161,7 @@ double weighted_error(const Work& wk, GgmlType type, std::span<const std::byte> 
 #pragma omp for schedule(static)
     for (int64_t r = 0; r < static_cast<int64_t>(rows); ++r) {
       dequantize_rows(type, q.subspan(r * rb, rb), dq);
-      const float* x = wk.rows.data() + r * cols;
+      const float* x = wk.sample.data() + r * cols;
       double e = 0;
       for (uint64_t j = 0; j < cols; ++j) {
         const double d = static_cast<double>(dq[j]) - x[j];
@@ -161,7 +172,7 @@ double weighted_error(const Work& wk, GgmlType type, std::span<const std::byte> 
   }
   double total = 0;
   for (double v : per_row) total += v;
-  return total;
+  return total * wk.sample_scale;
 }
 
 size_t reference_index(const std::vector<GgmlType>& types) {
@@ -171,6 +182,12 @@ size_t reference_index(const std::vector<GgmlType>& types) {
         std::abs(type_info(types[best]).bits_per_weight() - kReferenceBpw))
       best = k;
   return best;
+}
+
+std::string sci(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3e", v);
+  return buf;
 }
 
 std::string role_label(TensorRole r) { return std::string(role_name(r)); }
@@ -223,7 +240,10 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
                                  const std::function<void(const std::string&)>& log_fn) {
   const auto t0 = Clock::now();
   auto log = [&](const std::string& line) {
-    if (log_fn) log_fn(line);
+    if (!log_fn) return;
+    char stamp[32];
+    std::snprintf(stamp, sizeof stamp, "[%6.1f s] ", std::chrono::duration<double>(Clock::now() - t0).count());
+    log_fn(stamp + line);
   };
   if (static_cast<int64_t>(in.calib_tokens.size()) < s.n_ctx * s.n_chunks)
     throw Error("the calibration text has " + std::to_string(in.calib_tokens.size()) + " tokens; the profile needs " +
@@ -277,12 +297,20 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
     if (in.imatrix)
       if (const ImatrixEntry* e = in.imatrix->find(wk.w->name); e && e->n_mat() == 1 && e->n_cols() == wk.w->cols)
         wk.imatrix = e->importance();
+    const uint64_t rows = wk.w->rows, cols = wk.w->cols;
+    wk.n_sample = std::min(rows, kErrorRows);
+    wk.sample_scale = static_cast<double>(rows) / static_cast<double>(wk.n_sample);
+    wk.sample.resize(wk.n_sample * cols);
+    for (uint64_t s = 0; s < wk.n_sample; ++s) {
+      const uint64_t r = (2 * s + 1) * rows / (2 * wk.n_sample);  // centre of the s-th of n_sample strata
+      std::copy_n(wk.rows.data() + r * cols, cols, wk.sample.data() + s * cols);
+    }
     ProfileTensor& pt = p.tensors[i];
     for (size_t k = 0; k < pt.types.size(); ++k) {
-      std::vector<std::byte> q = quantize_copy(wk, pt.types[k], threads);
+      const std::vector<std::byte> q = quantize_copy(wk, pt.types[k], threads, /*sample_only=*/true);
       pt.error[k] = weighted_error(wk, pt.types[k], q, threads);
-      if (k == pt.ref) wk.copies[k] = std::move(q);
     }
+    wk.copies[pt.ref] = quantize_copy(wk, pt.types[pt.ref], threads);
   }
   auto substitute = [&](size_t i, size_t k) {
     Work& wk = work[i];
@@ -346,7 +374,7 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
       pt.measured[k] = meter.measure();
       restore(i);
       log("profile: " + pt.name + " at " + std::string(type_info(pt.types[k]).name) + ": ΔKLD " +
-          std::to_string(pt.measured[k]));
+          sci(pt.measured[k]));
     }
     drop_copies(i);
     p.groups[pt.group].dkld = pt.measured[pt.ref];
@@ -360,7 +388,7 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
     grp.dkld = meter.measure();
     for (size_t i : grp.tensors) restore(i);
     log("profile: group " + std::to_string(g + 1) + "/" + std::to_string(p.groups.size()) + " " + grp.label +
-        ": ΔKLD " + std::to_string(grp.dkld));
+        ": ΔKLD " + sci(grp.dkld));
   }
   // Gains: the group's measured ΔKLD over its members' summed error at their references.
   for (auto& grp : p.groups) {
@@ -373,7 +401,9 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
   const size_t nv = std::min<size_t>(static_cast<size_t>(std::max(0, s.n_validate)), layered.size());
   std::vector<double> lp, lm, ratios;
   for (size_t j = 0; j < nv; ++j) {
-    const size_t i = layered[(2 * j + 1) * layered.size() / (2 * nv)];
+    // Evenly spaced through the layers, shifted by j so the roles cycle too (a model's tensor
+    // list repeats its roles with a period that even spacing could hit every time).
+    const size_t i = layered[((2 * j + 1) * layered.size() / (2 * nv) + j) % layered.size()];
     const ProfileTensor& pt = p.tensors[i];
     // Alternate below and above the reference: the lowest candidate, then two steps up.
     size_t k = j % 2 == 0 ? 0 : std::min(pt.ref + 2, pt.types.size() - 2);
@@ -384,8 +414,7 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
     drop_copies(i);
     const double pr = p.predict(i, k);
     p.single_checks.push_back({pt.name + " at " + std::string(type_info(pt.types[k]).name), pr, m});
-    log("profile: check " + p.single_checks.back().what + ": predicted " + std::to_string(pr) + ", measured " +
-        std::to_string(m));
+    log("profile: check " + p.single_checks.back().what + ": predicted " + sci(pr) + ", measured " + sci(m));
     if (pr > 0 && m > 0) {
       lp.push_back(std::log(pr));
       lm.push_back(std::log(m));
@@ -413,8 +442,7 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
     }
     p.model_checks.push_back({step == 0 ? "every tensor at its reference type" : "every tensor one type above its reference",
                               pred, m});
-    log("profile: check " + p.model_checks.back().what + ": Σ predicted " + std::to_string(pred) + ", measured " +
-        std::to_string(m));
+    log("profile: check " + p.model_checks.back().what + ": Σ predicted " + sci(pred) + ", measured " + sci(m));
   }
   p.forward_passes = meter.passes() + static_cast<int>(s.n_chunks > 0);  // + the base pass
   p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();

@@ -8,6 +8,7 @@
 //
 //   ΔKLD(t, k) ≈ g(t) x E(t, k)
 //   E(t, k) = Σ_i Σ_j a_j (dq_ij - w_ij)^2      activation-weighted squared quantization error
+//                                               (estimated on up to 512 evenly spaced rows)
 //                                               (a_j: mean square of input column j over the
 //                                               calibration tokens, collected on the base pass;
 //                                               1 where a tensor is no matmul input)
@@ -40,7 +41,10 @@ namespace smolq {
 struct ProfileSettings {
   int64_t n_ctx = 256;          // calibration tokens per chunk (every position is scored)
   int64_t n_chunks = 1;         // chunks of the calibration text
-  int max_group_passes = 72;    // gain measurements at most (layers are banded to fit)
+  // Gain measurements at most (layers are banded to fit): SmolLM2-135M's 30 layers x 7 roles
+  // become bands of 6 layers (35 groups). Fewer, larger groups cost fewer forward passes but
+  // share one gain across more layers; docs/mixed-precision.md has the measurements.
+  int max_group_passes = 40;
   int n_validate = 6;           // single-tensor direct checks at a non-reference type
 };
 
