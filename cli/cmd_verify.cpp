@@ -114,13 +114,16 @@ std::vector<SweepQuantSpec> parse_types(const std::string& list, bool have_imatr
   std::stringstream ss(list);
   for (std::string name; std::getline(ss, name, ',');) {
     if (name.empty()) continue;
+    // "Q4_K_M@target": measured mixed precision at the size of the Q4_K_M file.
+    const bool at_target = name.size() > 7 && name.compare(name.size() - 7, 7, "@target") == 0;
+    if (at_target) name.resize(name.size() - 7);
     const FileType t = parse_file_type(name);
     const FileTypeInfo& info = file_type_info(t);
     if (t == FileType::kAllF32 || t == FileType::kF16 || t == FileType::kBF16)
       throw UsageError(std::string(info.name) + " is not a quantization; the baseline is the full-precision model");
     if (info.requires_imatrix && !have_imatrix)
       throw UsageError(std::string(info.name) + " needs an importance matrix: add --imatrix auto (or a file)");
-    v.push_back({std::string(info.name), t, "", false});
+    v.push_back({std::string(info.name) + (at_target ? "@target" : ""), t, "", false, at_target});
   }
   return v;
 }
@@ -252,9 +255,9 @@ int run_verify(const std::vector<std::string>& args) {
   opts.add_options()
       ("model", po::value<std::vector<std::string>>(), "the full-precision model (HF folder or GGUF), then any quantized GGUF files to compare")
       ("file,f", po::value<std::string>(), "evaluation text (plain text; e.g. WikiText-2's wiki.test.raw)")
-      ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + ")").c_str())
+      ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + "); NAME@target adds a measured mixed-precision file of NAME's size (docs/mixed-precision.md)").c_str())
       ("imatrix", po::value<std::string>(), "importance matrix for the builds: a file, or 'auto' to collect one from --calib")
-      ("calib", po::value<std::string>(), "calibration text for --imatrix auto (default: the first half of -f; the second half is then evaluated)")
+      ("calib", po::value<std::string>(), "calibration text for --imatrix auto and NAME@target rows (default: the first half of -f; the second half is then evaluated)")
       ("calib-chunks", po::value<int64_t>()->default_value(32), "calibrate --imatrix auto on at most this many chunks (-1: all)")
       ("ctx,c", po::value<int64_t>()->default_value(512), "tokens per chunk")
       ("chunks", po::value<int64_t>()->default_value(16), "chunks to evaluate (-1: the whole text)")
@@ -305,11 +308,12 @@ int run_verify(const std::vector<std::string>& args) {
 
   if (!vm.count("file")) throw UsageError("give the evaluation text with -f (for example WikiText-2's wiki.test.raw)");
   o.eval_text = vm["file"].as<std::string>();
+  // The calibration text of --imatrix auto and of NAME@target rows' profile.
+  if (vm.count("calib")) o.calib_text = vm["calib"].as<std::string>();
   if (vm.count("imatrix")) {
     const std::string im = vm["imatrix"].as<std::string>();
     if (im == "auto") {
       o.imatrix = ImatrixMode::kAuto;
-      if (vm.count("calib")) o.calib_text = vm["calib"].as<std::string>();
       o.calib_chunks = vm["calib-chunks"].as<int64_t>();
       if (o.calib_chunks == 0 || o.calib_chunks < -1) throw UsageError("--calib-chunks must be positive (or -1 for all)");
     } else {

@@ -8,7 +8,7 @@
 #include "formats/error.h"
 #include "verify/model.h"
 #include "verify/perplexity_input.h"
-#include "verify/profile_io.h"
+#include "verify/profile_target.h"
 #include "verify/sweep_cache.h"
 
 namespace smolq::cli {
@@ -23,10 +23,6 @@ std::string default_profile_path(const std::string& model_path, const std::strin
   if (fs::path(stem).extension() == ".gguf") stem = fs::path(stem).stem().string();
   fs::path dir = fs::path(output_path).parent_path();
   return (dir / (stem + ".smolq-profile.json")).string();
-}
-
-std::string profile_id(const SensitivityProfile& p) {
-  return hex64(CacheHasher().add(p.model_fp).add(p.calib_fp).add(p.imatrix_fp).add(p.settings_fp).digest());
 }
 
 void print_profile_summary(const SensitivityProfile& p) {
@@ -69,74 +65,41 @@ TargetDecision decide_target(const TargetArgs& a, const std::string& model_path,
 
   const auto t0 = std::chrono::steady_clock::now();
   std::unique_ptr<Model> model = Model::open(model_path);
-  const uint64_t model_fp = fingerprint_model(model_path);
-  const uint64_t imatrix_fp = imatrix ? CacheHasher().add("imatrix").add(fingerprint_file(imatrix_path)).digest() : 0;
-  const bool explicit_profile = !a.profile.empty();
-  d.profile_path = explicit_profile ? a.profile : default_profile_path(model_path, output_path);
   std::string calib = a.calib;
   if (calib.empty())
     if (const char* env = std::getenv("SMOLQ_CALIB")) calib = env;
   EvalTokens calib_tokens;
   if (!calib.empty()) calib_tokens = tokenize_text_file(*model, calib, /*parse_special=*/false);
-
-  SensitivityProfile prof;
-  std::string why_new;
-  if (fs::exists(d.profile_path)) {
-    SensitivityProfile old = load_profile(d.profile_path);
-    if (old.model_fp != model_fp) {
-      if (explicit_profile)
-        throw UsageError("profile " + d.profile_path + " was measured on another model (" + old.model_desc +
-                         "; weights hash " + hex64(old.model_fp) + ", this model " + hex64(model_fp) +
-                         "): give another --profile path or delete it");
-      why_new = "the profile beside the output is for another model";
-    } else if (old.settings_fp != profile_settings_fp(settings, imatrix != nullptr)) {
-      why_new = "the profile was measured with other settings (--calib-ctx/--calib-chunks, imatrix presence)";
-    } else if (old.imatrix_fp != imatrix_fp) {
-      why_new = "the profile was measured with another importance matrix";
-    } else if (!calib.empty() &&
-               old.calib_fp != calib_fingerprint(calib_tokens.ids, calib_tokens.add_bos, calib_tokens.bos_id, settings)) {
-      why_new = "the profile was measured on another calibration text";
-    } else {
-      prof = std::move(old);
-      d.profile_reused = true;
-    }
-  } else {
-    why_new = "no profile yet";
-  }
-  if (d.profile_reused) {
-    std::fprintf(stderr, "profile reused: %s (measured in %.1f s, %d forward passes; key %s)\n", d.profile_path.c_str(),
+  ProfileRequest req;
+  req.explicit_path = !a.profile.empty();
+  req.path = req.explicit_path ? a.profile : default_profile_path(model_path, output_path);
+  req.settings = settings;
+  req.model_fp = fingerprint_model(model_path);
+  req.calib_tokens = calib_tokens.ids;
+  req.add_bos = calib_tokens.add_bos;
+  req.bos_id = calib_tokens.bos_id;
+  req.calib_desc = fs::path(calib).filename().string() + ", first " + std::to_string(settings.n_ctx * settings.n_chunks) +
+                   " tokens";
+  req.imatrix = imatrix;
+  req.imatrix_fp = imatrix ? CacheHasher().add("imatrix").add(fingerprint_file(imatrix_path)).digest() : 0;
+  req.threads = threads;
+  d.profile_path = req.path;
+  auto log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+  if (!calib.empty())
+    std::fprintf(stderr, "profile: %s (%s), calibration %s\n", model_path.c_str(), model->describe().c_str(), calib.c_str());
+  ProfileOutcome got = obtain_profile(*model, req, log);
+  const SensitivityProfile& prof = got.profile;
+  d.profile_reused = got.reused;
+  if (got.reused)
+    std::fprintf(stderr, "profile reused: %s (measured in %.1f s, %d forward passes; key %s)\n", req.path.c_str(),
                  prof.seconds, prof.forward_passes, profile_id(prof).c_str());
-  } else {
-    if (calib.empty())
-      throw UsageError("--target-* measures the model once on a calibration text (" + why_new + "): pass --calib FILE "
-                       "(e.g. WikiText-2's wiki.valid.raw, not the text you evaluate on) or set SMOLQ_CALIB");
-    std::fprintf(stderr, "profile: measuring %s (%s) on %s: %s\n", model_path.c_str(), model->describe().c_str(),
-                 calib.c_str(), why_new.c_str());
-    ProfileInputs in;
-    in.calib_tokens = calib_tokens.ids;
-    in.add_bos = calib_tokens.add_bos;
-    in.bos_id = calib_tokens.bos_id;
-    in.calib_desc = fs::path(calib).filename().string() + ", first " + std::to_string(settings.n_ctx * settings.n_chunks) +
-                    " tokens";
-    in.imatrix = imatrix;
-    in.imatrix_fp = imatrix_fp;
-    in.model_fp = model_fp;
-    in.n_threads = threads;
-    prof = build_profile(*model, in, settings, [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); });
-    save_profile(d.profile_path, prof);
-    std::fprintf(stderr, "profile built in %.1f s (%d forward passes over the calibration text, %d threads); saved %s\n",
-                 prof.seconds, prof.forward_passes, threads, d.profile_path.c_str());
-  }
+  else
+    std::fprintf(stderr, "profile built in %.1f s (%d forward passes over the calibration text, %d threads; %s); saved %s\n",
+                 prof.seconds, prof.forward_passes, threads, got.why_measured.c_str(), req.path.c_str());
   print_profile_summary(prof);
 
-  // Costs per tensor from the profile.
   MixInput in;
-  for (size_t t = 0; t < prof.tensors.size(); ++t) {
-    MixCosts c;
-    c.types = prof.tensors[t].types;
-    for (size_t k = 0; k < c.types.size(); ++k) c.cost.push_back(prof.predict(t, k));
-    in.costs[prof.tensors[t].name] = std::move(c);
-  }
+  in.costs = profile_costs(prof);
   const std::string pid = profile_id(prof);
   // The header with placeholder values of the final sizes (strings known now, f32 numbers).
   PlannedFile f = plan_file(mix_metadata_kv(d.target, pid, prof.calib_desc, 0.0, 0.0));

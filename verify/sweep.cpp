@@ -207,18 +207,23 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   std::string calib_desc;
   const std::string text_name = fs::path(o.eval_text).filename().string();
   res.eval_text = o.eval_text;
-  if (o.imatrix == ImatrixMode::kAuto && o.calib_text.empty()) {
+  bool has_targets = false;
+  for (const auto& q : o.quants) has_targets = has_targets || q.at_target;
+  const bool needs_calib = o.imatrix == ImatrixMode::kAuto || has_targets;
+  if (needs_calib && o.calib_text.empty()) {
     // No separate calibration text: calibrate on the first half, evaluate on the second.
     const size_t half = toks.ids.size() / 2;
     calib.assign(toks.ids.begin(), toks.ids.begin() + static_cast<ptrdiff_t>(half));
     c.eval_tokens.assign(toks.ids.begin() + static_cast<ptrdiff_t>(half), toks.ids.end());
     calib_desc = "the first half of " + text_name + " (tokens 0.." + std::to_string(half) + ")";
     res.eval_desc = "the second half of " + text_name + " (tokens " + std::to_string(half) + ".." +
-                    std::to_string(toks.ids.size()) + "; the first half calibrated the imatrix)";
+                    std::to_string(toks.ids.size()) + "; the first half calibrated the " +
+                    (o.imatrix == ImatrixMode::kAuto ? (has_targets ? "imatrix and the target profile" : "imatrix")
+                                                     : "target profile") + ")";
   } else {
     c.eval_tokens = toks.ids;
     res.eval_desc = text_name + " (" + std::to_string(toks.ids.size()) + " tokens)";
-    if (o.imatrix == ImatrixMode::kAuto) {
+    if (needs_calib) {
       calib = tokenize_text_file(*c.base, o.calib_text, false).ids;
       calib_desc = fs::path(o.calib_text).filename().string() + " (" + std::to_string(calib.size()) + " tokens)";
     }
@@ -233,6 +238,10 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   res.positions = res.n_chunks * (c.eval.n_ctx - c.eval.n_ctx / 2 - 1);
   c.log("evaluation: " + std::to_string(res.n_chunks) + " chunks of " + std::to_string(c.eval.n_ctx) + " tokens from " +
         res.eval_desc + ", " + std::to_string(res.positions) + " scored positions per model");
+
+  c.calib_tokens = calib;
+  c.calib_desc = calib_desc;
+  c.calib_fp = CacheHasher().add("calib").add_bytes(calib.data(), calib.size() * sizeof(int32_t)).digest();
 
   // 3. importance matrix
   sweep::prepare_imatrix(c, calib, calib_desc);

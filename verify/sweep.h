@@ -37,6 +37,9 @@ struct SweepQuantSpec {
   // Skip with a note instead of failing when the type cannot be built from this model
   // (`--types all`: a mixture that needs an importance matrix for some tensor).
   bool optional = false;
+  // Measured mixed precision (docs/mixed-precision.md): instead of `ftype`'s rules, a file of
+  // exactly the size of `ftype`'s file whose types the allocator chooses ("Q4_K_M@target").
+  bool at_target = false;
 };
 
 enum class ImatrixMode { kNone, kFile, kAuto };

@@ -12,6 +12,7 @@
 #include "formats/error.h"
 #include "formats/interrupt.h"
 #include "formats/mapped_file.h"
+#include "formats/safetensors.h"
 #include "quantize/model_writer.h"
 #include "quantize/quantize_model.h"
 #include "quantize/tensor_quantizer.h"
@@ -92,15 +93,70 @@ void fill_from_write(QuantRow& r, const WriteResult& w) {
   for (const auto& [type, tally] : w.by_type) r.tensor_types.emplace_back(std::string(type_info(type).name), tally.tensors);
 }
 
-// Quantize the baseline to `ftype` at `out`: straight from the checkpoint for an HF folder
-// (as `smolq convert --type`), or requantizing a GGUF (as `smolq quantize`).
-WriteResult build_quant(Context& c, FileType ftype, const std::string& out, const std::string& stage, int& imatrix_used) {
+// The GGUF baseline's tensors as quantizer sources (rows decoded on demand).
+std::vector<SourceTensor> gguf_sources(const GgufReader& reader) {
+  std::vector<SourceTensor> sources;
+  for (const auto& t : reader.tensors()) {
+    SourceTensor s;
+    s.shape.name = t.name;
+    for (size_t d = 0; d < t.shape.size() && d < 4; ++d) s.shape.ne[d] = t.shape[d];
+    s.shape.source_type = t.type;
+    const auto bytes = reader.tensor_data(t).span();
+    s.encoded = bytes;
+    const GgmlType st = t.type;
+    const uint64_t ncols = t.shape[0];
+    s.rows = [st, ncols, bytes](uint64_t r0, uint64_t n, std::span<float> dst) {
+      dequantize_tensor_rows(st, bytes, ncols, r0, n, dst);
+    };
+    sources.push_back(std::move(s));
+  }
+  return sources;
+}
+
+}  // namespace
+
+QuantizeOptions quant_options(const Context& c, FileType ftype) {
   QuantizeOptions q;
   q.ftype = ftype;
   if (c.imatrix) {
     q.imatrix = &*c.imatrix;
     q.imatrix_path = c.imatrix_path;
   }
+  // A GGUF baseline may itself be quantized (e.g. a Q8_0 file used as the reference).
+  q.allow_requantize = true;
+  return q;
+}
+
+PlannedQuantFile plan_quant_file(Context& c, const QuantizeOptions& q) {
+  PlannedQuantFile f;
+  GgufMetadata meta;
+  if (!c.base->is_gguf()) {
+    ConvertOptions opt;
+    opt.input_dir = c.o.model;
+    opt.quant = q;
+    opt.file_type = static_cast<uint32_t>(q.ftype);
+    auto ck = SafetensorsCheckpoint::open(c.o.model);
+    const ConvertPlan p = plan_conversion(opt, *ck);
+    for (const auto& o : p.outputs) f.tensors.push_back({o.name, o.shape, o.type});
+    meta = p.metadata;
+  } else {
+    auto reader = GgufReader::open(c.o.model);
+    const QuantizePlanResult plan = plan_quantization(gguf_sources(*reader), facts_from_gguf(reader->metadata()), q);
+    meta = reader->metadata();
+    stamp_quantize_metadata(meta, q, plan);
+    for (const auto& o : plan.outputs) f.tensors.push_back({o.name, o.shape, o.type});
+  }
+  f.alignment = static_cast<uint32_t>(meta.opt_u64("general.alignment").value_or(32));
+  const GgufLayout layout = plan_gguf_layout(meta, f.tensors, f.alignment);
+  f.data_offset = layout.data_offset;
+  f.file_size = layout.file_size;
+  return f;
+}
+
+// Quantize the baseline with options `q` at `out`: straight from the checkpoint for an HF
+// folder (as `smolq convert --type`), or requantizing a GGUF (as `smolq quantize`).
+WriteResult build_quant(Context& c, const QuantizeOptions& q, const std::string& out, const std::string& stage,
+                        int& imatrix_used) {
   const int threads = c.eval.n_threads;
   auto on_progress = [&](const WriteProgress& wp) {
     c.progress(stage, static_cast<int64_t>(wp.elements_done), static_cast<int64_t>(wp.elements_total),
@@ -111,32 +167,15 @@ WriteResult build_quant(Context& c, FileType ftype, const std::string& out, cons
     opt.input_dir = c.o.model;
     opt.output_path = out;
     opt.quant = q;
-    opt.file_type = static_cast<uint32_t>(ftype);
+    opt.file_type = static_cast<uint32_t>(q.ftype);
     opt.threads = threads;
     opt.on_progress = on_progress;
     ConvertSummary s = convert_checkpoint(opt);
     imatrix_used = s.imatrix_used;
     return s.written;
   }
-  // A GGUF baseline may itself be quantized (e.g. a Q8_0 file used as the reference).
-  q.allow_requantize = true;
   auto reader = GgufReader::open(c.o.model);
-  std::vector<SourceTensor> sources;
-  for (const auto& t : reader->tensors()) {
-    SourceTensor s;
-    s.shape.name = t.name;
-    for (size_t d = 0; d < t.shape.size() && d < 4; ++d) s.shape.ne[d] = t.shape[d];
-    s.shape.source_type = t.type;
-    const auto bytes = reader->tensor_data(t).span();
-    s.encoded = bytes;
-    const GgmlType st = t.type;
-    const uint64_t ncols = t.shape[0];
-    s.rows = [st, ncols, bytes](uint64_t r0, uint64_t n, std::span<float> dst) {
-      dequantize_tensor_rows(st, bytes, ncols, r0, n, dst);
-    };
-    sources.push_back(std::move(s));
-  }
-  QuantizePlanResult plan = plan_quantization(sources, facts_from_gguf(reader->metadata()), q);
+  QuantizePlanResult plan = plan_quantization(gguf_sources(*reader), facts_from_gguf(reader->metadata()), q);
   for (const auto& w : plan.warnings) c.log("  warning: " + w);
   GgufMetadata meta = reader->metadata();
   stamp_quantize_metadata(meta, q, plan);
@@ -144,6 +183,7 @@ WriteResult build_quant(Context& c, FileType ftype, const std::string& out, cons
   return write_gguf_model(out, meta, plan.outputs, threads, on_progress);
 }
 
+namespace {
 }  // namespace
 
 // ---- importance matrix ------------------------------------------------------------------
@@ -221,6 +261,12 @@ Target prepare_quant(Context& c, const SweepQuantSpec& spec) {
   r.built = true;
   r.file_type = std::string(file_type_info(ft).name);
   t.fp = CacheHasher().add(kSweepCacheVersion).add("build").add(c.base_fp).add(static_cast<uint64_t>(ft)).add(c.imatrix_fp).digest();
+  if (spec.at_target) {
+    // Same size as the `ft` file, types chosen by the allocator (verify/sweep_target.cpp). The
+    // key adds the calibration tokens the profile is measured on and the solver's inputs.
+    r.file_type = "target (size of " + r.file_type + ")";
+    t.fp = CacheHasher().add(t.fp).add("target").add(c.calib_fp).add(target_settings_fp()).digest();
+  }
   r.path = c.quant_dir + "/" + model_stem(c.o.model) + "-" + safe_label(r.label) + (c.imatrix ? "-imat" : "") + ".gguf";
   const std::string record = c.cache_dir + "/build-" + safe_label(r.label) + "-" + hex64(t.fp) + ".json";
   simdjson::dom::parser parser;
@@ -239,7 +285,8 @@ Target prepare_quant(Context& c, const SweepQuantSpec& spec) {
   c.log(stage + " -> " + r.path);
   const auto t0 = Clock::now();
   int imatrix_used = 0;
-  const WriteResult w = build_quant(c, ft, r.path, stage, imatrix_used);
+  const WriteResult w = spec.at_target ? build_target_quant(c, ft, r.path, stage, imatrix_used)
+                                       : build_quant(c, quant_options(c, ft), r.path, stage, imatrix_used);
   r.build_seconds = seconds_since(t0);
   fill_from_write(r, w);
   r.imatrix_used = imatrix_used > 0;

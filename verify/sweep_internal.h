@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "formats/imatrix.h"
+#include "quantize/model_writer.h"
+#include "quantize/quantize_model.h"
 #include "verify/model.h"
 #include "verify/sweep.h"
 #include "verify/tokenizer.h"
@@ -30,6 +32,12 @@ struct Context {
   std::vector<int32_t> eval_tokens;
   uint64_t eval_tokens_hash = 0;
   EvalOptions eval;                // with the tokenizer's BOS settings
+
+  // Calibration tokens (a separate text, or the first half of the evaluation text) for the
+  // automatic imatrix and the target rows' sensitivity profile; calib_fp hashes them.
+  std::vector<int32_t> calib_tokens;
+  std::string calib_desc;
+  uint64_t calib_fp = 0;
 
   std::optional<ImatrixData> imatrix;
   std::string imatrix_path;        // the file the quants record as their imatrix
@@ -59,6 +67,25 @@ void prepare_imatrix(Context& c, std::span<const int32_t> calib_tokens, const st
 Target prepare_quant(Context& c, const SweepQuantSpec& spec);
 // Per-tensor and per-layer error of the quant against the baseline (cached).
 void measure_tensor_errors(Context& c, Target& t);
+
+// The quantize options of a build of `ftype` (importance data when the sweep has it).
+QuantizeOptions quant_options(const Context& c, FileType ftype);
+// The file a build with `q` would write, planned exactly (nothing written).
+struct PlannedQuantFile {
+  std::vector<GgufPlannedTensor> tensors;
+  uint64_t data_offset = 0, file_size = 0;
+  uint32_t alignment = 32;
+};
+PlannedQuantFile plan_quant_file(Context& c, const QuantizeOptions& q);
+WriteResult build_quant(Context& c, const QuantizeOptions& q, const std::string& out, const std::string& stage,
+                        int& imatrix_used);
+
+// sweep_target.cpp
+// A target-driven quant (measured mixed precision) with the file size of the `size_of` file.
+WriteResult build_target_quant(Context& c, FileType size_of, const std::string& out, const std::string& stage,
+                               int& imatrix_used);
+// Hash of what the target rows' results depend on besides the model and calibration.
+uint64_t target_settings_fp();
 
 // sweep_eval.cpp
 // KL-divergence statistics of every target against the baseline, in memory-bounded groups;
