@@ -24,7 +24,10 @@ row() {
   local label=$1 in_bytes=$2 outfile=$3
   shift 3
   local stats wall rss_kb size
-  stats=$( { /usr/bin/time -f "%e %M" "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1)
+  # GNU time writes its figures to a file (-o): the command's own output is discarded, and
+  # a redirect of stderr would take time's report with it.
+  /usr/bin/time -f "%e %M" -o "$out/time.txt" "$@" >/dev/null 2>&1 || { echo "failed: $*" >&2; exit 1; }
+  stats=$(tail -1 "$out/time.txt")
   wall=${stats% *}; rss_kb=${stats#* }
   size=$(stat -c %s "$outfile")
   awk -v l="$label" -v w="$wall" -v r="$rss_kb" -v i="$in_bytes" -v s="$size" \
