@@ -1,9 +1,11 @@
 #include "cli/target_mix.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <sstream>
 
 #include "formats/error.h"
 #include "verify/model.h"
@@ -45,7 +47,8 @@ void add_target_options(po::options_description& opts, TargetArgs& a) {
       ("profile", po::value<std::string>(&a.profile), "sensitivity profile file (default: <output folder>/<model>.smolq-profile.json); reused when it matches")
       ("calib-ctx", po::value<int64_t>(&a.calib_ctx)->default_value(256), "profile: calibration tokens per chunk")
       ("calib-chunks", po::value<int64_t>(&a.calib_chunks)->default_value(1), "profile: chunks of the calibration text")
-      ("profile-groups", po::value<int>(&a.profile_groups)->default_value(40), "profile: gain measurements at most (layers are grouped in bands to fit)");
+      ("profile-groups", po::value<int>(&a.profile_groups)->default_value(40), "profile: gain measurements at most (layers are grouped in bands to fit)")
+      ("exclude-types", po::value<std::string>(&a.exclude_types), "types the allocator may not use, comma-separated (e.g. IQ4_NL,Q2_K); the profile is unchanged");
 }
 
 bool target_requested(const TargetArgs& a) { return !a.target_bpw.empty() || !a.target_size.empty(); }
@@ -58,6 +61,7 @@ TargetDecision decide_target(const TargetArgs& a, const std::string& model_path,
     throw UsageError("--calib-ctx must be at least 16, --calib-chunks and --profile-groups at least 1");
   TargetDecision d;
   d.target = a.target_size.empty() ? parse_target_bpw(a.target_bpw) : parse_target_size(a.target_size);
+  if (!a.exclude_types.empty()) d.target.text += " excluding " + a.exclude_types;
   ProfileSettings settings;
   settings.n_ctx = a.calib_ctx;
   settings.n_chunks = a.calib_chunks;
@@ -100,6 +104,25 @@ TargetDecision decide_target(const TargetArgs& a, const std::string& model_path,
 
   MixInput in;
   in.costs = profile_costs(prof);
+  if (!a.exclude_types.empty()) {
+    std::vector<GgmlType> excluded;
+    std::stringstream ss(a.exclude_types);
+    for (std::string name; std::getline(ss, name, ',');) {
+      const TypeGeometry* g = name.empty() ? nullptr : find_type(name);
+      if (!g) throw UsageError("--exclude-types: unknown type '" + name + "'");
+      excluded.push_back(g->id);
+    }
+    for (auto& [name, c] : in.costs) {
+      MixCosts kept;
+      for (size_t k = 0; k < c.types.size(); ++k)
+        if (std::find(excluded.begin(), excluded.end(), c.types[k]) == excluded.end()) {
+          kept.types.push_back(c.types[k]);
+          kept.cost.push_back(c.cost[k]);
+        }
+      if (kept.types.empty()) throw UsageError("--exclude-types leaves tensor '" + name + "' no type");
+      c = std::move(kept);
+    }
+  }
   const std::string pid = profile_id(prof);
   // The header with placeholder values of the final sizes (strings known now, f32 numbers).
   PlannedFile f = plan_file(mix_metadata_kv(d.target, pid, prof.calib_desc, 0.0, 0.0));

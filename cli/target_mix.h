@@ -22,6 +22,7 @@ struct TargetArgs {
   int64_t calib_ctx = 256;  // calibration tokens per chunk
   int64_t calib_chunks = 1;
   int profile_groups = 40;  // gain measurements at most (ProfileSettings::max_group_passes)
+  std::string exclude_types;  // comma-separated types the allocator may not use (the profile keeps them)
 };
 
 void add_target_options(po::options_description& opts, TargetArgs& a);

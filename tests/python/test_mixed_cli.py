@@ -171,3 +171,19 @@ def test_convert_takes_the_same_options(small, synthetic, calib, run_smolq, out_
                     "--dry-run", "--calib-ctx", 128)
     assert "profile reused" in dry.stderr
     assert int(FILE_LINE.search(dry.stdout).group(1)) == out.stat().st_size
+
+
+def test_exclude_types(profiled, small, run_smolq, out_dir):
+    prof, _ = profiled
+    from quantize_tools import tensor_types
+    out = out_dir / "ex.gguf"
+    proc = run_smolq("quantize", small, out, "--target-bpw", "4", "--profile", prof, "-q", "--calib-ctx", 128,
+                     "--exclude-types", "Q2_K,Q4_K,IQ4_XS")
+    assert "profile reused" in proc.stderr
+    used = set(tensor_types(out).values())
+    assert not used & {"Q2_K", "Q4_K", "IQ4_XS"}, used
+    assert bits_per_weight(out) <= 4.0
+    assert mix_fields(out)["smolq.mix.target"] == "bpw 4 excluding Q2_K,Q4_K,IQ4_XS"
+    p = run_smolq("quantize", small, out_dir / "ex2.gguf", "--target-bpw", "4", "--profile", prof,
+                  "--calib-ctx", 128, "--exclude-types", "Q9_9", check=False)
+    assert p.returncode == 2 and "unknown type" in p.stderr
