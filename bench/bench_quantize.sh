@@ -3,15 +3,19 @@
 # and with llama.cpp's own quantizer (the llama-quantize built by scripts/build_llama_tools.sh),
 # same input, same thread count (2), and both outputs' error:
 #   rmse  = relative RMSE of every quantized weight against the F16 source,
-#           sqrt(sum (dequant - f16)^2 / sum f16^2), decoded by gguf-py (independent of smolq);
-#           synthetic model always, real model with RMSE_REAL=1 (gguf-py decodes 134M weights
-#           slowly);
+#           sqrt(sum (dequant - f16)^2 / sum f16^2), decoded by llama.cpp's own ggml (the
+#           llama-cpp-python wheel's libggml-base, through tests/python/quantize_tools.py), so
+#           independent of smolq; RMSE=0 skips it;
 #   ppl   = llama.cpp's perplexity (llama-cpp-python) on the first PPL_TOKENS tokens of the
 #           WikiText-2 test split, real model only (random weights have no meaningful PPL).
 # Inputs: `smolq convert --outtype f16` of the real SmolLM2-135M-Instruct (576-wide rows: most
 # tensors take 32-element fallbacks) and of the synthetic aligned256-bf16 (every width a
 # multiple of 256, real 49k vocabulary). File types that need an importance matrix get
 # llama-imatrix's, computed once on a WikiText-2 validation excerpt; both quantizers get it.
+# Every file type by default. llama-quantize has no NVFP4 file type: it gets smolq's plan tensor
+# by tensor (--tensor-type-file over Q8_0), so the NVFP4 row compares the two NVFP4 quantizers.
+# A type neither can make for a model (Q1_0: 128-weight blocks, no fallback, 576-wide rows) is
+# printed as refused when both refuse, and stops the bench when only one does.
 #
 #   bench/bench_quantize.sh                          all models, default types
 #   TYPES="Q4_K_M Q6_K" MODELS=real bench/bench_quantize.sh
@@ -37,13 +41,17 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 export SMOLQ="$smolq" TOOLS="$tools" WORK="$work" HERE="$here"
 export THREADS="${THREADS:-2}" PPL_TOKENS="${PPL_TOKENS:-256}" REPEAT="${REPEAT:-1}" MODELS="${MODELS:-real syn}"
-export TYPES="${TYPES:-Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q3_K_M Q4_K_M Q5_K_M Q6_K IQ4_NL IQ4_XS IQ3_S IQ3_XXS IQ2_S IQ2_XS IQ2_XXS IQ1_M IQ1_S}"
+export TYPES="${TYPES:-Q4_0 Q4_1 Q5_0 Q5_1 Q8_0 Q2_K Q2_K_S Q3_K_S Q3_K_M Q3_K_L Q4_K_S Q4_K_M Q5_K_S Q5_K_M Q6_K IQ1_S IQ1_M IQ2_XXS IQ2_XS IQ2_S IQ2_M IQ3_XXS IQ3_XS IQ3_S IQ3_M IQ4_NL IQ4_XS TQ1_0 TQ2_0 MXFP4_MOE NVFP4 Q2_0 Q1_0}"
+export RMSE="${RMSE:-1}"
 export OPENBLAS_NUM_THREADS=1
 
 exec "$py" - <<'PY'
 import os, re, subprocess, sys
 from pathlib import Path
 import numpy as np
+
+sys.path.insert(0, str(Path(os.environ["HERE"]) / "tests" / "python"))
+from quantize_tools import dequantize_tensor, gguf_tensor_table  # ggml's decoders, a GGUF table reader
 
 smolq, tools, work, here = os.environ["SMOLQ"], Path(os.environ["TOOLS"]), Path(os.environ["WORK"]), Path(os.environ["HERE"])
 threads, ppl_tokens, repeat = int(os.environ["THREADS"]), int(os.environ["PPL_TOKENS"]), int(os.environ["REPEAT"])
@@ -52,9 +60,9 @@ wiki = Path(here).parent / "shared" / "assets" / "wikitext-2-raw"
 ckpts = {"real": here / "testdata/generated/smollm2-135m-instruct", "syn": here / "testdata/generated/aligned256-bf16"}
 
 
-def sh(*args):
+def sh(*args, check=True):
     p = subprocess.run([str(a) for a in args], capture_output=True, text=True)
-    if p.returncode != 0:
+    if check and p.returncode != 0:
         sys.exit(f"failed: {' '.join(map(str, args))}\n{p.stderr[-2000:]}")
     return p
 
@@ -71,18 +79,26 @@ def timed(*args):
 
 
 def rel_rmse(src_path, q_path):
-    import gguf
-    from gguf.quants import dequantize
-    src = {t.name: t for t in gguf.GGUFReader(str(src_path)).tensors}
+    src = {t.name: t for t in gguf_tensor_table(src_path)}
     num = den = 0.0
-    for t in gguf.GGUFReader(str(q_path)).tensors:
+    for t in gguf_tensor_table(q_path):
         s = src[t.name]
-        if len(t.shape) < 2 or t.tensor_type == s.tensor_type:
+        if len(t.shape) < 2 or t.type_id == s.type_id:
             continue
-        w = dequantize(s.data, s.tensor_type).astype(np.float64)
-        num += float(((dequantize(t.data, t.tensor_type) - w) ** 2).sum())
+        w = dequantize_tensor(src_path, s).astype(np.float64)
+        num += float(((dequantize_tensor(q_path, t) - w) ** 2).sum())
         den += float((w ** 2).sum())
     return (num / den) ** 0.5 if den else 0.0
+
+
+def llama_args(f16, t, plan):
+    """llama-quantize's file type and options for smolq's file type t (NVFP4: our plan)."""
+    if t != "NVFP4":
+        return t, []
+    spec = work / "nvfp4-types.txt"
+    rows = re.findall(r"^(\S+)\s+\d[\d x]*\s+\S+\s+->\s+(\S+)", plan, re.M)
+    spec.write_text("".join(f"^{re.escape(n)}$={ty}\n" for n, ty in rows if ty not in ("f32", "f16", "bf16")))
+    return "Q8_0", ["--tensor-type-file", spec]
 
 
 def perplexity(path, text):
@@ -113,13 +129,21 @@ for model in models:
     sh(tools / "llama-imatrix", "-m", f16, "-f", calib, "-o", imatrix, "-c", 256, "--chunks", 4, "-t", threads, "--no-ppl")
     base_ppl = perplexity(f16, test_text) if model == "real" else None
     for t in types:
-        plan = sh(smolq, "quantize", f16, t, "--dry-run").stdout
+        dry = sh(smolq, "quantize", f16, t, "--dry-run", check=False)
+        plan = dry.stdout + dry.stderr
         imat = ["--imatrix", imatrix] if "needs an importance matrix" in plan else []
         ours, theirs = work / "ours.gguf", work / "theirs.gguf"
+        lt, lopts = llama_args(f16, t, plan)
+        if dry.returncode != 0:
+            theirs_dry = sh(tools / "llama-quantize", "--dry-run", *imat, f16, lt, check=False)
+            if theirs_dry.returncode == 0:
+                sys.exit(f"smolq refuses {t} on {model}, llama-quantize does not:\n{plan[-2000:]}")
+            print(f"{model:5} {t:8} refused by both: {plan.strip().splitlines()[-1][:90]}", flush=True)
+            continue
         ow, oc = timed(smolq, "quantize", f16, ours, t, *imat, "-t", threads, "-q")
-        lw, lc = timed(tools / "llama-quantize", *imat, f16, theirs, t, threads)
+        lw, lc = timed(tools / "llama-quantize", *lopts, *imat, f16, theirs, lt, threads)
         oe = le = float("nan")
-        if model != "real" or os.environ.get("RMSE_REAL") == "1":
+        if os.environ["RMSE"] == "1":
             oe, le = rel_rmse(f16, ours), rel_rmse(f16, theirs)
         op = lp = float("nan")
         if model == "real":

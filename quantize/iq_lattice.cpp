@@ -163,11 +163,14 @@ double Lattice::mean_neighbours() const {
 namespace {
 constexpr int kIq2Levels[] = {8, 25, 43};
 // Neighbour radius per lattice (extra squared index distance beyond the nearest grid point).
-// Measured on the golden matrix: for the IQ2 and IQ1 grids the nearest shell alone loses
-// almost nothing and halves the search time; the 4-d IQ3 grids want the next shells too.
+// Measured on the golden matrix: for the IQ2 grids the nearest shell alone loses almost nothing
+// and halves the search time; the 4-d IQ3 grids want the next shells too. The IQ1 grid keeps
+// the next shell: with a skewed imatrix one weight of a group can carry 1000x the importance of
+// its neighbours, and every nearest-shell point may move exactly that weight (seen on
+// SmolLM2-135M's last ffn_down: a 24x worse sub-block).
 constexpr int kIq2NeighbourExtra = 0;
 constexpr int kIq3NeighbourExtra = 2;
-constexpr int kIq1NeighbourExtra = 0;
+constexpr int kIq1NeighbourExtra = 1;
 constexpr int kIq3xxsLevels[] = {4, 12, 20, 28, 36, 44, 52, 62};
 constexpr int kIq3sLevels[] = {1, 3, 5, 7, 9, 11, 13, 15};
 constexpr int kIq1Levels[] = {-1, 0, 1};
