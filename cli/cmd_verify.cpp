@@ -320,12 +320,14 @@ int run_verify(const std::vector<std::string>& args) {
       o.imatrix = ImatrixMode::kFile;
       o.imatrix_file = im;
     }
-  } else if (vm.count("calib")) {
-    throw UsageError("--calib is the text for --imatrix auto");
   }
   const bool have_imatrix = o.imatrix != ImatrixMode::kNone;
   if (vm.count("types") || paths.size() == 1)
     o.quants = parse_types(vm.count("types") ? vm["types"].as<std::string>() : kDefaultTypes, have_imatrix);
+  bool has_targets = false;
+  for (const auto& q : o.quants) has_targets = has_targets || q.at_target;
+  if (vm.count("calib") && o.imatrix != ImatrixMode::kAuto && !has_targets)
+    throw UsageError("--calib is the text for --imatrix auto and NAME@target rows");
   for (size_t i = 1; i < paths.size(); ++i) {
     SweepQuantSpec s;
     s.label = std::filesystem::path(paths[i]).stem().string();

@@ -9,6 +9,7 @@
 namespace smolq {
 namespace {
 
+// GGUF pads every tensor's data (the last one too) to general.alignment (plan_gguf_layout).
 uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 std::string fmt(const char* f, auto... args) {
@@ -60,6 +61,8 @@ MixPlan plan_mix(const MixInput& in, const MixTarget& target) {
   std::vector<size_t> item_tensor;  // index into in.tensors
   uint64_t fixed = 0;               // bytes of tensors the allocator does not choose for (as counted)
   size_t found = 0;
+  // What a tensor costs against the budget: its padded bytes for a file-size target (the file
+  // holds them), its plain bytes for a bits-per-weight target (the definition excludes padding).
   auto counted = [&](uint64_t nb) { return target.by_size ? align_up(nb, in.alignment) : nb; };
   for (size_t i = 0; i < in.tensors.size(); ++i) {
     const GgufPlannedTensor& t = in.tensors[i];
@@ -83,7 +86,10 @@ MixPlan plan_mix(const MixInput& in, const MixTarget& target) {
   }
   if (found != in.costs.size()) throw Error("the sensitivity profile names tensors this model does not have");
 
-  // Bytes the allocated tensors may take.
+  // Bytes the allocated tensors may take: the target minus everything the allocator does not
+  // choose (header and metadata up to the aligned data offset, norms and other fixed tensors).
+  // Because the header was planned with the final keys at their final sizes, and padding is
+  // counted per tensor, a solution within `limit` is a file within the target, to the byte.
   uint64_t limit = 0;
   if (target.by_size) {
     limit = target.file_size;
@@ -92,6 +98,7 @@ MixPlan plan_mix(const MixInput& in, const MixTarget& target) {
                        "unquantized tensors alone (" + std::to_string(in.data_offset + fixed) + " bytes)");
     limit -= in.data_offset + fixed;
   } else {
+    // bpw x elements / 8, rounded down: the largest tensor total whose bpw is <= the target.
     const uint64_t total = static_cast<uint64_t>(std::floor(target.bpw * static_cast<double>(p.elements) / 8.0));
     if (total < fixed) throw UsageError("--target-bpw " + fmt("%g", target.bpw) + " is below the unquantized tensors alone");
     limit = total - fixed;
@@ -101,6 +108,7 @@ MixPlan plan_mix(const MixInput& in, const MixTarget& target) {
   try {
     r = allocate(items, limit);
   } catch (const UsageError&) {
+    // Say what the smallest achievable target is, in the user's own unit.
     uint64_t least = 0;
     for (const auto& it : items) {
       uint64_t m = UINT64_MAX;
@@ -156,6 +164,7 @@ MixPlan plan_mix(const MixInput& in, const MixTarget& target) {
   return p;
 }
 
+// f32 values: 9 significant digits are all an f32 holds, and the key sizes stay fixed.
 std::vector<std::string> mix_metadata_kv(const MixTarget& t, const std::string& profile_id, const std::string& calib,
                                          double predicted_kld, double bpw) {
   return {"smolq.mix.target=str:" + t.text,

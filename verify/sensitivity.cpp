@@ -444,7 +444,7 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
                               pred, m});
     log("profile: check " + p.model_checks.back().what + ": Σ predicted " + sci(pred) + ", measured " + sci(m));
   }
-  p.forward_passes = meter.passes() + static_cast<int>(s.n_chunks > 0);  // + the base pass
+  p.forward_passes = meter.passes() + 1;  // + the base pass
   p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return p;
 }

@@ -187,3 +187,20 @@ def test_exclude_types(profiled, small, run_smolq, out_dir):
     p = run_smolq("quantize", small, out_dir / "ex2.gguf", "--target-bpw", "4", "--profile", prof,
                   "--calib-ctx", 128, "--exclude-types", "Q9_9", check=False)
     assert p.returncode == 2 and "unknown type" in p.stderr
+
+
+def test_verify_rows_at_the_size_of_a_mixture(small, calib, run_smolq, out_dir, wikitext):
+    """`smolq verify --types Q4_K_M,Q4_K_M@target`: both rows in the report, the target row no
+    larger than the Q4_K_M file and with a lower KLD on the evaluation text (a WikiText-2 test
+    excerpt; the profile is measured on --calib, a validation excerpt)."""
+    text = out_dir / "test.txt"
+    text.write_text(wikitext(40000, split="test"), encoding="utf-8")
+    run_smolq("verify", small, "-f", text, "--types", "Q4_K_M,Q4_K_M@target", "--calib", calib, "--ctx", 128,
+              "--chunks", 4, "--n-predict", 0, "-t", 2, "--out", out_dir / "v")
+    rep = json.loads((out_dir / "v" / "report.json").read_text())
+    rows = {q["label"]: q for q in rep["quants"]}
+    assert set(rows) == {"Q4_K_M", "Q4_K_M@target"}
+    fixed, target = rows["Q4_K_M"], rows["Q4_K_M@target"]
+    assert target["file_size"] <= fixed["file_size"]
+    assert target["kld_mean"] < fixed["kld_mean"]
+    assert (out_dir / "v" / "cache").is_dir() and any((out_dir / "v" / "cache").glob("profile-*.json"))
