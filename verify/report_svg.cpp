@@ -3,6 +3,9 @@
 // fixed-size viewBox that scales with the page (width 100%).
 #include <algorithm>
 #include <cmath>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "verify/report_writers.h"
 #include "verify/unicode.h"
@@ -79,6 +82,66 @@ std::string heat_colour(double t) {
   return fmt("#%02x%02x%02x", rgb[0], rgb[1], rgb[2]);
 }
 
+// Places point labels so they overlap neither each other nor the points. Text boxes are
+// estimated (12 px sans-serif: ~7 px per character, bold ~7.6): close enough to keep labels
+// apart, which is all this is for. Points are labelled in order; each label takes the first
+// of eight positions beside its point (right, then left; level, above, below; then further)
+// that collides with nothing placed so far and stays inside the plot, else the position of
+// least overlap.
+struct Box {
+  double x0, y0, x1, y1;
+  double overlap(const Box& o) const {
+    const double w = std::min(x1, o.x1) - std::max(x0, o.x0), h = std::min(y1, o.y1) - std::max(y0, o.y0);
+    return w > 0 && h > 0 ? w * h : 0.0;
+  }
+};
+struct PlacedLabel {
+  double x, y;         // text anchor position (baseline)
+  const char* anchor;  // "start" or "end"
+};
+std::vector<PlacedLabel> place_labels(const Frame& f, const std::vector<std::pair<double, double>>& pts,
+                                      const std::vector<std::string>& labels, const std::vector<bool>& bold,
+                                      const std::vector<double>& radius) {
+  constexpr double kH = 12;  // text height
+  std::vector<Box> taken;
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const auto [x, y] = pts[i];
+    taken.push_back({x - radius[i], y - radius[i], x + radius[i], y + radius[i]});
+  }
+  std::vector<PlacedLabel> out;
+  for (size_t i = 0; i < pts.size(); ++i) {
+    const auto [px, py] = pts[i];
+    const double w = static_cast<double>(labels[i].size()) * (bold[i] ? 7.6 : 7.0);
+    // Where the box goes: beside the point on the right or the left (clear of its radius),
+    // its vertical centre `dy` text heights below the point's centre.
+    struct Cand { double dy; bool right; };
+    static constexpr Cand kCands[] = {{0, true},   {-1, true},  {1, true},  {0, false},
+                                      {-1, false}, {1, false},  {-2, true}, {2, true}};
+    const double u = radius[i] + 2;
+    double best_cost = 1e300;
+    PlacedLabel best{};
+    Box best_box{};
+    for (const Cand& c : kCands) {
+      const double bx0 = c.right ? px + u : px - u - w;
+      const double by0 = py + c.dy * kH - kH / 2;
+      const Box b{bx0, by0, bx0 + w, by0 + kH};
+      double cost = 0;
+      for (const Box& t : taken) cost += t.overlap(b);
+      // leaving the plot area is worse than a small overlap, but allowed as a last resort
+      if (b.x0 < f.x0 || b.x1 > f.width || b.y0 < 0 || b.y1 > f.y1) cost += 4 * w * kH;
+      if (cost < best_cost) {
+        best_cost = cost;
+        best = {c.right ? b.x0 : b.x1, b.y1 - 2, c.right ? "start" : "end"};
+        best_box = b;
+      }
+      if (cost == 0) break;
+    }
+    taken.push_back(best_box);
+    out.push_back(best);
+  }
+  return out;
+}
+
 }  // namespace
 
 std::string svg_size_vs_kld(const SweepResult& r) {
@@ -99,7 +162,8 @@ std::string svg_size_vs_kld(const SweepResult& r) {
   const double ly0 = std::floor(std::log10(kmin)), ly1 = std::max(ly0 + 1, std::ceil(std::log10(kmax)));
   const double pad = std::max(1.0, (smax - smin) * 0.08);
   const double step = nice_step(smax - smin + 2 * pad, 6);
-  const double sx0 = std::floor((smin - pad) / step) * step, sx1 = std::ceil((smax + pad) / step) * step;
+  // File sizes are never negative: a tiny model's padding must not put the axis below zero.
+  const double sx0 = std::max(0.0, std::floor((smin - pad) / step) * step), sx1 = std::ceil((smax + pad) / step) * step;
   auto X = [&](double mib) { return f.x0 + (mib - sx0) / (sx1 - sx0) * (f.x1 - f.x0); };
   auto Y = [&](double kld) {
     const double l = kld > 0 ? std::log10(kld) : ly0;
@@ -129,7 +193,11 @@ std::string svg_size_vs_kld(const SweepResult& r) {
   std::string pts;
   for (size_t i : r.pareto) pts += fmt("%.1f,%.1f ", X(r.quants[i].file_size / 1048576.0), Y(r.quants[i].kld.kld.value));
   s += fmt("<polyline points=\"%s\" fill=\"none\" stroke=\"%s\" stroke-width=\"1.5\" stroke-dasharray=\"3 3\"/>\n", pts.c_str(), kBlue);
-  // points, labels alternating above and below so neighbours do not collide
+  // points first, then their labels placed around them without collisions
+  std::vector<std::pair<double, double>> at;
+  std::vector<std::string> names;
+  std::vector<bool> bold;
+  std::vector<double> radius;  // clearance around each point: its circle, or the recommendation ring
   for (size_t i = 0; i < r.quants.size(); ++i) {
     const QuantRow& q = r.quants[i];
     const double x = X(q.file_size / 1048576.0), y = Y(q.kld.kld.value);
@@ -140,9 +208,14 @@ std::string svg_size_vs_kld(const SweepResult& r) {
              front ? kBlue : "#ffffff", front ? kBlue : kGrey) +
          xml_escape(q.label + fmt(": %s, %.2f bpw, mean KLD %.5f", mib(q.file_size).c_str(), q.bpw, q.kld.kld.value)) +
          "</title></circle>\n";
-    const bool above = i % 2 == 0;
-    s += text(x + 9, y + (above ? -9 : 17), q.label, "start", front ? " font-weight=\"bold\"" : "");
+    at.emplace_back(x, y);
+    names.push_back(q.label);
+    bold.push_back(front);
+    radius.push_back(is_recommended(r, i) ? 12.5 : 6.5);
   }
+  const auto placed = place_labels(f, at, names, bold, radius);
+  for (size_t i = 0; i < placed.size(); ++i)
+    s += text(placed[i].x, placed[i].y, names[i], placed[i].anchor, bold[i] ? " font-weight=\"bold\"" : "");
   return s + "</svg>\n";
 }
 
