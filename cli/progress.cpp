@@ -20,6 +20,29 @@ int terminal_columns() {
 
 }  // namespace
 
+// One cell per code point: labels and statuses are tensor names, type names and Latin text,
+// not wide CJK.
+void ProgressBar::truncate_cells(std::string& s, size_t cols) {
+  size_t cells = 0;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if ((static_cast<unsigned char>(s[i]) & 0xC0) == 0x80) continue;  // continuation byte
+    if (cells++ == cols) {
+      s.resize(i);
+      return;
+    }
+  }
+}
+
+// Below one unit a second, the time per unit says more than "0 chunk/s".
+std::string ProgressBar::format_rate(double rate, const std::string& unit) {
+  char buf[64];
+  if (rate >= 10) std::snprintf(buf, sizeof buf, "%.0f %s/s", rate, unit.c_str());
+  else if (rate >= 1) std::snprintf(buf, sizeof buf, "%.1f %s/s", rate, unit.c_str());
+  else if (rate > 0) std::snprintf(buf, sizeof buf, "%.1f s/%s", 1.0 / rate, unit.c_str());
+  else std::snprintf(buf, sizeof buf, "? %s/s", unit.c_str());
+  return buf;
+}
+
 ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit)
     : label_(std::move(label)), unit_(std::move(unit)), total_(std::max<int64_t>(1, total)),
       enabled_(isatty(STDERR_FILENO) != 0), start_(Clock::now()), last_draw_(start_ - kMinRedraw) {}
@@ -54,12 +77,12 @@ void ProgressBar::draw() {
   const double rate = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;
   const std::string eta = rate > 0 ? format_duration(static_cast<double>(total_ - done_) / rate) : "?";
   char line[512];
-  std::snprintf(line, sizeof line, "%s [%s] %3.0f%% %lld/%lld %s, %.0f %s/s, ETA %s%s%s", label_.c_str(), bar.c_str(),
-                100.0 * frac, static_cast<long long>(done_), static_cast<long long>(total_), unit_.c_str(), rate,
-                unit_.c_str(), eta.c_str(), status_.empty() ? "" : ", ", status_.c_str());
+  std::snprintf(line, sizeof line, "%s [%s] %3.0f%% %lld/%lld %s, %s, ETA %s", label_.c_str(), bar.c_str(),
+                100.0 * frac, static_cast<long long>(done_), static_cast<long long>(total_), unit_.c_str(),
+                format_rate(rate, unit_).c_str(), eta.c_str());
   std::string s = line;
-  const size_t cols = static_cast<size_t>(terminal_columns());
-  if (s.size() >= cols) s.resize(cols - 1);  // never wrap: \r must return to this line
+  if (!status_.empty()) s += ", " + status_;  // any length: cut below
+  truncate_cells(s, static_cast<size_t>(terminal_columns()) - 1);  // never wrap: \r must return to this line
   std::fprintf(stderr, "\r\033[K%s", s.c_str());
   std::fflush(stderr);
   drawn_ = true;

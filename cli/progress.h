@@ -29,6 +29,11 @@ class ProgressBar {
 
   // "1h02m", "3m07s", "42s".
   static std::string format_duration(double seconds);
+  // "12 tensor/s", "1.5 chunk/s", and below one unit a second "24.0 s/chunk".
+  static std::string format_rate(double per_second, const std::string& unit);
+  // Cuts `s` to at most `cells` terminal cells (one per code point), never inside a UTF-8
+  // sequence.
+  static void truncate_cells(std::string& s, size_t cells);
 
  private:
   using Clock = std::chrono::steady_clock;
