@@ -7,6 +7,7 @@
 #include <numbers>
 
 #include "formats/error.h"
+#include "formats/interrupt.h"
 #include "verify/forward_kernels.h"
 #include "verify/matmul.h"
 
@@ -146,6 +147,9 @@ void Forward::eval(std::span<const int32_t> tokens, int64_t first_output, std::s
   for (int64_t t = 0; t < n; ++t) m_.tok_embd().dequantize_row(static_cast<uint64_t>(tokens[t]), x + t * E);
 
   for (size_t il = 0; il < m_.n_layers(); ++il) {
+    // A chunk of a bigger model takes minutes on a loaded machine: answer Ctrl-C / SIGTERM
+    // between layers, outside any parallel region, rather than at the end of the chunk.
+    check_interrupted();
     const LayerWeights& L = m_.layer(il);
     // ---- attention block ----
 #pragma omp parallel for num_threads(n_threads_)
