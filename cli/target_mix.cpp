@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "formats/error.h"
+#include "formats/interrupt.h"
 #include "verify/model.h"
 #include "verify/perplexity_input.h"
 #include "verify/profile_target.h"
@@ -68,6 +69,8 @@ TargetDecision decide_target(const TargetArgs& a, const std::string& model_path,
   settings.max_group_passes = a.profile_groups;
 
   const auto t0 = std::chrono::steady_clock::now();
+  // Measuring a profile takes minutes: Ctrl-C stops it between forward passes, cleanly.
+  install_interrupt_handlers();
   std::unique_ptr<Model> model = Model::open(model_path);
   std::string calib = a.calib;
   if (calib.empty())
