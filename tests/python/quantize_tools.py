@@ -33,9 +33,11 @@ CACHE_DIR = BUILD_DIR / "test-cache" / "quantize"
 THREADS = 2
 
 # Every llama_ftype issues #3 and #4 ask to prove, in llama-quantize's spelling, by family (each
-# family is its own ctest entry on the real model: test_quantize_llama{,_iq,_other}.py).
-LEGACY_K_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L",
-                  "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"]
+# group is its own ctest entry on the real model, test_quantize_llama{,_k,_iq,_iq34,_other}.py,
+# so that no entry runs long and ctest -j2 can balance them).
+LEGACY_TYPES = ["Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0"]
+K_TYPES = ["Q2_K", "Q2_K_S", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K"]
+LEGACY_K_TYPES = LEGACY_TYPES + K_TYPES
 FLOAT_TYPES = ["F32", "F16", "BF16"]
 IQ_TYPES = ["IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ3_XXS", "IQ3_XS", "IQ3_S", "IQ3_M",
             "IQ4_NL", "IQ4_XS"]

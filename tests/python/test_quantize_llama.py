@@ -1,4 +1,4 @@
-"""`smolq quantize` judged by llama.cpp, legacy, K-quant and float file types (issue #3) on the
+"""`smolq quantize` judged by llama.cpp, legacy and float file types (issue #3) on the
 real SmolLM2-135M-Instruct: every file type loads and runs in llama.cpp (llama-cpp-python), has
 llama-quantize's type for every tensor and its bits per weight, and its perplexity on a
 WikiText-2 test excerpt is no worse than that of llama.cpp's own quantizer (the built
@@ -14,24 +14,24 @@ perplexity on 384 tokens no worse than llama-quantize's by more than 0.5% plus t
 errors of the paired per-token difference, mean KL divergence from the F16 within 1.25x.
 llama.cpp's side (F16 logits, imatrix, its files' figures) is cached by input hashes in
 $SMOLQ_BUILD_DIR/test-cache/quantize; smolq's side is always recomputed. The table is printed
-at the end (ctest -V) and written to $SMOLQ_BUILD_DIR/test-results/quantize_ppl_real-legacy-k.txt.
+at the end (ctest -V) and written to $SMOLQ_BUILD_DIR/test-results/quantize_ppl_real-legacy.txt.
 """
 from __future__ import annotations
 
 import pytest
 
-from quantize_tools import (FLOAT_TYPES, LEGACY_K_TYPES, N_TOKENS, THREADS, check_type, llama_dry_run_types,
+from quantize_tools import (FLOAT_TYPES, LEGACY_TYPES, N_TOKENS, THREADS, check_type, llama_dry_run_types,
                             make_model, ours, perplexity, tensor_types, write_table)
 
 
 @pytest.fixture(scope="module")
 def real(request, smolq_bin, real_ckpt, wikitext):
-    m = make_model("real", "real-legacy-k", real_ckpt, smolq_bin, wikitext)
+    m = make_model("real", "real-legacy", real_ckpt, smolq_bin, wikitext)
     yield m
     write_table(request, m)
 
 
-@pytest.mark.parametrize("ftype", LEGACY_K_TYPES + FLOAT_TYPES)
+@pytest.mark.parametrize("ftype", LEGACY_TYPES + FLOAT_TYPES)
 def test_real_135m(ftype, real, run_smolq, smolq_bin, tmp_path_factory):
     check_type(real, ftype, run_smolq, smolq_bin, tmp_path_factory.mktemp("real"))
 
