@@ -328,7 +328,30 @@ def imatrix_gguf(build):
         return read(p)
 
 
+# --- chat templates ---------------------------------------------------------------------------
+
+def chat_template_seeds():
+    """The real SmolLM2-Instruct template (from the rebuilt checkpoint's tokenizer_config.json,
+    scripts/make_fixtures.py) and the templates that tests/python/test_verify_chat_template.py
+    checks against jinja2, each behind a flags byte (fuzz/targets/chat_template.cpp)."""
+    cfg = os.path.join(ROOT, "testdata", "generated", "smollm2-135m-instruct", "tokenizer_config.json")
+    templates = {}
+    if os.path.exists(cfg):
+        templates["smollm2"] = json.loads(read(cfg))["chat_template"]
+    else:
+        print("note: no rebuilt SmolLM2 checkpoint (scripts/make_fixtures.py); its template is skipped")
+    sys.path.insert(0, os.path.join(ROOT, "tests", "python"))
+    import test_verify_chat_template as t  # needs jinja2 (the project venv)
+    templates.update({"chatml_ws": t.CHATML_WS, "llama3_style": t.LLAMA3_STYLE, "indented": t.INDENTED,
+                      "expressions": t.EXPRESSIONS})
+    for name, src in templates.items():
+        # flags: 1 add_generation_prompt, 2 system message first, 4 trim/lstrip off
+        for flags in (1, 2 | 4):
+            put("chat_template", f"{name}_{flags}", bytes([flags]) + src.encode())
+
+
 def main():
+    chat_template_seeds()
     mini = tokenizer_seeds()
     encode_seeds()
     config_seeds()

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 
@@ -22,10 +23,6 @@ struct Segment {
   std::string text;  // literal text, or the inside of the tag without delimiters and '-'/'+'
   int line;
 };
-
-int line_of(std::string_view src, size_t pos) {
-  return 1 + static_cast<int>(std::count(src.begin(), src.begin() + static_cast<ptrdiff_t>(pos), '\n'));
-}
 
 [[noreturn]] void fail(int line, const std::string& msg) {
   throw TemplateError("chat template line " + std::to_string(line) + ": " + msg);
@@ -60,7 +57,18 @@ std::vector<Segment> split_segments(std::string_view src, const ChatTemplateOpti
   std::vector<Segment> out;
   size_t pos = 0;
   bool strip_next = false;  // the previous tag ended with '-'
+  // Line numbers by a running count (positions only grow): counting from the start for each
+  // tag made a template of many tags quadratic.
+  size_t counted = 0;
+  int counted_line = 1;
+  auto line_at = [&](size_t p) {
+    counted_line += static_cast<int>(std::count(src.begin() + static_cast<ptrdiff_t>(counted),
+                                                src.begin() + static_cast<ptrdiff_t>(p), '\n'));
+    counted = p;
+    return counted_line;
+  };
   while (pos <= src.size()) {
+    const int text_line = line_at(pos);
     size_t tag = pos;
     while (tag + 1 < src.size() && !(src[tag] == '{' && (src[tag + 1] == '{' || src[tag + 1] == '%' || src[tag + 1] == '#')))
       ++tag;
@@ -73,11 +81,11 @@ std::vector<Segment> split_segments(std::string_view src, const ChatTemplateOpti
     }
     strip_next = false;
     if (tag == src.size()) {
-      if (!text.empty()) out.push_back({Segment::Kind::kText, std::move(text), line_of(src, pos)});
+      if (!text.empty()) out.push_back({Segment::Kind::kText, std::move(text), text_line});
       break;
     }
     const char kind = src[tag + 1];  // '{', '%' or '#'
-    const int line = line_of(src, tag);
+    const int line = line_at(tag);
     size_t body = tag + 2;
     const char sign = body < src.size() ? src[body] : 0;
     if (sign == '-') {
@@ -95,7 +103,7 @@ std::vector<Segment> split_segments(std::string_view src, const ChatTemplateOpti
           text.erase(from);
       }
     }
-    if (!text.empty()) out.push_back({Segment::Kind::kText, std::move(text), line_of(src, pos)});
+    if (!text.empty()) out.push_back({Segment::Kind::kText, std::move(text), text_line});
 
     size_t end;  // index of the closing delimiter's first character
     if (kind == '#') {
@@ -202,7 +210,9 @@ std::vector<Tok> tokenize(std::string_view s, int line) {
       Tok t;
       if (is_float) {
         t.kind = Tok::Kind::kFloat;
-        t.f = std::stod(num);
+        // strtod, not stod: a literal beyond double's range is inf (or 0) as in Python, where
+        // stod throws std::out_of_range.
+        t.f = std::strtod(num.c_str(), nullptr);
       } else {
         t.kind = Tok::Kind::kInt;
         try {
@@ -254,11 +264,39 @@ const std::set<std::string, std::less<>> kMethods{
     "strip", "lstrip", "rstrip", "startswith", "endswith", "split", "upper", "lower", "replace", "title",
     "capitalize", "items", "keys", "values", "get"};
 
+// Nesting limits of a template: the parser, the evaluator and the tree's destructors all
+// recurse, so a template nested deeper than any real one ("((((...", "not not not ...", a
+// chain of 10^5 '+') is refused instead of overflowing the stack.
+constexpr int kMaxExprDepth = 256;   // syntax-tree height of one expression
+constexpr int kMaxBlockNesting = 64;  // if / for / generation blocks inside each other
+
 class ExprParser {
  public:
   ExprParser(std::vector<Tok> toks, int line) : t_(std::move(toks)), line_(line) {}
 
+  // Counts tree height while a parse function runs: one for entering expression() (parens,
+  // brackets, arguments), `not` and unary minus, one per link of a left-to-right chain
+  // ("a + b + c", "x.y[0]", "v | f | g": each link is one more level of the tree).
+  class Depth {
+   public:
+    explicit Depth(ExprParser& p, int enter = 1) : p_(p) {
+      for (int k = 0; k < enter; ++k) add();
+    }
+    ~Depth() { p_.depth_ -= n_; }
+    Depth(const Depth&) = delete;
+    Depth& operator=(const Depth&) = delete;
+    void add() {
+      ++n_;
+      if (++p_.depth_ > kMaxExprDepth) fail(p_.line_, "expression nested too deeply");
+    }
+
+   private:
+    ExprParser& p_;
+    int n_ = 0;
+  };
+
   ExprP expression() {
+    Depth d(*this);
     ExprP e = or_expr();
     if (at_name("if")) {
       ++p_;
@@ -321,22 +359,27 @@ class ExprParser {
   }
 
   ExprP or_expr() {
+    Depth d(*this, 0);
     ExprP e = and_expr();
     while (at_name("or")) {
       ++p_;
+      d.add();
       e = binary("or", std::move(e), and_expr(), Expr::Kind::kOr);
     }
     return e;
   }
   ExprP and_expr() {
+    Depth d(*this, 0);
     ExprP e = not_expr();
     while (at_name("and")) {
       ++p_;
+      d.add();
       e = binary("and", std::move(e), not_expr(), Expr::Kind::kAnd);
     }
     return e;
   }
   ExprP not_expr() {
+    Depth d(*this);
     if (at_name("not")) {
       ++p_;
       ExprP e = make(Expr::Kind::kNot);
@@ -346,8 +389,10 @@ class ExprParser {
     return compare();
   }
   ExprP compare() {
+    Depth d(*this, 0);
     ExprP e = math1();
     for (;;) {
+      d.add();
       std::string op;
       if (t_[p_].kind == Tok::Kind::kOp &&
           (at_op("==") || at_op("!=") || at_op("<") || at_op(">") || at_op("<=") || at_op(">="))) {
@@ -365,38 +410,47 @@ class ExprParser {
     }
   }
   ExprP math1() {
+    Depth d(*this, 0);
     ExprP e = concat();
     while (at_op("+") || at_op("-")) {
+      d.add();
       std::string op = t_[p_++].s;
       e = binary(op, std::move(e), concat());
     }
     return e;
   }
   ExprP concat() {
+    Depth d(*this, 0);
     ExprP e = math2();
     while (at_op("~")) {
+      d.add();
       ++p_;
       e = binary("~", std::move(e), math2());
     }
     return e;
   }
   ExprP math2() {
+    Depth d(*this, 0);
     ExprP e = power();
     while (at_op("*") || at_op("/") || at_op("//") || at_op("%")) {
+      d.add();
       std::string op = t_[p_++].s;
       e = binary(op, std::move(e), power());
     }
     return e;
   }
   ExprP power() {
+    Depth d(*this, 0);
     ExprP e = unary(true);
     while (at_op("**")) {
+      d.add();
       ++p_;
       e = binary("**", std::move(e), unary(true));
     }
     return e;
   }
   ExprP unary(bool with_filter) {
+    Depth d(*this);
     ExprP e;
     if (at_op("-")) {
       ++p_;
@@ -499,7 +553,9 @@ class ExprParser {
   }
 
   ExprP postfix(ExprP e) {
+    Depth d(*this, 0);
     for (;;) {
+      d.add();
       if (at_op(".")) {
         ++p_;
         if (t_[p_].kind == Tok::Kind::kInt) {  // x.0 is x[0]
@@ -553,7 +609,9 @@ class ExprParser {
   }
 
   ExprP filters(ExprP e) {
+    Depth d(*this, 0);
     for (;;) {
+      d.add();
       if (at_op("|")) {
         ++p_;
         ExprP n = make(Expr::Kind::kFilter);
@@ -593,6 +651,7 @@ class ExprParser {
   std::vector<Tok> t_;
   size_t p_ = 0;
   int line_;
+  int depth_ = 0;  // see Depth
 };
 
 // ---- statements --------------------------------------------------------------------------
@@ -654,6 +713,11 @@ class Parser {
 
   NodeP statement(const std::string& kw, ExprParser& p, int line) {
     std::string stop;
+    struct Nest {  // block nesting while this statement's bodies are parsed
+      int& n;
+      ~Nest() { --n; }
+    } nest{++nesting_};
+    if (nesting_ > kMaxBlockNesting) fail(line, "blocks nested more than " + std::to_string(kMaxBlockNesting) + " deep");
     if (kw == "if") {
       auto n = node(Node::Kind::kIf, line);
       ExprP cond = p.expression();
@@ -735,6 +799,7 @@ class Parser {
 
   std::vector<Segment> segs_;
   size_t i_ = 0;
+  int nesting_ = 0;  // blocks open around the statement being parsed
   std::unique_ptr<ExprParser> stop_parser_;
 };
 

@@ -30,14 +30,26 @@ struct Value {
   std::shared_ptr<List> list;
   std::shared_ptr<Dict> dict;
   bool is_namespace = false;
+  // Lists/dicts nested below this value (0 for scalars), and whether a namespace() object is
+  // this value or inside it. Kept by make_list / make_dict, which refuse nesting beyond
+  // kMaxDepth: the walks over values (repr, tojson, ==, destruction) recurse, and a template
+  // from the internet must not overflow the stack or make a namespace that holds itself.
+  uint16_t depth = 0;
+  bool holds_namespace = false;
+  static constexpr uint16_t kMaxDepth = 64;
+  // Bytes of the strings inside a list/dict plus kItemBytes per item, capped at kMaxBytes
+  // like any one string (a prompt is kilobytes; this bounds what copies can cost).
+  size_t bytes = 0;
+  static constexpr size_t kItemBytes = 16;
+  static constexpr size_t kMaxBytes = size_t{1} << 22;
 
   static Value none() { Value v; v.kind = Kind::kNone; return v; }
   static Value boolean(bool x) { Value v; v.kind = Kind::kBool; v.b = x; return v; }
   static Value integer(int64_t x) { Value v; v.kind = Kind::kInt; v.i = x; return v; }
   static Value real(double x) { Value v; v.kind = Kind::kFloat; v.f = x; return v; }
   static Value str(std::string x) { Value v; v.kind = Kind::kString; v.s = std::move(x); return v; }
-  static Value make_list(List l) { Value v; v.kind = Kind::kList; v.list = std::make_shared<List>(std::move(l)); return v; }
-  static Value make_dict(Dict d) { Value v; v.kind = Kind::kDict; v.dict = std::make_shared<Dict>(std::move(d)); return v; }
+  static Value make_list(List l);  // throw TemplateError beyond kMaxDepth (chat_template_eval.cpp)
+  static Value make_dict(Dict d);
 
   bool is_undefined() const { return kind == Kind::kUndefined; }
   bool is_number() const { return kind == Kind::kInt || kind == Kind::kFloat || kind == Kind::kBool; }

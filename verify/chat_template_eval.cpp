@@ -26,6 +26,57 @@ namespace {
   throw TemplateError("chat template line " + std::to_string(line) + ": " + msg);
 }
 
+// Limits of one render. A chat template is a program from the internet and Jinja2 has no
+// limits of its own; real templates take thousands of steps and produce kilobytes, so these
+// only stop hostile or broken ones (loops nested to 10^12 iterations, strings doubled in a
+// loop) with a TemplateError instead of a hang or an allocation the size of the machine.
+constexpr int64_t kMaxSteps = int64_t{1} << 20;  // statements run + expressions evaluated
+// A value is copied where it is named (Value holds its string), so an expression also costs a
+// step per kBytesPerStep of its result: at most 256 MB of copying per render.
+constexpr size_t kBytesPerStep = 256;
+constexpr size_t kMaxListItems = size_t{1} << 20;  // also range()'s limit
+
+size_t bytes_of(const Value& v) { return v.kind == Value::Kind::kString ? v.s.size() : v.bytes; }
+
+void check_bytes(size_t bytes, int line) {
+  if (bytes > Value::kMaxBytes)
+    fail(line, "a value grows beyond " + std::to_string(Value::kMaxBytes >> 20) + " MB");
+}
+
+// Python ints are unbounded; ours are 64-bit, so an overflow is an error, not wrap-around (UB).
+int64_t checked_op(char op, int64_t a, int64_t b, int line) {
+  int64_t r = 0;
+  const bool overflowed = op == '+'   ? __builtin_add_overflow(a, b, &r)
+                          : op == '-' ? __builtin_sub_overflow(a, b, &r)
+                                      : __builtin_mul_overflow(a, b, &r);
+  if (overflowed) fail(line, "integer overflow");
+  return r;
+}
+
+// float -> int as Python's int() truncates; beyond int64 (or NaN) is an error, not UB.
+int64_t float_to_int(double f, int line) {
+  if (!(f > -9.3e18 && f < 9.3e18)) fail(line, "float too large to convert to int");
+  return static_cast<int64_t>(f);
+}
+
+template <class Items, class Get>
+void nest_over(Value& v, const Items& items, Get get) {
+  size_t depth = 0, bytes = 0;
+  for (const auto& it : items) {
+    const Value& x = get(it);
+    depth = std::max<size_t>(depth, x.depth);
+    bytes += bytes_of(x) + Value::kItemBytes;
+    v.holds_namespace = v.holds_namespace || x.is_namespace || x.holds_namespace;
+  }
+  if (depth + 1 > Value::kMaxDepth)
+    throw TemplateError("chat template: lists or dicts nested more than " + std::to_string(Value::kMaxDepth) + " deep");
+  if (bytes > Value::kMaxBytes || items.size() > kMaxListItems)
+    throw TemplateError("chat template: a list or dict grows beyond " + std::to_string(Value::kMaxBytes >> 20) +
+                        " MB or " + std::to_string(kMaxListItems) + " items");
+  v.depth = static_cast<uint16_t>(depth + 1);
+  v.bytes = bytes;
+}
+
 // ---- conversions -------------------------------------------------------------------------
 
 // Python's repr() of a float: the shortest digits that round-trip, positional notation for
@@ -113,6 +164,7 @@ void to_json(const Value& v, std::string& o, int indent, int depth, int line) {
   auto newline = [&](int d) {
     if (indent < 0) return;
     o += '\n';
+    check_bytes(o.size() + static_cast<size_t>(indent) * static_cast<size_t>(d), line);
     o.append(static_cast<size_t>(indent * d), ' ');
   };
   const char* item_sep = indent < 0 ? ", " : ",";
@@ -252,6 +304,7 @@ List iterate(const Value& v, int line) {
     case Value::Kind::kString: {
       List chars;
       const auto st = char_starts(v.s);
+      if (st.size() > kMaxListItems) fail(line, "string too long to split into characters");
       for (size_t i = 0; i < st.size(); ++i)
         chars.push_back(Value::str(v.s.substr(st[i], (i + 1 < st.size() ? st[i + 1] : v.s.size()) - st[i])));
       return chars;
@@ -331,7 +384,7 @@ std::string capitalize(std::string s) {
   if (!s.empty()) s[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(s[0])));
   return s;
 }
-std::string replace_all(const std::string& s, const std::string& a, const std::string& b, int64_t count) {
+std::string replace_all(const std::string& s, const std::string& a, const std::string& b, int64_t count, int line) {
   if (a.empty()) return s;  // Python inserts between characters; templates never do this
   std::string o;
   size_t pos = 0;
@@ -339,6 +392,7 @@ std::string replace_all(const std::string& s, const std::string& a, const std::s
     const size_t f = s.find(a, pos);
     if (f == std::string::npos) break;
     o += s.substr(pos, f - pos) + b;
+    check_bytes(o.size(), line);
     pos = f + a.size();
   }
   return o + s.substr(pos);
@@ -388,7 +442,10 @@ List slice_items(const List& items, const Value& a, const Value& b, const Value&
   };
   const int64_t start = bound(a, step > 0 ? 0 : n - 1), stop = bound(b, step > 0 ? n : -1);
   List out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(items[static_cast<size_t>(i)]);
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
+    out.push_back(items[static_cast<size_t>(i)]);
+    if (__builtin_add_overflow(i, step, &i)) break;  // past either end: the slice is done
+  }
   return out;
 }
 
@@ -403,6 +460,11 @@ class Renderer {
     for (const auto& [k, v] : globals) scopes_.back()[k] = v;
   }
 
+  // `n` units of work; the render fails past kMaxSteps.
+  void step(int line, int64_t n = 1) {
+    if ((steps_ += n) > kMaxSteps) fail(line, "the template runs too long (more than " + std::to_string(kMaxSteps) + " steps)");
+  }
+
   Flow run(const Body& body, std::string& out) {
     for (const auto& n : body) {
       const Flow f = exec(*n, out);
@@ -413,9 +475,10 @@ class Renderer {
 
  private:
   Flow exec(const Node& n, std::string& out) {
+    step(n.line);
     switch (n.kind) {
-      case Node::Kind::kText: out += n.text; return Flow::kNormal;
-      case Node::Kind::kOutput: out += to_str(eval(*n.expr)); return Flow::kNormal;
+      case Node::Kind::kText: out += n.text; check_bytes(out.size(), n.line); return Flow::kNormal;
+      case Node::Kind::kOutput: out += to_str(eval(*n.expr)); check_bytes(out.size(), n.line); return Flow::kNormal;
       case Node::Kind::kIf:
         for (const auto& [cond, body] : n.branches)
           if (!cond || truthy(eval(*cond))) return run(body, out);
@@ -427,6 +490,9 @@ class Renderer {
         if (obj.kind != Value::Kind::kDict || !obj.is_namespace)
           fail(n.line, "'" + n.targets[0] + "' is not a namespace(): cannot set an attribute on it");
         Value v = eval(*n.expr);
+        // No namespace inside a namespace: it could then hold itself (a reference cycle that
+        // is never freed and that repr/tojson would follow forever).
+        if (v.is_namespace || v.holds_namespace) fail(n.line, "a namespace attribute cannot hold a namespace");
         for (auto& kv : *obj.dict)
           if (kv.first == n.targets[1]) {
             kv.second = std::move(v);
@@ -464,6 +530,7 @@ class Renderer {
     }
     const int64_t len = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < len; ++i) {
+      step(n.line);
       bind(items[static_cast<size_t>(i)]);
       Dict loop{{"index", Value::integer(i + 1)},
                 {"index0", Value::integer(i)},
@@ -524,7 +591,17 @@ class Renderer {
     return "value";
   }
 
+  // Every expression counts as a step (more for a big result), and no value it yields may
+  // exceed Value::kMaxBytes.
   Value eval(const Expr& e) {
+    step(e.line);
+    Value v = eval_expr(e);
+    check_bytes(bytes_of(v), e.line);
+    step(e.line, static_cast<int64_t>(bytes_of(v) / kBytesPerStep));
+    return v;
+  }
+
+  Value eval_expr(const Expr& e) {
     switch (e.kind) {
       case Expr::Kind::kLiteral: return e.value;
       case Expr::Kind::kName: return lookup(e.name);
@@ -553,7 +630,7 @@ class Renderer {
       case Expr::Kind::kNeg: {
         const Value v = eval(*e.args[0]);
         if (!v.is_number()) fail(e.line, "bad operand for unary -: " + repr(v));
-        return is_intlike(v) ? Value::integer(-as_int(v)) : Value::real(-v.f);
+        return is_intlike(v) ? Value::integer(checked_op('-', 0, as_int(v), e.line)) : Value::real(-v.f);
       }
       case Expr::Kind::kAnd: {
         Value a = eval(*e.args[0]);
@@ -619,6 +696,7 @@ class Renderer {
       }
     }
     if (op == "*" && a.kind == Value::Kind::kString && is_intlike(b)) {
+      if (as_int(b) > 0 && !a.s.empty()) check_bytes(static_cast<uint64_t>(as_int(b)) > Value::kMaxBytes ? Value::kMaxBytes + 1 : a.s.size() * static_cast<size_t>(as_int(b)), line);
       std::string s;
       for (int64_t k = 0; k < as_int(b); ++k) s += a.s;
       return Value::str(std::move(s));
@@ -627,9 +705,11 @@ class Renderer {
       fail(line, "unsupported operands for " + op + ": " + repr(a) + " and " + repr(b));
     const bool ints = is_intlike(a) && is_intlike(b);
     const double x = num(a), y = num(b);
-    if (op == "+") return ints ? Value::integer(as_int(a) + as_int(b)) : Value::real(x + y);
-    if (op == "-") return ints ? Value::integer(as_int(a) - as_int(b)) : Value::real(x - y);
-    if (op == "*") return ints ? Value::integer(as_int(a) * as_int(b)) : Value::real(x * y);
+    if (op == "+") return ints ? Value::integer(checked_op('+', as_int(a), as_int(b), line)) : Value::real(x + y);
+    if (op == "-") return ints ? Value::integer(checked_op('-', as_int(a), as_int(b), line)) : Value::real(x - y);
+    if (op == "*") return ints ? Value::integer(checked_op('*', as_int(a), as_int(b), line)) : Value::real(x * y);
+    // INT64_MIN // -1 and INT64_MIN % -1 overflow in C++ (Python gives 2^63 and 0).
+    if (ints && as_int(b) == -1 && as_int(a) == INT64_MIN && (op == "//" || op == "%")) fail(line, "integer overflow");
     if (y == 0 && (op == "/" || op == "//" || op == "%")) fail(line, "division by zero");
     if (op == "/") return Value::real(x / y);
     if (op == "//") {
@@ -676,9 +756,10 @@ class Renderer {
       const int64_t start = a.size() == 1 ? 0 : a[0], stop = a.size() == 1 ? a[0] : a[1], step = a.size() == 3 ? a[2] : 1;
       if (step == 0) fail(e.line, "range() step cannot be zero");
       List l;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+      for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
         l.push_back(Value::integer(i));
-        if (l.size() > (1u << 20)) fail(e.line, "range() too long");
+        if (l.size() > kMaxListItems) fail(e.line, "range() too long");
+        if (__builtin_add_overflow(i, step, &i)) break;  // beyond int64: past any stop
       }
       return Value::make_list(std::move(l));
     }
@@ -723,7 +804,7 @@ class Renderer {
       if (m == "capitalize") return Value::str(capitalize(s));
       if (m == "replace")
         return Value::str(replace_all(s, to_str(arg_value(e, 0, "old", 1)), to_str(arg_value(e, 1, "new", 1)),
-                                      as_int(arg_value(e, 2, "count", 1, Value::integer(-1)))));
+                                      as_int(arg_value(e, 2, "count", 1, Value::integer(-1))), e.line));
     }
     fail(e.line, "no method '" + m + "' on " + repr(obj));
   }
@@ -748,13 +829,15 @@ class Renderer {
     if (f == "tojson") {
       const Value ind = arg_value(e, 0, "indent", 1, Value::none());
       std::string o;
-      to_json(v, o, ind.kind == Value::Kind::kNone ? -1 : static_cast<int>(as_int(ind)), 0, e.line);
+      // Indents beyond 64 spaces are refused rather than multiplied into gigabytes.
+      if (ind.kind != Value::Kind::kNone && as_int(ind) > 64) fail(e.line, "tojson indent beyond 64");
+      to_json(v, o, ind.kind == Value::Kind::kNone ? -1 : static_cast<int>(std::max<int64_t>(as_int(ind), -1)), 0, e.line);
       return Value::str(std::move(o));
     }
     if (f == "string") return Value::str(to_str(v));
     if (f == "safe") return v;
     if (f == "int") {
-      if (v.is_number()) return Value::integer(is_intlike(v) ? as_int(v) : static_cast<int64_t>(v.f));
+      if (v.is_number()) return Value::integer(is_intlike(v) ? as_int(v) : float_to_int(v.f, e.line));
       try {
         return Value::integer(std::stoll(strip(to_str(v), nullptr, true, true)));
       } catch (const std::exception&) {
@@ -771,6 +854,7 @@ class Renderer {
     }
     if (f == "abs") {
       if (!v.is_number()) fail(e.line, "abs of " + repr(v));
+      if (is_intlike(v) && as_int(v) == INT64_MIN) fail(e.line, "integer overflow");
       return is_intlike(v) ? Value::integer(std::llabs(as_int(v))) : Value::real(std::fabs(v.f));
     }
     if (f == "first" || f == "last") {
@@ -799,12 +883,13 @@ class Renderer {
         if (!first) o += sep;
         first = false;
         o += to_str(attr.is_undefined() ? it : member(it, attr, e.line, "item"));
+        check_bytes(o.size(), e.line);
       }
       return Value::str(std::move(o));
     }
     if (f == "replace")
       return Value::str(replace_all(to_str(v), to_str(arg_value(e, 0, "old", 1)), to_str(arg_value(e, 1, "new", 1)),
-                                    as_int(arg_value(e, 2, "count", 1, Value::integer(-1)))));
+                                    as_int(arg_value(e, 2, "count", 1, Value::integer(-1))), e.line));
     fail(e.line, "unsupported filter '" + f + "'");
   }
 
@@ -841,9 +926,27 @@ class Renderer {
   }
 
   std::vector<std::map<std::string, Value>> scopes_;  // globals first, innermost loop last
+  int64_t steps_ = 0;                                  // see step()
 };
 
 }  // namespace
+
+Value Value::make_list(List l) {
+  Value v;
+  v.kind = Kind::kList;
+  nest_over(v, l, [](const Value& x) -> const Value& { return x; });
+  v.list = std::make_shared<List>(std::move(l));
+  return v;
+}
+
+Value Value::make_dict(Dict d) {
+  Value v;
+  v.kind = Kind::kDict;
+  nest_over(v, d, [](const std::pair<std::string, Value>& kv) -> const Value& { return kv.second; });
+  v.dict = std::make_shared<Dict>(std::move(d));
+  return v;
+}
+
 }  // namespace jinja
 
 std::string ChatTemplate::Program::render(const jinja::Dict& globals) const {

@@ -108,6 +108,7 @@ std::span<const Target> all_targets() {
       {"tokenizer_meta", fuzz_tokenizer_meta},
       {"imatrix", fuzz_imatrix},
       {"tokenizer_encode", fuzz_tokenizer_encode},
+      {"chat_template", fuzz_chat_template},
   };
   return kTargets;
 }

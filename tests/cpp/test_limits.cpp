@@ -8,11 +8,14 @@
 // headers and tests/python/test_convert_errors.py's corrupt checkpoints with the sizes of
 // the issue's table: a 2^60-element tensor, a 10^12-entry array, a 1 GB string, a 2^60
 // header length, a 2^62-element shape, 2^31 imatrix entries, absurd config.json numbers.
+// Chat templates are programs rather than headers: their nesting, loops and growth must end
+// in a TemplateError (verify/chat_template_eval.cpp's limits), also in a capped child.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -25,6 +28,7 @@
 #include "formats/model_config.h"
 #include "formats/safetensors.h"
 #include "inspect/gguf_scan.h"
+#include "verify/chat_template.h"
 #include "verify/tokenizer.h"
 
 using namespace smolq;
@@ -35,7 +39,22 @@ namespace {
 // Address space a reader may use beyond what the process already has mapped: enough for
 // the parsers' own small tables (simdjson's parser sizes itself to the document), far
 // below any of the sizes the hostile headers claim.
+// Under AddressSanitizer the allocator's quarantine (freed blocks kept for a while) and its
+// bookkeeping need far more, and a failed allocation aborts the child instead of throwing
+// std::bad_alloc (counted as a crash below); the ASan build checks memory errors, the plain
+// build the exact allocation bounds.
+#if defined(__SANITIZE_ADDRESS__)
+#define SMOLQ_LIMITS_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SMOLQ_LIMITS_ASAN 1
+#endif
+#endif
+#ifdef SMOLQ_LIMITS_ASAN
+constexpr uint64_t kHeadroom = 1ull << 30;
+#else
 constexpr uint64_t kHeadroom = 64ull << 20;
+#endif
 
 enum class Outcome { kFormatError = 10, kOtherError = 11, kBadAlloc = 12, kOtherException = 13, kNoError = 14 };
 
@@ -63,6 +82,10 @@ int run_capped(const std::function<void()>& fn) {
   const pid_t pid = ::fork();
   REQUIRE(pid >= 0);
   if (pid == 0) {
+    // The child dies by its own signals: doctest's handlers would report the parent's test
+    // case as crashed from inside the child.
+    std::signal(SIGABRT, SIG_DFL);
+    std::signal(SIGSEGV, SIG_DFL);
     const rlim_t cap = mapped_bytes() + kHeadroom;
     struct rlimit rl {cap, cap};
     ::setrlimit(RLIMIT_AS, &rl);
@@ -83,6 +106,12 @@ int run_capped(const std::function<void()>& fn) {
   int status = 0;
   ::waitpid(pid, &status, 0);
   return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+void expect_outcome(const std::string& what, Outcome want, const std::function<void()>& fn) {
+  const int code = run_capped(fn);
+  INFO(what << ": ended with " << std::string(outcome_name(code)) << " (exit code " << code << ")");
+  CHECK(code == static_cast<int>(want));
 }
 
 void expect_format_error(const std::string& what, const std::function<void()>& fn) {
@@ -338,5 +367,48 @@ TEST_SUITE("test_limits") {
         R"("decoder":{"type":"ByteLevel"}})";
     const std::string path = put_file("tok/tokenizer.json", tj);
     expect_format_error("vocab id 2^31-2", [&] { Tokenizer::from_hf_json(path); });
+  }
+
+  TEST_CASE("chat template: hostile nesting, loops and growth end in TemplateError") {
+    // A model's chat template is a program (verify/chat_template.h); each of these once
+    // overflowed the stack, hung or grew without bound (fuzz/regressions/chat_template/).
+    const std::string deep(20000, '(');
+    const std::vector<std::pair<std::string, std::string>> cases = {
+        {"parentheses 20000 deep", "{{ " + deep + "1" + std::string(20000, ')') + " }}"},
+        {"a chain of 30000 '+'", [] {
+           std::string s = "{{ 1";
+           for (int i = 0; i < 30000; ++i) s += "+1";
+           return s + " }}";
+         }()},
+        {"if blocks 5000 deep", [] {
+           std::string s;
+           for (int i = 0; i < 5000; ++i) s += "{% if true %}";
+           for (int i = 0; i < 5000; ++i) s += "{% endif %}";
+           return s;
+         }()},
+        {"10^15 loop iterations",
+         "{% for a in range(100000) %}{% for b in range(100000) %}{% for c in range(100000) %}"
+         "{% endfor %}{% endfor %}{% endfor %}"},
+        {"a string doubled 100 times",
+         "{% set ns = namespace(x='ab') %}{% for i in range(100) %}{% set ns.x = ns.x ~ ns.x %}{% endfor %}"},
+        {"a string times 10^12", "{{ 'ab' * 1000000000000 }}"},
+        {"a list nested 100000 deep",
+         "{% set ns = namespace(x=[]) %}{% for i in range(100000) %}{% set ns.x = [ns.x] %}{% endfor %}"},
+        {"a namespace holding itself", "{% set ns = namespace() %}{% set ns.me = ns %}{{ ns|tojson }}"},
+        {"int64 overflow", "{{ 9223372036854775807 + 1 }}"},
+        {"int() of 1e300", "{{ 1e300|int }}"},
+        {"tojson indent 10^9", "{{ messages|tojson(indent=1000000000) }}"},
+    };
+    const std::vector<ChatMessage> msgs = {{"user", "hi"}, {"assistant", "hello"}};
+    for (const auto& [what, source] : cases)
+      // The expected end is a TemplateError: a smolq::Error, not a FormatError.
+      expect_outcome(what, Outcome::kOtherError, [&] { (void)ChatTemplate(source).apply(msgs, true, "<s>", "</s>"); });
+    // The limits are far above what real templates use: 64 nested lists, a long loop, a
+    // chain of 100 operators and 20 nested parentheses still render.
+    std::string ok = "{% set ns = namespace(x=[]) %}{% for i in range(60) %}{% set ns.x = [ns.x] %}{% endfor %}"
+                     "{% for i in range(100000) %}{% endfor %}{{ 0";
+    for (int i = 0; i < 100; ++i) ok += "+1";
+    ok += " }}{{ " + std::string(20, '(') + "7" + std::string(20, ')') + " }}";
+    CHECK(ChatTemplate(ok).apply(msgs, false, "", "") == "1007");
   }
 }
