@@ -37,9 +37,11 @@ run_asan() {
   # corrupt inputs. Left out: the llama.cpp quality sweeps (test_quantize_llama,
   # test_estimate_llama, test_forward_parity, test_imatrix_interop: minutes of quantization
   # and forward passes whose code paths the C++ tests already cover under ASan, and which
-  # would take most of CI's budget at ASan speed) and the Python-only checks
+  # would take most of CI's budget at ASan speed), test_quantize_cli and test_verify (6.5 and
+  # several minutes under ASan of quantizing / evaluating the real model; their corrupt-input
+  # paths are fuzzed and in the C++ tests) and the Python-only checks
   # (test_fixtures, test_iq_tables) that do not run smolq at all.
-  local py_tests="py\\.(test_convert|test_convert_errors|test_inspect_cli|test_tokenizer_parity|test_interrupt)\$"
+  local py_tests="py\\.(test_convert|test_convert_errors|test_inspect_cli|test_tokenizer_parity|test_interrupt|test_verify_chat_template)\$"
   (cd "$dir" && ctest --output-on-failure -j"${SMOLQ_TEST_JOBS:-2}" --timeout 1800 -R "^cpp\\.|^${py_tests}")
   stamp "ASan+UBSan tests passed"
 }
@@ -53,6 +55,7 @@ dict_for() {
     tokenizer_json|tokenizer_meta) echo tokenizer ;;
     imatrix) echo imatrix ;;
     tokenizer_encode) echo encode ;;
+    chat_template) echo chat_template ;;
     *) echo "no dictionary for fuzz target $1" >&2; exit 1 ;;
   esac
 }

@@ -50,7 +50,9 @@ def run_and_interrupt(cmd: list[str], dest: Path, sig: signal.Signals, started, 
             if proc.poll() is not None:
                 pytest.fail(f"the command finished (exit {proc.returncode}) before the signal: make it slower")
             proc.send_signal(sig)
-            rc = proc.wait(timeout=120)
+            # Generous: the run notices the signal at its next check (imatrix: between chunks of
+            # its forward pass), which under ASan on a loaded machine took over 120 s once.
+            rc = proc.wait(timeout=600)
         finally:
             if proc.poll() is None:
                 proc.kill()
