@@ -18,7 +18,7 @@ Lattice::Lattice(const uint64_t* grid64, const uint32_t* grid32, int size, int d
                  bool is_int8, int nb_extra)
     : dim_(dim), nlevels_(static_cast<int>(levels.size())), size_(size) {
   assert((grid64 != nullptr) != (grid32 != nullptr));
-  assert(dim * nlevels_ <= 64);
+  assert(dim * nlevels_ <= 64 && dim <= kMaxChanges);
   points_.resize(static_cast<size_t>(size) * dim);
   offsets_.resize(points_.size());
   int nkeys = 1;
@@ -73,10 +73,7 @@ Lattice::Lattice(const uint64_t* grid64, const uint32_t* grid32, int size, int d
       uint8_t slot[kMaxChanges];
       int nch = 0;
       for (int k = 0; k < dim; ++k)
-        if (points_[g * dim + k] != idx[k]) {
-          assert(nch < kMaxChanges && "neighbour differs in too many coordinates");
-          slot[nch++] = offsets_[g * dim + k];
-        }
+        if (points_[g * dim + k] != idx[k]) slot[nch++] = offsets_[g * dim + k];  // nch <= dim <= kMaxChanges
       max_changes_ = std::max(max_changes_, nch);
       for (int m = nch; m < kMaxChanges; ++m) slot[m] = idx[0];  // k = 0: offset = level
       changes_.insert(changes_.end(), slot, slot + kMaxChanges);
@@ -142,9 +139,12 @@ int Lattice::search_impl(const float* a, const float* w, float s, const float* l
 }
 
 int Lattice::search(const float* a, const float* w, float s, const float* lv, const float* mid, uint8_t* levels) const {
-  if (dim_ == 8 && nlevels_ == 3)
-    return max_changes_ <= 2 ? search_impl<8, 3, 2>(a, w, s, lv, mid, levels)
-                             : search_impl<8, 3, 4>(a, w, s, lv, mid, levels);
+  if (dim_ == 8 && nlevels_ == 3) {
+    if (max_changes_ <= 2) return search_impl<8, 3, 2>(a, w, s, lv, mid, levels);
+    if (max_changes_ <= 4) return search_impl<8, 3, 4>(a, w, s, lv, mid, levels);
+    if (max_changes_ <= 6) return search_impl<8, 3, 6>(a, w, s, lv, mid, levels);
+    return search_impl<8, 3, 8>(a, w, s, lv, mid, levels);
+  }
   assert(dim_ == 4 && nlevels_ == 8);
   return max_changes_ <= 2 ? search_impl<4, 8, 2>(a, w, s, lv, mid, levels)
                            : search_impl<4, 8, 4>(a, w, s, lv, mid, levels);

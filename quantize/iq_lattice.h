@@ -53,9 +53,12 @@ class Lattice {
   template <int Dim, int NLevels, int MaxCh>
   int search_impl(const float* a, const float* w, float s, const float* lv, const float* mid, uint8_t* levels) const;
 
-  // A nearest-shell neighbour differs from its rounded point in at most this many coordinates
-  // (measured on every grid: 4 for the widest lists, 2 for IQ1's).
-  static constexpr int kMaxChanges = 4;
+  // Room for the coordinates in which a neighbour differs from its rounded point: all of them
+  // (dim <= 8). Most lists need 2 or 4, but a nearest-shell neighbour of the sparse IQ2_XXS
+  // grid can differ in 5 coordinates, and IQ1's extra shell adds more; the search sums only
+  // max_changes_ (rounded up to 2, 4, 6 or 8) entries. (Room for 4 overflowed on IQ2_XXS:
+  // found by the ASan+UBSan test run.)
+  static constexpr int kMaxChanges = 8;
 
   int dim_, nlevels_, size_;
   std::vector<uint8_t> points_;    // size * dim level indices
