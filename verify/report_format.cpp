@@ -77,7 +77,8 @@ size_t display_width(const std::string& s) {
   return w;
 }
 
-constexpr int kWidths[] = {10, 10, 5, 17, 8, 9, 10, 8, 10, 8, 9, 9, 7, 7};
+// Column widths of the terminal table; the first fits labels like "IQ2_XXS@target".
+constexpr int kWidths[] = {14, 10, 5, 17, 8, 9, 10, 8, 10, 8, 9, 9, 7, 7};
 
 std::string pad(const std::string& s, size_t w, bool left) {
   const size_t n = display_width(s);
