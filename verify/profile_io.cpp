@@ -26,27 +26,10 @@ std::string num(double v) {
   return buf;
 }
 
-std::string quoted(const std::string& s) {
-  std::string o = "\"";
-  for (unsigned char c : s) {
-    if (c == '"' || c == '\\') {
-      o += '\\';
-      o += static_cast<char>(c);
-    } else if (c < 0x20) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      o += buf;
-    } else {
-      o += static_cast<char>(c);
-    }
-  }
-  return o + "\"";
-}
-
 std::string checks_json(const std::vector<ProfileCheck>& v) {
   std::string o = "[";
   for (size_t i = 0; i < v.size(); ++i)
-    o += std::string(i ? ", " : "") + "{\"what\": " + quoted(v[i].what) + ", \"predicted\": " + num(v[i].predicted) +
+    o += std::string(i ? ", " : "") + "{\"what\": " + json_quote(v[i].what) + ", \"predicted\": " + num(v[i].predicted) +
          ", \"measured\": " + num(v[i].measured) + "}";
   return o + "]";
 }
@@ -127,7 +110,7 @@ std::string profile_to_json(const SensitivityProfile& p) {
   o << "{\"format\": \"" << kProfileFormat << "\", \"version\": " << SensitivityProfile::kVersion << ",\n";
   o << " \"model_fp\": \"" << hex64(p.model_fp) << "\", \"calib_fp\": \"" << hex64(p.calib_fp)
     << "\", \"imatrix_fp\": \"" << hex64(p.imatrix_fp) << "\", \"settings_fp\": \"" << hex64(p.settings_fp) << "\",\n";
-  o << " \"model\": " << quoted(p.model_desc) << ", \"calibration\": " << quoted(p.calib_desc) << ",\n";
+  o << " \"model\": " << json_quote(p.model_desc) << ", \"calibration\": " << json_quote(p.calib_desc) << ",\n";
   o << " \"settings\": {\"n_ctx\": " << p.settings.n_ctx << ", \"n_chunks\": " << p.settings.n_chunks
     << ", \"max_group_passes\": " << p.settings.max_group_passes << ", \"n_validate\": " << p.settings.n_validate
     << "},\n";
@@ -139,7 +122,7 @@ std::string profile_to_json(const SensitivityProfile& p) {
     << ",\n   \"model_checks\": " << checks_json(p.model_checks) << "},\n";
   o << " \"groups\": [";
   for (size_t g = 0; g < p.groups.size(); ++g) {
-    o << (g ? ",\n  " : "\n  ") << "{\"label\": " << quoted(p.groups[g].label) << ", \"dkld\": " << num(p.groups[g].dkld)
+    o << (g ? ",\n  " : "\n  ") << "{\"label\": " << json_quote(p.groups[g].label) << ", \"dkld\": " << num(p.groups[g].dkld)
       << ", \"tensors\": [";
     for (size_t i = 0; i < p.groups[g].tensors.size(); ++i) o << (i ? ", " : "") << p.groups[g].tensors[i];
     o << "]}";
@@ -147,7 +130,7 @@ std::string profile_to_json(const SensitivityProfile& p) {
   o << "],\n \"tensors\": [";
   for (size_t t = 0; t < p.tensors.size(); ++t) {
     const ProfileTensor& x = p.tensors[t];
-    o << (t ? ",\n  " : "\n  ") << "{\"name\": " << quoted(x.name) << ", \"rows\": " << x.rows << ", \"cols\": " << x.cols
+    o << (t ? ",\n  " : "\n  ") << "{\"name\": " << json_quote(x.name) << ", \"rows\": " << x.rows << ", \"cols\": " << x.cols
       << ", \"group\": " << x.group << ", \"gain\": " << num(x.gain) << ", \"ref\": \""
       << type_info(x.types[x.ref]).name << "\",\n   \"types\": [";
     for (size_t k = 0; k < x.types.size(); ++k) o << (k ? ", " : "") << '"' << type_info(x.types[k]).name << '"';
