@@ -209,17 +209,22 @@ inline float magnitude_pow(float e, float m) {
   if (m == 0.25f) return std::sqrt(std::sqrt(e));
   return std::pow(e, m);
 }
-}  // namespace
 
-void iq_weights(std::span<const float> x, const float* qw, std::span<float> w, const WeightProfile& p) {
+// w[i] = importance(i) * (sigma2 + x[i]^2)^m, sigma2 = 2 * mean(x^2): the shared shape of the
+// two entry points below (multiplying by 1 when there is no importance is exact).
+template <class Importance>
+void fill_weights(std::span<const float> x, std::span<float> w, float m, Importance importance) {
   assert(x.size() == w.size());
   float sumx2 = 0.0f;
   for (float v : x) sumx2 += v * v;
   const float sigma2 = 2.0f * sumx2 / static_cast<float>(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const float e = sigma2 + x[i] * x[i];
-    w[i] = qw ? std::pow(qw[i], p.importance) * magnitude_pow(e, p.magnitude_imat) : magnitude_pow(e, p.magnitude_plain);
-  }
+  for (size_t i = 0; i < x.size(); ++i) w[i] = importance(i) * magnitude_pow(sigma2 + x[i] * x[i], m);
+}
+}  // namespace
+
+void iq_weights(std::span<const float> x, const float* qw, std::span<float> w, const WeightProfile& p) {
+  if (qw) fill_weights(x, w, p.magnitude_imat, [&](size_t i) { return std::pow(qw[i], p.importance); });
+  else fill_weights(x, w, p.magnitude_plain, [](size_t) { return 1.0f; });
 }
 
 std::vector<float> importance_powers(std::span<const float> imatrix, const WeightProfile& p) {
@@ -229,14 +234,8 @@ std::vector<float> importance_powers(std::span<const float> imatrix, const Weigh
 }
 
 void iq_weights_raised(std::span<const float> x, const float* qw_raised, std::span<float> w, const WeightProfile& p) {
-  assert(x.size() == w.size());
-  float sumx2 = 0.0f;
-  for (float v : x) sumx2 += v * v;
-  const float sigma2 = 2.0f * sumx2 / static_cast<float>(x.size());
-  for (size_t i = 0; i < x.size(); ++i) {
-    const float e = sigma2 + x[i] * x[i];
-    w[i] = qw_raised ? qw_raised[i] * magnitude_pow(e, p.magnitude_imat) : magnitude_pow(e, p.magnitude_plain);
-  }
+  if (qw_raised) fill_weights(x, w, p.magnitude_imat, [&](size_t i) { return qw_raised[i]; });
+  else fill_weights(x, w, p.magnitude_plain, [](size_t) { return 1.0f; });
 }
 
 HalfScale round_half(float v) {
