@@ -11,8 +11,10 @@
 #include "cli/target_mix.h"
 #include "convert/converter.h"
 #include "formats/error.h"
+#include "formats/hf_cache.h"
 #include "formats/interrupt.h"
 #include "formats/sha256.h"
+#include "formats/suggest.h"
 #include "verify/tokenizer.h"
 
 namespace smolq::cli {
@@ -25,14 +27,6 @@ struct OutType {
 };
 constexpr OutType kOutTypes[] = {
     {"f32", GgmlType::F32, 0}, {"f16", GgmlType::F16, 1}, {"bf16", GgmlType::BF16, 32}, {"q8_0", GgmlType::Q8_0, 7}};
-
-std::string default_output(const std::string& dir, const std::string& type) {
-  std::string d = dir;
-  while (d.size() > 1 && d.back() == '/') d.pop_back();
-  auto pos = d.find_last_of('/');
-  std::string base = pos == std::string::npos ? d : d.substr(pos + 1);
-  return base + "-" + type + ".gguf";
-}
 
 // llama.cpp's pre-tokenizer fingerprint: SHA-256 of the probe text's token ids written as a
 // Python list ("[1, 2, 3]"). Needs our tokenizer, which lives in verify/, hence here.
@@ -52,14 +46,14 @@ std::optional<std::string> probe_hash(const std::string& tokenizer_json) {
 
 int run_convert(const std::vector<std::string>& args) {
   po::options_description opts("convert options");
-  std::string input, output, outtype, type, imatrix, name, pre, output_tensor_type, token_embedding_type;
+  std::string input, output, outtype, type, imatrix, name, metadata, pre, output_tensor_type, token_embedding_type;
   std::vector<std::string> tensor_types, include, exclude;
   int threads = 0;
   TargetArgs target_args;
   opts.add_options()
-      ("input", po::value<std::string>(&input), "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json)")
-      ("output,o", po::value<std::string>(&output), "output GGUF path (default: <folder name>-<type>.gguf here)")
-      ("outtype", po::value<std::string>(&outtype), "plain weight type: f32, f16 (default), bf16 or q8_0")
+      (kOptModel, po::value<std::string>(&input), "the checkpoint: a folder (config.json, *.safetensors, tokenizer.json), a Hugging Face cache folder, or a repo id org/name[@revision] found in the cache")
+      (kOptOutput, po::value<std::string>(&output), "output GGUF path (default: Basename-Size-Finetune-TYPE.gguf here, e.g. SmolLM2-135M-Instruct-Q4_K_M.gguf)")
+      ("outtype", po::value<std::string>(&outtype), "plain weight type: f32, f16 (default), bf16 or q8_0 (any case)")
       ("type", po::value<std::string>(&type), "quantized file type, as llama-quantize names them: Q4_K_M, Q6_K, IQ4_XS, ...")
       ("imatrix", po::value<std::string>(&imatrix), "importance matrix for --type (llama.cpp GGUF or legacy .dat)")
       ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors matching REGEX")
@@ -69,17 +63,20 @@ int run_convert(const std::vector<std::string>& args) {
       ("tensor-type", po::value<std::vector<std::string>>(&tensor_types), "with --type: REGEX=TYPE (repeatable)")
       ("pure", "with --type: no mixture rules, the file type's default type everywhere")
       ("dry-run", "print the per-tensor plan and size; write nothing")
-      ("threads,t", po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
-      ("name", po::value<std::string>(&name), "general.name to record (default: the folder name)")
+      (kOptThreads, po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
+      ("name", po::value<std::string>(&name), "general.name to record (default: from the model card, repo id or folder, as llama.cpp names it)")
+      ("metadata", po::value<std::string>(&metadata), "JSON file of general.* keys that override the model card (llama.cpp's --metadata)")
       ("pre-tokenizer", po::value<std::string>(&pre), "override BPE pre-tokenizer detection: smollm, llama-bpe, gpt-2")
-      ("quiet,q", "no progress bar");
+      (kOptQuiet, "no progress bar");
   add_target_options(opts, target_args);
   po::positional_options_description pos;
-  pos.add("input", 1);
-  auto parsed = parse_args(args, "smolq convert <hf-dir> [-o out.gguf] [--outtype f16 | --type Q4_K_M [--imatrix F]]",
+  pos.add("model", 1);
+  auto parsed = parse_args("convert", args,
+                           "smolq convert MODEL [-o out.gguf] [--outtype f16 | --type Q4_K_M [--imatrix F]]\n"
+                           "  MODEL: a checkpoint folder, a Hugging Face cache folder, or org/name[@revision] from the cache",
                            opts, pos);
   if (parsed.help) return 0;
-  if (input.empty()) throw UsageError("missing the checkpoint folder");
+  if (input.empty()) throw UsageError("missing the model (a checkpoint folder or a repo id such as HuggingFaceTB/SmolLM2-135M-Instruct)");
   if (!outtype.empty() && !type.empty()) throw UsageError("give either --outtype or --type, not both");
   const bool target = target_requested(target_args);
   if (target && (!outtype.empty() || !type.empty()))
@@ -88,8 +85,13 @@ int run_convert(const std::vector<std::string>& args) {
                        !token_embedding_type.empty() || parsed.vm.count("pure")))
     throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type");
 
+  if (!type.empty()) parse_file_type(type);  // a mistyped type is reported before anything is read
+  const ModelRef ref = resolve_model_ref(input);
   ConvertOptions opt;
-  opt.input_dir = input;
+  opt.input_dir = ref.path;
+  opt.naming.repo_id = ref.repo_id;
+  opt.naming.metadata_path = metadata;
+  opt.naming.name_override = name;
   ImatrixData imat;
   if (!type.empty() || target) {
     QuantizeOptions q;
@@ -105,21 +107,34 @@ int run_convert(const std::vector<std::string>& args) {
     opt.quant = q;
     opt.file_type = static_cast<uint32_t>(q.ftype);
   } else {
-    if (outtype.empty()) outtype = "f16";
+    outtype = outtype.empty() ? "f16" : lower_ascii(outtype);
     const OutType* ot = nullptr;
     for (const auto& o : kOutTypes)
       if (outtype == o.name) ot = &o;
-    if (!ot) throw UsageError("--outtype must be one of f32, f16, bf16, q8_0 (got '" + outtype + "'); for other types use --type");
+    if (!ot) {
+      std::vector<std::string> names;
+      for (const auto& o : kOutTypes) names.emplace_back(o.name);
+      const FileTypeInfo* ft = find_file_type(outtype);
+      throw UsageError("--outtype must be one of f32, f16, bf16, q8_0 (got '" + outtype + "')" + did_you_mean(outtype, names) +
+                       (ft ? "; for " + std::string(ft->name) + " use --type " + std::string(ft->name) : ""));
+    }
     opt.weight_type = ot->type;
     opt.file_type = ot->file_type;
   }
-  opt.output_path = output.empty() ? default_output(input, target ? "mix" : type.empty() ? outtype : type) : output;
   opt.threads = resolve_threads(threads);
-  opt.name_override = name;
   opt.tokenizer.pre_override = pre;
   opt.tokenizer.probe_hash = probe_hash;
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   opt.on_progress = progress_printer(show);
+  if (output.empty()) {
+    // llama.cpp's naming convention, from the metadata this conversion writes.
+    auto ck = SafetensorsCheckpoint::open(opt.input_dir);
+    const ConvertPlan p = plan_conversion(opt, *ck);
+    const std::string encoding = target ? "mix" : !type.empty() ? std::string(file_type_info(opt.quant->ftype).name) : outtype;
+    opt.output_path = default_output_name(p.metadata, encoding);
+  } else {
+    opt.output_path = output;
+  }
 
   std::optional<TargetDecision> td;
   if (target) {
@@ -136,7 +151,7 @@ int run_convert(const std::vector<std::string>& args) {
       f.data_offset = plan_gguf_layout(p.metadata, f.tensors, f.alignment).data_offset;
       return f;
     };
-    td = decide_target(target_args, input, opt.output_path, opt.quant->imatrix, imatrix, opt.threads, plan_file);
+    td = decide_target(target_args, opt.input_dir, opt.output_path, opt.quant->imatrix, imatrix, opt.threads, plan_file);
     opt.quant->assigned_types = td->plan.types;
     opt.quant->ftype = td->plan.label;
     opt.file_type = static_cast<uint32_t>(td->plan.label);

@@ -22,6 +22,8 @@
 #include "convert/tokenizer_meta.h"
 #include "formats/error.h"
 #include "formats/gguf.h"
+#include "formats/hf_cache.h"
+#include "formats/suggest.h"
 #include "formats/model_config.h"
 #include "formats/safetensors.h"
 #include "inspect/devices.h"
@@ -62,14 +64,18 @@ TensorShape shape_of(const std::string& name, const std::vector<uint64_t>& shape
 // files alone. Mirrors plan_conversion's metadata steps (convert/converter.cpp) in the same
 // order; when convert exposes this as a function of its own, call that instead.
 GgufMetadata estimate_metadata(const std::string& dir, const std::string& tokenizer_dir, const ModelConfig& cfg,
-                               uint64_t n_params, bool& has_tokenizer) {
+                               uint64_t n_params, const NamingInputs& naming, bool& has_tokenizer) {
   has_tokenizer = file_exists(tokenizer_dir + "/tokenizer.json");
-  if (!has_tokenizer) return conversion_metadata(dir, cfg, nullptr, n_params, 1);
+  if (!has_tokenizer) return conversion_metadata(dir, cfg, nullptr, n_params, 1, naming);
   HfTokenizerInfo tok = load_hf_tokenizer(tokenizer_dir, cfg, TokenizerOptions{});
-  return conversion_metadata(dir, cfg, &tok, n_params, 1);
+  return conversion_metadata(dir, cfg, &tok, n_params, 1, naming);
 }
 
-SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir) {
+// `repo_id`: known when the folder came from the Hugging Face cache; the general.* keys (and so
+// the sizes) are those `smolq convert` writes for the same reference.
+SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir, const std::string& repo_id) {
+  NamingInputs naming;
+  naming.repo_id = repo_id;
   SourceModel s;
   s.from_hf = true;
   s.name = dir;
@@ -78,6 +84,7 @@ SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir) {
     // Exactly what convert plans: metadata, tensor names and shapes.
     ConvertOptions opt;
     opt.input_dir = dir;
+    opt.naming = naming;
     auto ck = SafetensorsCheckpoint::open(dir);
     ConvertPlan plan = plan_conversion(opt, *ck);
     s.config = plan.config;
@@ -108,7 +115,7 @@ SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir) {
     s.tensors.push_back(std::move(t));
   }
   bool has_tok = false;
-  s.metadata = estimate_metadata(dir, tokenizer_dir, c, n_params, has_tok);
+  s.metadata = estimate_metadata(dir, tokenizer_dir, c, n_params, naming, has_tok);
   if (!has_tok) {
     s.metadata_exact = false;
     s.metadata_note = "no tokenizer.json in " + tokenizer_dir +
@@ -214,32 +221,51 @@ QuantCandidate make_candidate(const SourceModel& src, const FileTypeInfo& ft, co
   return c;
 }
 
+// A KV cache type by name, any case: one llama.cpp accepts, or a UsageError with the nearest.
+GgmlType kv_cache_type(const std::string& name, const char* option) {
+  const TypeGeometry* g = find_type(name);
+  if (g && is_valid_kv_type(g->id)) return g->id;
+  std::vector<std::string> valid;
+  for (const auto& t : all_types())
+    if (is_valid_kv_type(t.id)) valid.push_back(lower_ascii(t.name));
+  std::string list;
+  for (const auto& v : valid) list += (list.empty() ? "" : ", ") + v;
+  const std::string near = did_you_mean(name, valid);
+  throw UsageError(std::string(option) + ": '" + name + "' is not a KV cache type" + (near.empty() ? " (one of: " + list + ")" : near));
+}
+
 }  // namespace
 
 int run_estimate(const std::vector<std::string>& args) {
   po::options_description opts("estimate options");
-  opts.add_options()("path", po::value<std::string>()->required(), "HF folder (config.json; weights optional) or GGUF file")(
-      "types", po::value<std::string>()->default_value("all"), "quant types to show, comma-separated, or 'all'")(
-      "ctx", po::value<std::string>()->default_value("2048,8192"), "context sizes, comma-separated (4k = 4096)")(
-      "kv-type", po::value<std::string>()->default_value("f16"), "KV cache type: f16, q8_0 or q4_0 (quantized implies flash attention)")(
-      "batch", po::value<uint64_t>()->default_value(512), "micro-batch size (llama.cpp -ub; -b is at least this)")(
-      "flash-attn", po::value<std::string>()->default_value("off"), "flash attention: on or off")(
-      "parallel", po::value<uint64_t>()->default_value(1), "parallel sequences (llama.cpp -np)")(
-      "device", po::value<std::string>(), "one device from the table (substring match): per-type table")(
-      "tokenizer", po::value<std::string>(), "folder with tokenizer.json for a config-only folder (default: PATH)")(
-      "imatrix", po::value<std::string>(), "importance matrix the quants would use (changes some mixture rules and adds the quantize.imatrix.* keys)")(
-      "json", "print JSON instead of Markdown");
+  opts.add_options()
+      (kOptModel, po::value<std::string>()->required(), "HF folder (config.json; weights optional), GGUF file, Hugging Face cache folder or repo id org/name[@revision]")
+      ("types", po::value<std::string>()->default_value("all"), "quant types to show, comma-separated (any case), or 'all'")
+      (kOptCtxSize, po::value<std::string>()->default_value("2048,8192"), "context sizes, comma-separated (4k = 4096)")
+      ("kv-type", po::value<std::string>(), "K and V cache type: f16, q8_0, q4_0, ... (quantized V implies flash attention; default f16)")
+      (kOptCacheTypeK, po::value<std::string>(), "K cache type (llama.cpp -ctk; default: --kv-type)")
+      (kOptCacheTypeV, po::value<std::string>(), "V cache type (llama.cpp -ctv; default: --kv-type)")
+      (kOptUbatchSize, po::value<uint64_t>()->default_value(512), "physical micro-batch (llama.cpp -ub): sizes the compute buffer")
+      (kOptBatchSize, po::value<uint64_t>()->default_value(512), "logical batch (llama.cpp -b): caps the micro-batch")
+      (kOptFlashAttn, po::value<std::string>()->default_value("off"), "flash attention (llama.cpp -fa): on or off")
+      ("parallel", po::value<uint64_t>()->default_value(1), "parallel sequences (llama.cpp -np)")
+      ("device", po::value<std::string>(), "one device from the table (substring match): per-type table")
+      ("tokenizer", po::value<std::string>(), "folder with tokenizer.json for a config-only folder (default: PATH)")
+      (kOptImatrix, po::value<std::string>(), "importance matrix the quants would use (changes some mixture rules and adds the quantize.imatrix.* keys)")
+      (kOptJson, "print JSON instead of Markdown");
   po::positional_options_description pos;
-  pos.add("path", 1);
-  ParsedArgs p = parse_args(args, "smolq estimate PATH [--types all] [--ctx 2048,8192] [--kv-type f16] [--json]", opts, pos);
+  pos.add("model", 1);
+  ParsedArgs p = parse_args("estimate", args, "smolq estimate MODEL [--types all] [-c 2048,8192] [-ctk f16] [-ctv f16] [--json]", opts, pos);
   if (p.help) return 0;
 
-  std::string path = p.vm["path"].as<std::string>();
+  const ModelRef ref = resolve_model_ref(p.vm["model"].as<std::string>());
+  std::string path = ref.path;
   while (path.size() > 1 && path.back() == '/') path.pop_back();
   SourceModel src;
   if (is_dir(path)) {
     const std::string tok = p.vm.count("tokenizer") ? p.vm["tokenizer"].as<std::string>() : path;
-    src = load_hf(path, tok);
+    src = load_hf(path, tok, ref.repo_id);
+    if (ref.from_cache()) src.name = ref.repo_id + "@" + ref.revision.substr(0, 12);
   } else if (file_exists(path)) {
     if (p.vm.count("tokenizer")) throw UsageError("--tokenizer applies to Hugging Face folders only");
     src = load_gguf(path);
@@ -256,17 +282,19 @@ int run_estimate(const std::vector<std::string>& args) {
   req.shape = {c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, 0};
   if (const GgufValue* m = src.metadata.find("tokenizer.ggml.merges"); m && m->type == GgufType::ARRAY)
     req.shape.n_merges = m->as_array().items.size();
-  req.contexts = parse_u64_list(p.vm["ctx"].as<std::string>(), "--ctx");
+  req.contexts = parse_u64_list(p.vm["ctx-size"].as<std::string>(), "--ctx-size");
 
-  const std::string kv = p.vm["kv-type"].as<std::string>();
-  const TypeGeometry* kvg = find_type(kv);
-  if (!kvg || !is_valid_kv_type(kvg->id)) throw UsageError("--kv-type must be one of f16, bf16, f32, q8_0, q4_0, q4_1, q5_0, q5_1, iq4_nl");
-  req.run.kv_type = kvg->id;
-  req.run.n_ubatch = p.vm["batch"].as<uint64_t>();
-  if (req.run.n_ubatch == 0) throw UsageError("--batch must be positive");
-  req.run.n_batch = std::max<uint64_t>(req.run.n_ubatch, 512);
+  const std::string kv = p.vm.count("kv-type") ? p.vm["kv-type"].as<std::string>() : "f16";
+  req.run.kv_type = kv_cache_type(p.vm.count("cache-type-k") ? p.vm["cache-type-k"].as<std::string>() : kv, "--cache-type-k");
+  req.run.kv_type_v = kv_cache_type(p.vm.count("cache-type-v") ? p.vm["cache-type-v"].as<std::string>() : kv, "--cache-type-v");
+  req.run.n_ubatch = p.vm["ubatch-size"].as<uint64_t>();
+  req.run.n_batch = p.vm["batch-size"].as<uint64_t>();
+  if (req.run.n_ubatch == 0 || req.run.n_batch == 0) throw UsageError("--batch-size and --ubatch-size must be positive");
+  // llama.cpp's micro-batch never exceeds the batch; an old `--batch N` (the micro-batch) alone
+  // keeps meaning what it did: the batch grows to hold it.
+  if (p.vm["batch-size"].defaulted()) req.run.n_batch = std::max(req.run.n_batch, req.run.n_ubatch);
   req.run.n_seq = p.vm["parallel"].as<uint64_t>();
-  const std::string fa = p.vm["flash-attn"].as<std::string>();
+  const std::string fa = lower_ascii(p.vm["flash-attn"].as<std::string>());
   if (fa != "on" && fa != "off") throw UsageError("--flash-attn must be on or off");
   req.run.flash_attn = fa == "on";
 

@@ -14,6 +14,7 @@
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "formats/error.h"
+#include "formats/hf_cache.h"
 #include "formats/imatrix.h"
 #include "formats/interrupt.h"
 #include "verify/imatrix.h"
@@ -40,28 +41,29 @@ ImatrixFormat output_format(const po::variables_map& vm, const std::string& out)
 int run_imatrix(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()
-      ("model", po::value<std::string>(), "model: GGUF file or Hugging Face checkpoint folder")
-      ("file,f", po::value<std::string>(), "calibration text (tokenized with the model's tokenizer)")
+      (kOptModel, po::value<std::string>(), "model: GGUF file, checkpoint folder, or repo id org/name[@revision] from the Hugging Face cache")
+      (kOptFile, po::value<std::string>(), "calibration text (tokenized with the model's tokenizer)")
       ("tokens", po::value<std::string>(), "calibrate on these token ids instead (integers separated by spaces or commas)")
-      ("output,o", po::value<std::string>()->default_value("imatrix.gguf"), "output file")
+      (kOptOutput, po::value<std::string>()->default_value("imatrix.gguf"), "output file")
       ("output-format", po::value<std::string>(), "gguf or dat (default: dat for a .dat name, else gguf)")
-      ("ctx,c", po::value<int64_t>()->default_value(512), "tokens per chunk")
+      (kOptCtxSize, po::value<int64_t>()->default_value(512), "tokens per chunk")
       ("chunks", po::value<int64_t>()->default_value(-1), "process at most this many chunks (-1: all)")
-      ("batch,b", po::value<int64_t>()->default_value(512), "tokens per forward call")
-      ("threads,t", po::value<int>()->default_value(0), "worker threads (0: all cores)")
+      (kOptBatchSize, po::value<int64_t>()->default_value(512), "tokens per forward call")
+      (kOptThreads, po::value<int>()->default_value(0), "worker threads (0: all cores)")
       ("in-file", po::value<std::vector<std::string>>()->composing(), "merge an earlier imatrix (GGUF or .dat); repeatable")
       ("process-output", "also collect the output projection (output.weight; never token_embd when tied)")
       ("no-ppl", "do not compute the perplexity of the calibration text")
-      ("parse-special", "match special-token text (<|im_start|>...) in the text");
+      ("parse-special", "match special-token text (<|im_start|>...) in the text")
+      (kOptQuiet, "no progress bar");
   po::positional_options_description pos;
   pos.add("model", 1);
-  auto parsed = parse_args(args, "smolq imatrix MODEL -f CALIB [-o imatrix.gguf] [options]", opts, pos);
+  auto parsed = parse_args("imatrix", args, "smolq imatrix MODEL -f CALIB [-o imatrix.gguf] [options]", opts, pos);
   if (parsed.help) return 0;
   const auto& vm = parsed.vm;
   const std::string out = vm["output"].as<std::string>();
   const ImatrixFormat fmt_out = output_format(vm, out);
-  const int64_t n_ctx = vm["ctx"].as<int64_t>();
-  if (n_ctx < 16) throw UsageError("--ctx must be at least 16");
+  const int64_t n_ctx = vm["ctx-size"].as<int64_t>();
+  if (n_ctx < 16) throw UsageError("--ctx-size must be at least 16");
   const int32_t chunk_size = static_cast<int32_t>(n_ctx);
   const int threads = resolve_threads(vm["threads"].as<int>());
   const std::vector<std::string> in_files =
@@ -82,14 +84,14 @@ int run_imatrix(const std::vector<std::string>& args) {
 
   std::vector<std::string> datasets;
   if (have_text) {
-    auto model = Model::open(vm["model"].as<std::string>());
+    auto model = Model::open(resolve_model_ref(vm["model"].as<std::string>()).path);
     std::fprintf(stderr, "model: %s\n  %s\n", model->path().c_str(), model->describe().c_str());
     const EvalTokens toks = vm.count("tokens") ? read_token_ids(*model, vm["tokens"].as<std::string>())
                                                : tokenize_text_file(*model, vm["file"].as<std::string>(), vm.count("parse-special") > 0);
     EvalOptions o;
     o.n_ctx = n_ctx;
     o.n_chunks = vm["chunks"].as<int64_t>();
-    o.n_batch = vm["batch"].as<int64_t>();
+    o.n_batch = vm["batch-size"].as<int64_t>();
     o.n_threads = threads;
     o.add_bos = toks.add_bos;
     o.bos_id = toks.bos_id;

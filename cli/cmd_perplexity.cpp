@@ -16,6 +16,7 @@
 #include "cli/progress.h"
 #include "formats/atomic_file.h"
 #include "formats/error.h"
+#include "formats/hf_cache.h"
 #include "formats/interrupt.h"
 #include "verify/matmul.h"
 #include "verify/model.h"
@@ -86,7 +87,7 @@ void log_setup(const Model& m, const char* role) {
 }
 
 int run_kl(const po::variables_map& vm, const EvalOptions& o, const Model& quant, const EvalTokens& toks) {
-  auto base = Model::open(vm["base"].as<std::string>());
+  auto base = Model::open(resolve_model_ref(vm["base"].as<std::string>()).path);
   log_setup(*base, "base");
   const bool json = vm.count("json") > 0;
   const int64_t n_chunks = plan_chunks(static_cast<int64_t>(toks.ids.size()), o);
@@ -186,21 +187,22 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
 int run_perplexity(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()
-      ("model", po::value<std::string>()->required(), "model: GGUF file or Hugging Face checkpoint folder")
-      ("file,f", po::value<std::string>(), "text to evaluate (tokenized with the model's tokenizer)")
+      (kOptModel, po::value<std::string>()->required(), "model: GGUF file, checkpoint folder, or repo id org/name[@revision] from the Hugging Face cache")
+      (kOptFile, po::value<std::string>(), "text to evaluate (tokenized with the model's tokenizer)")
       ("tokens", po::value<std::string>(), "evaluate these token ids instead (integers separated by spaces or commas)")
-      ("base", po::value<std::string>(), "KL-divergence mode: compare MODEL with this base model (GGUF or HF folder)")
-      ("ctx,c", po::value<int64_t>()->default_value(512), "tokens per chunk")
+      ("base", po::value<std::string>(), "KL-divergence mode: compare MODEL with this base model (GGUF, HF folder or repo id)")
+      (kOptCtxSize, po::value<int64_t>()->default_value(512), "tokens per chunk")
       ("chunks", po::value<int64_t>()->default_value(-1), "evaluate at most this many chunks (-1: all)")
-      ("batch,b", po::value<int64_t>()->default_value(512), "tokens per forward call (does not change results)")
-      ("threads,t", po::value<int>()->default_value(0), "worker threads (0: all cores)")
+      (kOptBatchSize, po::value<int64_t>()->default_value(512), "tokens per forward call (does not change results)")
+      (kOptThreads, po::value<int>()->default_value(0), "worker threads (0: all cores)")
       ("add-bos", po::value<std::string>()->default_value("auto"), "BOS at each chunk start: auto (tokenizer's setting), yes, no")
       ("parse-special", "match special-token text (<|im_start|>...) in the text")
-      ("json", "print one JSON object with every result instead of the text report")
+      (kOptJson, "print one JSON object with every result instead of the text report")
+      (kOptQuiet, "no progress bar")
       ("dump-logits", po::value<std::string>(), "also write every position's logits to this .npy file (float32, [chunks*ctx, vocab])");
   po::positional_options_description pos;
   pos.add("model", 1);
-  auto parsed = parse_args(args, "smolq perplexity MODEL (-f TEXT | --tokens IDS) [--base BASE] [options]", opts, pos);
+  auto parsed = parse_args("perplexity", args, "smolq perplexity MODEL (-f TEXT | --tokens IDS) [--base BASE] [options]", opts, pos);
   if (parsed.help) return 0;
   const auto& vm = parsed.vm;
   if (!vm.count("file") && !vm.count("tokens")) throw UsageError("give the text with -f (or token ids with --tokens)");
@@ -208,13 +210,13 @@ int run_perplexity(const std::vector<std::string>& args) {
   if (vm.count("base") && vm.count("dump-logits")) throw UsageError("--dump-logits is for a single model");
   install_interrupt_handlers();
 
-  auto model = Model::open(vm["model"].as<std::string>());
+  auto model = Model::open(resolve_model_ref(vm["model"].as<std::string>()).path);
   log_setup(*model, vm.count("base") ? "model (quantized)" : "model");
   const EvalTokens toks = load_tokens(*model, vm);
   EvalOptions o;
-  o.n_ctx = vm["ctx"].as<int64_t>();
+  o.n_ctx = vm["ctx-size"].as<int64_t>();
   o.n_chunks = vm["chunks"].as<int64_t>();
-  o.n_batch = vm["batch"].as<int64_t>();
+  o.n_batch = vm["batch-size"].as<int64_t>();
   o.n_threads = resolve_threads(vm["threads"].as<int>());
   o.add_bos = toks.add_bos;
   o.bos_id = toks.bos_id;

@@ -19,13 +19,13 @@ namespace smolq::cli {
 int run_quantize(const std::vector<std::string>& args) {
   po::options_description opts("quantize options");
   std::string input, output, type, imatrix, output_tensor_type, token_embedding_type;
-  std::vector<std::string> tensor_types, include, exclude, override_kv;
+  std::vector<std::string> tensor_types, include, exclude, override_kv, positional;
   int threads = 0;
   TargetArgs target_args;
   opts.add_options()
-      ("input", po::value<std::string>(&input), "input GGUF")
-      ("output", po::value<std::string>(&output), "output GGUF")
-      ("type", po::value<std::string>(&type), "file type: Q4_K_M, Q8_0, IQ4_XS, ... (see --list-types)")
+      (kOptModel, po::value<std::string>(&input), "input GGUF (or the first positional argument)")
+      (kOptOutput, po::value<std::string>(&output), "output GGUF (or the second positional argument)")
+      ("type", po::value<std::string>(&type), "file type, any case: Q4_K_M, Q8_0, IQ4_XS, ... (or the last positional argument; see --list-types)")
       ("imatrix", po::value<std::string>(&imatrix), "importance matrix (llama.cpp GGUF or legacy .dat)")
       ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors whose name contains TEXT (repeatable)")
       ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors whose name contains TEXT (repeatable)")
@@ -38,16 +38,32 @@ int run_quantize(const std::vector<std::string>& args) {
       ("override-kv", po::value<std::vector<std::string>>(&override_kv), "KEY=TYPE:VALUE metadata override (repeatable)")
       ("dry-run", "print the per-tensor plan, size and bits per weight; write nothing")
       ("list-types", "list the file types and exit")
-      ("threads,t", po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
-      ("quiet,q", "no progress bar");
+      (kOptThreads, po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
+      (kOptQuiet, "no progress bar");
   add_target_options(opts, target_args);
+  po::options_description hidden;
+  hidden.add_options()("positional", po::value<std::vector<std::string>>(&positional), "");
+  po::options_description all;
+  all.add(opts).add(hidden);
   po::positional_options_description pos;
-  pos.add("input", 1).add("output", 1).add("type", 1);
-  auto parsed = parse_args(args,
+  pos.add("positional", -1);
+  auto parsed = parse_args("quantize", args,
                            "smolq quantize <in.gguf> <out.gguf> <TYPE> [--imatrix F] [options]\n"
-                           "       smolq quantize <in.gguf> <out.gguf> --target-bpw B | --target-size S [--calib TEXT] [options]",
-                           opts, pos);
+                           "       smolq quantize <in.gguf> <out.gguf> --target-bpw B | --target-size S [--calib TEXT] [options]\n"
+                           "       smolq quantize -m in.gguf -o out.gguf --type Q4_K_M [options]",
+                           all, pos, &opts);
   if (parsed.help) return 0;
+  // llama-quantize's positional forms: IN OUT TYPE, or any of them given by -m / -o / --type.
+  for (std::string* slot : {&input, &output, &type}) {
+    if (positional.empty()) break;
+    if (!slot->empty()) continue;
+    if (slot == &output && positional.size() == 1 && type.empty() && !target_requested(target_args) &&
+        parsed.vm.count("dry-run"))
+      continue;  // `quantize in.gguf TYPE --dry-run`: no output file
+    *slot = positional.front();
+    positional.erase(positional.begin());
+  }
+  if (!positional.empty()) throw UsageError("unexpected argument '" + positional.front() + "'");
   if (parsed.vm.count("list-types")) {
     print_file_types();
     return 0;
@@ -55,7 +71,6 @@ int run_quantize(const std::vector<std::string>& args) {
   const bool dry = parsed.vm.count("dry-run") > 0;
   const bool target = target_requested(target_args);
   if (target && !type.empty()) throw UsageError("--target-bpw / --target-size choose every type: give no TYPE");
-  if (dry && !target && type.empty() && !output.empty()) std::swap(type, output);  // `quantize in.gguf TYPE --dry-run`
   if (input.empty() || (type.empty() && !target) || (output.empty() && !dry))
     throw UsageError("usage: smolq quantize <in.gguf> <out.gguf> <TYPE>  (or --target-bpw B / --target-size S instead of TYPE)");
   if (!dry) {
@@ -64,9 +79,9 @@ int run_quantize(const std::vector<std::string>& args) {
       throw UsageError("input and output are the same file: '" + input + "'");
   }
 
-  auto reader = GgufReader::open(input);
   QuantizeOptions q;
   q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
+  auto reader = GgufReader::open(input);
   fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
   q.include_weights = include;
   q.exclude_weights = exclude;

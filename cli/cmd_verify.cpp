@@ -22,6 +22,7 @@
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "formats/error.h"
+#include "formats/hf_cache.h"
 #include "formats/interrupt.h"
 #include "formats/mapped_file.h"
 #include "verify/report_writers.h"
@@ -253,27 +254,28 @@ class Display {
 int run_verify(const std::vector<std::string>& args) {
   po::options_description opts("Options");
   opts.add_options()
-      ("model", po::value<std::vector<std::string>>(), "the full-precision model (HF folder or GGUF), then any quantized GGUF files to compare")
-      ("file,f", po::value<std::string>(), "evaluation text (plain text; e.g. WikiText-2's wiki.test.raw)")
+      (kOptModel, po::value<std::vector<std::string>>(), "the full-precision model (HF folder, GGUF, or repo id org/name[@revision] from the Hugging Face cache), then any quantized GGUF files to compare")
+      (kOptFile, po::value<std::string>(), "evaluation text (plain text; e.g. WikiText-2's wiki.test.raw)")
       ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + "); NAME@target adds a measured mixed-precision file of NAME's size (docs/mixed-precision.md)").c_str())
-      ("imatrix", po::value<std::string>(), "importance matrix for the builds: a file, or 'auto' to collect one from --calib")
+      (kOptImatrix, po::value<std::string>(), "importance matrix for the builds: a file, or 'auto' to collect one from --calib")
       ("calib", po::value<std::string>(), "calibration text for --imatrix auto and NAME@target rows (default: the first half of -f; the second half is then evaluated)")
       ("calib-chunks", po::value<int64_t>()->default_value(32), "calibrate --imatrix auto on at most this many chunks (-1: all)")
-      ("ctx,c", po::value<int64_t>()->default_value(512), "tokens per chunk")
+      (kOptCtxSize, po::value<int64_t>()->default_value(512), "tokens per chunk")
       ("chunks", po::value<int64_t>()->default_value(16), "chunks to evaluate (-1: the whole text)")
-      ("batch,b", po::value<int64_t>()->default_value(512), "tokens per forward call (does not change results)")
-      ("threads,t", po::value<int>()->default_value(0), "worker threads (0: all cores)")
+      (kOptBatchSize, po::value<int64_t>()->default_value(512), "tokens per forward call (does not change results)")
+      (kOptThreads, po::value<int>()->default_value(0), "worker threads (0: all cores)")
       ("prompts", po::value<std::string>(), "prompts for the generations: one per line, or a .json list of strings / message lists")
       ("n-predict", po::value<int>()->default_value(48), "greedy tokens per prompt (0: no generations)")
       ("chat-template-file", po::value<std::string>(), "use this Jinja chat template instead of the model's")
-      ("out,o", po::value<std::string>(), "output folder (default: verify-<model name>)")
+      (kOptOutput, po::value<std::string>(), "output folder (default: verify-<model name>)")
       ("kld-budget", po::value<double>()->default_value(0.02), "largest mean KLD (nats) a recommended quant may have")
       ("max-memory", po::value<std::string>(), "memory for models evaluated together, e.g. 8G (default: half the RAM)")
       ("no-base-cache", "do not keep the baseline's logits in the cache (saves disk; extending a run recomputes them)")
-      ("show-prompts", "print the prompts as the model will see them (JSON) and exit");
+      ("show-prompts", "print the prompts as the model will see them (JSON) and exit")
+      (kOptQuiet, "no progress bars");
   po::positional_options_description pos;
   pos.add("model", -1);
-  auto parsed = parse_args(args, "smolq verify MODEL [QUANT.gguf ...] -f TEXT [--types LIST|all] [--imatrix FILE|auto] [options]",
+  auto parsed = parse_args("verify", args, "smolq verify MODEL [QUANT.gguf ...] -f TEXT [--types LIST|all] [--imatrix FILE|auto] [options]",
                            opts, pos);
   if (parsed.help) return 0;
   const auto& vm = parsed.vm;
@@ -281,10 +283,9 @@ int run_verify(const std::vector<std::string>& args) {
   const auto paths = vm["model"].as<std::vector<std::string>>();
 
   SweepOptions o;
-  o.model = paths[0];
-  std::string name = std::filesystem::path(o.model).filename().string();
-  if (name.empty()) name = std::filesystem::path(o.model).parent_path().filename().string();
-  o.out_dir = vm.count("out") ? vm["out"].as<std::string>() : "verify-" + name;
+  const ModelRef ref = resolve_model_ref(paths[0]);
+  o.model = ref.path;
+  o.out_dir = vm.count("output") ? vm["output"].as<std::string>() : "verify-" + ref.display_name();
   o.prompts.clear();
   if (vm.count("prompts")) {
     o.prompts = read_prompts(vm["prompts"].as<std::string>());
@@ -337,9 +338,9 @@ int run_verify(const std::vector<std::string>& args) {
   for (size_t i = 0; i < o.quants.size(); ++i)
     for (size_t k = 0; k < i; ++k)
       if (o.quants[i].label == o.quants[k].label) throw UsageError("'" + o.quants[i].label + "' is listed twice");
-  o.eval.n_ctx = vm["ctx"].as<int64_t>();
+  o.eval.n_ctx = vm["ctx-size"].as<int64_t>();
   o.eval.n_chunks = vm["chunks"].as<int64_t>();
-  o.eval.n_batch = vm["batch"].as<int64_t>();
+  o.eval.n_batch = vm["batch-size"].as<int64_t>();
   o.eval.n_threads = resolve_threads(vm["threads"].as<int>());
   if (o.eval.n_chunks == 0 || o.eval.n_chunks < -1) throw UsageError("--chunks must be positive (or -1 for all)");
   o.kld_budget = vm["kld-budget"].as<double>();

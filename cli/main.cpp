@@ -7,6 +7,7 @@
 
 #include "cli/commands.h"
 #include "formats/error.h"
+#include "formats/suggest.h"
 
 namespace {
 
@@ -16,7 +17,20 @@ void print_usage(FILE* out) {
                "Usage: smolq <command> [options]\n\nCommands:\n",
                SMOLQ_VERSION);
   for (const auto& c : smolq::cli::commands()) std::fprintf(out, "  %-12s %s\n", c.name, c.summary);
-  std::fprintf(out, "\nRun `smolq <command> --help` for a command's options.\n");
+  std::fprintf(out, "\nRun `smolq <command> --help` (or `smolq help <command>`) for a command's options;\n"
+                   "docs/cli.md lists every option with its llama.cpp spelling.\n");
+}
+
+const smolq::cli::Command* find_command(const std::string& name) {
+  for (const auto& c : smolq::cli::commands())
+    if (name == c.name) return &c;
+  return nullptr;
+}
+
+std::string nearest_command(const std::string& typed) {
+  std::vector<std::string> names;
+  for (const auto& c : smolq::cli::commands()) names.emplace_back(c.name);
+  return smolq::did_you_mean(typed, names);
 }
 
 }  // namespace
@@ -27,7 +41,16 @@ int main(int argc, char** argv) {
     return 2;
   }
   std::string cmd = argv[1];
-  if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+  std::vector<std::string> args(argv + 2, argv + argc);
+  if ((cmd == "help" || cmd == "--help" || cmd == "-h") && !args.empty()) {
+    // `smolq help CMD` is `smolq CMD --help`.
+    cmd = args[0];
+    args = {"--help"};
+    if (!find_command(cmd)) {
+      std::fprintf(stderr, "smolq: unknown command '%s'%s\n", cmd.c_str(), nearest_command(cmd).c_str());
+      return 2;
+    }
+  } else if (cmd == "--help" || cmd == "-h" || cmd == "help") {
     print_usage(stdout);
     return 0;
   }
@@ -35,9 +58,8 @@ int main(int argc, char** argv) {
     std::printf("smolq %s\n", SMOLQ_VERSION);
     return 0;
   }
-  for (const auto& c : smolq::cli::commands()) {
-    if (cmd != c.name) continue;
-    std::vector<std::string> args(argv + 2, argv + argc);
+  if (const smolq::cli::Command* found = find_command(cmd)) {
+    const auto& c = *found;
     try {
       return c.run(args);
     } catch (const smolq::Interrupted& e) {
@@ -51,7 +73,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
-  std::fprintf(stderr, "smolq: unknown command '%s'\n\n", cmd.c_str());
+  std::fprintf(stderr, "smolq: unknown command '%s'%s\n\n", cmd.c_str(), nearest_command(cmd).c_str());
   print_usage(stderr);
   return 2;
 }

@@ -2,35 +2,136 @@
 
 #include <omp.h>
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <iostream>
 
+#include "cli/progress.h"
 #include "formats/error.h"
+#include "formats/suggest.h"
 
 namespace smolq::cli {
+namespace {
 
-ParsedArgs parse_args(const std::vector<std::string>& args, const std::string& usage,
-                      po::options_description& opts,
-                      const po::positional_options_description& positional) {
+// llama.cpp's multi-letter single-dash options (Boost reads "-ub" as "-u b"), and the
+// spellings smolq used before the vocabulary was unified. docs/cli.md lists them all.
+constexpr OptionAlias kAliases[] = {
+    {"-ub", "--ubatch-size", ""},
+    {"-ngl", "--n-gpu-layers", ""},
+    {"--gpu-layers", "--n-gpu-layers", ""},
+    {"-fa", "--flash-attn", ""},
+    {"-ctk", "--cache-type-k", ""},
+    {"-ctv", "--cache-type-v", ""},
+    {"-np", "--parallel", ""},
+    {"--ctx", "--ctx-size", ""},
+    {"--out", "--output", ""},
+    {"--outfile", "--output", "convert"},  // llama.cpp's convert_hf_to_gguf.py
+    // estimate's --batch sized the micro-batch (llama.cpp's -ub); elsewhere it was -b.
+    {"--batch", "--ubatch-size", "estimate"},
+    {"--batch", "--batch-size", "perplexity,imatrix,verify"},
+};
+
+bool applies(const OptionAlias& a, std::string_view command) {
+  if (a.commands.empty()) return true;
+  std::string_view rest = a.commands;
+  while (!rest.empty()) {
+    const size_t comma = rest.find(',');
+    if (rest.substr(0, comma) == command) return true;
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// Every spelling a user could have meant: the options' long and short names and the aliases.
+std::vector<std::string> option_spellings(std::string_view command, const po::options_description& opts) {
+  std::vector<std::string> out;
+  for (const auto& o : opts.options()) {
+    out.push_back("--" + o->long_name());
+    const std::string shown = o->format_name();  // "-t [ --threads ]" when a short name exists
+    if (shown.size() >= 2 && shown[0] == '-' && shown[1] != '-') out.push_back(shown.substr(0, 2));
+  }
+  // An alias is offered only where the option it stands for exists.
+  for (const auto& a : kAliases)
+    if (applies(a, command) && std::find(out.begin(), out.end(), std::string(a.canonical)) != out.end())
+      out.emplace_back(a.spelling);
+  return out;
+}
+
+}  // namespace
+
+std::vector<OptionAlias> option_aliases() { return {std::begin(kAliases), std::end(kAliases)}; }
+
+std::vector<std::string> canonical_args(std::string_view command, const std::vector<std::string>& args) {
+  std::vector<std::string> out;
+  out.reserve(args.size());
+  bool rest_positional = false;
+  for (const auto& a : args) {
+    if (rest_positional || a == "--") {
+      rest_positional = true;
+      out.push_back(a);
+      continue;
+    }
+    std::string mapped = a;
+    for (const auto& al : kAliases) {
+      if (!applies(al, command)) continue;
+      if (a == al.spelling) {
+        mapped = al.canonical;
+        break;
+      }
+      if (a.size() > al.spelling.size() && a.compare(0, al.spelling.size(), al.spelling) == 0 &&
+          a[al.spelling.size()] == '=') {
+        mapped = std::string(al.canonical) + a.substr(al.spelling.size());
+        break;
+      }
+    }
+    out.push_back(std::move(mapped));
+  }
+  return out;
+}
+
+ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& args, const std::string& usage,
+                      po::options_description& opts, const po::positional_options_description& positional,
+                      po::options_description* visible) {
   opts.add_options()("help,h", "show this help");
+  if (visible) visible->add_options()("help,h", "show this help");
   ParsedArgs out;
+  // The default style minus allow_guessing: "--thread" is an error with a suggestion, not a
+  // silent prefix match that a later option could make ambiguous.
+  const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
   try {
-    po::store(po::command_line_parser(args).options(opts).positional(positional).run(), out.vm);
+    po::store(po::command_line_parser(canonical_args(command, args))
+                  .options(opts)
+                  .positional(positional)
+                  .style(style)
+                  .run(),
+              out.vm);
     if (out.vm.count("help")) {
-      std::cout << "Usage: " << usage << "\n\n" << opts << "\n";
+      std::cout << "Usage: " << usage << "\n\n" << (visible ? *visible : opts) << "\n";
       out.help = true;
       return out;
     }
     po::notify(out.vm);
+  } catch (const po::unknown_option& e) {
+    const std::string name = e.get_option_name();
+    throw UsageError("unknown option '" + name + "'" + did_you_mean(name, option_spellings(command, visible ? *visible : opts)));
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }
+  if (out.vm.count("quiet")) ProgressBar::set_quiet(true);
   return out;
 }
 
 int resolve_threads(int requested) {
   if (requested < 0) throw UsageError("--threads must be >= 0");
   return requested > 0 ? requested : omp_get_num_procs();
+}
+
+std::string lower_ascii(std::string_view s) {
+  std::string o(s);
+  for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return o;
 }
 
 }  // namespace smolq::cli

@@ -18,7 +18,12 @@ int terminal_columns() {
   return kDefaultColumns;
 }
 
+bool g_quiet = false;
+
 }  // namespace
+
+void ProgressBar::set_quiet(bool quiet) { g_quiet = quiet; }
+bool ProgressBar::quiet() { return g_quiet; }
 
 // One cell per code point: labels and statuses are tensor names, type names and Latin text,
 // not wide CJK.
@@ -45,7 +50,7 @@ std::string ProgressBar::format_rate(double rate, const std::string& unit) {
 
 ProgressBar::ProgressBar(std::string label, int64_t total, std::string unit)
     : label_(std::move(label)), unit_(std::move(unit)), total_(std::max<int64_t>(1, total)),
-      enabled_(isatty(STDERR_FILENO) != 0), start_(Clock::now()), last_draw_(start_ - kMinRedraw) {}
+      enabled_(!g_quiet && isatty(STDERR_FILENO) != 0), start_(Clock::now()), last_draw_(start_ - kMinRedraw) {}
 
 ProgressBar::~ProgressBar() { finish(); }
 

@@ -20,6 +20,9 @@ class ProgressBar {
   ProgressBar& operator=(const ProgressBar&) = delete;
 
   bool enabled() const { return enabled_; }
+  // -q/--quiet: no bar is drawn from now on (set once by parse_args).
+  static void set_quiet(bool quiet);
+  static bool quiet();
   // Record progress; redraws at most every kMinRedraw unless done == total.
   void update(int64_t done, const std::string& status = "");
   // Erase the bar so normal output can follow on a clean line.

@@ -42,10 +42,9 @@ std::vector<float> llama3_rope_factors(const ModelConfig& c) {
 }
 
 GgufMetadata conversion_metadata(const std::string& hf_dir, const ModelConfig& cfg, const HfTokenizerInfo* tokenizer,
-                                 uint64_t n_params, uint32_t file_type, const std::string& name_override) {
+                                 uint64_t n_params, uint32_t file_type, const NamingInputs& naming) {
   GgufMetadata m;
-  ModelNaming naming = derive_naming(hf_dir, n_params, name_override);
-  write_general_metadata(naming, cfg.arch, m);
+  write_general_metadata(load_model_metadata(hf_dir, naming, n_params), cfg.arch, m);
   write_gguf_hparams(cfg, m);
   m.set("general.file_type", GgufValue::u32(file_type));
   if (tokenizer) write_tokenizer_metadata(*tokenizer, m);
@@ -139,7 +138,7 @@ ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoi
     p.outputs = p.quant->outputs;
   }
 
-  p.metadata = conversion_metadata(opt.input_dir, cfg, &p.tokenizer, p.n_params, opt.file_type, opt.name_override);
+  p.metadata = conversion_metadata(opt.input_dir, cfg, &p.tokenizer, p.n_params, opt.file_type, opt.naming);
   if (p.quant) stamp_quantize_metadata(p.metadata, *opt.quant, *p.quant);
   return p;
 }

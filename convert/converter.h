@@ -12,6 +12,7 @@
 #include "convert/tokenizer_meta.h"
 #include "formats/ggml_types.h"
 #include "formats/model_config.h"
+#include "convert/naming.h"
 #include "quantize/model_writer.h"
 #include "quantize/quantize_model.h"
 
@@ -27,7 +28,7 @@ struct ConvertOptions {
   // `--type Q4_K_M` etc.: plan with llama.cpp's mixture rules instead of weight_type.
   std::optional<QuantizeOptions> quant;
   int threads = 1;
-  std::string name_override;         // --name
+  NamingInputs naming;               // the repo id, --metadata FILE, --name (convert/naming.h)
   TokenizerOptions tokenizer;        // --pre-tokenizer, probe hash
   std::function<void(const WriteProgress&)> on_progress;
 };
@@ -56,11 +57,11 @@ struct ConvertSummary {
 ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoint& ck);
 ConvertSummary convert_checkpoint(const ConvertOptions& opt);
 
-// The metadata convert writes for a checkpoint: general.* (naming from the folder),
+// The metadata convert writes for a checkpoint: general.* (convert/naming.h: model card, repo id, folder),
 // hyperparameters, file type, tokenizer (when given), quantization version and provenance.
 // Shared with `smolq estimate`, so predicted sizes are the sizes written.
 GgufMetadata conversion_metadata(const std::string& hf_dir, const ModelConfig& cfg, const HfTokenizerInfo* tokenizer,
-                                 uint64_t n_params, uint32_t file_type, const std::string& name_override = "");
+                                 uint64_t n_params, uint32_t file_type, const NamingInputs& naming = {});
 
 // The type a tensor gets for a plain output type (see ConvertOptions::weight_type).
 GgmlType plain_type_for(const std::vector<uint64_t>& ggml_shape, GgmlType weight_type);

@@ -58,7 +58,7 @@ EstimateResult run_estimate(const EstimateRequest& req) {
       RunParams p = req.run;
       p.n_ctx = ctx;
       MemoryEstimate m = estimate_memory(req.shape, c.tensors, p);
-      const uint64_t bpt = bytes_read_per_token(req.shape, c.tensors, m.params.kv_type, ctx);
+      const uint64_t bpt = bytes_read_per_token(req.shape, c.tensors, m.params.kv_type, m.params.v_type(), ctx);
       for (size_t d = 0; d < req.devices.size(); ++d) {
         const Device& dev = *req.devices[d];
         row.fits[d].push_back({static_cast<double>(m.total()) <= dev.usable_bytes(),
@@ -79,7 +79,9 @@ std::string render_estimate_markdown(const EstimateResult& r) {
   const auto& m0 = r.rows[0].memory;
   const RunParams& rp = m0.empty() ? q.run : m0[0].params;
   o += "Run settings: micro-batch " + std::to_string(rp.n_ubatch) + ", KV cache " +
-       std::string(type_info(rp.kv_type).name) + ", flash attention " + (rp.flash_attn ? "on" : "off") + ", " +
+       std::string(type_info(rp.kv_type).name) +
+       (rp.v_type() != rp.kv_type ? " (K) / " + std::string(type_info(rp.v_type()).name) + " (V)" : std::string()) +
+       ", flash attention " + (rp.flash_attn ? "on" : "off") + ", " +
        std::to_string(rp.n_seq) + " sequence(s). Sizes in MiB = 2^20 bytes unless marked.\n\n";
   if (!q.metadata_exact) o += "Note: " + q.metadata_note + "\n\n";
 
@@ -202,6 +204,7 @@ std::string render_estimate_json(const EstimateResult& r) {
   const RunParams& rp = !r.rows.empty() && !r.rows[0].memory.empty() ? r.rows[0].memory[0].params : q.run;
   j.key("run").begin_object();
   j.field("n_ubatch", rp.n_ubatch).field("n_batch", rp.n_batch).field("kv_type", type_info(rp.kv_type).name);
+  j.field("kv_type_v", type_info(rp.v_type()).name);
   j.field("flash_attn", rp.flash_attn).field("n_seq", rp.n_seq).end_object();
   j.key("contexts").begin_array();
   for (uint64_t c : q.contexts) j.value(c);

@@ -55,11 +55,11 @@ MemoryEstimate estimate_memory(const MemoryModelShape& m, const std::vector<Gguf
   e.params = p_in;
   RunParams& p = e.params;
   if (p.n_ctx == 0 || p.n_ubatch == 0 || p.n_seq == 0) throw UsageError("context, micro-batch and sequences must be positive");
-  if (!is_valid_kv_type(p.kv_type))
-    throw UsageError("llama.cpp has no KV cache of type " + std::string(type_info(p.kv_type).name));
+  for (GgmlType t : {p.kv_type, p.v_type()})
+    if (!is_valid_kv_type(t)) throw UsageError("llama.cpp has no KV cache of type " + std::string(type_info(t).name));
   // A quantized V cache only works inside the flash-attention kernel; llama.cpp turns it on
   // (or refuses to run), so the estimate assumes it.
-  if (!type_info(p.kv_type).is_float) p.flash_attn = true;
+  if (!type_info(p.v_type()).is_float) p.flash_attn = true;
   p.n_ubatch = std::min(p.n_ubatch, p.n_batch);
 
   e.n_ctx_cells = round_up(p.n_ctx, kKvCellPadding);
@@ -73,7 +73,7 @@ MemoryEstimate estimate_memory(const MemoryModelShape& m, const std::vector<Gguf
 
   // KV cache: per layer, K and V rows of n_embd_k_gqa = n_head_kv x head_dim elements per cell.
   const uint64_t k_layer = kv_cache_bytes(p.kv_type, m.kv_dim()) * n_kv;
-  const uint64_t v_layer = k_layer;  // same width and type for K and V in these models
+  const uint64_t v_layer = kv_cache_bytes(p.v_type(), m.kv_dim()) * n_kv;  // same width as K in these models
   e.kv_per_layer.assign(m.n_layer, k_layer + v_layer);
   e.kv_k = k_layer * m.n_layer;
   e.kv_v = v_layer * m.n_layer;
@@ -108,6 +108,11 @@ MemoryEstimate estimate_memory(const MemoryModelShape& m, const std::vector<Gguf
 
 uint64_t bytes_read_per_token(const MemoryModelShape& m, const std::vector<GgufPlannedTensor>& tensors,
                               GgmlType kv_type, uint64_t n_ctx) {
+  return bytes_read_per_token(m, tensors, kv_type, kv_type, n_ctx);
+}
+
+uint64_t bytes_read_per_token(const MemoryModelShape& m, const std::vector<GgufPlannedTensor>& tensors,
+                              GgmlType k_type, GgmlType v_type, uint64_t n_ctx) {
   const bool has_output = std::any_of(tensors.begin(), tensors.end(),
                                       [](const GgufPlannedTensor& t) { return t.name == "output.weight"; });
   uint64_t w = 0;
@@ -119,7 +124,7 @@ uint64_t bytes_read_per_token(const MemoryModelShape& m, const std::vector<GgufP
       w += b;
     }
   }
-  const uint64_t kv = 2 * m.n_layer * kv_cache_bytes(kv_type, m.kv_dim()) * n_ctx;
+  const uint64_t kv = m.n_layer * (kv_cache_bytes(k_type, m.kv_dim()) + kv_cache_bytes(v_type, m.kv_dim())) * n_ctx;
   return w + kv;
 }
 

@@ -11,6 +11,7 @@
 // plus a fixed overhead that llama.cpp does not print (loader, scheduler, vocabulary tables).
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,7 +32,9 @@ struct RunParams {
   uint64_t n_ctx = 2048;
   uint64_t n_batch = 512;       // logical batch (llama.cpp -b); only bounds n_ubatch
   uint64_t n_ubatch = 512;      // physical micro-batch (llama.cpp -ub): sizes the compute graph
-  GgmlType kv_type = GgmlType::F16;
+  GgmlType kv_type = GgmlType::F16;     // K cache (llama.cpp -ctk)
+  std::optional<GgmlType> kv_type_v;    // V cache (llama.cpp -ctv); unset: the K cache's type
+  GgmlType v_type() const { return kv_type_v.value_or(kv_type); }
   bool flash_attn = false;
   uint64_t n_seq = 1;           // parallel sequences
 };
@@ -100,6 +103,9 @@ extern const char* const kDecodeFormula;  // the formula as printed beside the n
 // K and V of n_ctx cells in every layer.
 uint64_t bytes_read_per_token(const MemoryModelShape& m, const std::vector<GgufPlannedTensor>& tensors,
                               GgmlType kv_type, uint64_t n_ctx);
+// The same with different K and V cache types.
+uint64_t bytes_read_per_token(const MemoryModelShape& m, const std::vector<GgufPlannedTensor>& tensors,
+                              GgmlType k_type, GgmlType v_type, uint64_t n_ctx);
 double decode_tokens_per_second(double bandwidth_gb_per_s, uint64_t bytes_per_token,
                                 double efficiency = kDecodeEfficiency);
 

@@ -10,6 +10,7 @@
 #include <regex>
 
 #include "formats/error.h"
+#include "formats/suggest.h"
 #include "quantize/registry.h"
 
 namespace smolq {
@@ -157,9 +158,13 @@ const FileTypeInfo* find_file_type(std::string_view s) {
 
 FileType parse_file_type(std::string_view s) {
   if (const FileTypeInfo* f = find_file_type(s)) return f->id;
-  std::string names;
-  for (const auto& f : all_file_types()) names += (names.empty() ? "" : ", ") + std::string(f.name);
-  throw UsageError("unknown file type '" + std::string(s) + "' (one of: " + names + ")");
+  std::vector<std::string> names;
+  for (const auto& f : all_file_types()) names.emplace_back(f.name);
+  const std::string near = did_you_mean(s, names);
+  if (!near.empty()) throw UsageError("unknown file type '" + std::string(s) + "'" + near);
+  std::string list;
+  for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+  throw UsageError("unknown file type '" + std::string(s) + "' (one of: " + list + ")");
 }
 
 // llama-quantize's parse_tensor_type: split at the first '=', lower-case the pattern, look
@@ -169,8 +174,13 @@ TensorTypeOverride parse_tensor_type_override(std::string_view spec) {
   if (eq == std::string_view::npos || eq == 0 || eq + 1 == spec.size())
     throw UsageError("--tensor-type expects REGEX=TYPE, got '" + std::string(spec) + "'");
   const TypeGeometry* g = find_type(spec.substr(eq + 1));
-  if (!g || !g->weight_type)
-    throw UsageError("--tensor-type: unknown weight type '" + std::string(spec.substr(eq + 1)) + "'");
+  if (!g || !g->weight_type) {
+    std::vector<std::string> names;
+    for (const auto& t : all_types())
+      if (t.weight_type) names.emplace_back(t.name);
+    throw UsageError("--tensor-type: unknown weight type '" + std::string(spec.substr(eq + 1)) + "'" +
+                     did_you_mean(spec.substr(eq + 1), names));
+  }
   TensorTypeOverride o{lower(spec.substr(0, eq)), g->id};
   try {
     std::regex check(o.pattern);

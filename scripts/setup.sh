@@ -10,6 +10,7 @@ cd "$here"
 # --- Debian packages -------------------------------------------------------
 debs=(build-essential cmake pkg-config git
       libboost-program-options-dev libzstd-dev libxxhash-dev libsimdjson-dev doctest-dev time
+      libyaml-cpp-dev  # model-card front matter (README.md YAML)
       clang-14 libclang-rt-14-dev libomp-14-dev
       python3 python3-venv python3-pip
       chromium)  # headless browser: renders smolq verify's report.html in tests

@@ -1,4 +1,4 @@
-// Unit tests of convert/: naming, Q/K permutation, the probe text, rope factors, plain types.
+// Unit tests of convert/: size labels, Q/K permutation, the probe text, rope factors, plain types.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -21,15 +21,6 @@ TEST_SUITE("test_convert") {
     CHECK(size_label_for(3075098624ull) == "3.1B");
     CHECK(size_label_for(5100000) == "5.1M");
     CHECK(size_label_for(70553706496ull) == "71B");
-  }
-  TEST_CASE("basename and finetune split around the size token") {
-    ModelNaming n = derive_naming("/x/SmolLM2-135M-Instruct", 134515008, "");
-    CHECK(n.name == "SmolLM2-135M-Instruct");
-    CHECK(n.basename == "SmolLM2");
-    CHECK(n.finetune == "Instruct");
-    n = derive_naming("/x/my_model/", 1000, "");
-    CHECK(n.basename == "my_model");
-    CHECK(n.finetune.empty());
   }
   TEST_CASE("Q/K permutation is a bijection that pairs row i with row i + d/2 in each head") {
     const uint64_t heads = 3, hd = 8, rows = heads * hd;

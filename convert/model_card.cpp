@@ -1,0 +1,147 @@
+#include "convert/model_card.h"
+
+#include <simdjson.h>
+#include <yaml-cpp/yaml.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "formats/error.h"
+#include "formats/mapped_file.h"
+
+namespace smolq {
+namespace {
+
+constexpr uint64_t kMaxCardBytes = 8ull << 20;
+constexpr int kMaxDepth = 64;  // nesting a model card never needs; bounds the recursion
+
+MetaTree from_yaml(const YAML::Node& n, const std::string& path, int depth) {
+  if (depth > kMaxDepth) throw FormatError(path, "front matter nested deeper than 64 levels");
+  MetaTree t;
+  switch (n.Type()) {
+    case YAML::NodeType::Scalar:
+      t.kind = MetaTree::Kind::Scalar;
+      t.scalar = n.Scalar();
+      break;
+    case YAML::NodeType::Sequence:
+      t.kind = MetaTree::Kind::List;
+      for (const auto& item : n) t.items.push_back(from_yaml(item, path, depth + 1));
+      break;
+    case YAML::NodeType::Map:
+      t.kind = MetaTree::Kind::Map;
+      for (const auto& kv : n) {
+        // Keys are strings in model cards; a non-scalar key is kept out rather than guessed at.
+        if (!kv.first.IsScalar()) continue;
+        t.fields.emplace_back(kv.first.Scalar(), from_yaml(kv.second, path, depth + 1));
+      }
+      break;
+    default:
+      break;  // Null, Undefined
+  }
+  return t;
+}
+
+MetaTree from_json(simdjson::dom::element e, int depth, const std::string& path) {
+  if (depth > kMaxDepth) throw FormatError(path, "JSON nested deeper than 64 levels");
+  MetaTree t;
+  switch (e.type()) {
+    case simdjson::dom::element_type::ARRAY:
+      t.kind = MetaTree::Kind::List;
+    {
+      simdjson::dom::array arr = e.get_array().value_unsafe();  // a named copy: the result object is a temporary
+      for (auto item : arr) t.items.push_back(from_json(item, depth + 1, path));
+    }
+      break;
+    case simdjson::dom::element_type::OBJECT:
+      t.kind = MetaTree::Kind::Map;
+    {
+      simdjson::dom::object obj = e.get_object().value_unsafe();
+      for (auto field : obj) t.fields.emplace_back(std::string(field.key), from_json(field.value, depth + 1, path));
+    }
+      break;
+    case simdjson::dom::element_type::STRING:
+      t.kind = MetaTree::Kind::Scalar;
+      t.scalar = std::string(e.get_string().value_unsafe());
+      break;
+    case simdjson::dom::element_type::INT64:
+      t.kind = MetaTree::Kind::Scalar;
+      t.scalar = std::to_string(e.get_int64().value_unsafe());
+      break;
+    case simdjson::dom::element_type::UINT64:
+      t.kind = MetaTree::Kind::Scalar;
+      t.scalar = std::to_string(e.get_uint64().value_unsafe());
+      break;
+    case simdjson::dom::element_type::DOUBLE: {
+      char buf[40];
+      std::snprintf(buf, sizeof buf, "%.17g", e.get_double().value_unsafe());
+      t.kind = MetaTree::Kind::Scalar;
+      t.scalar = buf;
+      break;
+    }
+    case simdjson::dom::element_type::BOOL:
+      t.kind = MetaTree::Kind::Scalar;
+      t.scalar = e.get_bool().value_unsafe() ? "true" : "false";
+      break;
+    case simdjson::dom::element_type::NULL_VALUE:
+      break;
+  }
+  return t;
+}
+
+}  // namespace
+
+const MetaTree* MetaTree::get(std::string_view key) const {
+  if (kind != Kind::Map) return nullptr;
+  for (const auto& [k, v] : fields)
+    if (k == key) return &v;
+  return nullptr;
+}
+
+MetaTree read_model_card(const std::string& dir) {
+  const std::string path = dir + "/README.md";
+  if (!file_exists(path)) return {};
+  const std::string text = read_text_file(path, kMaxCardBytes);
+  // Lines as Python's splitlines() cuts them (\n, \r\n, \r); the first must be exactly "---".
+  std::vector<std::string> lines;
+  std::string cur;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (c == '\n' || c == '\r') {
+      lines.push_back(cur);
+      cur.clear();
+      if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') ++i;
+    } else {
+      cur += c;
+    }
+  }
+  if (!cur.empty()) lines.push_back(cur);
+  if (lines.empty() || lines[0] != "---") return {};
+  std::string yaml;
+  for (size_t i = 1; i < lines.size() && lines[i] != "---"; ++i) {
+    std::string line = lines[i];
+    // YAML forbids tabs in indentation; some published cards use them (llama.cpp reads them as
+    // two spaces, so does smolq).
+    for (size_t p = line.find('\t'); p != std::string::npos; p = line.find('\t', p + 2)) line.replace(p, 1, "  ");
+    yaml += line + "\n";
+  }
+  YAML::Node root;
+  try {
+    root = YAML::Load(yaml);
+  } catch (const YAML::Exception& e) {
+    // Front matter starts on the file's line 2.
+    const std::string where = e.mark.is_null() ? "" : ", line " + std::to_string(e.mark.line + 2);
+    throw FormatError(path, "model card front matter" + where + ": " + e.msg);
+  }
+  if (!root.IsMap()) return {};
+  return from_yaml(root, path, 0);
+}
+
+MetaTree read_json_tree(const std::string& path) {
+  const std::string text = read_text_file(path, kMaxCardBytes);
+  simdjson::dom::parser parser;
+  simdjson::dom::element root;
+  if (auto err = parser.parse(text).get(root)) throw FormatError(path, std::string("invalid JSON: ") + simdjson::error_message(err));
+  return from_json(root, 0, path);
+}
+
+}  // namespace smolq

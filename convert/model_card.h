@@ -1,0 +1,40 @@
+// The documents authorship metadata comes from, read into one small tree type:
+//   - README.md's front matter (the model card's YAML header, parsed with yaml-cpp),
+//   - generation_config.json and a `--metadata` override file (JSON, parsed with simdjson).
+// convert/naming.cpp applies llama.cpp's rules to these trees; only this file knows the
+// parsers.
+#pragma once
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace smolq {
+
+struct MetaTree {
+  enum class Kind { Null, Scalar, List, Map };
+  Kind kind = Kind::Null;
+  std::string scalar;  // Scalar: the text (numbers and booleans as written)
+  std::vector<MetaTree> items;                            // List
+  std::vector<std::pair<std::string, MetaTree>> fields;   // Map, in document order
+
+  bool is_null() const { return kind == Kind::Null; }
+  bool is_scalar() const { return kind == Kind::Scalar; }
+  bool is_list() const { return kind == Kind::List; }
+  bool is_map() const { return kind == Kind::Map; }
+  // The field `key` of a map (nullptr when absent or not a map). A present field whose value is
+  // null is returned (as a Null tree): "present" and "null" differ in the model-card rules.
+  const MetaTree* get(std::string_view key) const;
+};
+
+// The front matter of `dir`/README.md: the lines between a first line "---" and the next line
+// "---", as llama.cpp's converter reads them (tabs as two spaces). A Null tree when there is no
+// README.md or no front matter; FormatError (naming README.md and the YAML line) when the YAML
+// is malformed. A front matter that is not a mapping is ignored (Null), as llama.cpp does.
+MetaTree read_model_card(const std::string& dir);
+
+// A JSON file as a tree (FormatError when malformed).
+MetaTree read_json_tree(const std::string& path);
+
+}  // namespace smolq
