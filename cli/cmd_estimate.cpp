@@ -294,9 +294,13 @@ int run_estimate(const std::vector<std::string>& args) {
   // keeps meaning what it did: the batch grows to hold it.
   if (p.vm["batch-size"].defaulted()) req.run.n_batch = std::max(req.run.n_batch, req.run.n_ubatch);
   req.run.n_seq = p.vm["parallel"].as<uint64_t>();
+  // llama.cpp's truthy / falsy spellings; its "auto" depends on the backend, which an estimate
+  // does not know.
   const std::string fa = lower_ascii(p.vm["flash-attn"].as<std::string>());
-  if (fa != "on" && fa != "off") throw UsageError("--flash-attn must be on or off");
-  req.run.flash_attn = fa == "on";
+  const bool fa_on = fa == "on" || fa == "1" || fa == "true" || fa == "enabled";
+  if (!fa_on && fa != "off" && fa != "0" && fa != "false" && fa != "disabled")
+    throw UsageError("--flash-attn must be on or off (got '" + fa + "')");
+  req.run.flash_attn = fa_on;
 
   if (p.vm.count("device")) {
     const Device* d = find_device(p.vm["device"].as<std::string>());

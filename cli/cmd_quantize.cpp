@@ -81,8 +81,8 @@ int run_quantize(const std::vector<std::string>& args) {
 
   QuantizeOptions q;
   q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
-  auto reader = GgufReader::open(input);
   fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
+  auto reader = GgufReader::open(input);
   q.include_weights = include;
   q.exclude_weights = exclude;
   q.allow_requantize = parsed.vm.count("allow-requantize") > 0;

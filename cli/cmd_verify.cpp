@@ -265,7 +265,7 @@ int run_verify(const std::vector<std::string>& args) {
       (kOptBatchSize, po::value<int64_t>()->default_value(512), "tokens per forward call (does not change results)")
       (kOptThreads, po::value<int>()->default_value(0), "worker threads (0: all cores)")
       ("prompts", po::value<std::string>(), "prompts for the generations: one per line, or a .json list of strings / message lists")
-      ("n-predict", po::value<int>()->default_value(48), "greedy tokens per prompt (0: no generations)")
+      ("n-predict,n", po::value<int>()->default_value(48), "greedy tokens per prompt (0: no generations)")
       ("chat-template-file", po::value<std::string>(), "use this Jinja chat template instead of the model's")
       (kOptOutput, po::value<std::string>(), "output folder (default: verify-<model name>)")
       ("kld-budget", po::value<double>()->default_value(0.02), "largest mean KLD (nats) a recommended quant may have")

@@ -26,7 +26,9 @@ constexpr OptionAlias kAliases[] = {
     {"-np", "--parallel", ""},
     {"--ctx", "--ctx-size", ""},
     {"--out", "--output", ""},
+    {"--predict", "--n-predict", ""},
     {"--outfile", "--output", "convert"},  // llama.cpp's convert_hf_to_gguf.py
+    {"--model-name", "--name", "convert"},  // convert_hf_to_gguf.py
     // estimate's --batch sized the micro-batch (llama.cpp's -ub); elsewhere it was -b.
     {"--batch", "--ubatch-size", "estimate"},
     {"--batch", "--batch-size", "perplexity,imatrix,verify"},
