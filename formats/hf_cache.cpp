@@ -137,7 +137,8 @@ ModelRef resolve_model_ref(const std::string& typed) {
     }
     return r;
   }
-  if (!looks_like_repo_id(typed)) throw UsageError("no such file or folder: " + typed);
+  // Not there and not a repo id: the path as typed; the reader that opens it reports the error.
+  if (!looks_like_repo_id(typed)) return r;
   const size_t at = typed.find('@');
   const std::string id = typed.substr(0, at);
   const std::string revision = at == std::string::npos ? "" : typed.substr(at + 1);

@@ -33,7 +33,8 @@ struct ModelRef {
 };
 
 // Throws UsageError naming the folders searched when a repo id is in no cache, and listing
-// the revisions a repo has when the asked one is not among them.
+// the revisions a repo has when the asked one is not among them. A path that does not exist
+// and is no repo id is returned as typed (the reader that opens it names the error).
 ModelRef resolve_model_ref(const std::string& ref);
 
 // The cache folders searched for a repo id, in order (existing or not, without duplicates).

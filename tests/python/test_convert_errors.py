@@ -169,14 +169,14 @@ def test_bad_input_is_one_clear_error(case, fixture, mutate, words, existing_out
 def test_wrong_options_are_usage_errors(synthetic, run_smolq, tmp_path):
     src = synthetic("smollm2-tiny-bf16")
     for args, words in [(["--outtype", "q3"], "--outtype must be one of"),
-                        (["--bogus"], "unrecognised option"),
+                        (["--bogus"], "unknown option '--bogus'"),
                         (["--pre-tokenizer", "klingon"], "--pre-tokenizer 'klingon'")]:
         proc = run_smolq("convert", src, "-o", tmp_path / "x.gguf", *args, check=False)
         assert proc.returncode == 2, proc.stderr
         assert words in proc.stderr
         assert not (tmp_path / "x.gguf").exists()
     proc = run_smolq("convert", check=False)
-    assert proc.returncode == 2 and "missing the checkpoint folder" in proc.stderr
+    assert proc.returncode == 2 and "missing the model" in proc.stderr
 
 
 def test_missing_input_folder(run_smolq, tmp_path):
