@@ -67,7 +67,8 @@ int run_convert(const std::vector<std::string>& args) {
       ("name", po::value<std::string>(&name), "general.name to record (default: from the model card, repo id or folder, as llama.cpp names it)")
       ("metadata", po::value<std::string>(&metadata), "JSON file of general.* keys that override the model card (llama.cpp's --metadata)")
       ("pre-tokenizer", po::value<std::string>(&pre), "override BPE pre-tokenizer detection: smollm, llama-bpe, gpt-2")
-      (kOptQuiet, "no progress bar");
+      (kOptQuiet, "no progress bar")
+      (kOptJson, "print the summary of the written file as one JSON object (its path, size, types)");
   add_target_options(opts, target_args);
   po::positional_options_description pos;
   pos.add("model", 1);
@@ -188,6 +189,11 @@ int run_convert(const std::vector<std::string>& args) {
   ConvertSummary s = convert_checkpoint(opt);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const auto& w : s.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  if (parsed.vm.count("json")) {
+    print_write_summary_json(opt.output_path, s.written, secs, opt.threads, s.imatrix_used,
+                             {{"size_label", s.size_label}, {"pre_tokenizer", s.pre_tokenizer}, {"pre_detected_by", s.pre_detected_by}});
+    return 0;
+  }
   std::printf("%s parameters, pre-tokenizer '%s' (by %s)\n", s.size_label.c_str(), s.pre_tokenizer.c_str(),
               s.pre_detected_by.c_str());
   print_write_summary(opt.output_path, s.written, secs, opt.threads, s.imatrix_used);

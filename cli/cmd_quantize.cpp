@@ -39,7 +39,8 @@ int run_quantize(const std::vector<std::string>& args) {
       ("dry-run", "print the per-tensor plan, size and bits per weight; write nothing")
       ("list-types", "list the file types and exit")
       (kOptThreads, po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
-      (kOptQuiet, "no progress bar");
+      (kOptQuiet, "no progress bar")
+      (kOptJson, "print the summary of the written file as one JSON object (its path, size, types)");
   add_target_options(opts, target_args);
   po::options_description hidden;
   hidden.add_options()("positional", po::value<std::vector<std::string>>(&positional), "");
@@ -158,7 +159,8 @@ int run_quantize(const std::vector<std::string>& args) {
   const auto t0 = std::chrono::steady_clock::now();
   WriteResult w = write_gguf_model(output, meta, r.outputs, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  print_write_summary(output, w, secs, nthreads, r.imatrix_used);
+  if (parsed.vm.count("json")) print_write_summary_json(output, w, secs, nthreads, r.imatrix_used);
+  else print_write_summary(output, w, secs, nthreads, r.imatrix_used);
   return 0;
 }
 

@@ -1,5 +1,7 @@
 #include "cli/quant_report.h"
 
+#include "inspect/json_writer.h"
+
 #include <cstdio>
 
 #include "formats/error.h"
@@ -59,6 +61,23 @@ void print_write_summary(const std::string& path, const WriteResult& w, double s
   std::printf("  effective %.4f bits per weight", w.bits_per_weight());
   if (imatrix_used > 0) std::printf(", importance data on %d tensors", imatrix_used);
   std::printf(", %.1f s on %d threads\n", seconds, threads);
+}
+
+void print_write_summary_json(const std::string& path, const WriteResult& w, double seconds, int threads, int imatrix_used,
+                              const std::vector<std::pair<std::string, std::string>>& extra) {
+  JsonWriter j;
+  j.begin_object().field("output", path).field("file_size", w.file_size).field("weights", w.elements);
+  j.field("tensor_bytes", w.tensor_bytes).key("bits_per_weight").value(w.bits_per_weight(), 9);
+  j.key("tensors_by_type").begin_object();
+  for (const auto& [type, tally] : w.by_type) {
+    j.key(type_info(type).name).begin_object();
+    j.field("tensors", tally.tensors).field("weights", tally.elements).field("bytes", tally.bytes).end_object();
+  }
+  j.end_object();
+  j.field("imatrix_tensors", imatrix_used).key("seconds").value(seconds, 6).field("threads", threads);
+  for (const auto& [k, v] : extra) j.field(k, v);
+  j.end_object();
+  std::printf("%s\n", j.str().c_str());
 }
 
 }  // namespace smolq::cli

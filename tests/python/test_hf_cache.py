@@ -178,9 +178,12 @@ def n_params(path: Path) -> int:
 def test_convert_by_repo_id_names_file_and_metadata_like_llama_cpp(run_smolq, fake_hub, out_dir):
     hub, snap = fake_hub
     env = dict(os.environ, HF_HUB_CACHE=str(hub))
-    run_smolq("convert", REPO, "--type", "Q4_K_M", "-t", 2, "-q", cwd=out_dir, env=env, timeout=900)
+    proc = run_smolq("convert", REPO, "--type", "q4_k_m", "-t", 2, "-q", "--json", cwd=out_dir, env=env, timeout=900)
     written = sorted(p.name for p in out_dir.iterdir())
     assert written == ["SmolLM2-135M-Instruct-Q4_K_M.gguf"]
+    summary = json.loads(proc.stdout)  # --json tells scripts the name it chose
+    assert summary["output"] == written[0] and summary["file_size"] == (out_dir / written[0]).stat().st_size
+    assert summary["size_label"] == "135M" and summary["pre_tokenizer"] == "smollm"
     path = out_dir / written[0]
     ours = gguf_general(path)
     theirs, meta = llama_cpp_general(snap, n_params(path), repo_id=REPO)
