@@ -30,7 +30,7 @@ bool ends_with(const std::string& s, const std::string& suffix) {
 
 ImatrixFormat output_format(const po::variables_map& vm, const std::string& out) {
   if (!vm.count("output-format")) return ends_with(out, ".dat") ? ImatrixFormat::Dat : ImatrixFormat::Gguf;
-  const std::string f = vm["output-format"].as<std::string>();
+  const std::string f = lower_ascii(vm["output-format"].as<std::string>());
   if (f == "gguf") return ImatrixFormat::Gguf;
   if (f == "dat") return ImatrixFormat::Dat;
   throw UsageError("--output-format must be gguf or dat");
