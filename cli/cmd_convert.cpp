@@ -8,14 +8,13 @@
 
 #include "cli/options.h"
 #include "cli/quant_report.h"
-#include "cli/target_mix.h"
-#include "convert/converter.h"
+#include "mix/target_mix.h"
+#include "convert/model_source.h"
+#include "convert/naming.h"
 #include "formats/error.h"
 #include "formats/hf_cache.h"
 #include "formats/interrupt.h"
-#include "formats/sha256.h"
 #include "formats/suggest.h"
-#include "verify/tokenizer.h"
 
 namespace smolq::cli {
 namespace {
@@ -23,24 +22,12 @@ namespace {
 struct OutType {
   const char* name;
   GgmlType type;
-  uint32_t file_type;  // llama_ftype
+  FileType file_type;  // general.file_type (llama_ftype)
 };
-constexpr OutType kOutTypes[] = {
-    {"f32", GgmlType::F32, 0}, {"f16", GgmlType::F16, 1}, {"bf16", GgmlType::BF16, 32}, {"q8_0", GgmlType::Q8_0, 7}};
-
-// llama.cpp's pre-tokenizer fingerprint: SHA-256 of the probe text's token ids written as a
-// Python list ("[1, 2, 3]"). Needs our tokenizer, which lives in verify/, hence here.
-std::optional<std::string> probe_hash(const std::string& tokenizer_json) {
-  try {
-    Tokenizer tok = Tokenizer::from_hf_json(tokenizer_json);
-    std::vector<int32_t> ids = tok.encode(pre_tokenizer_probe_text(), /*add_special=*/true);
-    std::string s = "[";
-    for (size_t i = 0; i < ids.size(); ++i) s += (i ? ", " : "") + std::to_string(ids[i]);
-    return sha256_hex(s + "]");
-  } catch (const Error&) {
-    return std::nullopt;  // a tokenizer we cannot run: fall back to structural detection
-  }
-}
+constexpr OutType kOutTypes[] = {{"f32", GgmlType::F32, FileType::kAllF32},
+                                 {"f16", GgmlType::F16, FileType::kF16},
+                                 {"bf16", GgmlType::BF16, FileType::kBF16},
+                                 {"q8_0", GgmlType::Q8_0, FileType::kQ8_0}};
 
 }  // namespace
 
@@ -88,15 +75,15 @@ int run_convert(const std::vector<std::string>& args) {
 
   if (!type.empty()) parse_file_type(type);  // a mistyped type is reported before anything is read
   const ModelRef ref = resolve_model_ref(input);
-  ConvertOptions opt;
-  opt.input_dir = ref.path;
-  opt.naming.repo_id = ref.repo_id;
-  opt.naming.metadata_path = metadata;
-  opt.naming.name_override = name;
+  HfBuildSettings hf;
+  hf.naming.repo_id = ref.repo_id;
+  hf.naming.metadata_path = metadata;
+  hf.naming.name_override = name;
+  std::optional<QuantizeOptions> quant;
   ImatrixData imat;
   if (!type.empty() || target) {
     QuantizeOptions q;
-    q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
+    q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label
     fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
     q.include_weights = include;
     q.exclude_weights = exclude;
@@ -105,8 +92,7 @@ int run_convert(const std::vector<std::string>& args) {
       q.imatrix = &imat;
       q.imatrix_path = imatrix;
     }
-    opt.quant = q;
-    opt.file_type = static_cast<uint32_t>(q.ftype);
+    quant = q;
   } else {
     outtype = outtype.empty() ? "f16" : lower_ascii(outtype);
     const OutType* ot = nullptr;
@@ -119,59 +105,27 @@ int run_convert(const std::vector<std::string>& args) {
       throw UsageError("--outtype must be one of f32, f16, bf16, q8_0 (got '" + outtype + "')" + did_you_mean(outtype, names) +
                        (ft ? "; for " + std::string(ft->name) + " use --type " + std::string(ft->name) : ""));
     }
-    opt.weight_type = ot->type;
-    opt.file_type = ot->file_type;
+    hf.weight_type = ot->type;
+    hf.file_type = ot->file_type;
   }
-  opt.threads = resolve_threads(threads);
-  opt.tokenizer.pre_override = pre;
-  opt.tokenizer.probe_hash = probe_hash;
-  const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
-  opt.on_progress = progress_printer(show);
-  if (output.empty()) {
-    // llama.cpp's naming convention, from the metadata this conversion writes.
-    auto ck = SafetensorsCheckpoint::open(opt.input_dir);
-    const ConvertPlan p = plan_conversion(opt, *ck);
-    const std::string encoding = target ? "mix" : !type.empty() ? std::string(file_type_info(opt.quant->ftype).name) : outtype;
-    opt.output_path = default_output_name(p.metadata, encoding);
-  } else {
-    opt.output_path = output;
-  }
+  const int nthreads = resolve_threads(threads);
+  hf.tokenizer.pre_override = pre;
 
-  std::optional<TargetDecision> td;
-  if (target) {
-    auto ck = SafetensorsCheckpoint::open(opt.input_dir);
-    // The file as planned with placeholder mix keys: its tensors and where their data starts.
-    auto plan_file = [&](const std::vector<std::string>& kv) {
-      ConvertOptions o2 = opt;
-      o2.quant->dry_run = true;
-      o2.quant->override_kv.insert(o2.quant->override_kv.end(), kv.begin(), kv.end());
-      const ConvertPlan p = plan_conversion(o2, *ck);
-      PlannedFile f;
-      for (const auto& o : p.outputs) f.tensors.push_back({o.name, o.shape, o.type});
-      f.alignment = static_cast<uint32_t>(p.metadata.opt_u64("general.alignment").value_or(32));
-      f.data_offset = plan_gguf_layout(p.metadata, f.tensors, f.alignment).data_offset;
-      return f;
-    };
-    td = decide_target(target_args, opt.input_dir, opt.output_path, opt.quant->imatrix, imatrix, opt.threads, plan_file);
-    opt.quant->assigned_types = td->plan.types;
-    opt.quant->ftype = td->plan.label;
-    opt.file_type = static_cast<uint32_t>(td->plan.label);
-    opt.quant->override_kv.insert(opt.quant->override_kv.end(), td->mix_kv.begin(), td->mix_kv.end());
-    // The exact file this will write must be the allocator's.
-    const ConvertPlan p = plan_conversion(opt, *ck);
-    std::vector<GgufPlannedTensor> planned;
-    for (const auto& o : p.outputs) planned.push_back({o.name, o.shape, o.type});
-    const uint32_t alignment = static_cast<uint32_t>(p.metadata.opt_u64("general.alignment").value_or(32));
-    check_target_met(*td, plan_gguf_layout(p.metadata, planned, alignment).file_size, p.quant->plan.bits_per_weight());
-  }
+  auto src = ModelSource::open_hf(ref.path, hf);
+  // Default name: llama.cpp's naming convention, from the general.* keys this conversion writes.
+  const std::string out_path =
+      !output.empty() ? output
+                      : default_output_name(src->plan(quant).metadata,
+                                            target ? "mix" : quant ? std::string(file_type_info(quant->ftype).name) : outtype);
+  std::optional<TargetBuild> tb;
+  if (target) tb = build_target(target_args, *src, *quant, out_path, imatrix, nthreads);
+  const BuildPlan plan = tb ? std::move(tb->file) : src->plan(quant);
 
   if (parsed.vm.count("dry-run")) {
-    auto ck = SafetensorsCheckpoint::open(opt.input_dir);
-    ConvertPlan plan = plan_conversion(opt, *ck);
-    if (td) {
-      std::fputs(format_mix_plan(td->plan, td->target).c_str(), stdout);
-      std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(td->plan.file_size),
-                  human_bytes(td->plan.file_size).c_str());
+    if (tb) {
+      std::fputs(format_mix_plan(tb->plan, tb->target).c_str(), stdout);
+      std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(tb->plan.file_size),
+                  human_bytes(tb->plan.file_size).c_str());
     } else if (plan.quant) {
       std::fputs(format_plan(plan.quant->plan).c_str(), stdout);
     } else {
@@ -185,18 +139,20 @@ int run_convert(const std::vector<std::string>& args) {
   }
 
   install_interrupt_handlers();
+  const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
-  ConvertSummary s = convert_checkpoint(opt);
+  const WriteResult written = src->write(plan, out_path, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (const auto& w : s.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const auto& w : plan.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (parsed.vm.count("json")) {
-    print_write_summary_json(opt.output_path, s.written, secs, opt.threads, s.imatrix_used,
-                             {{"size_label", s.size_label}, {"pre_tokenizer", s.pre_tokenizer}, {"pre_detected_by", s.pre_detected_by}});
+    print_write_summary_json(out_path, written, secs, nthreads, plan.imatrix_used(),
+                             {{"size_label", plan.size_label}, {"pre_tokenizer", plan.pre_tokenizer},
+                              {"pre_detected_by", plan.pre_detected_by}});
     return 0;
   }
-  std::printf("%s parameters, pre-tokenizer '%s' (by %s)\n", s.size_label.c_str(), s.pre_tokenizer.c_str(),
-              s.pre_detected_by.c_str());
-  print_write_summary(opt.output_path, s.written, secs, opt.threads, s.imatrix_used);
+  std::printf("%s parameters, pre-tokenizer '%s' (by %s)\n", plan.size_label.c_str(), plan.pre_tokenizer.c_str(),
+              plan.pre_detected_by.c_str());
+  print_write_summary(out_path, written, secs, nthreads, plan.imatrix_used());
   return 0;
 }
 

@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "mix/target_mix.h"
+
 namespace smolq::cli {
 
 namespace po = boost::program_options;
@@ -61,6 +63,9 @@ struct ParsedArgs {
 ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& args, const std::string& usage,
                       po::options_description& opts, const po::positional_options_description& positional,
                       po::options_description* visible = nullptr);
+
+// --target-bpw / --target-size and the profile options of `quantize` and `convert`.
+void add_target_options(po::options_description& opts, TargetArgs& a);
 
 // Worker threads to use: --threads value, or the machine's cores when 0.
 int resolve_threads(int requested);

@@ -1,6 +1,6 @@
 #include "cli/quant_report.h"
 
-#include "inspect/json_writer.h"
+#include "formats/json_writer.h"
 
 #include <cstdio>
 
