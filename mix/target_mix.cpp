@@ -9,6 +9,7 @@
 
 #include "formats/content_hash.h"
 #include "formats/error.h"
+#include "formats/suggest.h"
 #include "formats/interrupt.h"
 #include "eval/model.h"
 #include "eval/perplexity_input.h"
@@ -43,7 +44,12 @@ std::vector<GgmlType> parse_excluded_types(const std::string& list) {
   std::stringstream ss(list);
   for (std::string name; std::getline(ss, name, ',');) {
     const TypeGeometry* g = name.empty() ? nullptr : find_type(name);
-    if (!g) throw UsageError("--exclude-types: unknown type '" + name + "'");
+    if (!g) {
+      std::vector<std::string> names;
+      for (const auto& t : all_types())
+        if (t.weight_type) names.emplace_back(t.name);
+      throw UsageError("--exclude-types: unknown type '" + name + "'" + did_you_mean(name, names));
+    }
     excluded.push_back(g->id);
   }
   return excluded;

@@ -170,3 +170,11 @@ def test_llama_cpp_spellings_mean_the_same(smolq_bin, tmp_path):
     assert s["run"] == l["run"] == {"n_ubatch": 128, "n_batch": 256, "kv_type": "Q8_0", "kv_type_v": "Q4_0",
                                     "flash_attn": True, "n_seq": 2}
     assert s == l
+
+
+def test_mistyped_type_in_a_list(smolq_bin, synthetic):
+    """--exclude-types is checked before any profile is measured, with the nearest name."""
+    p = run(smolq_bin, "convert", synthetic("smollm2-tiny-bf16"), "--target-bpw", "4.5", "--exclude-types", "Q4_K,IQ4_N",
+            "--dry-run")
+    assert p.returncode == 2
+    assert "unknown type 'IQ4_N' (did you mean 'IQ4_NL'?)" in p.stderr, p.stderr
