@@ -15,8 +15,10 @@ namespace smolq {
 size_t edit_distance(std::string_view a, std::string_view b);
 
 // The candidate nearest to `typed`, or "" when none is close enough to be a plausible typo:
-// within max(1, |typed| / 3) edits, or a candidate that `typed` is a prefix / case-insensitive
-// spelling of once '-' and '_' are ignored ("q4km" -> "Q4_K_M"). Ties: the first candidate.
+//   1. a candidate spelled the same once case, '-' and '_' are ignored ("q4km" -> "Q4_K_M");
+//   2. else the nearest within max(1, |typed| / 3) edits, with or without the separators
+//      (ties: the first candidate);
+//   3. else the only candidate that starts with `typed` (3 characters or more: "estim").
 std::string nearest_name(std::string_view typed, std::span<const std::string> candidates);
 
 // " (did you mean 'X'?)" or "" — for appending to an error message.
