@@ -14,9 +14,13 @@ namespace {
 
 constexpr uint64_t kMaxCardBytes = 8ull << 20;
 constexpr int kMaxDepth = 64;  // nesting a model card never needs; bounds the recursion
+// YAML aliases (*a) share one node; copied into a tree they multiply ("billion laughs": ten
+// aliases of ten aliases ... is 10^9 nodes from a few hundred bytes). Real cards have hundreds.
+constexpr size_t kMaxNodes = 1u << 20;
 
-MetaTree from_yaml(const YAML::Node& n, const std::string& path, int depth) {
+MetaTree from_yaml(const YAML::Node& n, const std::string& path, int depth, size_t& budget) {
   if (depth > kMaxDepth) throw FormatError(path, "front matter nested deeper than 64 levels");
+  if (budget-- == 0) throw FormatError(path, "front matter expands to more than 1,048,576 values (YAML aliases)");
   MetaTree t;
   switch (n.Type()) {
     case YAML::NodeType::Scalar:
@@ -25,14 +29,14 @@ MetaTree from_yaml(const YAML::Node& n, const std::string& path, int depth) {
       break;
     case YAML::NodeType::Sequence:
       t.kind = MetaTree::Kind::List;
-      for (const auto& item : n) t.items.push_back(from_yaml(item, path, depth + 1));
+      for (const auto& item : n) t.items.push_back(from_yaml(item, path, depth + 1, budget));
       break;
     case YAML::NodeType::Map:
       t.kind = MetaTree::Kind::Map;
       for (const auto& kv : n) {
         // Keys are strings in model cards; a non-scalar key is kept out rather than guessed at.
         if (!kv.first.IsScalar()) continue;
-        t.fields.emplace_back(kv.first.Scalar(), from_yaml(kv.second, path, depth + 1));
+        t.fields.emplace_back(kv.first.Scalar(), from_yaml(kv.second, path, depth + 1, budget));
       }
       break;
     default:
@@ -133,7 +137,8 @@ MetaTree read_model_card(const std::string& dir) {
     throw FormatError(path, "model card front matter" + where + ": " + e.msg);
   }
   if (!root.IsMap()) return {};
-  return from_yaml(root, path, 0);
+  size_t budget = kMaxNodes;
+  return from_yaml(root, path, 0, budget);
 }
 
 MetaTree read_json_tree(const std::string& path) {

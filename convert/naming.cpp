@@ -452,22 +452,26 @@ void write_general_metadata(const ModelMetadata& m, const std::string& arch, Ggu
 }
 
 std::string default_output_name(const GgufMetadata& meta, std::string_view encoding) {
+  // Spaces become '-' as in llama.cpp; so do path separators and control characters in every
+  // part (llama.cpp replaces '/' in the name only): the model card chooses these strings, and
+  // the result must stay one file in the current folder.
   auto dashed = [](std::string s) {
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.erase(s.begin());
     while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.pop_back();
-    std::replace(s.begin(), s.end(), ' ', '-');
+    for (auto& c : s)
+      if (c == ' ' || c == '/' || c == '\\' || static_cast<unsigned char>(c) < 0x20) c = '-';
     return s;
   };
   const auto basename = meta.opt_string("general.basename");
   std::string name = dashed(basename ? *basename : meta.opt_string("general.name").value_or("ggml-model"));
-  std::replace(name.begin(), name.end(), '/', '-');
   std::string out = name;
-  if (auto s = meta.opt_string("general.size_label")) out += "-" + *s;
+  if (auto s = meta.opt_string("general.size_label")) out += "-" + dashed(*s);
   if (auto f = meta.opt_string("general.finetune")) out += "-" + dashed(*f);
   if (auto v = meta.opt_string("general.version")) out += "-" + dashed(*v);
   std::string enc = dashed(std::string(encoding));
   for (auto& c : enc) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   if (!enc.empty()) out += "-" + enc;
+  if (out.empty() || out.front() == '.') out.insert(0, "model");  // never a hidden file, never ".."
   return out + ".gguf";
 }
 

@@ -350,7 +350,36 @@ def chat_template_seeds():
             put("chat_template", f"{name}_{flags}", bytes([flags]) + src.encode())
 
 
+def model_card_seeds():
+    """README.md front matter, config.json, generation_config.json and a --metadata override
+    (fuzz/targets/model_card.cpp): the real card shape, lists / mappings / URLs, CRLF and tabs,
+    an alias bomb, and names that try to leave the output folder."""
+    card = ("---\nlibrary_name: transformers\nlicense: apache-2.0\nlanguage:\n- en\npipeline_tag: text-generation\n"
+            "tags:\n- safetensors\n- onnx\nbase_model:\n- HuggingFaceTB/SmolLM2-135M\n"
+            "datasets:\n- HuggingFaceTB/smoltalk\n- https://huggingface.co/datasets/HuggingFaceTB/smol-smoltalk\n---\n# SmolLM2\n")
+    cfg = dumps({"_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct", "model_type": "llama"})
+    gen = dumps({"temperature": 0.7, "top_k": 40, "repetition_penalty": 1.1, "bos_token_id": 1})
+    override = dumps({"general.name": "Smol", "general.version": "v2", "general.tags": ["a"],
+                      "general.base_models": [{"name": "B", "repo_url": "https://example.org/b"}],
+                      "general.sampling.top_p": 0.9})
+    put("model_card", "full", SEP.join([card.encode(), cfg, gen, override]))
+    put("model_card", "card_only", card)
+    put("model_card", "mappings_and_lists",
+        "---\r\nlicense: [mit, apache-2.0]\r\nbase_model:\r\n\t- {name: X, organization: Y, version: v1}\r\n"
+        "\t- https://huggingface.co/org/Model-7B-v0.2\r\nlanguages: en\r\nmodel_name: Named\r\n---\r\n")
+    bomb = ["---", "a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    for i in range(1, 9):
+        bomb.append(f"a{i}: &a{i} [" + ", ".join([f"*a{i-1}"] * 10) + "]")
+    bomb.append("tags: *a8")
+    put("model_card", "alias_bomb", "\n".join(bomb) + "\n---\n")
+    put("model_card", "escape_names",
+        SEP.join([b"---\nbasename: ../../etc\nfinetune: ../x\nversion: a/b\\c\nsize_label: \"\\t1/2\"\n---\n",
+                  b"{}", b"{}", b'{"general.basename": "..", "general.finetune": "/abs"}']))
+    put("model_card", "bad_yaml", "---\nlicense: [unclosed\n  - {\n---\n")
+
+
 def main():
+    model_card_seeds()
     chat_template_seeds()
     mini = tokenizer_seeds()
     encode_seeds()

@@ -38,6 +38,9 @@ int fuzz_imatrix(const uint8_t* data, size_t size);
 int fuzz_tokenizer_encode(const uint8_t* data, size_t size);
 // text/chat_template.cpp: parse and render a chat template (flags byte, then the source).
 int fuzz_chat_template(const uint8_t* data, size_t size);
+// convert/model_card.cpp + convert/naming.cpp: load_model_metadata, write_general_metadata,
+// default_output_name on parts README.md | config.json | generation_config.json | metadata.json.
+int fuzz_model_card(const uint8_t* data, size_t size);
 
 struct Target {
   std::string_view name;  // also the folder name under fuzz/corpus and fuzz/regressions

@@ -145,6 +145,24 @@ TEST_SUITE("test_naming") {
     CHECK(load_model_metadata(dir.string(), in, 134515008).field_or("name", "") == "Given");
   }
 
+  TEST_CASE("untrusted cards: alias bombs are bounded, names cannot leave the folder") {
+    TempDir t;
+    std::string bomb = "---\na0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+    for (int i = 1; i < 9; ++i) {
+      bomb += "a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+      for (int k = 0; k < 10; ++k) bomb += (k ? ", *a" : "*a") + std::to_string(i - 1);
+      bomb += "]\n";
+    }
+    write(t.path / "README.md", bomb + "---\n");
+    CHECK_THROWS_AS(read_model_card(t.path.string()), FormatError);
+    write(t.path / "README.md", "---\nbasename: ../../etc\nfinetune: ../x\nversion: a/b\\c\n---\n");
+    GgufMetadata meta;
+    write_general_metadata(load_model_metadata(t.path.string(), {}, 1000), "llama", meta);
+    const std::string out = default_output_name(meta, "q8_0");
+    CHECK(out == "model..-..-etc-1.0K-..-x-a-b-c-Q8_0.gguf");
+    CHECK(out.find('/') == std::string::npos);
+  }
+
   TEST_CASE("model references: paths, cache folders, snapshots and repo ids") {
     TempDir t;
     const std::string commit = "9c1f2a4b8d0e6f3a5b7c9d1e2f4a6b8c0d2e4f6a";
