@@ -117,7 +117,15 @@ ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& 
     po::notify(out.vm);
   } catch (const po::unknown_option& e) {
     const std::string name = e.get_option_name();
-    throw UsageError("unknown option '" + name + "'" + did_you_mean(name, option_spellings(command, visible ? *visible : opts)));
+    // Name the option as the user typed it: "-ngl", not the "--n-gpu-layers" it was rewritten to.
+    std::string typed = "'" + name + "'";
+    for (const auto& a : kAliases)
+      if (applies(a, command) && a.canonical == name &&
+          std::any_of(args.begin(), args.end(), [&](const std::string& x) {
+            return x == a.spelling || x.rfind(std::string(a.spelling) + "=", 0) == 0;
+          }))
+        typed = "'" + std::string(a.spelling) + "' (= " + name + ")";
+    throw UsageError("unknown option " + typed + did_you_mean(name, option_spellings(command, visible ? *visible : opts)));
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }

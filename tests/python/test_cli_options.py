@@ -178,3 +178,9 @@ def test_mistyped_type_in_a_list(smolq_bin, synthetic):
             "--dry-run")
     assert p.returncode == 2
     assert "unknown type 'IQ4_N' (did you mean 'IQ4_NL'?)" in p.stderr, p.stderr
+
+
+def test_unknown_llama_cpp_spelling_is_named_as_typed(smolq_bin):
+    """-ngl is llama.cpp's; smolq has no partial-offload model, so it is refused under its own name."""
+    p = run(smolq_bin, "estimate", "m", "-ngl", "99")
+    assert p.returncode == 2 and "unknown option '-ngl' (= --n-gpu-layers)" in p.stderr, p.stderr
