@@ -18,6 +18,8 @@ namespace {
 // spellings smolq used before the vocabulary was unified. docs/cli.md lists them all.
 constexpr OptionAlias kAliases[] = {
     {"-ub", "--ubatch-size", ""},
+    // No command takes -ngl (docs/cli.md says why); mapped anyway so that it is refused by its
+    // name instead of being read as "-n gl" by verify's -n.
     {"-ngl", "--n-gpu-layers", ""},
     {"--gpu-layers", "--n-gpu-layers", ""},
     {"-fa", "--flash-attn", ""},
