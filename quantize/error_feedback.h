@@ -54,8 +54,8 @@ struct Factor {
 
 // H: d_in x d_in symmetric positive semi-definite, row-major: the sum over calibration tokens of
 // x x^T for the layer's input (any overall scale). block_elems: the block size of the type to be
-// quantized (registry geometry). Throws std::invalid_argument when H is not finite or not
-// positive definite after dampening. Memory: one d_in^2 double work matrix, freed on return.
+// quantized (registry geometry). Throws UsageError (formats/error.h) when H is not finite or not
+// positive definite after dampening, or sizes do not match. Memory: one d_in^2 double work matrix, freed on return.
 Factor prepare(std::span<const double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 
 // W: rows x d_in floats. imatrix: d_in importance weights for the block scale searches (normally

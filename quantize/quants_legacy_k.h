@@ -48,4 +48,11 @@ void quantize_q5_k(std::span<const float> src, std::span<std::byte> dst, int64_t
 void quantize_q6_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix);
 
+// One legacy block (Q4_0, Q4_1, Q5_0, Q5_1) with the row's weighting given, for the
+// error-feedback quantizer, which chooses scales block by block (quantize/error_feedback.h).
+// legacy_row_sigma2 is the mean square of a whole row (the sigma^2 of the element weighting);
+// quantize_legacy_block writes exactly the block quantize_<type> writes for that row.
+float legacy_row_sigma2(std::span<const float> row);
+void quantize_legacy_block(GgmlType t, const float* x, const float* imatrix, float sigma2, std::byte* out);
+
 }  // namespace smolq::kernels
