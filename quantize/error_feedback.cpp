@@ -205,8 +205,8 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
 
 // One block with a lattice codec: scales from the current values; then group by group, a group
 // that moved is re-coded jointly with the fixed scales, and its columns' errors are fed forward
-// one after the other (the later columns of the group keep their code: their updated values
-// only change the error they pass on).
+// one after the other (the group's later columns keep the joint code: their updated values only
+// change the error they pass on). Unmoved groups keep the search's codes, as in the scalar case.
 void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, std::byte* blk,
                          float* E) {
   const LatticeCodec& lc = *job.lattice;
@@ -214,24 +214,26 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
   const int64_t ob = job.f->order[c / be];
   const float* imat = job.imatrix ? job.imatrix + ob * be : nullptr;
   const float* U = job.f->u.data();
-  float x0[kQKK], y0[kQKK], wt[kQKK];
+  float x0[kQKK], y[kQKK];
+  detail::LatticeState st;
   std::memcpy(x0, w + c, sizeof(float) * be);
-  lc.choose(x0, imat, blk);
-  dequantize_rows(lc.type, {blk, static_cast<size_t>(lc.block_bytes)}, {y0, static_cast<size_t>(be)});
-  lc.weights(x0, imat, wt);
+  lc.choose(x0, imat, st);
+  lc.pack(st, blk);
+  dequantize_rows(lc.type, {blk, static_cast<size_t>(lc.block_bytes)}, {y, static_cast<size_t>(be)});
+  bool any = false;
   for (int g0 = 0; g0 < be; g0 += gs) {
-    float* q = y0 + g0;
     bool moved = false;
     for (int j = 0; j < gs; ++j) moved |= w[c + g0 + j] != x0[g0 + j];
-    if (moved) lc.recode(blk, g0 / gs, w + c + g0, wt + g0, q);
+    if (moved) any |= lc.recode(st, g0 / gs, w + c + g0, y + g0);
     for (int j = 0; j < gs; ++j) {
       const int64_t k = c + g0 + j;
       const float* uk = U + k * job.d;
-      const float e = (w[k] - q[j]) / uk[k];
+      const float e = (w[k] - y[g0 + j]) / uk[k];
       E[k - c0] = e;
       batch_update(w, uk, k, c1, e);
     }
   }
+  if (any) lc.pack(st, blk);
 }
 
 // Rows [r0, r0 + nr) of the tensor: copy them in visiting order, sweep batch by batch, write

@@ -100,6 +100,8 @@ const Case kCases[] = {
     {GgmlType::Q4_0, 0.75}, {GgmlType::Q4_1, 0.75}, {GgmlType::Q5_0, 0.75},   {GgmlType::Q5_1, 0.75},
     {GgmlType::Q8_0, 0.75}, {GgmlType::IQ4_NL, 0.75}, {GgmlType::Q2_K, 0.85}, {GgmlType::Q3_K, 0.80},
     {GgmlType::Q4_K, 0.75}, {GgmlType::Q5_K, 0.75}, {GgmlType::Q6_K, 0.75},   {GgmlType::IQ4_XS, 0.75},
+    {GgmlType::IQ2_XXS, 0.90}, {GgmlType::IQ2_XS, 0.90}, {GgmlType::IQ2_S, 0.90}, {GgmlType::IQ3_XXS, 0.85},
+    {GgmlType::IQ3_S, 0.85},
 };
 
 int64_t width_for(GgmlType type) { return type_info(type).block_elems == 32 ? 576 : 512; }
@@ -146,7 +148,7 @@ TEST_SUITE("test_error_feedback") {
   }
 
   TEST_CASE("bytes do not depend on the thread count") {
-    for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::IQ4_XS}) {
+    for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::IQ4_XS, GgmlType::IQ2_XS}) {
       CAPTURE(type_info(type).name);
       const ToyLayer t = make_layer(width_for(type), 40, 3);  // 40 rows: a partial row chunk
       CHECK(optimised(t, type, ef::Settings{}, 1) == optimised(t, type, ef::Settings{}, 2));
