@@ -28,6 +28,7 @@
 #include "formats/error.h"
 #include "quantize/blocks.h"
 #include "quantize/ef_codec.h"
+#include "quantize/ef_linalg.h"
 #include "quantize/quants_legacy_k.h"
 #include "quantize/registry.h"
 
@@ -42,73 +43,10 @@ using detail::ScalarCodec;
 constexpr int64_t kRowChunk = 16;
 // Columns per lazy batch (a multiple of every block size): measured 128..512 within noise.
 constexpr int64_t kBatch = 256;
-// Rows per panel of the blocked Cholesky factorisation and triangular inversion: the earlier
-// rows are streamed once per panel, the panel itself stays in cache.
-constexpr int64_t kPanel = 64;
-
-double dot(const double* a, const double* b, int64_t n) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// In-place Cholesky A = L L^T of a row-major n x n matrix (lower triangle read and written).
-// Panel by panel: the panel's rows against all earlier rows in parallel (independent rows),
-// then the panel's own triangle in order. Throws when a pivot is not positive.
-void cholesky_lower(double* A, int64_t n, int n_threads) {
-  for (int64_t i0 = 0; i0 < n; i0 += kPanel) {
-    const int64_t i1 = std::min(n, i0 + kPanel);
-#pragma omp parallel for num_threads(n_threads) schedule(static, 1)
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ri = A + i * n;
-      for (int64_t j = 0; j < i0; ++j) ri[j] = (ri[j] - dot(ri, A + j * n, j)) / A[j * n + j];
-    }
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ri = A + i * n;
-      for (int64_t j = i0; j < i; ++j) ri[j] = (ri[j] - dot(ri, A + j * n, j)) / A[j * n + j];
-      const double s = ri[i] - dot(ri, ri, i);
-      if (!(s > 0.0) || !std::isfinite(s))
-        throw UsageError("error feedback: H is not positive definite after dampening (pivot " +
-                                    std::to_string(i) + "); raise the dampening");
-      ri[i] = std::sqrt(s);
-    }
-  }
-}
-
-// In place: the lower-triangular L becomes L^-1. Row i of X = L^-1 is
-// (e_i - sum_{k<i} L[i][k] X[k]) / L[i][i]; rows before the panel in parallel, then in order.
-void invert_lower(double* A, int64_t n, int n_threads) {
-  std::vector<double> t(static_cast<size_t>(kPanel * n));
-  for (int64_t i0 = 0; i0 < n; i0 += kPanel) {
-    const int64_t i1 = std::min(n, i0 + kPanel);
-#pragma omp parallel for num_threads(n_threads) schedule(static, 1)
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ti = t.data() + (i - i0) * n;
-      std::fill(ti, ti + i + 1, 0.0);
-      const double* ri = A + i * n;
-      for (int64_t k = 0; k < i0; ++k) {
-        const double c = ri[k];
-        const double* xk = A + k * n;
-#pragma omp simd
-        for (int64_t j = 0; j <= k; ++j) ti[j] -= c * xk[j];
-      }
-    }
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ti = t.data() + (i - i0) * n;
-      double* ri = A + i * n;
-      for (int64_t k = i0; k < i; ++k) {
-        const double c = ri[k];
-        const double* xk = A + k * n;
-#pragma omp simd
-        for (int64_t j = 0; j <= k; ++j) ti[j] -= c * xk[j];
-      }
-      ti[i] += 1.0;
-      const double inv = 1.0 / ri[i];
-      for (int64_t j = 0; j <= i; ++j) ri[j] = ti[j] * inv;
-    }
-  }
-}
+// Below this d_in the factorisation runs on one thread: its tile steps are too small to pay for
+// the parallel regions' barriers (measured at d_in = 1536 on a shared 2-core machine: 0.46 s on
+// one thread, 0.7-3 s on two).
+constexpr int64_t kParallelFactorMin = 2048;
 
 // Visiting order of the blocks: natural, or by descending sum of diag(H) over the block (stable).
 std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, ColumnOrder order) {
@@ -120,37 +58,6 @@ std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, C
   for (int64_t c = 0; c < d; ++c) imp[c / be] += H[c * d + c];
   std::stable_sort(ord.begin(), ord.end(), [&](int32_t a, int32_t b) { return imp[a] > imp[b]; });
   return ord;
-}
-
-// Deferred update of the columns [c1, d) of a chunk: w_r[c1:] -= sum_k E[r][k] * U[k][c1:] over
-// the batch's columns k in [c0, c1). Tiles of columns keep the chunk's rows in cache; four
-// U rows per pass halve the loads and stores of w.
-void trailing_update(float* Wc, int64_t nr, int64_t d, const float* E, int64_t c0, int64_t c1, const float* U) {
-  constexpr int64_t kTile = 512;
-  const int64_t nk = c1 - c0;
-  for (int64_t t0 = c1; t0 < d; t0 += kTile) {
-    const int64_t t1 = std::min(d, t0 + kTile);
-    for (int64_t r = 0; r < nr; ++r) {
-      float* w = Wc + r * d;
-      const float* e = E + r * kBatch;
-      int64_t k = 0;
-      for (; k + 4 <= nk; k += 4) {
-        const float e0 = e[k], e1 = e[k + 1], e2 = e[k + 2], e3 = e[k + 3];
-        const float* u0 = U + (c0 + k) * d;
-        const float* u1 = u0 + d;
-        const float* u2 = u1 + d;
-        const float* u3 = u2 + d;
-#pragma omp simd
-        for (int64_t j = t0; j < t1; ++j) w[j] -= (e0 * u0[j] + e1 * u1[j]) + (e2 * u2[j] + e3 * u3[j]);
-      }
-      for (; k < nk; ++k) {
-        const float ek = e[k];
-        const float* uk = U + (c0 + k) * d;
-#pragma omp simd
-        for (int64_t j = t0; j < t1; ++j) w[j] -= ek * uk[j];
-      }
-    }
-  }
 }
 
 // Inside the batch: after column k's error e, w[k+1 .. c1) -= e * U[k][k+1 .. c1).
@@ -262,7 +169,7 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
           sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch);
       }
     }
-    if (c1 < d) trailing_update(Wc.data(), nr, d, E.data(), c0, c1, job.f->u.data());
+    if (c1 < d) linalg::deferred_update(Wc.data(), nr, d, c1, E.data(), kBatch, c1 - c0, job.f->u.data() + c0 * d);
   }
 }
 
@@ -284,6 +191,7 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
+  if (d < kParallelFactorMin) n_threads = 1;
   std::vector<double> A(static_cast<size_t>(d * d));
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (int64_t i = 0; i < d; ++i) {
@@ -292,8 +200,11 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
     for (int64_t j = 0; j <= i; ++j) arow[j] = hrow[col[d - 1 - j]];
     arow[i] += damp;
   }
-  cholesky_lower(A.data(), d, n_threads);  // J H~ J = M M^T
-  invert_lower(A.data(), d, n_threads);    // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
+  const int64_t bad = linalg::cholesky_lower(A.data(), d, n_threads);  // J H~ J = M M^T
+  if (bad >= 0)
+    throw UsageError("error feedback: H is not positive definite after dampening (column " +
+                     std::to_string(col[d - 1 - bad]) + "); raise the dampening");
+  linalg::invert_lower(A.data(), d, n_threads);  // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
   f.u.assign(static_cast<size_t>(d * d), 0.0f);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
   for (int64_t a = 0; a < d; ++a)
