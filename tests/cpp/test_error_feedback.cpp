@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "formats/error.h"
+#include "quantize/ef_codec.h"
 #include "quantize/error_feedback.h"
 #include "quantize/registry.h"
 
@@ -157,6 +158,48 @@ TEST_SUITE("test_error_feedback") {
         worst = std::max(worst, std::fabs(s2 - (i == j ? 1.0 : 0.0)));
       }
     CHECK(worst < 1e-3);
+  }
+
+  // The codecs' view of a block (grid per element, levels) must be the decoder's: the values
+  // grid(level) equal the registry's dequantisation (bit-exact with ggml), before and after
+  // levels are rewritten with pack().
+  TEST_CASE("codec grids and levels agree with the registry's decoder") {
+    std::mt19937 rng(5);
+    std::normal_distribution<float> n01(0.0f, 1.0f);
+    for (const Case& c : kCases) {
+      const ef::detail::ScalarCodec* sc = ef::detail::scalar_codec(c.type);
+      if (!sc) continue;
+      CAPTURE(type_info(c.type).name);
+      const int n = sc->block_elems;
+      std::vector<float> x(n), imat(n), y(n);
+      std::vector<std::byte> blk(sc->block_bytes);
+      std::vector<ef::detail::ElementGrid> g(n);
+      std::vector<int> L(n);
+      int mismatches = 0;
+      for (int trial = 0; trial < 20; ++trial) {
+        for (int i = 0; i < n; ++i) {
+          x[i] = 0.02f * n01(rng) + (trial % 2 ? 0.01f : 0.0f);
+          imat[i] = 0.1f + n01(rng) * n01(rng);
+        }
+        sc->choose(x.data(), imat.data(), 4e-4f, blk.data());
+        for (int pass = 0; pass < 2; ++pass) {
+          sc->unpack(blk.data(), g.data(), L.data());
+          dequantize_rows(c.type, blk, y);
+          for (int i = 0; i < n; ++i) {
+            CHECK(L[i] >= g[i].lo);
+            CHECK(L[i] <= g[i].hi);
+            mismatches += ef::detail::grid_value(g[i], sc->table, L[i]) != y[i];
+          }
+          // New levels (every value of the range appears), written back with pack().
+          for (int i = 0; i < n; ++i) L[i] = g[i].lo + static_cast<int>(rng() % (g[i].hi - g[i].lo + 1));
+          sc->pack(blk.data(), L.data());
+          std::vector<int> L2(n);
+          sc->unpack(blk.data(), g.data(), L2.data());
+          CHECK(L2 == L);
+        }
+      }
+      CHECK(mismatches == 0);
+    }
   }
 
   TEST_CASE("error feedback beats the plain quantizer on every supported family") {
