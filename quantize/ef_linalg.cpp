@@ -194,12 +194,12 @@ void invert_lower(double* A, int64_t n, int n_threads) {
 
 namespace {
 
-void deferred_ref(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE, int64_t nk, const float* U) {
+void deferred_ref(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE, int64_t nk, const float* const* U) {
   for (int64_t r = 0; r < nr; ++r) {
     float* w = W + r * n;
     for (int64_t k = 0; k < nk; ++k) {
       const float e = E[r * ldE + k];
-      const float* u = U + k * n;
+      const float* u = U[k];
       for (int64_t j = c1; j < n; ++j) w[j] -= e * u[j];
     }
   }
@@ -209,7 +209,7 @@ void deferred_ref(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, i
 // Four rows x 16 columns of W in registers while k streams: 8 FMAs per 2 loads of U. Column
 // tiles of kColTile keep the batch's slice of U in L2 across the chunk's row groups.
 [[gnu::target("avx2,fma")]] void deferred_avx2(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE,
-                                               int64_t nk, const float* U) {
+                                               int64_t nk, const float* const* U) {
   constexpr int64_t kColTile = 256;
   for (int64_t t0 = c1; t0 < n; t0 += kColTile) {
     const int64_t t1 = std::min(n, t0 + kColTile);
@@ -222,7 +222,7 @@ void deferred_ref(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, i
           acc[i][1] = _mm256_loadu_ps(W + (r + i) * n + j + 8);
         }
         for (int64_t k = 0; k < nk; ++k) {
-          const __m256 u0 = _mm256_loadu_ps(U + k * n + j), u1 = _mm256_loadu_ps(U + k * n + j + 8);
+          const __m256 u0 = _mm256_loadu_ps(U[k] + j), u1 = _mm256_loadu_ps(U[k] + j + 8);
           for (int i = 0; i < 4; ++i) {
             const __m256 e = _mm256_set1_ps(E[(r + i) * ldE + k]);
             acc[i][0] = _mm256_fnmadd_ps(e, u0, acc[i][0]);
@@ -239,8 +239,8 @@ void deferred_ref(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, i
         __m256 a0 = _mm256_loadu_ps(W + r * n + j), a1 = _mm256_loadu_ps(W + r * n + j + 8);
         for (int64_t k = 0; k < nk; ++k) {
           const __m256 e = _mm256_set1_ps(E[r * ldE + k]);
-          a0 = _mm256_fnmadd_ps(e, _mm256_loadu_ps(U + k * n + j), a0);
-          a1 = _mm256_fnmadd_ps(e, _mm256_loadu_ps(U + k * n + j + 8), a1);
+          a0 = _mm256_fnmadd_ps(e, _mm256_loadu_ps(U[k] + j), a0);
+          a1 = _mm256_fnmadd_ps(e, _mm256_loadu_ps(U[k] + j + 8), a1);
         }
         _mm256_storeu_ps(W + r * n + j, a0);
         _mm256_storeu_ps(W + r * n + j + 8, a1);
@@ -252,7 +252,7 @@ void deferred_ref(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, i
 }  // namespace
 
 void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE, int64_t nk,
-                     const float* U) {
+                     const float* const* U) {
   assert((n - c1) % 16 == 0);
 #ifdef SMOLQ_EF_X86
   if (use_avx2_fma()) return deferred_avx2(W, nr, n, c1, E, ldE, nk, U);

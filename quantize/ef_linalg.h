@@ -19,9 +19,9 @@ int64_t cholesky_lower(double* A, int64_t n, int n_threads);
 void invert_lower(double* A, int64_t n, int n_threads);
 
 // W[r][c1 .. n) -= sum_k E[r][k] * U[k][c1 .. n) for r < nr, k < nk: the deferred update of a
-// chunk of rows. W: nr rows of stride n; E: nr rows of stride ldE; U: nk rows of stride n
-// starting at the batch's first row. (n - c1) must be a multiple of 32.
+// chunk of rows. W: nr rows of stride n; E: nr rows of stride ldE; U: nk row pointers (the
+// batch's rows of the factor; U[k][j] valid for c1 <= j < n). (n - c1) must be a multiple of 16.
 void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE, int64_t nk,
-                     const float* U);
+                     const float* const* U);
 
 }  // namespace smolq::ef::linalg

@@ -60,6 +60,39 @@ std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, C
   return ord;
 }
 
+// In place: A := A[src][src] (row i and column j of the result are row/column src[i] / src[j]
+// of the input). Rows follow the permutation's cycles with one spare row; then each row's
+// entries are gathered through a buffer.
+void permute_symmetric(double* A, int64_t d, const std::vector<int64_t>& src, int n_threads) {
+  std::vector<double> tmp(static_cast<size_t>(d));
+  std::vector<char> done(static_cast<size_t>(d), 0);
+  for (int64_t s0 = 0; s0 < d; ++s0) {
+    if (done[s0] || src[s0] == s0) continue;
+    std::copy(A + s0 * d, A + (s0 + 1) * d, tmp.begin());
+    int64_t i = s0;
+    while (true) {
+      done[i] = 1;
+      const int64_t from = src[i];
+      if (from == s0) {
+        std::copy(tmp.begin(), tmp.end(), A + i * d);
+        break;
+      }
+      std::copy(A + from * d, A + (from + 1) * d, A + i * d);
+      i = from;
+    }
+  }
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<double> buf(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < d; ++i) {
+      double* r = A + i * d;
+      for (int64_t j = 0; j < d; ++j) buf[j] = r[src[j]];
+      std::copy(buf.begin(), buf.end(), r);
+    }
+  }
+}
+
 // Inside the batch: after column k's error e, w[k+1 .. c1) -= e * U[k][k+1 .. c1).
 inline void batch_update(float* w, const float* uk, int64_t k, int64_t c1, float e) {
 #pragma omp simd
@@ -86,7 +119,6 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
   const int be = job.be;
   const int64_t ob = job.f->order[c / be];
   const float* imat = job.imatrix ? job.imatrix + ob * be : nullptr;
-  const float* U = job.f->u.data();
   float x0[kQKK];
   ElementGrid g[kQKK];
   int L[kQKK];
@@ -102,7 +134,7 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
       moved = true;
     }
     const float q = detail::grid_value(g[j], sc.table, L[j]);
-    const float* uk = U + k * job.d;
+    const float* uk = job.f->row(k);
     const float e = (v - q) / uk[k];
     E[k - c0] = e;
     batch_update(w, uk, k, c1, e);
@@ -120,7 +152,6 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
   const int be = job.be, gs = lc.group;
   const int64_t ob = job.f->order[c / be];
   const float* imat = job.imatrix ? job.imatrix + ob * be : nullptr;
-  const float* U = job.f->u.data();
   float x0[kQKK], y[kQKK];
   detail::LatticeState st;
   std::memcpy(x0, w + c, sizeof(float) * be);
@@ -134,7 +165,7 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
     if (moved) any |= lc.recode(st, g0 / gs, w + c + g0, y + g0);
     for (int j = 0; j < gs; ++j) {
       const int64_t k = c + g0 + j;
-      const float* uk = U + k * job.d;
+      const float* uk = job.f->row(k);
       const float e = (w[k] - y[g0 + j]) / uk[k];
       E[k - c0] = e;
       batch_update(w, uk, k, c1, e);
@@ -169,13 +200,17 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
           sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch);
       }
     }
-    if (c1 < d) linalg::deferred_update(Wc.data(), nr, d, c1, E.data(), kBatch, c1 - c0, job.f->u.data() + c0 * d);
+    if (c1 < d) {
+      const float* urows[kBatch];
+      for (int64_t k = c0; k < c1; ++k) urows[k - c0] = job.f->row(k);
+      linalg::deferred_update(Wc.data(), nr, d, c1, E.data(), kBatch, c1 - c0, urows);
+    }
   }
 }
 
 }  // namespace
 
-Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int n_threads) {
   if (d <= 0 || be <= 0 || d % be != 0 || H.size() != static_cast<size_t>(d * d))
     throw UsageError("error feedback: H must be d_in x d_in with d_in a multiple of the block size");
   if (!(s.damp >= 0.0) || !std::isfinite(s.damp)) throw UsageError("error feedback: dampening must be >= 0");
@@ -183,33 +218,36 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
   f.d_in = d;
   f.block_elems = be;
   f.order = block_order(H, d, be, s.order);
-  // Column permutation (visiting order) and its reversal: A = J P^T H P J + damping.
-  std::vector<int64_t> col(static_cast<size_t>(d));
-  for (int64_t k = 0; k < d; ++k) col[k] = static_cast<int64_t>(f.order[k / be]) * be + k % be;
   double mean_diag = 0.0;
   for (int64_t c = 0; c < d; ++c) mean_diag += H[c * d + c];
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
   if (d < kParallelFactorMin) n_threads = 1;
-  std::vector<double> A(static_cast<size_t>(d * d));
-#pragma omp parallel for num_threads(n_threads) schedule(static)
+  // In place: A = J P^T H P J + damping, P the visiting order, J the reversal.
+  std::vector<int64_t> src(static_cast<size_t>(d));  // position i takes H's row/column src[i]
   for (int64_t i = 0; i < d; ++i) {
-    const double* hrow = H.data() + col[d - 1 - i] * d;
-    double* arow = A.data() + i * d;
-    for (int64_t j = 0; j <= i; ++j) arow[j] = hrow[col[d - 1 - j]];
-    arow[i] += damp;
+    const int64_t k = d - 1 - i;
+    src[i] = static_cast<int64_t>(f.order[k / be]) * be + k % be;
   }
-  const int64_t bad = linalg::cholesky_lower(A.data(), d, n_threads);  // J H~ J = M M^T
+  permute_symmetric(H.data(), d, src, n_threads);
+  for (int64_t i = 0; i < d; ++i) H[i * d + i] += damp;
+  const int64_t bad = linalg::cholesky_lower(H.data(), d, n_threads);  // J H~ J = M M^T
   if (bad >= 0)
-    throw UsageError("error feedback: H is not positive definite after dampening (column " +
-                     std::to_string(col[d - 1 - bad]) + "); raise the dampening");
-  linalg::invert_lower(A.data(), d, n_threads);  // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
-  f.u.assign(static_cast<size_t>(d * d), 0.0f);
+    throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +
+                     "); raise the dampening");
+  linalg::invert_lower(H.data(), d, n_threads);  // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
+  f.u.resize(static_cast<size_t>(d * (d + 1) / 2));
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t a = 0; a < d; ++a)
-    for (int64_t b = a; b < d; ++b) f.u[a * d + b] = static_cast<float>(A[(d - 1 - a) * d + (d - 1 - b)]);
+  for (int64_t a = 0; a < d; ++a) {
+    float* ua = f.row(a);
+    for (int64_t b = a; b < d; ++b) ua[b] = static_cast<float>(H[(d - 1 - a) * d + (d - 1 - b)]);
+  }
   return f;
+}
+
+Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+  return prepare(std::vector<double>(H.begin(), H.end()), d, be, s, n_threads);
 }
 
 bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }

@@ -152,7 +152,7 @@ TEST_SUITE("test_error_feedback") {
         double s2 = 0.0;
         for (int64_t k = 0; k < d; ++k) {
           double inv = 0.0;  // (U^T U)[i][k]
-          for (int64_t m = 0; m <= std::min(i, k); ++m) inv += double(f.u[m * d + i]) * f.u[m * d + k];
+          for (int64_t m = 0; m <= std::min(i, k); ++m) inv += double(f.row(m)[i]) * f.row(m)[k];
           s2 += inv * (t.H[k * d + j] + (k == j ? s.damp * mean : 0.0));
         }
         worst = std::max(worst, std::fabs(s2 - (i == j ? 1.0 : 0.0)));
