@@ -3,7 +3,7 @@
 //   576 x 1536   SmolLM2-135M's ffn_down (rows x d_in)
 //   2048 x 8192  SmolLM2-1.7B's ffn_down (the largest d_in of the family)
 //
-//   smolq_bench_error_feedback [--threads N] [--types Q4_K,Q4_0,IQ2_XS] [--small-only]
+//   smolq_bench_error_feedback [--threads N] [--types Q4_K,Q4_0,IQ2_XS] [--small-only] [--shape RxD]
 //
 // Weights are 0.02 * N(0,1); H = B B^T + 0.1 * mean * I with B d_in x 64 gaussian columns with a
 // decaying scale (a correlated, low-rank-dominated Gram matrix like real activations); the
@@ -108,14 +108,18 @@ void bench(GgmlType type, int64_t rows, int64_t d, int threads) {
 int main(int argc, char** argv) {
   int threads = 2;
   bool small_only = false;
+  long long shape_rows = 0, shape_d = 0;  // --shape RxD: only this shape
   std::string types = "Q4_K,Q4_0,IQ2_XS";
   for (int i = 1; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--threads" && i + 1 < argc) threads = std::atoi(argv[++i]);
     else if (a == "--types" && i + 1 < argc) types = argv[++i];
     else if (a == "--small-only") small_only = true;
+    else if (a == "--shape" && i + 1 < argc) {
+      if (std::sscanf(argv[++i], "%lldx%lld", &shape_rows, &shape_d) != 2) return 2;
+    }
     else {
-      std::fprintf(stderr, "usage: smolq_bench_error_feedback [--threads N] [--types T,...] [--small-only]\n");
+      std::fprintf(stderr, "usage: smolq_bench_error_feedback [--threads N] [--types T,...] [--small-only] [--shape RxD]\n");
       return 2;
     }
   }
@@ -127,6 +131,10 @@ int main(int argc, char** argv) {
     if (!q || !smolq::ef::supports(q->id())) {
       std::fprintf(stderr, "unsupported type %s\n", name.c_str());
       return 2;
+    }
+    if (shape_rows > 0) {
+      bench(q->id(), shape_rows, shape_d, threads);
+      continue;
     }
     bench(q->id(), 576, 1536, threads);
     if (!small_only) bench(q->id(), 2048, 8192, threads);

@@ -71,12 +71,18 @@ void gemm_tile_ref(double* C, int64_t ldc, const double* A, int64_t lda, const d
 }
 #endif
 
+// Tiles of A and B are first copied into contiguous buffers: a tile read in place spans 64 rows
+// of the big matrix, one page each, and the kernel's passes over it thrash the TLB.
 void gemm_tile(double* C, int64_t ldc, const double* A, int64_t lda, const double* B, int64_t ldb, int64_t m, int64_t n,
                int64_t k, double alpha) {
+  assert(m <= kTile && n <= kTile && k <= kTile);
+  thread_local std::vector<double> pa(kTile * kTile), pb(kTile * kTile);
+  for (int64_t r = 0; r < m; ++r) std::copy(A + r * lda, A + r * lda + k, pa.data() + r * k);
+  for (int64_t l = 0; l < k; ++l) std::copy(B + l * ldb, B + l * ldb + n, pb.data() + l * n);
 #ifdef SMOLQ_EF_X86
-  if (use_avx2_fma() && m % 4 == 0 && n % 8 == 0) return gemm_tile_avx2(C, ldc, A, lda, B, ldb, m, n, k, alpha);
+  if (use_avx2_fma() && m % 4 == 0 && n % 8 == 0) return gemm_tile_avx2(C, ldc, pa.data(), k, pb.data(), n, m, n, k, alpha);
 #endif
-  gemm_tile_ref(C, ldc, A, lda, B, ldb, m, n, k, alpha);
+  gemm_tile_ref(C, ldc, pa.data(), k, pb.data(), n, m, n, k, alpha);
 }
 
 // Unblocked Cholesky of the kn x kn diagonal tile at T (stride ld); -1 or the failing row.
@@ -98,13 +104,16 @@ int64_t cholesky_tile(double* T, int64_t ld, int64_t kn) {
   return -1;
 }
 
-// Row segment x (kn values) := x * L^-T for the kn x kn lower tile L (stride ld).
-void solve_row(double* x, const double* L, int64_t ld, int64_t kn) {
+// Row segments x[i] (kn values each, i < 4) := x[i] * L^-T for the kn x kn lower tile L
+// (stride ld). Four rows at once: four independent dependency chains per dot product.
+void solve_rows4(double* const* x, int nx, const double* L, int64_t ld, int64_t kn) {
   for (int64_t c = 0; c < kn; ++c) {
     const double* lc = L + c * ld;
-    double s = x[c];
-    for (int64_t l = 0; l < c; ++l) s -= x[l] * lc[l];
-    x[c] = s / lc[c];
+    double s[4] = {0, 0, 0, 0};
+    for (int i = 0; i < nx; ++i) s[i] = x[i][c];
+    for (int64_t l = 0; l < c; ++l)
+      for (int i = 0; i < 4; ++i) s[i] -= (i < nx ? x[i][l] : 0.0) * lc[l];
+    for (int i = 0; i < nx; ++i) x[i][c] = s[i] / lc[c];
   }
 }
 
@@ -139,7 +148,12 @@ int64_t cholesky_lower(double* A, int64_t n, int n_threads) {
     if (bad >= 0) return k0 + bad;
     // The panel below the diagonal tile: L21 = A21 L11^-T, row by row.
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t i = k0 + kn; i < n; ++i) solve_row(A + i * n + k0, Lkk, n, kn);
+    for (int64_t i = k0 + kn; i < n; i += 4) {
+      double* x[4];
+      const int nx = static_cast<int>(std::min<int64_t>(4, n - i));
+      for (int r = 0; r < 4; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
+      solve_rows4(x, nx, Lkk, n, kn);
+    }
     // Trailing update A22 -= L21 L21^T on the tiles (ib, jb), kb < jb <= ib.
     std::vector<std::pair<int64_t, int64_t>> tiles;
     for (int64_t ib = kb + 1; ib < nt; ++ib)
