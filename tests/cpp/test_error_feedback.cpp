@@ -225,6 +225,25 @@ TEST_SUITE("test_error_feedback") {
     }
   }
 
+  // From d_in = 2048 the factorisation runs in parallel: its factor must not depend on that.
+  TEST_CASE("the factor does not depend on the thread count") {
+    constexpr int64_t d = 2048, kRank = 24;
+    std::mt19937 rng(9);
+    std::normal_distribution<double> n01;
+    std::vector<double> B(static_cast<size_t>(d * kRank)), H(static_cast<size_t>(d * d));
+    for (auto& v : B) v = n01(rng);
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        double s = i == j ? 1.0 : 0.0;
+        for (int64_t k = 0; k < kRank; ++k) s += B[i * kRank + k] * B[j * kRank + k];
+        H[i * d + j] = H[j * d + i] = s;
+      }
+    const ef::Factor f1 = ef::prepare(H, d, 256, ef::Settings{}, 1);
+    const ef::Factor f2 = ef::prepare(H, d, 256, ef::Settings{}, 2);
+    CHECK(f1.order == f2.order);
+    CHECK(f1.u == f2.u);
+  }
+
   TEST_CASE("with a diagonal H the bytes are the plain kernel's") {
     for (const Case& c : kCases) {
       CAPTURE(type_info(c.type).name);
