@@ -274,4 +274,28 @@ void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E
   deferred_ref(W, nr, n, c1, E, ldE, nk, U);
 }
 
+namespace {
+void axpy_ref(float* w, const float* u, int64_t from, int64_t to, float e) {
+#pragma omp simd
+  for (int64_t j = from; j < to; ++j) w[j] -= e * u[j];
+}
+#ifdef SMOLQ_EF_X86
+[[gnu::target("avx2,fma")]] void axpy_avx2(float* w, const float* u, int64_t from, int64_t to, float e) {
+  const __m256 ve = _mm256_set1_ps(e);
+  int64_t j = from;
+  for (; j + 8 <= to; j += 8) _mm256_storeu_ps(w + j, _mm256_fnmadd_ps(ve, _mm256_loadu_ps(u + j), _mm256_loadu_ps(w + j)));
+  for (; j < to; ++j) w[j] = std::fma(-e, u[j], w[j]);  // the same rounding as the vector lanes
+}
+#endif
+}  // namespace
+
+void axpy_update(float* w, const float* u, int64_t from, int64_t to, float e) {
+#ifdef SMOLQ_EF_X86
+  static const auto fn = use_avx2_fma() ? axpy_avx2 : axpy_ref;
+  fn(w, u, from, to, e);
+#else
+  axpy_ref(w, u, from, to, e);
+#endif
+}
+
 }  // namespace smolq::ef::linalg

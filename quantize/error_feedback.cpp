@@ -95,8 +95,7 @@ void permute_symmetric(double* A, int64_t d, const std::vector<int64_t>& src, in
 
 // Inside the batch: after column k's error e, w[k+1 .. c1) -= e * U[k][k+1 .. c1).
 inline void batch_update(float* w, const float* uk, int64_t k, int64_t c1, float e) {
-#pragma omp simd
-  for (int64_t j = k + 1; j < c1; ++j) w[j] -= e * uk[j];
+  linalg::axpy_update(w, uk, k + 1, c1, e);
 }
 
 struct TensorJob {
@@ -223,7 +222,7 @@ Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int 
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
-  if (d < kParallelFactorMin) n_threads = 1;
+  n_threads = d < kParallelFactorMin ? 1 : std::max(1, n_threads);
   // In place: A = J P^T H P J + damping, P the visiting order, J the reversal.
   std::vector<int64_t> src(static_cast<size_t>(d));  // position i takes H's row/column src[i]
   for (int64_t i = 0; i < d; ++i) {
