@@ -137,27 +137,42 @@ int64_t width_for(GgmlType type) { return type_info(type).block_elems == 32 ? 57
 }  // namespace
 
 TEST_SUITE("test_error_feedback") {
+  // U^T U H~ = I in visiting order, for both orders (96 = one and a half 64-tiles). The toy H
+  // is reversed so that the descending order is not the natural one.
   TEST_CASE("the factor is the upper Cholesky factor of the damped inverse") {
     const ToyLayer& t = make_layer(96, 1, 7);
-    ef::Settings s;
-    s.order = ef::ColumnOrder::kNatural;
-    const ef::Factor f = ef::prepare(t.H, t.d, 32, s, 2);
     const int64_t d = t.d;
-    double mean = 0.0;
-    for (int64_t i = 0; i < d; ++i) mean += t.H[i * d + i] / d;
-    // (U^T U) H~ = I
-    double worst = 0.0;
+    std::vector<double> H(t.H.size());
     for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < d; ++j) {
-        double s2 = 0.0;
-        for (int64_t k = 0; k < d; ++k) {
-          double inv = 0.0;  // (U^T U)[i][k]
-          for (int64_t m = 0; m <= std::min(i, k); ++m) inv += double(f.row(m)[i]) * f.row(m)[k];
-          s2 += inv * (t.H[k * d + j] + (k == j ? s.damp * mean : 0.0));
+      for (int64_t j = 0; j < d; ++j) H[i * d + j] = t.H[(d - 1 - i) * d + (d - 1 - j)];
+    double mean = 0.0;
+    for (int64_t i = 0; i < d; ++i) mean += H[i * d + i] / d;
+    for (ef::ColumnOrder order : {ef::ColumnOrder::kNatural, ef::ColumnOrder::kDescendingDiag}) {
+      ef::Settings s;
+      s.order = order;
+      const ef::Factor f = ef::prepare(H, d, 32, s, 2);
+      std::vector<int64_t> col(static_cast<size_t>(d));  // visiting position -> column of H
+      for (int64_t k = 0; k < d; ++k) col[k] = f.order[k / 32] * 32 + k % 32;
+      double worst = 0.0;
+      for (int64_t i = 0; i < d; ++i)
+        for (int64_t j = 0; j < d; ++j) {
+          double s2 = 0.0;
+          for (int64_t k = 0; k < d; ++k) {
+            double inv = 0.0;  // (U^T U)[i][k]
+            for (int64_t m = 0; m <= std::min(i, k); ++m) inv += double(f.row(m)[i]) * f.row(m)[k];
+            s2 += inv * (H[col[k] * d + col[j]] + (k == j ? s.damp * mean : 0.0));
+          }
+          worst = std::max(worst, std::fabs(s2 - (i == j ? 1.0 : 0.0)));
         }
-        worst = std::max(worst, std::fabs(s2 - (i == j ? 1.0 : 0.0)));
-      }
-    CHECK(worst < 1e-3);
+      CHECK(worst < 1e-3);
+      if (order == ef::ColumnOrder::kNatural) continue;
+      // Blocks by descending diagonal sum; here that is not the natural order.
+      double sums[3] = {};
+      for (int64_t i = 0; i < d; ++i) sums[i / 32] += H[i * d + i];
+      CHECK(sums[f.order[0]] >= sums[f.order[1]]);
+      CHECK(sums[f.order[1]] >= sums[f.order[2]]);
+      CHECK(f.order != std::vector<int32_t>{0, 1, 2});
+    }
   }
 
   // The codecs' view of a block (grid per element, levels) must be the decoder's: the values
