@@ -16,8 +16,6 @@
 // each writes its own rows, so bytes never depend on the thread count.
 #include "quantize/error_feedback.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -41,7 +39,8 @@ using detail::ScalarCodec;
 
 // Rows per parallel work item: the deferred update reads a batch of U's rows once per chunk.
 constexpr int64_t kRowChunk = 16;
-// Columns per lazy batch (a multiple of every block size): measured 128..512 within noise.
+// Columns per lazy batch: one K-quant super-block, a multiple of every block size (a block never
+// straddles two batches).
 constexpr int64_t kBatch = 256;
 // Below this d_in the factorisation runs on one thread: its tile steps are too small to pay for
 // the parallel regions' barriers (measured at d_in = 1536 on a shared 2-core machine: 0.46 s on
