@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "quantize/quant_search.h"
+#include "formats/cpu_features.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -22,14 +22,8 @@ namespace {
 
 constexpr int64_t kTile = 64;
 
-bool use_avx2_fma() {
-#ifdef SMOLQ_EF_X86
-  static const bool has = qsearch::cpu_has_avx2() && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
-}
+// The project's one CPU-feature check (AVX2 with FMA; capped by SMOLQ_SIMD).
+bool use_avx2_fma() { return cpu::has_avx2(); }
 
 // C[m x n] += alpha * A[m x k] * B[k x n] (row-major, leading dimensions lda, ldb, ldc);
 // m a multiple of 4 and n of 8 in the fast kernel's path (tiles of sizes multiple of 32).

@@ -99,16 +99,18 @@ double output_error(const ToyLayer& t, GgmlType type, const std::vector<std::byt
   return total;
 }
 
-std::vector<std::byte> plain(const ToyLayer& t, GgmlType type) {
+// use_imatrix = false: both quantizers without importance (the kernels' plain weighting).
+std::vector<std::byte> plain(const ToyLayer& t, GgmlType type, bool use_imatrix = true) {
   std::vector<std::byte> q(*row_bytes(type, t.d) * t.rows);
-  quantize_rows(type, t.W, q, t.d, t.imat);
+  quantize_rows(type, t.W, q, t.d, use_imatrix ? std::span<const float>(t.imat) : std::span<const float>());
   return q;
 }
 
 std::vector<std::byte> optimised(const ToyLayer& t, GgmlType type, const ef::Settings& s, int threads,
-                                 const std::vector<double>* H = nullptr) {
+                                 const std::vector<double>* H = nullptr, bool use_imatrix = true) {
   std::vector<std::byte> q(*row_bytes(type, t.d) * t.rows);
-  ef::quantize_tensor(type, t.W, t.rows, t.d, H ? *H : t.H, t.imat, s, q, threads);
+  ef::quantize_tensor(type, t.W, t.rows, t.d, H ? *H : t.H,
+                      use_imatrix ? std::span<const float>(t.imat) : std::span<const float>(), s, q, threads);
   return q;
 }
 
@@ -266,6 +268,7 @@ TEST_SUITE("test_error_feedback") {
       std::vector<double> diag(t.H.size(), 0.0);
       for (int64_t i = 0; i < t.d; ++i) diag[i * t.d + i] = t.H[i * t.d + i];
       CHECK(optimised(t, c.type, ef::Settings{}, 2, &diag) == plain(t, c.type));
+      CHECK(optimised(t, c.type, ef::Settings{}, 2, &diag, false) == plain(t, c.type, false));
     }
   }
 
