@@ -351,6 +351,23 @@ TEST_SUITE("test_error_feedback") {
     }
   }
 
+  // Dead input channels (rows and columns of zeros in H, zero importance): the dampening keeps
+  // H invertible and no error is pushed through a dead column.
+  TEST_CASE("dead input channels") {
+    ToyLayer t = make_layer(576, kRows, kSeed);
+    for (int64_t c = 3; c < t.d; c += 61) {
+      for (int64_t j = 0; j < t.d; ++j) t.H[c * t.d + j] = t.H[j * t.d + c] = 0.0;
+      t.imat[c] = 0.0f;
+    }
+    for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+      CAPTURE(type_info(type).name);
+      const double e_plain = output_error(t, type, plain(t, type));
+      const double e_ef = output_error(t, type, optimised(t, type, ef::Settings{}, 2));
+      CHECK(std::isfinite(e_ef));
+      CHECK(e_ef < 0.9 * e_plain);
+    }
+  }
+
   TEST_CASE("bad input is refused with a clear error") {
     const ToyLayer& t = make_layer(64, 2, 1);
     std::vector<std::byte> q(*row_bytes(GgmlType::Q4_0, t.d) * t.rows);
