@@ -305,6 +305,7 @@ int nearest_level(const ElementGrid& g, const int8_t* table, float v) {
     return best;
   }
   const float t = (v - g.b) / g.a;
+  if (std::isnan(t)) return g.lo;  // only from non-finite weights; keeps the level in range
   return static_cast<int>(qsearch::round_clamped(t, static_cast<float>(g.lo), static_cast<float>(g.hi)));
 }
 
