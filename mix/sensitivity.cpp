@@ -236,10 +236,234 @@ uint64_t calib_fingerprint(std::span<const int32_t> tokens, bool add_bos, int32_
   return h.digest();
 }
 
+namespace {
+
+// The steps of build_profile over shared state: the model (whose weights are substituted and
+// restored), the profile being filled, per-tensor work buffers and the KLD meter.
+class ProfileBuilder {
+ public:
+  ProfileBuilder(Model& model, const ProfileInputs& in, const ProfileSettings& s, int threads,
+                 const std::function<void(const std::string&)>& log)
+      : model_(model), in_(in), s_(s), threads_(threads), log_(log), meter_(model, in, s), mats_(model.matrices()),
+        work_(mats_.size()) {}
+
+  // 1. Base pass: reference logits and column statistics.
+  void base_pass() {
+    log_("profile: base pass over " + std::to_string(s_.n_chunks * s_.n_ctx) + " calibration tokens");
+    meter_.base_pass(stats_);
+  }
+
+  // 2. Candidates and quantization error of every tensor at every candidate.
+  void measure_errors(SensitivityProfile& p) {
+    const CandidateOptions copt{.has_imatrix = p.has_imatrix, .include_f16 = true};
+    for (size_t i = 0; i < mats_.size(); ++i) {
+      const WeightMatrix& w = *mats_[i];
+      ProfileTensor pt;
+      pt.name = w.name;
+      pt.rows = w.rows;
+      pt.cols = w.cols;
+      pt.types = candidate_types(make_tensor(w.name, {w.cols, w.rows}, w.type), copt);
+      if (pt.types.empty()) throw Error("tensor '" + w.name + "' has no candidate type (rows of " + std::to_string(w.cols) + ")");
+      pt.ref = reference_index(pt.types);
+      pt.error.assign(pt.types.size(), 0.0);
+      pt.measured.assign(pt.types.size(), -1.0);
+      p.tensors.push_back(std::move(pt));
+    }
+    log_("profile: quantization error of " + std::to_string(mats_.size()) + " tensors at their candidate types");
+    for (size_t i = 0; i < mats_.size(); ++i) {
+      check_interrupted();
+      prepare_work(i);
+      Work& wk = work_[i];
+      ProfileTensor& pt = p.tensors[i];
+      for (size_t k = 0; k < pt.types.size(); ++k) {
+        const std::vector<std::byte> q = quantize_copy(wk, pt.types[k], threads_, /*sample_only=*/true);
+        pt.error[k] = weighted_error(wk, pt.types[k], q, threads_);
+      }
+      wk.copies[pt.ref] = quantize_copy(wk, pt.types[pt.ref], threads_);
+    }
+  }
+
+  // 3. Groups: embeddings alone (measured at every type), the rest by (role, band of layers).
+  void assign_groups(SensitivityProfile& p) {
+    int n_layers = 0;
+    std::vector<TensorRole> roles;
+    for (size_t i = 0; i < mats_.size(); ++i) {
+      const auto layer = layer_of(mats_[i]->name);
+      if (!layer) {
+        embeddings_.push_back(i);
+        continue;
+      }
+      layered_.push_back(i);
+      n_layers = std::max(n_layers, *layer + 1);
+      const TensorRole r = classify_role(mats_[i]->name);
+      if (std::find(roles.begin(), roles.end(), r) == roles.end()) roles.push_back(r);
+    }
+    const int n_roles = std::max<int>(1, static_cast<int>(roles.size()));
+    const int max_bands = std::max(1, s_.max_group_passes / n_roles);
+    const int band = std::max(1, (n_layers + max_bands - 1) / max_bands);
+    std::map<std::pair<int, int>, size_t> group_of;  // (role, band) -> group
+    for (size_t i : embeddings_) {
+      p.tensors[i].group = static_cast<int>(p.groups.size());
+      p.groups.push_back({mats_[i]->name.substr(0, mats_[i]->name.find('.')), {i}, 0});
+    }
+    for (size_t i : layered_) {
+      const int L = *layer_of(mats_[i]->name), b = L / band;
+      const TensorRole r = classify_role(mats_[i]->name);
+      auto key = std::make_pair(static_cast<int>(r), b);
+      if (!group_of.count(key)) {
+        group_of[key] = p.groups.size();
+        const int lo = b * band, hi = std::min(n_layers - 1, lo + band - 1);
+        p.groups.push_back({role_label(r) + (lo == hi ? " L" + std::to_string(lo)
+                                                      : " L" + std::to_string(lo) + "-" + std::to_string(hi)),
+                            {}, 0});
+      }
+      p.tensors[i].group = static_cast<int>(group_of[key]);
+      p.groups[group_of[key]].tensors.push_back(i);
+    }
+    log_("profile: " + std::to_string(p.groups.size()) + " groups (" + std::to_string(embeddings_.size()) +
+         " embedding matrices measured at every type, layers in bands of " + std::to_string(band) + ")");
+  }
+
+  // 4. Embeddings measured directly at every candidate below F16 (F16 of a 16-bit source is
+  // lossless or nearly; it is predicted); groups of layer tensors at their reference types; the
+  // gains: a group's measured ΔKLD over its members' summed error at their references.
+  void measure_groups(SensitivityProfile& p) {
+    for (size_t i : embeddings_) {
+      ProfileTensor& pt = p.tensors[i];
+      for (size_t k = 0; k < pt.types.size(); ++k) {
+        if (pt.types[k] == GgmlType::F16) continue;
+        substitute(p, i, k);
+        pt.measured[k] = meter_.measure();
+        restore(i);
+        log_("profile: " + pt.name + " at " + std::string(type_info(pt.types[k]).name) + ": ΔKLD " + sci(pt.measured[k]));
+      }
+      drop_copies(p, i);
+      p.groups[pt.group].dkld = pt.measured[pt.ref];
+    }
+    for (size_t g = 0; g < p.groups.size(); ++g) {
+      ProfileGroup& grp = p.groups[g];
+      if (grp.tensors.size() == 1 &&
+          std::find(embeddings_.begin(), embeddings_.end(), grp.tensors[0]) != embeddings_.end())
+        continue;
+      for (size_t i : grp.tensors) substitute(p, i, p.tensors[i].ref);
+      grp.dkld = meter_.measure();
+      for (size_t i : grp.tensors) restore(i);
+      log_("profile: group " + std::to_string(g + 1) + "/" + std::to_string(p.groups.size()) + " " + grp.label +
+           ": ΔKLD " + sci(grp.dkld));
+    }
+    for (auto& grp : p.groups) {
+      double e = 0;
+      for (size_t i : grp.tensors) e += p.tensors[i].error[p.tensors[i].ref];
+      for (size_t i : grp.tensors) p.tensors[i].gain = e > 0 ? grp.dkld / e : 0.0;
+    }
+  }
+
+  // 5a. Single tensors at a non-reference type, spread over the layers and roles.
+  void check_single_tensors(SensitivityProfile& p) {
+    const size_t nv = std::min<size_t>(static_cast<size_t>(std::max(0, s_.n_validate)), layered_.size());
+    std::vector<double> lp, lm, ratios;
+    for (size_t j = 0; j < nv; ++j) {
+      // Evenly spaced through the layers, shifted by j so the roles cycle too (a model's tensor
+      // list repeats its roles with a period that even spacing could hit every time).
+      const size_t i = layered_[((2 * j + 1) * layered_.size() / (2 * nv) + j) % layered_.size()];
+      const ProfileTensor& pt = p.tensors[i];
+      // Alternate below and above the reference: the lowest candidate, then two steps up.
+      size_t k = j % 2 == 0 ? 0 : std::min(pt.ref + 2, pt.types.size() - 2);
+      if (k == pt.ref) k = pt.ref + 1 < pt.types.size() ? pt.ref + 1 : 0;
+      substitute(p, i, k);
+      const double m = meter_.measure();
+      restore(i);
+      drop_copies(p, i);
+      const double pr = p.predict(i, k);
+      p.single_checks.push_back({pt.name + " at " + std::string(type_info(pt.types[k]).name), pr, m});
+      log_("profile: check " + p.single_checks.back().what + ": predicted " + sci(pr) + ", measured " + sci(m));
+      if (pr > 0 && m > 0) {
+        lp.push_back(std::log(pr));
+        lm.push_back(std::log(m));
+        ratios.push_back(m / pr);
+      }
+    }
+    p.log_correlation = pearson(lp, lm);
+    if (!ratios.empty()) {
+      std::sort(ratios.begin(), ratios.end());
+      p.median_ratio = ratios.size() % 2 ? ratios[ratios.size() / 2]
+                                         : 0.5 * (ratios[ratios.size() / 2 - 1] + ratios[ratios.size() / 2]);
+    }
+  }
+
+  // 5b. Whole models: every tensor at its reference type, then every tensor one step above it.
+  void check_whole_models(SensitivityProfile& p) {
+    for (int step = 0; step < 2; ++step) {
+      double pred = 0;
+      for (size_t i = 0; i < mats_.size(); ++i) {
+        const size_t k = std::min(p.tensors[i].ref + step, p.tensors[i].types.size() - 1);
+        pred += p.predict(i, k);
+        substitute(p, i, k);
+      }
+      const double m = meter_.measure();
+      for (size_t i = 0; i < mats_.size(); ++i) {
+        restore(i);
+        drop_copies(p, i);
+      }
+      p.model_checks.push_back(
+          {step == 0 ? "every tensor at its reference type" : "every tensor one type above its reference", pred, m});
+      log_("profile: check " + p.model_checks.back().what + ": Σ predicted " + sci(pred) + ", measured " + sci(m));
+    }
+  }
+
+  int passes() const { return meter_.passes(); }
+
+ private:
+  // The tensor's rows, column weights, importance and the sampled rows its error is measured on.
+  void prepare_work(size_t i) {
+    Work& wk = work_[i];
+    wk.w = mats_[i];
+    wk.rows.resize(wk.w->rows * wk.w->cols);
+#pragma omp parallel for num_threads(threads_) schedule(static)
+    for (int64_t r = 0; r < static_cast<int64_t>(wk.w->rows); ++r) wk.w->dequantize_row(r, wk.rows.data() + r * wk.w->cols);
+    wk.colw = stats_.weights(wk.w->name, wk.w->cols);
+    if (in_.imatrix)
+      if (const ImatrixEntry* e = in_.imatrix->find(wk.w->name); e && e->n_mat() == 1 && e->n_cols() == wk.w->cols)
+        wk.imatrix = e->importance();
+    const uint64_t rows = wk.w->rows, cols = wk.w->cols;
+    wk.n_sample = std::min(rows, kErrorRows);
+    wk.sample_scale = static_cast<double>(rows) / static_cast<double>(wk.n_sample);
+    wk.sample.resize(wk.n_sample * cols);
+    for (uint64_t s = 0; s < wk.n_sample; ++s) {
+      const uint64_t r = (2 * s + 1) * rows / (2 * wk.n_sample);  // centre of the s-th of n_sample strata
+      std::copy_n(wk.rows.data() + r * cols, cols, wk.sample.data() + s * cols);
+    }
+  }
+  void substitute(const SensitivityProfile& p, size_t i, size_t k) {
+    Work& wk = work_[i];
+    if (!wk.copies.count(k)) wk.copies[k] = quantize_copy(wk, p.tensors[i].types[k], threads_);
+    const GgmlType t = p.tensors[i].types[k];
+    model_.substitute_weight(wk.w->name, t, wk.copies[k].data(), *row_bytes(t, wk.w->cols));
+  }
+  void restore(size_t i) { model_.restore_weight(work_[i].w->name); }
+  void drop_copies(const SensitivityProfile& p, size_t i) {  // keep only the reference copy
+    for (auto it = work_[i].copies.begin(); it != work_[i].copies.end();)
+      it = it->first == p.tensors[i].ref ? std::next(it) : work_[i].copies.erase(it);
+  }
+
+  Model& model_;
+  const ProfileInputs& in_;
+  const ProfileSettings& s_;
+  const int threads_;
+  const std::function<void(const std::string&)>& log_;
+  KldMeter meter_;
+  ColumnStats stats_;
+  const std::vector<const WeightMatrix*> mats_;
+  std::vector<Work> work_;
+  std::vector<size_t> embeddings_, layered_;
+};
+
+}  // namespace
+
 SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const ProfileSettings& s,
                                  const std::function<void(const std::string&)>& log_fn) {
   const auto t0 = Clock::now();
-  auto log = [&](const std::string& line) {
+  const std::function<void(const std::string&)> log = [&](const std::string& line) {
     if (!log_fn) return;
     char stamp[32];
     std::snprintf(stamp, sizeof stamp, "[%6.1f s] ", std::chrono::duration<double>(Clock::now() - t0).count());
@@ -262,189 +486,14 @@ SensitivityProfile build_profile(Model& model, const ProfileInputs& in, const Pr
   p.calib_positions = s.n_ctx * s.n_chunks;
   p.threads = threads;
 
-  // 1. Base pass: reference logits and column statistics.
-  KldMeter meter(model, in, s);
-  ColumnStats stats;
-  log("profile: base pass over " + std::to_string(s.n_chunks * s.n_ctx) + " calibration tokens");
-  meter.base_pass(stats);
-
-  // 2. Candidates and quantization error of every tensor at every candidate.
-  const std::vector<const WeightMatrix*> mats = model.matrices();
-  std::vector<Work> work(mats.size());
-  const CandidateOptions copt{.has_imatrix = p.has_imatrix, .include_f16 = true};
-  for (size_t i = 0; i < mats.size(); ++i) {
-    const WeightMatrix& w = *mats[i];
-    ProfileTensor pt;
-    pt.name = w.name;
-    pt.rows = w.rows;
-    pt.cols = w.cols;
-    pt.types = candidate_types(make_tensor(w.name, {w.cols, w.rows}, w.type), copt);
-    if (pt.types.empty()) throw Error("tensor '" + w.name + "' has no candidate type (rows of " + std::to_string(w.cols) + ")");
-    pt.ref = reference_index(pt.types);
-    pt.error.assign(pt.types.size(), 0.0);
-    pt.measured.assign(pt.types.size(), -1.0);
-    p.tensors.push_back(std::move(pt));
-  }
-  log("profile: quantization error of " + std::to_string(mats.size()) + " tensors at their candidate types");
-  for (size_t i = 0; i < mats.size(); ++i) {
-    check_interrupted();
-    Work& wk = work[i];
-    wk.w = mats[i];
-    wk.rows.resize(wk.w->rows * wk.w->cols);
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < static_cast<int64_t>(wk.w->rows); ++r) wk.w->dequantize_row(r, wk.rows.data() + r * wk.w->cols);
-    wk.colw = stats.weights(wk.w->name, wk.w->cols);
-    if (in.imatrix)
-      if (const ImatrixEntry* e = in.imatrix->find(wk.w->name); e && e->n_mat() == 1 && e->n_cols() == wk.w->cols)
-        wk.imatrix = e->importance();
-    const uint64_t rows = wk.w->rows, cols = wk.w->cols;
-    wk.n_sample = std::min(rows, kErrorRows);
-    wk.sample_scale = static_cast<double>(rows) / static_cast<double>(wk.n_sample);
-    wk.sample.resize(wk.n_sample * cols);
-    for (uint64_t s = 0; s < wk.n_sample; ++s) {
-      const uint64_t r = (2 * s + 1) * rows / (2 * wk.n_sample);  // centre of the s-th of n_sample strata
-      std::copy_n(wk.rows.data() + r * cols, cols, wk.sample.data() + s * cols);
-    }
-    ProfileTensor& pt = p.tensors[i];
-    for (size_t k = 0; k < pt.types.size(); ++k) {
-      const std::vector<std::byte> q = quantize_copy(wk, pt.types[k], threads, /*sample_only=*/true);
-      pt.error[k] = weighted_error(wk, pt.types[k], q, threads);
-    }
-    wk.copies[pt.ref] = quantize_copy(wk, pt.types[pt.ref], threads);
-  }
-  auto substitute = [&](size_t i, size_t k) {
-    Work& wk = work[i];
-    if (!wk.copies.count(k)) wk.copies[k] = quantize_copy(wk, p.tensors[i].types[k], threads);
-    const GgmlType t = p.tensors[i].types[k];
-    model.substitute_weight(wk.w->name, t, wk.copies[k].data(), *row_bytes(t, wk.w->cols));
-  };
-  auto restore = [&](size_t i) { model.restore_weight(work[i].w->name); };
-  auto drop_copies = [&](size_t i) {  // keep only the reference copy
-    for (auto it = work[i].copies.begin(); it != work[i].copies.end();)
-      it = it->first == p.tensors[i].ref ? std::next(it) : work[i].copies.erase(it);
-  };
-
-  // 3. Groups: embeddings alone (measured at every type), the rest by (role, band of layers).
-  std::vector<size_t> embeddings, layered;
-  int n_layers = 0;
-  std::vector<TensorRole> roles;
-  for (size_t i = 0; i < mats.size(); ++i) {
-    const auto layer = layer_of(mats[i]->name);
-    if (!layer) {
-      embeddings.push_back(i);
-      continue;
-    }
-    layered.push_back(i);
-    n_layers = std::max(n_layers, *layer + 1);
-    const TensorRole r = classify_role(mats[i]->name);
-    if (std::find(roles.begin(), roles.end(), r) == roles.end()) roles.push_back(r);
-  }
-  const int n_roles = std::max<int>(1, static_cast<int>(roles.size()));
-  const int max_bands = std::max(1, s.max_group_passes / n_roles);
-  const int band = std::max(1, (n_layers + max_bands - 1) / max_bands);
-  std::map<std::pair<int, int>, size_t> group_of;  // (role, band) -> group
-  for (size_t i : embeddings) {
-    p.tensors[i].group = static_cast<int>(p.groups.size());
-    p.groups.push_back({mats[i]->name.substr(0, mats[i]->name.find('.')), {i}, 0});
-  }
-  for (size_t i : layered) {
-    const int L = *layer_of(mats[i]->name), b = L / band;
-    const TensorRole r = classify_role(mats[i]->name);
-    auto key = std::make_pair(static_cast<int>(r), b);
-    if (!group_of.count(key)) {
-      group_of[key] = p.groups.size();
-      const int lo = b * band, hi = std::min(n_layers - 1, lo + band - 1);
-      p.groups.push_back({role_label(r) + (lo == hi ? " L" + std::to_string(lo)
-                                                    : " L" + std::to_string(lo) + "-" + std::to_string(hi)),
-                          {}, 0});
-    }
-    p.tensors[i].group = static_cast<int>(group_of[key]);
-    p.groups[group_of[key]].tensors.push_back(i);
-  }
-  log("profile: " + std::to_string(p.groups.size()) + " groups (" + std::to_string(embeddings.size()) +
-      " embedding matrices measured at every type, layers in bands of " + std::to_string(band) + ")");
-
-  // 4a. Embeddings: direct measurement at every candidate below F16 (F16 of a 16-bit source
-  // is lossless or nearly; it is predicted).
-  for (size_t i : embeddings) {
-    ProfileTensor& pt = p.tensors[i];
-    for (size_t k = 0; k < pt.types.size(); ++k) {
-      if (pt.types[k] == GgmlType::F16) continue;
-      substitute(i, k);
-      pt.measured[k] = meter.measure();
-      restore(i);
-      log("profile: " + pt.name + " at " + std::string(type_info(pt.types[k]).name) + ": ΔKLD " +
-          sci(pt.measured[k]));
-    }
-    drop_copies(i);
-    p.groups[pt.group].dkld = pt.measured[pt.ref];
-  }
-  // 4b. Groups of layer tensors at their reference types.
-  for (size_t g = 0; g < p.groups.size(); ++g) {
-    ProfileGroup& grp = p.groups[g];
-    if (grp.tensors.size() == 1 && std::find(embeddings.begin(), embeddings.end(), grp.tensors[0]) != embeddings.end())
-      continue;
-    for (size_t i : grp.tensors) substitute(i, p.tensors[i].ref);
-    grp.dkld = meter.measure();
-    for (size_t i : grp.tensors) restore(i);
-    log("profile: group " + std::to_string(g + 1) + "/" + std::to_string(p.groups.size()) + " " + grp.label +
-        ": ΔKLD " + sci(grp.dkld));
-  }
-  // Gains: the group's measured ΔKLD over its members' summed error at their references.
-  for (auto& grp : p.groups) {
-    double e = 0;
-    for (size_t i : grp.tensors) e += p.tensors[i].error[p.tensors[i].ref];
-    for (size_t i : grp.tensors) p.tensors[i].gain = e > 0 ? grp.dkld / e : 0.0;
-  }
-
-  // 5. Checks. Single tensors at a non-reference type, spread over the layers and roles.
-  const size_t nv = std::min<size_t>(static_cast<size_t>(std::max(0, s.n_validate)), layered.size());
-  std::vector<double> lp, lm, ratios;
-  for (size_t j = 0; j < nv; ++j) {
-    // Evenly spaced through the layers, shifted by j so the roles cycle too (a model's tensor
-    // list repeats its roles with a period that even spacing could hit every time).
-    const size_t i = layered[((2 * j + 1) * layered.size() / (2 * nv) + j) % layered.size()];
-    const ProfileTensor& pt = p.tensors[i];
-    // Alternate below and above the reference: the lowest candidate, then two steps up.
-    size_t k = j % 2 == 0 ? 0 : std::min(pt.ref + 2, pt.types.size() - 2);
-    if (k == pt.ref) k = pt.ref + 1 < pt.types.size() ? pt.ref + 1 : 0;
-    substitute(i, k);
-    const double m = meter.measure();
-    restore(i);
-    drop_copies(i);
-    const double pr = p.predict(i, k);
-    p.single_checks.push_back({pt.name + " at " + std::string(type_info(pt.types[k]).name), pr, m});
-    log("profile: check " + p.single_checks.back().what + ": predicted " + sci(pr) + ", measured " + sci(m));
-    if (pr > 0 && m > 0) {
-      lp.push_back(std::log(pr));
-      lm.push_back(std::log(m));
-      ratios.push_back(m / pr);
-    }
-  }
-  p.log_correlation = pearson(lp, lm);
-  if (!ratios.empty()) {
-    std::sort(ratios.begin(), ratios.end());
-    p.median_ratio = ratios.size() % 2 ? ratios[ratios.size() / 2]
-                                       : 0.5 * (ratios[ratios.size() / 2 - 1] + ratios[ratios.size() / 2]);
-  }
-  // Whole models: every tensor at its reference type, then every tensor one step above it.
-  for (int step = 0; step < 2; ++step) {
-    double pred = 0;
-    for (size_t i = 0; i < mats.size(); ++i) {
-      const size_t k = std::min(p.tensors[i].ref + step, p.tensors[i].types.size() - 1);
-      pred += p.predict(i, k);
-      substitute(i, k);
-    }
-    const double m = meter.measure();
-    for (size_t i = 0; i < mats.size(); ++i) {
-      restore(i);
-      drop_copies(i);
-    }
-    p.model_checks.push_back({step == 0 ? "every tensor at its reference type" : "every tensor one type above its reference",
-                              pred, m});
-    log("profile: check " + p.model_checks.back().what + ": Σ predicted " + sci(pred) + ", measured " + sci(m));
-  }
-  p.forward_passes = meter.passes() + 1;  // + the base pass
+  ProfileBuilder b(model, in, s, threads, log);
+  b.base_pass();
+  b.measure_errors(p);
+  b.assign_groups(p);
+  b.measure_groups(p);
+  b.check_single_tensors(p);
+  b.check_whole_models(p);
+  p.forward_passes = b.passes() + 1;  // + the base pass
   p.seconds = std::chrono::duration<double>(Clock::now() - t0).count();
   return p;
 }

@@ -107,24 +107,14 @@ std::string pre_tokenizer_probe_hash(const Tokenizer& tok) {
   return sha256_hex(s + "]");
 }
 
-HfTokenizerInfo load_hf_tokenizer(const std::string& dir, const ModelConfig& cfg, const TokenizerOptions& opt) {
-  const std::string tj_path = dir + "/tokenizer.json";
-  if (!file_exists(tj_path))
-    throw FormatError(tj_path, "missing tokenizer.json (smolq converts byte-level BPE tokenizers from tokenizer.json)");
-  HfTokenizerInfo info;
-  simdjson::dom::parser parser;
-  const std::string tj_text = read_json_text(tj_path);
-  element tj = parse_or_throw(parser, tj_text, tj_path);
+namespace {
 
-  element model;
-  if (tj["model"].get(model) != simdjson::SUCCESS) throw FormatError(tj_path, "missing 'model' object");
-  const std::string mtype = sv(model["type"]);
-  if (mtype != "BPE")
-    throw FormatError(tj_path, "tokenizer model '" + mtype + "' is not supported (only byte-level BPE)");
+// Token texts and kinds by id (BPE vocab plus added tokens), padded to the config's vocab size;
+// returns the added tokens' ids by content.
+std::map<std::string, int64_t> read_vocab(element model, element tj, const std::string& tj_path, const ModelConfig& cfg,
+                                          HfTokenizerInfo& info) {
   object vocab;
   if (model["vocab"].get(vocab) != simdjson::SUCCESS) throw FormatError(tj_path, "missing model.vocab");
-
-  // id -> text, from the BPE vocab and the added tokens.
   std::map<int64_t, std::string> by_id;
   for (auto [k, v] : vocab) {
     int64_t id;
@@ -172,7 +162,10 @@ HfTokenizerInfo load_hf_tokenizer(const std::string& dir, const ModelConfig& cfg
       info.token_types[i] = static_cast<int32_t>(TokenType::kUserDefined);
     }
   }
+  return added_by_content;
+}
 
+void read_merges(element model, const std::string& tj_path, HfTokenizerInfo& info) {
   array merges;
   if (model["merges"].get(merges) != simdjson::SUCCESS) throw FormatError(tj_path, "missing model.merges");
   for (element m : merges) {
@@ -186,40 +179,38 @@ HfTokenizerInfo load_hf_tokenizer(const std::string& dir, const ModelConfig& cfg
       throw FormatError(tj_path, "merges entries must be \"a b\" strings or [a, b] pairs");
     }
   }
+}
 
-  // Pre-tokenizer: explicit override, else llama.cpp's probe hash, else structure.
-  if (!opt.pre_override.empty()) {
-    bool ok = false;
-    for (const char* n : kOverridable) ok |= opt.pre_override == n;
-    if (!ok) throw UsageError("--pre-tokenizer '" + opt.pre_override + "' is not one smolq supports (smollm, llama-bpe, gpt-2, default)");
-    info.pre = opt.pre_override;
-    info.pre_detected_by = "--pre-tokenizer";
-  }
-  if (info.pre.empty()) identify_pre_tokenizer(tj_path, info);
-
-  // add_bos / add_eos from the post-processor template (overridden by tokenizer_config).
+// add_bos / add_eos from the post-processor template (tokenizer_config may override them).
+void read_post_processor(element tj, HfTokenizerInfo& info) {
   element post;
-  if (tj["post_processor"].get(post) == simdjson::SUCCESS && !post.is_null()) {
-    std::vector<element> procs;
-    if (sv(post["type"]) == "Sequence") {
-      array a;
-      if (post["processors"].get(a) == simdjson::SUCCESS)
-        for (element e : a) procs.push_back(e);
-    } else {
-      procs.push_back(post);
-    }
-    for (element p : procs) {
-      if (sv(p["type"]) != "TemplateProcessing") continue;
-      array single;
-      if (p["single"].get(single) != simdjson::SUCCESS) continue;
-      size_t n = single.size();
-      if (n == 0) continue;
-      info.add_bos = sv(single.at(0)["SpecialToken"]["id"]) != "";
-      info.add_eos = n > 1 && sv(single.at(n - 1)["SpecialToken"]["id"]) != "";
-    }
+  if (tj["post_processor"].get(post) != simdjson::SUCCESS || post.is_null()) return;
+  std::vector<element> procs;
+  if (sv(post["type"]) == "Sequence") {
+    array a;
+    if (post["processors"].get(a) == simdjson::SUCCESS)
+      for (element e : a) procs.push_back(e);
+  } else {
+    procs.push_back(post);
   }
+  for (element p : procs) {
+    if (sv(p["type"]) != "TemplateProcessing") continue;
+    array single;
+    if (p["single"].get(single) != simdjson::SUCCESS) continue;
+    size_t n = single.size();
+    if (n == 0) continue;
+    info.add_bos = sv(single.at(0)["SpecialToken"]["id"]) != "";
+    info.add_eos = n > 1 && sv(single.at(n - 1)["SpecialToken"]["id"]) != "";
+  }
+}
 
-  // Special token ids: tokenizer_config.json names them by content; config.json by id.
+// tokenizer_config.json: special tokens (named by content), add_* flags, chat templates.
+void read_tokenizer_config(const std::string& dir, element model,
+                           const std::map<std::string, int64_t>& added_by_content, HfTokenizerInfo& info) {
+  const std::string tc_path = dir + "/tokenizer_config.json";
+  if (!file_exists(tc_path)) return;
+  object vocab;
+  if (model["vocab"].get(vocab) != simdjson::SUCCESS) return;  // checked by read_vocab
   auto set_id = [&](std::optional<int64_t>& slot, element e) {
     std::string content = sv(e);
     if (content.empty()) content = sv(e["content"]);
@@ -232,40 +223,36 @@ HfTokenizerInfo load_hf_tokenizer(const std::string& dir, const ModelConfig& cfg
       if (vocab[content].get(id) == simdjson::SUCCESS) slot = id;
     }
   };
-  const std::string tc_path = dir + "/tokenizer_config.json";
-  std::string tc_text;
   simdjson::dom::parser tc_parser;
-  if (file_exists(tc_path)) {
-    tc_text = read_json_text(tc_path);
-    element tc = parse_or_throw(tc_parser, tc_text, tc_path);
-    element e;
-    if (tc["bos_token"].get(e) == simdjson::SUCCESS) set_id(info.bos, e);
-    if (tc["eos_token"].get(e) == simdjson::SUCCESS) set_id(info.eos, e);
-    if (tc["unk_token"].get(e) == simdjson::SUCCESS) set_id(info.unk, e);
-    if (tc["pad_token"].get(e) == simdjson::SUCCESS) set_id(info.pad, e);
-    if (tc["sep_token"].get(e) == simdjson::SUCCESS) set_id(info.sep, e);
-    if (tc["cls_token"].get(e) == simdjson::SUCCESS) set_id(info.cls, e);
-    if (tc["mask_token"].get(e) == simdjson::SUCCESS) set_id(info.mask, e);
-    bool b;
-    if (tc["add_bos_token"].get(b) == simdjson::SUCCESS) info.add_bos = b;
-    if (tc["add_eos_token"].get(b) == simdjson::SUCCESS) info.add_eos = b;
-    if (tc["add_prefix_space"].get(b) == simdjson::SUCCESS) info.add_space_prefix = b;
-    // chat_template: a string, or a list of {name, template}.
-    std::string_view tpl;
-    array tpls;
-    if (tc["chat_template"].get(tpl) == simdjson::SUCCESS) {
-      info.chat_templates.emplace_back("", std::string(tpl));
-    } else if (tc["chat_template"].get(tpls) == simdjson::SUCCESS) {
-      for (element t : tpls) {
-        std::string name = sv(t["name"]);
-        info.chat_templates.emplace_back(name == "default" ? "" : name, sv(t["template"]));
-      }
+  const std::string tc_text = read_json_text(tc_path);
+  element tc = parse_or_throw(tc_parser, tc_text, tc_path);
+  element e;
+  if (tc["bos_token"].get(e) == simdjson::SUCCESS) set_id(info.bos, e);
+  if (tc["eos_token"].get(e) == simdjson::SUCCESS) set_id(info.eos, e);
+  if (tc["unk_token"].get(e) == simdjson::SUCCESS) set_id(info.unk, e);
+  if (tc["pad_token"].get(e) == simdjson::SUCCESS) set_id(info.pad, e);
+  if (tc["sep_token"].get(e) == simdjson::SUCCESS) set_id(info.sep, e);
+  if (tc["cls_token"].get(e) == simdjson::SUCCESS) set_id(info.cls, e);
+  if (tc["mask_token"].get(e) == simdjson::SUCCESS) set_id(info.mask, e);
+  bool b;
+  if (tc["add_bos_token"].get(b) == simdjson::SUCCESS) info.add_bos = b;
+  if (tc["add_eos_token"].get(b) == simdjson::SUCCESS) info.add_eos = b;
+  if (tc["add_prefix_space"].get(b) == simdjson::SUCCESS) info.add_space_prefix = b;
+  // chat_template: a string, or a list of {name, template}.
+  std::string_view tpl;
+  array tpls;
+  if (tc["chat_template"].get(tpl) == simdjson::SUCCESS) {
+    info.chat_templates.emplace_back("", std::string(tpl));
+  } else if (tc["chat_template"].get(tpls) == simdjson::SUCCESS) {
+    for (element t : tpls) {
+      std::string name = sv(t["name"]);
+      info.chat_templates.emplace_back(name == "default" ? "" : name, sv(t["template"]));
     }
   }
-  const std::string jinja = dir + "/chat_template.jinja";
-  if (info.chat_templates.empty() && file_exists(jinja)) info.chat_templates.emplace_back("", read_text_file(jinja, 16u << 20));
+}
 
-  // Fall back to ids from config.json, then generation_config.json.
+// Special ids the tokenizer files left open: from config.json, then generation_config.json.
+void fill_special_ids(const std::string& dir, const ModelConfig& cfg, HfTokenizerInfo& info) {
   if (!info.bos && cfg.bos_id) info.bos = cfg.bos_id;
   if (!info.eos && cfg.eos_id) info.eos = cfg.eos_id;
   if (!info.pad && cfg.pad_id) info.pad = cfg.pad_id;
@@ -287,6 +274,42 @@ HfTokenizerInfo load_hf_tokenizer(const std::string& dir, const ModelConfig& cfg
   for (auto* slot : {&info.bos, &info.eos, &info.unk, &info.pad, &info.sep, &info.cls, &info.mask})
     if (*slot && (**slot < 0 || static_cast<uint64_t>(**slot) >= cfg.n_vocab))
       throw FormatError(dir, "special token id " + std::to_string(**slot) + " is outside the vocabulary");
+}
+
+}  // namespace
+
+HfTokenizerInfo load_hf_tokenizer(const std::string& dir, const ModelConfig& cfg, const TokenizerOptions& opt) {
+  const std::string tj_path = dir + "/tokenizer.json";
+  if (!file_exists(tj_path))
+    throw FormatError(tj_path, "missing tokenizer.json (smolq converts byte-level BPE tokenizers from tokenizer.json)");
+  HfTokenizerInfo info;
+  simdjson::dom::parser parser;
+  const std::string tj_text = read_json_text(tj_path);
+  element tj = parse_or_throw(parser, tj_text, tj_path);
+
+  element model;
+  if (tj["model"].get(model) != simdjson::SUCCESS) throw FormatError(tj_path, "missing 'model' object");
+  const std::string mtype = sv(model["type"]);
+  if (mtype != "BPE")
+    throw FormatError(tj_path, "tokenizer model '" + mtype + "' is not supported (only byte-level BPE)");
+  const std::map<std::string, int64_t> added_by_content = read_vocab(model, tj, tj_path, cfg, info);
+  read_merges(model, tj_path, info);
+
+  // Pre-tokenizer: explicit override, else llama.cpp's probe hash, else structure.
+  if (!opt.pre_override.empty()) {
+    bool ok = false;
+    for (const char* n : kOverridable) ok |= opt.pre_override == n;
+    if (!ok) throw UsageError("--pre-tokenizer '" + opt.pre_override + "' is not one smolq supports (smollm, llama-bpe, gpt-2, default)");
+    info.pre = opt.pre_override;
+    info.pre_detected_by = "--pre-tokenizer";
+  }
+  if (info.pre.empty()) identify_pre_tokenizer(tj_path, info);
+
+  read_post_processor(tj, info);
+  read_tokenizer_config(dir, model, added_by_content, info);
+  const std::string jinja = dir + "/chat_template.jinja";
+  if (info.chat_templates.empty() && file_exists(jinja)) info.chat_templates.emplace_back("", read_text_file(jinja, 16u << 20));
+  fill_special_ids(dir, cfg, info);
   return info;
 }
 
