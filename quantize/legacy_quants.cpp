@@ -13,6 +13,7 @@
 
 #include "formats/cpu_features.h"
 #include "formats/half.h"
+#include "quantize/block_levels.h"
 #include "quantize/blocks.h"
 #include "quantize/quant_search.h"
 #include "quantize/quants_legacy_k.h"
@@ -149,16 +150,11 @@ void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, 
   }
 }
 
-// Pack 32 values of up to 5 bits: low nibbles into qs (element j low, j+16 high), fifth bits
-// into the 32-bit mask `qh` (bit j = element j).
+// Pack 32 values of up to 5 bits: low nibbles into qs, fifth bits into the 32-bit mask `qh`
+// (layouts in quantize/block_levels.h).
 void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
-  uint32_t h = 0;
-  for (int j = 0; j < kQK / 2; ++j) {
-    qs[j] = static_cast<uint8_t>((q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4));
-    h |= static_cast<uint32_t>(q[j] >> 4) << j;
-    h |= static_cast<uint32_t>(q[j + 16] >> 4) << (j + 16);
-  }
-  if (qh) *qh = h;
+  levels::put_nibbles32(qs, q);
+  if (qh) levels::put_qh32(reinterpret_cast<uint8_t*>(qh), q);
 }
 
 // Blocks are read with memcpy: a row of blocks inside a mapped file need not be aligned.
@@ -173,15 +169,17 @@ void load_block(std::span<const std::byte> src, size_t b, Block& blk) {
 
 namespace {
 // Levels -8..7 are stored as q = l + 8 in the nibbles.
+void encode_q4_0(const Fits& fits, const float* x, const float* w, BlockQ4_0& b) {
+  int8_t L[kQK];
+  uint8_t q[kQK];
+  b.d = encode_symmetric(fits, x, w, -8, 7, L);
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
+  pack_nibbles(q, b.qs, nullptr);
+}
 void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ4_0>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ4_0& b) {
-    int8_t L[kQK];
-    uint8_t q[kQK];
-    b.d = encode_symmetric(fits, x, w, -8, 7, L);
-    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
-    pack_nibbles(q, b.qs, nullptr);
-  });
+  quantize_rows_legacy<BlockQ4_0>(src, dst, n_per_row, imatrix,
+                                  [&fits](const float* x, const float* w, BlockQ4_0& b) { encode_q4_0(fits, x, w, b); });
 }
 }  // namespace
 
@@ -214,13 +212,15 @@ void dequantize_q4_0(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels 0..15 are stored as they are.
+void encode_q4_1(const Fits& fits, const float* x, const float* w, BlockQ4_1& b) {
+  uint8_t L[kQK];
+  encode_affine(fits, x, w, 15, L, b.d, b.m);
+  pack_nibbles(L, b.qs, nullptr);
+}
 void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ4_1>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ4_1& b) {
-    uint8_t L[kQK];
-    encode_affine(fits, x, w, 15, L, b.d, b.m);
-    pack_nibbles(L, b.qs, nullptr);
-  });
+  quantize_rows_legacy<BlockQ4_1>(src, dst, n_per_row, imatrix,
+                                  [&fits](const float* x, const float* w, BlockQ4_1& b) { encode_q4_1(fits, x, w, b); });
 }
 }  // namespace
 
@@ -253,17 +253,19 @@ void dequantize_q4_1(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels -16..15 are stored as q = l + 16: four bits in qs, the fifth in qh.
+void encode_q5_0(const Fits& fits, const float* x, const float* w, BlockQ5_0& b) {
+  int8_t L[kQK];
+  uint8_t q[kQK];
+  b.d = encode_symmetric(fits, x, w, -16, 15, L);
+  for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
+  uint32_t qh;
+  pack_nibbles(q, b.qs, &qh);
+  std::memcpy(b.qh, &qh, 4);
+}
 void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ5_0>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ5_0& b) {
-    int8_t L[kQK];
-    uint8_t q[kQK];
-    b.d = encode_symmetric(fits, x, w, -16, 15, L);
-    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
-    uint32_t qh;
-    pack_nibbles(q, b.qs, &qh);
-    std::memcpy(b.qh, &qh, 4);
-  });
+  quantize_rows_legacy<BlockQ5_0>(src, dst, n_per_row, imatrix,
+                                  [&fits](const float* x, const float* w, BlockQ5_0& b) { encode_q5_0(fits, x, w, b); });
 }
 }  // namespace
 
@@ -300,15 +302,17 @@ void dequantize_q5_0(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels 0..31: four bits in qs, the fifth in qh.
+void encode_q5_1(const Fits& fits, const float* x, const float* w, BlockQ5_1& b) {
+  uint8_t L[kQK];
+  encode_affine(fits, x, w, 31, L, b.d, b.m);
+  uint32_t qh;
+  pack_nibbles(L, b.qs, &qh);
+  std::memcpy(b.qh, &qh, 4);
+}
 void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ5_1>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ5_1& b) {
-    uint8_t L[kQK];
-    encode_affine(fits, x, w, 31, L, b.d, b.m);
-    uint32_t qh;
-    pack_nibbles(L, b.qs, &qh);
-    std::memcpy(b.qh, &qh, 4);
-  });
+  quantize_rows_legacy<BlockQ5_1>(src, dst, n_per_row, imatrix,
+                                  [&fits](const float* x, const float* w, BlockQ5_1& b) { encode_q5_1(fits, x, w, b); });
 }
 }  // namespace
 
@@ -338,6 +342,24 @@ void dequantize_q5_1(std::span<const std::byte> src, std::span<float> dst) {
       y[j] = static_cast<float>((blk.qs[j] & 0x0f) | h0) * d + m;
       y[j + 16] = static_cast<float>((blk.qs[j] >> 4) | h1) * d + m;
     }
+  }
+}
+
+// ---- one block at a time (the error-feedback quantizer) -------------------------------------
+
+float legacy_row_sigma2(std::span<const float> row) { return row_sigma2(row.data(), static_cast<int64_t>(row.size())); }
+
+void quantize_legacy_block(GgmlType t, const float* x, const float* imatrix, float sigma2, std::byte* out) {
+  float w[kQK];
+  qsearch::element_weights(x, imatrix, sigma2, kQK, w);
+  const Fits& fits = fast_fits();
+  auto put = [out](const auto& blk) { std::memcpy(out, &blk, sizeof blk); };
+  switch (t) {
+    case GgmlType::Q4_0: { BlockQ4_0 b; encode_q4_0(fits, x, w, b); put(b); return; }
+    case GgmlType::Q4_1: { BlockQ4_1 b; encode_q4_1(fits, x, w, b); put(b); return; }
+    case GgmlType::Q5_0: { BlockQ5_0 b; encode_q5_0(fits, x, w, b); put(b); return; }
+    case GgmlType::Q5_1: { BlockQ5_1 b; encode_q5_1(fits, x, w, b); put(b); return; }
+    default: assert(false && "not a 32-element legacy type");
   }
 }
 

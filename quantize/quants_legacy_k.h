@@ -6,6 +6,7 @@
 // weighted squared error (see quant_search.h for the weighting). Dequantizers reproduce ggml's
 // float operations in ggml's order, so their output is bit-identical to ggml's decoder.
 #pragma once
+#include "formats/ggml_types.h"
 #include "quantize/kernel_types.h"
 
 namespace smolq::kernels {
@@ -47,5 +48,12 @@ void quantize_q5_k(std::span<const float> src, std::span<std::byte> dst, int64_t
                    std::span<const float> imatrix);
 void quantize_q6_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix);
+
+// One legacy block (Q4_0, Q4_1, Q5_0, Q5_1) with the row's weighting given, for the
+// error-feedback quantizer, which chooses scales block by block (quantize/error_feedback.h).
+// legacy_row_sigma2 is the mean square of a whole row (the sigma^2 of the element weighting);
+// quantize_legacy_block writes exactly the block quantize_<type> writes for that row.
+float legacy_row_sigma2(std::span<const float> row);
+void quantize_legacy_block(GgmlType t, const float* x, const float* imatrix, float sigma2, std::byte* out);
 
 }  // namespace smolq::kernels

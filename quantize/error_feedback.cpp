@@ -1,0 +1,286 @@
+// The error-feedback quantizer's driver: the factorisation of H (prepare) and the column sweep.
+// The method, in short (docs/optimize.md has the long form):
+//
+//   Let H~ = H + damp * mean(diag H) * I in the visiting order of the columns, and U the upper
+//   Cholesky factor of its inverse (H~^-1 = U^T U). For a row w, visiting columns k = 0, 1, ...:
+//     - at the first column of a block, choose the block's scales with the plain kernel's search
+//       on the block's current values w[block];
+//     - round w[k] on the block's fixed grid to q[k] and set e = (w[k] - q[k]) / U[k][k];
+//     - w[j] -= e * U[k][j] for every j > k (the columns not yet rounded).
+//   This is GPTQ's update (Frantar et al. 2023): it is the exact optimal compensation of the
+//   error of column k in sum (w - w^)^T H~ (w - w^) over the remaining free columns.
+//
+// Lazy batches: the update of the columns after the current batch is deferred and applied for
+// the whole batch and a chunk of rows at once (a small matrix product); inside a batch it is
+// applied per column. Rows are independent given U: chunks of kRowChunk rows run in parallel and
+// each writes its own rows, so bytes never depend on the thread count.
+#include "quantize/error_feedback.h"
+
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "formats/error.h"
+#include "quantize/blocks.h"
+#include "quantize/ef_codec.h"
+#include "quantize/ef_linalg.h"
+#include "quantize/quants_legacy_k.h"
+#include "quantize/registry.h"
+
+namespace smolq::ef {
+namespace {
+
+using detail::ElementGrid;
+using detail::LatticeCodec;
+using detail::ScalarCodec;
+
+// Rows per parallel work item: the deferred update reads a batch of U's rows once per chunk.
+constexpr int64_t kRowChunk = 16;
+// Columns per lazy batch: one K-quant super-block, a multiple of every block size (a block never
+// straddles two batches).
+constexpr int64_t kBatch = 256;
+// Below this d_in the factorisation runs on one thread: its tile steps are too small to pay for
+// the parallel regions' barriers (measured at d_in = 1536 on a shared 2-core machine: 0.46 s on
+// one thread, 0.7-3 s on two).
+constexpr int64_t kParallelFactorMin = 2048;
+
+// Visiting order of the blocks: natural, or by descending sum of diag(H) over the block (stable).
+std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, ColumnOrder order) {
+  const int64_t nb = d / be;
+  std::vector<int32_t> ord(static_cast<size_t>(nb));
+  std::iota(ord.begin(), ord.end(), 0);
+  if (order == ColumnOrder::kNatural) return ord;
+  std::vector<double> imp(static_cast<size_t>(nb), 0.0);
+  for (int64_t c = 0; c < d; ++c) imp[c / be] += H[c * d + c];
+  std::stable_sort(ord.begin(), ord.end(), [&](int32_t a, int32_t b) { return imp[a] > imp[b]; });
+  return ord;
+}
+
+// In place: A := A[src][src] (row i and column j of the result are row/column src[i] / src[j]
+// of the input). Rows follow the permutation's cycles with one spare row; then each row's
+// entries are gathered through a buffer.
+void permute_symmetric(double* A, int64_t d, const std::vector<int64_t>& src, int n_threads) {
+  std::vector<double> tmp(static_cast<size_t>(d));
+  std::vector<char> done(static_cast<size_t>(d), 0);
+  for (int64_t s0 = 0; s0 < d; ++s0) {
+    if (done[s0] || src[s0] == s0) continue;
+    std::copy(A + s0 * d, A + (s0 + 1) * d, tmp.begin());
+    int64_t i = s0;
+    while (true) {
+      done[i] = 1;
+      const int64_t from = src[i];
+      if (from == s0) {
+        std::copy(tmp.begin(), tmp.end(), A + i * d);
+        break;
+      }
+      std::copy(A + from * d, A + (from + 1) * d, A + i * d);
+      i = from;
+    }
+  }
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<double> buf(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < d; ++i) {
+      double* r = A + i * d;
+      for (int64_t j = 0; j < d; ++j) buf[j] = r[src[j]];
+      std::copy(buf.begin(), buf.end(), r);
+    }
+  }
+}
+
+// Inside the batch: after column k's error e, w[k+1 .. c1) -= e * U[k][k+1 .. c1).
+inline void batch_update(float* w, const float* uk, int64_t k, int64_t c1, float e) {
+  linalg::axpy_update(w, uk, k + 1, c1, e);
+}
+
+struct TensorJob {
+  const ScalarCodec* scalar;  // exactly one of scalar / lattice
+  const LatticeCodec* lattice;
+  int be;                     // block elements
+  int64_t d, row_bytes;
+  const Factor* f;
+  const float* imatrix;       // d entries or nullptr
+};
+
+// One block of one row with a scalar codec, visiting columns [c, c + be) of the batch that ends
+// at c1: scales from the current values, then every column rounded on the fixed grid, its error
+// fed forward inside the batch and recorded in E (indexed from the batch start c0). A column
+// whose value has not moved since the scales were chosen keeps the level the search picked
+// together with them (with a diagonal H nothing moves and the block is the plain kernel's).
+void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, float sigma2,
+                        std::byte* blk, float* E) {
+  const ScalarCodec& sc = *job.scalar;
+  const int be = job.be;
+  const int64_t ob = job.f->order[c / be];
+  const float* imat = job.imatrix ? job.imatrix + ob * be : nullptr;
+  float x0[kQKK];
+  ElementGrid g[kQKK];
+  int L[kQKK];
+  std::memcpy(x0, w + c, sizeof(float) * be);
+  sc.choose(x0, imat, sigma2, blk);
+  sc.unpack(blk, g, L);
+  bool moved = false;
+  for (int j = 0; j < be; ++j) {
+    const int64_t k = c + j;
+    const float v = w[k];
+    if (v != x0[j] && g[j].a != 0.0f) {
+      L[j] = detail::nearest_level(g[j], sc.table, v);
+      moved = true;
+    }
+    const float q = detail::grid_value(g[j], sc.table, L[j]);
+    const float* uk = job.f->row(k);
+    const float e = (v - q) / uk[k];
+    E[k - c0] = e;
+    batch_update(w, uk, k, c1, e);
+  }
+  if (moved) sc.pack(blk, L);
+}
+
+// One block with a lattice codec: scales from the current values; then group by group, a group
+// that moved is re-coded jointly with the fixed scales, and its columns' errors are fed forward
+// one after the other (the group's later columns keep the joint code: their updated values only
+// change the error they pass on). Unmoved groups keep the search's codes, as in the scalar case.
+void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, std::byte* blk,
+                         float* E) {
+  const LatticeCodec& lc = *job.lattice;
+  const int be = job.be, gs = lc.group;
+  const int64_t ob = job.f->order[c / be];
+  const float* imat = job.imatrix ? job.imatrix + ob * be : nullptr;
+  float x0[kQKK], y[kQKK];
+  detail::LatticeState st;
+  std::memcpy(x0, w + c, sizeof(float) * be);
+  lc.choose(x0, imat, st);
+  lc.pack(st, blk);
+  dequantize_rows(lc.type, {blk, static_cast<size_t>(lc.block_bytes)}, {y, static_cast<size_t>(be)});
+  bool any = false;
+  for (int g0 = 0; g0 < be; g0 += gs) {
+    bool moved = false;
+    for (int j = 0; j < gs; ++j) moved |= w[c + g0 + j] != x0[g0 + j];
+    if (moved) any |= lc.recode(st, g0 / gs, w + c + g0, y + g0);
+    for (int j = 0; j < gs; ++j) {
+      const int64_t k = c + g0 + j;
+      const float* uk = job.f->row(k);
+      const float e = (w[k] - y[g0 + j]) / uk[k];
+      E[k - c0] = e;
+      batch_update(w, uk, k, c1, e);
+    }
+  }
+  if (any) lc.pack(st, blk);
+}
+
+// Rows [r0, r0 + nr) of the tensor: copy them in visiting order, sweep batch by batch, write
+// every block to its own place in the output row.
+void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
+                std::vector<float>& Wc, std::vector<float>& E) {
+  const int64_t d = job.d, be = job.be, nb = d / be;
+  const std::vector<int32_t>& ord = job.f->order;
+  const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
+  float sigma2[kRowChunk];
+  for (int64_t r = 0; r < nr; ++r) {
+    const float* src = W.data() + (r0 + r) * d;
+    sigma2[r] = kernels::legacy_row_sigma2({src, static_cast<size_t>(d)});
+    for (int64_t b = 0; b < nb; ++b) std::memcpy(Wc.data() + r * d + b * be, src + ord[b] * be, sizeof(float) * be);
+  }
+  for (int64_t c0 = 0; c0 < d; c0 += kBatch) {
+    const int64_t c1 = std::min(d, c0 + kBatch);
+    for (int64_t r = 0; r < nr; ++r) {
+      float* w = Wc.data() + r * d;
+      std::byte* orow = out + (r0 + r) * job.row_bytes;
+      for (int64_t c = c0; c < c1; c += be) {
+        std::byte* blk = orow + ord[c / be] * bb;
+        if (job.scalar)
+          sweep_block_scalar(job, w, c, c0, c1, sigma2[r], blk, E.data() + r * kBatch);
+        else
+          sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch);
+      }
+    }
+    if (c1 < d) {
+      const float* urows[kBatch];
+      for (int64_t k = c0; k < c1; ++k) urows[k - c0] = job.f->row(k);
+      linalg::deferred_update(Wc.data(), nr, d, c1, E.data(), kBatch, c1 - c0, urows);
+    }
+  }
+}
+
+}  // namespace
+
+Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int n_threads) {
+  if (d <= 0 || be <= 0 || d % be != 0 || H.size() != static_cast<size_t>(d * d))
+    throw UsageError("error feedback: H must be d_in x d_in with d_in a multiple of the block size");
+  if (!(s.damp >= 0.0) || !std::isfinite(s.damp)) throw UsageError("error feedback: dampening must be >= 0");
+  Factor f;
+  f.d_in = d;
+  f.block_elems = be;
+  f.order = block_order(H, d, be, s.order);
+  double mean_diag = 0.0;
+  for (int64_t c = 0; c < d; ++c) mean_diag += H[c * d + c];
+  mean_diag /= static_cast<double>(d);
+  if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
+  const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
+  n_threads = d < kParallelFactorMin ? 1 : std::max(1, n_threads);
+  // In place: A = J P^T H P J + damping, P the visiting order, J the reversal.
+  std::vector<int64_t> src(static_cast<size_t>(d));  // position i takes H's row/column src[i]
+  for (int64_t i = 0; i < d; ++i) {
+    const int64_t k = d - 1 - i;
+    src[i] = static_cast<int64_t>(f.order[k / be]) * be + k % be;
+  }
+  permute_symmetric(H.data(), d, src, n_threads);
+  for (int64_t i = 0; i < d; ++i) H[i * d + i] += damp;
+  const int64_t bad = linalg::cholesky_lower(H.data(), d, n_threads);  // J H~ J = M M^T
+  if (bad >= 0)
+    throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +
+                     "); raise the dampening");
+  linalg::invert_lower(H.data(), d, n_threads);  // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
+  f.u.resize(static_cast<size_t>(d * (d + 1) / 2));
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t a = 0; a < d; ++a) {
+    float* ua = f.row(a);
+    for (int64_t b = a; b < d; ++b) ua[b] = static_cast<float>(H[(d - 1 - a) * d + (d - 1 - b)]);
+  }
+  return f;
+}
+
+Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+  return prepare(std::vector<double>(H.begin(), H.end()), d, be, s, n_threads);
+}
+
+bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }
+
+void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int64_t d_in, const Factor& f,
+                     std::span<const float> imatrix, std::span<std::byte> out, int n_threads) {
+  TensorJob job{detail::scalar_codec(type), detail::lattice_codec(type), 0, d_in, 0, &f, nullptr};
+  if (!job.scalar && !job.lattice)
+    throw UsageError(std::string("error feedback: no codec for ") + std::string(type_info(type).name));
+  job.be = job.scalar ? job.scalar->block_elems : job.lattice->block_elems;
+  const auto rb = row_bytes(type, static_cast<uint64_t>(d_in));
+  if (f.d_in != d_in || f.block_elems != job.be || !rb || W.size() != static_cast<size_t>(rows * d_in) ||
+      out.size() != *rb * static_cast<uint64_t>(rows) || (!imatrix.empty() && imatrix.size() != static_cast<size_t>(d_in)))
+    throw UsageError("error feedback: tensor, factor, imatrix or output sizes do not match");
+  job.row_bytes = static_cast<int64_t>(*rb);
+  job.imatrix = imatrix.empty() ? nullptr : imatrix.data();
+  const int64_t nchunks = (rows + kRowChunk - 1) / kRowChunk;
+#pragma omp parallel num_threads(std::max(1, n_threads))
+  {
+    std::vector<float> Wc(static_cast<size_t>(kRowChunk * d_in)), E(static_cast<size_t>(kRowChunk * kBatch));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < nchunks; ++ch) {
+      const int64_t r0 = ch * kRowChunk;
+      sweep_rows(job, W, r0, std::min(kRowChunk, rows - r0), out.data(), Wc, E);
+    }
+  }
+}
+
+void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int64_t d_in, std::span<const double> H,
+                     std::span<const float> imatrix, const Settings& s, std::span<std::byte> out, int n_threads) {
+  const ScalarCodec* sc = detail::scalar_codec(type);
+  const LatticeCodec* lc = detail::lattice_codec(type);
+  if (!sc && !lc) throw UsageError(std::string("error feedback: no codec for ") + std::string(type_info(type).name));
+  const Factor f = prepare(H, d_in, sc ? sc->block_elems : lc->block_elems, s, n_threads);
+  quantize_tensor(type, W, rows, d_in, f, imatrix, out, n_threads);
+}
+
+}  // namespace smolq::ef
