@@ -12,6 +12,7 @@
 #include "convert/converter.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
+#include "formats/model_config.h"
 #include "formats/sha256.h"
 #include "verify/tokenizer.h"
 
@@ -62,8 +63,8 @@ int run_convert(const std::vector<std::string>& args) {
       ("outtype", po::value<std::string>(&outtype), "plain weight type: f32, f16 (default), bf16 or q8_0")
       ("type", po::value<std::string>(&type), "quantized file type, as llama-quantize names them: Q4_K_M, Q6_K, IQ4_XS, ...")
       ("imatrix", po::value<std::string>(&imatrix), "importance matrix for --type (llama.cpp GGUF or legacy .dat)")
-      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors matching REGEX")
-      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors matching REGEX")
+      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors whose GGUF name contains TEXT (repeatable)")
+      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors whose GGUF name contains TEXT (repeatable)")
       ("output-tensor-type", po::value<std::string>(&output_tensor_type), "with --type: type of output.weight")
       ("token-embedding-type", po::value<std::string>(&token_embedding_type), "with --type: type of token_embd.weight")
       ("tensor-type", po::value<std::vector<std::string>>(&tensor_types), "with --type: REGEX=TYPE (repeatable)")
@@ -88,6 +89,7 @@ int run_convert(const std::vector<std::string>& args) {
                        !token_embedding_type.empty() || parsed.vm.count("pure")))
     throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type");
 
+  require_hf_folder(input);  // a GGUF, a .safetensors file or a missing path named as such
   ConvertOptions opt;
   opt.input_dir = input;
   ImatrixData imat;
@@ -120,6 +122,9 @@ int run_convert(const std::vector<std::string>& args) {
   opt.tokenizer.probe_hash = probe_hash;
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   opt.on_progress = progress_printer(show);
+
+  // The destination is checked before any work (profiling, quantizing can take minutes).
+  if (!parsed.vm.count("dry-run")) prepare_output(opt.output_path);
 
   std::optional<TargetDecision> td;
   if (target) {

@@ -11,6 +11,7 @@
 #include "cli/target_mix.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
+#include "formats/model_config.h"
 #include "quantize/quantize_model.h"
 #include "quantize/tensor_quantizer.h"
 
@@ -64,7 +65,10 @@ int run_quantize(const std::vector<std::string>& args) {
       throw UsageError("input and output are the same file: '" + input + "'");
   }
 
+  require_input(input);
+  if (!dry) prepare_output(output);  // before minutes of work, not after
   auto reader = GgufReader::open(input);
+  require_model_gguf(reader->metadata(), input);  // not an imatrix or other non-model GGUF
   QuantizeOptions q;
   q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
   fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);

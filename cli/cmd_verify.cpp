@@ -346,6 +346,23 @@ int run_verify(const std::vector<std::string>& args) {
   if (!(o.kld_budget > 0)) throw UsageError("--kld-budget must be positive");
   o.max_memory = vm.count("max-memory") ? parse_size(vm["max-memory"].as<std::string>()) : default_max_memory();
   o.cache_base_logits = vm.count("no-base-cache") == 0;
+  require_input(o.model);
+  require_input(o.eval_text);
+  if (!o.calib_text.empty()) require_input(o.calib_text);
+  if (o.imatrix == ImatrixMode::kFile) require_input(o.imatrix_file);
+  for (const auto& q : o.quants)
+    if (!q.gguf.empty()) require_input(q.gguf);
+  // The output folder: an existing one is reused (its cache resumes a run); anything else
+  // there is refused now. A folder this run creates is removed again if the run fails before
+  // putting anything in it.
+  std::error_code ec;
+  const bool out_existed = std::filesystem::exists(o.out_dir, ec);
+  if (out_existed && !std::filesystem::is_directory(o.out_dir, ec))
+    throw UsageError("--out '" + o.out_dir + "' exists and is not a folder");
+  auto remove_if_unused = [&] {
+    if (out_existed) return;
+    for (const char* sub : {"/cache", "/quants", ""}) std::filesystem::remove(o.out_dir + sub, ec);  // only if empty
+  };
   install_interrupt_handlers();
 
   std::vector<std::string> order;
@@ -366,6 +383,10 @@ int run_verify(const std::vector<std::string>& args) {
     std::fprintf(stderr, "smolq verify: interrupted; finished steps are kept in %s/cache — run the same command again to resume\n",
                  o.out_dir.c_str());
     return 128 + e.signal();
+  } catch (...) {
+    d.done();
+    remove_if_unused();
+    throw;
   }
   d.done();
   const auto written = write_reports(r, o.out_dir);
