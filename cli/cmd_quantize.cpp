@@ -65,6 +65,7 @@ int run_quantize(const std::vector<std::string>& args) {
       throw UsageError("input and output are the same file: '" + input + "'");
   }
 
+  resolve_threads(threads);  // an absurd --threads is a usage error before any work
   require_input(input);
   if (!dry) prepare_output(output);  // before minutes of work, not after
   auto reader = GgufReader::open(input);
