@@ -2,7 +2,7 @@
 // file, a safetensors file or a Hugging Face folder. A damaged file is reported, not fatal:
 // everything readable is printed with the problems found. As a gate (docs/inspect.md):
 //   exit 0  no error found (llama.cpp's loader checks pass; data finite when scanned)
-//   exit 1  the path could not be read as a model file at all (missing, not GGUF, header unreadable)
+//   exit 1  the path could not be read: missing, not GGUF, damaged bytes (truncated, bad offsets, ...)
 //   exit 3  read, but problems were found (a missing tensor, a wrong shape, NaN weights, ...)
 //   exit 2  usage error
 #include <cstdio>
@@ -17,11 +17,12 @@
 namespace smolq::cli {
 namespace {
 
-// Not a model file we could read at all (exit 1), as opposed to one with problems (exit 3).
+// Exit 1 (not 3) when the bytes themselves could not be read: a GGUF whose scan found
+// structural errors, a damaged safetensors file, an HF folder whose weights are unreadable.
+// Called before check_model adds the semantic findings.
 bool unreadable(const InspectReport& r) {
-  if (r.kind == SourceKind::kGguf) return r.format_line == "not GGUF" || r.format_line.find("header incomplete") != std::string::npos;
-  if (r.kind == SourceKind::kSafetensors) return r.tensors.empty() && r.has_errors();
-  return false;  // an HF folder: whatever is wrong in it is a problem found (exit 3)
+  if (r.kind == SourceKind::kHfFolder) return r.format_line.find("unreadable") != std::string::npos;
+  return r.has_errors();
 }
 
 }  // namespace

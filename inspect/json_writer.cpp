@@ -5,12 +5,54 @@
 #include <cstdio>
 
 namespace smolq {
+namespace {
+
+// Length of the well-formed UTF-8 sequence starting `s` (RFC 3629: no overlongs, no
+// surrogates, at most U+10FFFF), or 0.
+size_t utf8_sequence_length(std::string_view s) {
+  const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char c = b(0);
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c >= 0xE0 && c <= 0xEF) {
+    n = 3;
+    if (c == 0xE0) lo = 0xA0;
+    if (c == 0xED) hi = 0x9F;
+  } else if (c >= 0xF0 && c <= 0xF4) {
+    n = 4;
+    if (c == 0xF0) lo = 0x90;
+    if (c == 0xF4) hi = 0x8F;
+  } else {
+    return 0;
+  }
+  if (s.size() < n) return 0;
+  if (b(1) < lo || b(1) > hi) return 0;
+  for (size_t i = 2; i < n; ++i)
+    if (b(i) < 0x80 || b(i) > 0xBF) return 0;
+  return n;
+}
+
+}  // namespace
 
 std::string JsonWriter::escape(std::string_view s) {
   std::string o;
   o.reserve(s.size() + 2);
   o += '"';
-  for (unsigned char ch : s) {
+  for (size_t i = 0; i < s.size(); ++i) {
+    const unsigned char ch = static_cast<unsigned char>(s[i]);
+    if (ch >= 0x80) {
+      // Copy a well-formed UTF-8 sequence; any other byte becomes U+FFFD so the output is
+      // always valid UTF-8 (GGUF strings are not guaranteed to be).
+      const size_t n = utf8_sequence_length(s.substr(i));
+      if (n == 0) {
+        o += "\xEF\xBF\xBD";
+      } else {
+        o.append(s.substr(i, n));
+        i += n - 1;
+      }
+      continue;
+    }
     switch (ch) {
       case '"': o += "\\\""; break;
       case '\\': o += "\\\\"; break;
