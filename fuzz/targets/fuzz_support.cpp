@@ -109,6 +109,7 @@ std::span<const Target> all_targets() {
       {"imatrix", fuzz_imatrix},
       {"tokenizer_encode", fuzz_tokenizer_encode},
       {"chat_template", fuzz_chat_template},
+      {"inspect_gate", fuzz_inspect_gate},
   };
   return kTargets;
 }
