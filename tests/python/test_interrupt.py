@@ -2,8 +2,8 @@
 
 `smolq convert`, `smolq quantize` and `smolq imatrix` are started on the real SmolLM2-135M
 checkpoint with an existing destination file, and SIGINT or SIGTERM is sent while they work:
-for convert/quantize once their hidden temporary file (`.<name>.XXXXXXXX.tmp`, see
-formats/atomic_file.h) exists, i.e. mid-write; for imatrix (which writes only at the end)
+for convert/quantize once their hidden temporary file (`.<name>.smolq-tmp-<pid>`, see
+formats/output_path.h) exists, i.e. mid-write; for imatrix (which writes only at the end)
 once it has started computing. Each must exit with 128 + signal (130 / 143), print one line
 saying it was interrupted, leave the destination byte-for-byte as it was and leave no
 temporary file behind.
@@ -23,7 +23,7 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
 
 def temp_files(folder: Path, dest_name: str) -> list[Path]:
-    return sorted(folder.glob(f".{dest_name}.*.tmp"))
+    return sorted(folder.glob(f".{dest_name}.smolq-tmp-*"))
 
 
 def wait_until(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
