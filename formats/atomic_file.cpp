@@ -69,6 +69,7 @@ AtomicFile::AtomicFile(std::string dest) : dest_(std::move(dest)) {
   if (t.kind == OutputKind::kStream) {
     stream_ = true;
     fd_ = t.stream_fd;
+    owns_fd_ = t.owns_fd;
     tmp_ = dest_;
     buf_.reserve(kBufBytes);
     return;
@@ -96,7 +97,7 @@ void AtomicFile::abandon() {
   done_ = true;
   if (stream_) {
     // A stream cannot be taken back; what was written stays written.
-    if (fd_ > STDERR_FILENO) ::close(fd_);
+    if (owns_fd_) ::close(fd_);
     fd_ = -1;
     return;
   }
@@ -150,7 +151,7 @@ void AtomicFile::commit() {
     // fsync is meaningless on pipes and terminals (EINVAL); a regular file behind the
     // descriptor is still synced.
     if (::fsync(fd_) != 0 && errno != EINVAL && errno != EROFS) throw IoError(dest_, "fsync failed", errno);
-    if (fd_ > STDERR_FILENO && ::close(fd_) != 0) {
+    if (owns_fd_ && ::close(fd_) != 0) {
       fd_ = -1;
       throw IoError(dest_, "close failed", errno);
     }

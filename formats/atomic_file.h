@@ -36,6 +36,7 @@ class AtomicFile {
   std::string dest_, tmp_;
   std::string final_;        // where commit() renames to: dest_ with its symlinks followed
   bool stream_ = false;      // writing straight to a stream descriptor (no temp, no rename)
+  bool owns_fd_ = true;      // false for a shared stream (stdout's duplicate, stderr, /dev/fd/N)
   mode_t final_mode_ = 0;    // permission bits of the committed file
   bool keep_owner_ = false;  // root replacing a file: give it back its owner and group
   uid_t uid_ = 0;

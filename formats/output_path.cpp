@@ -74,6 +74,7 @@ std::optional<OutputTarget> stream_target(const std::string& p) {
   if (p == "/dev/null") {
     t.stream_fd = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
     if (t.stream_fd < 0) throw IoError(p, "cannot open", errno);
+    t.owns_fd = true;
     return t;
   }
   int n = -1;
@@ -154,7 +155,10 @@ OutputTarget resolve_output_path(const std::string& requested) {
 std::vector<std::string> check_output_path(const std::string& requested) {
   const OutputTarget t = resolve_output_path(requested);
   std::vector<std::string> notes;
-  if (t.kind == OutputKind::kStream) return notes;
+  if (t.kind == OutputKind::kStream) {
+    if (t.owns_fd) ::close(t.stream_fd);
+    return notes;
+  }
   const std::string dir = dir_of(t.path), name = base_of(t.path);
   struct stat dst {};
   if (::stat(dir.c_str(), &dst) != 0) throw IoError(dir, "output folder does not exist", errno);

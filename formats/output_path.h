@@ -37,6 +37,7 @@ struct OutputTarget {
   std::string path;       // the file written: `requested`, or where its symlinks lead
   OutputKind kind = OutputKind::kNewFile;
   int stream_fd = -1;     // kStream: the descriptor to write to
+  bool owns_fd = false;   // kStream: stream_fd was opened for this target (close it when done)
   // kRegularFile: what the replacement keeps.
   mode_t mode = 0;
   uid_t uid = 0;

@@ -139,3 +139,25 @@ def test_second_signal_still_cleans_up(smolq_bin, f16_gguf, tmp_path):
     assert rc in (130, -signal.SIGINT), rc
     assert dest.read_bytes() == SENTINEL
     assert temp_files(tmp_path, dest.name) == []
+
+
+def test_sigkill_leftover_is_cleaned_by_the_next_run(smolq_bin, f16_gguf, tmp_path):
+    """SIGKILL (the OOM killer's signal) cannot be caught: the temporary file stays, named
+    `.<dest>.smolq-tmp-<pid>` so it can be found. The next run for the same destination removes
+    it (its process is gone), says so, and writes the file."""
+    dest = tmp_path / "model-q4_0.gguf"
+    dest.write_bytes(SENTINEL)
+    cmd = [str(smolq_bin), "quantize", str(f16_gguf), str(dest), "Q4_K_M", "-t", "1"]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        wait_until(lambda: temp_files(tmp_path, dest.name) != [], proc, 300, "the temporary file appeared")
+        proc.kill()
+        proc.wait()
+    left = temp_files(tmp_path, dest.name)
+    assert [p.name for p in left] == [f".{dest.name}.smolq-tmp-{proc.pid}"]
+    assert dest.read_bytes() == SENTINEL
+    rerun = subprocess.run([str(smolq_bin), "quantize", str(f16_gguf), str(dest), "Q8_0", "-t", "2", "-q"],
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"removed stale temporary file {left[0]}" in rerun.stderr
+    assert temp_files(tmp_path, dest.name) == [] and dest.read_bytes()[:4] == b"GGUF"
