@@ -17,12 +17,13 @@
 
 #include "formats/atomic_file.h"
 #include "formats/error.h"
+#include "formats/cpu_features.h"
 #include "formats/finite_scan.h"
 #include "formats/half.h"
 #include "formats/output_path.h"
 #include "quantize/registry.h"
 #include "quantize/tensor_quantizer.h"
-#include "verify/forward_kernels.h"
+#include "eval/forward_kernels.h"
 
 using namespace smolq;
 namespace fs = std::filesystem;
@@ -241,7 +242,7 @@ TEST_SUITE("test_safety") {
     v[20] = nan_f();
     softmax_inplace(v.data(), static_cast<int64_t>(v.size()));
     CHECK(std::isnan(v[0]));
-    if (detail::kernels_use_avx2()) {
+    if (cpu::has_avx2()) {
       // The vectorised exp clamps its input: NaN must pass the clamp (lanes and tail).
       for (size_t at : {size_t(3), size_t(42), size_t(97)}) {
         std::vector<float> l(100, 2.0f);
