@@ -366,16 +366,16 @@ def test_output_tensor_type_fallback_on_tied_embedding_is_said(base, run_smolq):
 
 # --- non-finite weights per command ---------------------------------------------------------------
 
-@pytest.mark.parametrize("key", ["f32", "f16", "bf16"])
+@pytest.mark.parametrize("key", ["f16"])  # F32/BF16 weights reach the same NaN logits (see convert/quantize cases)
 def test_perplexity_reports_nan(key, base, run_smolq, out_dir):
     """A NaN weight makes every logit NaN: the result is printed as nan (JSON: null) and the
     command fails, naming the model (llama-perplexity prints nan too)."""
     bad = nan_gguf(key, "blk.0.ffn_down.weight", 2, 3)(base, out_dir)
-    proc = run_smolq("perplexity", bad, "-f", base["text"], "--ctx", 64, "--chunks", 2, "-t", 2, check=False)
+    proc = run_smolq("perplexity", bad, "-f", base["text"], "--ctx", 64, "--chunks", 1, "-t", 2, check=False)
     assert proc.returncode == 1, proc.stderr
     assert "PPL = nan" in proc.stdout or "PPL = -nan" in proc.stdout
     assert "not finite" in proc.stderr and bad.name in proc.stderr
-    proc = run_smolq("perplexity", bad, "-f", base["text"], "--ctx", 64, "--chunks", 2, "-t", 2, "--json", check=False)
+    proc = run_smolq("perplexity", bad, "-f", base["text"], "--ctx", 64, "--chunks", 1, "-t", 2, "--json", check=False)
     assert proc.returncode == 1 and json.loads(proc.stdout)["ppl"] is None
 
 
