@@ -166,6 +166,9 @@ CASES = [
     case("perplexity-dump-dest-directory",
          _with(mk_dir("l.npy"), lambda b, o: (["perplexity", b["f32"], "-f", b["text"], "--dump-logits", o / "l.npy"], o / "l.npy")),
          2, ["l.npy", "directory"]),
+    case("quantize-target-profile-is-a-directory", _with(mk_dir("prof"), lambda b, o: (
+        ["quantize", b["f32"], o / "x.gguf", "--target-bpw", "5", "--calib", b["text"], "--profile", o / "prof"], o / "x.gguf")),
+         2, ["prof", "directory"]),
     case("verify-out-is-a-file",
          _with(mk_old("rep"), lambda b, o: (["verify", b["ckpt"], "-f", b["text"], "--types", "Q8_0", "--out", o / "rep"], o / "rep")),
          2, ["rep", "not a folder"]),
