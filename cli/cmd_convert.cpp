@@ -14,6 +14,7 @@
 #include "formats/error.h"
 #include "formats/hf_cache.h"
 #include "formats/interrupt.h"
+#include "formats/model_config.h"
 #include "formats/suggest.h"
 
 namespace smolq::cli {
@@ -43,8 +44,8 @@ int run_convert(const std::vector<std::string>& args) {
       ("outtype", po::value<std::string>(&outtype), "plain weight type: f32, f16 (default), bf16 or q8_0 (any case)")
       ("type", po::value<std::string>(&type), "quantized file type, as llama-quantize names them: Q4_K_M, Q6_K, IQ4_XS, ...")
       ("imatrix", po::value<std::string>(&imatrix), "importance matrix for --type (llama.cpp GGUF or legacy .dat)")
-      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors matching REGEX")
-      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors matching REGEX")
+      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors whose GGUF name contains TEXT (repeatable)")
+      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors whose GGUF name contains TEXT (repeatable)")
       ("output-tensor-type", po::value<std::string>(&output_tensor_type), "with --type: type of output.weight")
       ("token-embedding-type", po::value<std::string>(&token_embedding_type), "with --type: type of token_embd.weight")
       ("tensor-type", po::value<std::vector<std::string>>(&tensor_types), "with --type: REGEX=TYPE (repeatable)")
@@ -75,6 +76,7 @@ int run_convert(const std::vector<std::string>& args) {
 
   if (!type.empty()) parse_file_type(type);  // a mistyped type is reported before anything is read
   const ModelRef ref = resolve_model_ref(input);
+  require_hf_folder(ref.path);  // a GGUF, a .safetensors file or a missing path named as such
   HfBuildSettings hf;
   hf.naming.repo_id = ref.repo_id;
   hf.naming.metadata_path = metadata;
@@ -111,17 +113,22 @@ int run_convert(const std::vector<std::string>& args) {
   const int nthreads = resolve_threads(threads);
   hf.tokenizer.pre_override = pre;
 
+  // The destination is checked before any work (profiling, quantizing can take minutes): a
+  // given one before the checkpoint is opened, a default one once its name is known.
+  const bool dry_run = parsed.vm.count("dry-run") > 0;
+  if (!dry_run && !output.empty()) prepare_output(output);
   auto src = ModelSource::open_hf(ref.path, hf);
   // Default name: llama.cpp's naming convention, from the general.* keys this conversion writes.
   const std::string out_path =
       !output.empty() ? output
                       : default_output_name(src->plan(quant).metadata,
                                             target ? "mix" : quant ? std::string(file_type_info(quant->ftype).name) : outtype);
+  if (!dry_run && output.empty()) prepare_output(out_path);
   std::optional<TargetBuild> tb;
   if (target) tb = build_target(target_args, *src, *quant, out_path, imatrix, nthreads);
   const BuildPlan plan = tb ? std::move(tb->file) : src->plan(quant);
 
-  if (parsed.vm.count("dry-run")) {
+  if (dry_run) {
     if (tb) {
       std::fputs(format_mix_plan(tb->plan, tb->target).c_str(), stdout);
       std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(tb->plan.file_size),

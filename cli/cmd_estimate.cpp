@@ -150,8 +150,10 @@ std::vector<uint64_t> parse_u64_list(const std::string& s, const char* what) {
         mult = 1024;
         item.pop_back();
       }
+      // stoull accepts "-1" (and wraps it to 2^64 - 1): only digits are a count.
+      if (item.empty() || item[0] < '0' || item[0] > '9') throw std::invalid_argument(item);
       const unsigned long long v = std::stoull(item, &pos);
-      if (pos != item.size() || v == 0) throw std::invalid_argument(item);
+      if (pos != item.size() || v == 0 || v > (1ull << 32)) throw std::invalid_argument(item);
       out.push_back(v * mult);
     } catch (const std::exception&) {
       throw UsageError(std::string(what) + ": '" + item + "' is not a positive integer");
@@ -270,7 +272,7 @@ int run_estimate(const std::vector<std::string>& args) {
     if (p.vm.count("tokenizer")) throw UsageError("--tokenizer applies to Hugging Face folders only");
     src = load_gguf(path);
   } else {
-    throw UsageError("no such file or folder: " + path);
+    throw FormatError(path, "no such file or folder");
   }
 
   EstimateRequest req;

@@ -72,6 +72,11 @@ int run_imatrix(const std::vector<std::string>& args) {
   if (vm.count("file") && vm.count("tokens")) throw UsageError("-f and --tokens are exclusive");
   if (!have_text && in_files.empty()) throw UsageError("give a calibration text with -f, or imatrix files to combine with --in-file");
   if (have_text && !vm.count("model")) throw UsageError("collecting an imatrix needs the MODEL");
+  // MODEL may be a repo id from the Hugging Face cache: checked where it resolves to.
+  if (vm.count("model")) require_input(resolve_model_ref(vm["model"].as<std::string>()).path);
+  if (vm.count("file")) require_input(vm["file"].as<std::string>());
+  for (const auto& f : in_files) require_input(f);
+  prepare_output(out);  // before the collection, which can take minutes
   install_interrupt_handlers();
 
   ImatrixCollector collector(vm.count("process-output") > 0, threads);

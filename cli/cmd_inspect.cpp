@@ -1,7 +1,10 @@
-// `smolq inspect PATH [--json] [--tensors] [--layers]`: what is inside a GGUF file, a
-// safetensors file or a Hugging Face folder, from headers only. A damaged file is reported,
-// not fatal: everything readable is printed with the problems found; the exit code is 1
-// when any problem is an error (0 otherwise), so scripts can check files.
+// `smolq inspect MODEL [--json] [--tensors] [--layers] [--check-data]`: what is inside a GGUF
+// file, a safetensors file, a Hugging Face folder or cache entry. A damaged file is reported, not fatal:
+// everything readable is printed with the problems found. As a gate (docs/inspect.md):
+//   exit 0  no error found (llama.cpp's loader checks pass; data finite when scanned)
+//   exit 1  the path could not be read: missing, not GGUF, damaged bytes (truncated, bad offsets, ...)
+//   exit 3  read, but problems were found (a missing tensor, a wrong shape, NaN weights, ...)
+//   exit 2  usage error
 #include <cstdio>
 #include <iostream>
 
@@ -13,9 +16,21 @@
 #include "formats/hf_cache.h"
 #include "formats/model_config.h"
 #include "inspect/inspect_render.h"
+#include "inspect/model_check.h"
 #include "inspect/model_report.h"
 
 namespace smolq::cli {
+namespace {
+
+// Exit 1 (not 3) when the bytes themselves could not be read: a GGUF whose scan found
+// structural errors, a damaged safetensors file, an HF folder whose weights are unreadable.
+// Called before check_model adds the semantic findings.
+bool unreadable(const InspectReport& r) {
+  if (r.kind == SourceKind::kHfFolder) return r.format_line.find("unreadable") != std::string::npos;
+  return r.has_errors();
+}
+
+}  // namespace
 
 int run_inspect(const std::vector<std::string>& args) {
   po::options_description opts("inspect options");
@@ -24,18 +39,24 @@ int run_inspect(const std::vector<std::string>& args) {
       kOptJson, "print JSON (every section) instead of text")(
       "tensors", "print only the tensor table and the totals by type")(
       "layers", "print only the bits-per-weight table by layer")(
-      "array-items", po::value<size_t>()->default_value(8), "items shown of long metadata arrays");
+      "array-items", po::value<size_t>()->default_value(8), "items shown of long metadata arrays")(
+      "check-data", po::value<std::string>()->default_value("auto")->implicit_value("yes"),
+      "scan every tensor for NaN/Inf: yes, no, or auto (files up to 2 GiB)");
   po::positional_options_description pos;
   pos.add("model", 1);
-  ParsedArgs p = parse_args("inspect", args, "smolq inspect MODEL [--json] [--tensors] [--layers]", opts, pos);
+  ParsedArgs p = parse_args("inspect", args, "smolq inspect MODEL [--json] [--tensors] [--layers] [--check-data [yes|no|auto]]", opts, pos);
   if (p.help) return 0;
 
   InspectView view;
   view.only_tensors = p.vm.count("tensors") > 0;
   view.only_layers = p.vm.count("layers") > 0;
   view.max_array_items = p.vm["array-items"].as<size_t>();
+  const std::string check_data = p.vm["check-data"].as<std::string>();
+  if (check_data != "yes" && check_data != "no" && check_data != "auto")
+    throw UsageError("--check-data must be yes, no or auto");
   const ModelRef ref = resolve_model_ref(p.vm["model"].as<std::string>());
   InspectReport r = inspect_path(ref.path);
+  const bool readable = !unreadable(r);
   // A checkpoint folder has no GGUF metadata: show the general.* keys `smolq convert` would
   // write from its model card, repo id and folder name (convert/naming.h).
   // A folder inspect can read but convert cannot (unknown architecture, bad model card) keeps
@@ -47,7 +68,15 @@ int run_inspect(const std::vector<std::string>& args) {
       const ModelConfig cfg = parse_hf_config(ref.path + "/config.json");
       write_general_metadata(load_model_metadata(ref.path, in, r.n_params()), cfg.arch, r.metadata);
     } catch (const Error& e) {
-      r.findings.push_back({Severity::kWarning, UINT64_MAX, std::string("general.* keys: ") + e.what()});
+      r.findings.push_back({Severity::kWarning, FormatError::kNoOffset, std::string("general.* keys: ") + e.what()});
+    }
+  }
+  if (readable) {
+    check_model(r);
+    if (check_data == "yes" || (check_data == "auto" && r.file_bytes <= kAutoCheckDataBytes)) {
+      const uint64_t n = check_tensor_data(r);
+      r.findings.push_back({Severity::kInfo, FormatError::kNoOffset,
+                            "data checked: " + std::to_string(n) + " tensors scanned for NaN/Inf"});
     }
   }
   std::string out = p.vm.count("json") ? render_inspect_json(r, view) : render_inspect_text(r, view);
@@ -65,7 +94,8 @@ int run_inspect(const std::vector<std::string>& args) {
     }
   std::fwrite(out.data(), 1, out.size(), stdout);
   std::fflush(stdout);
-  return r.has_errors() ? 1 : 0;
+  if (!readable) return 1;
+  return r.has_errors() ? 3 : 0;
 }
 
 }  // namespace smolq::cli

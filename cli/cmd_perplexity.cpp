@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <string>
 
@@ -115,6 +116,9 @@ int run_kl(const po::variables_map& vm, const EvalOptions& o, const Model& quant
   } else {
     std::printf("\n%s", format_kld_report(rep).c_str());
   }
+  if (!std::isfinite(rep.kld.value))
+    throw Error(quant.path() + " vs " + base->path() +
+                ": KL divergence is not finite: a model's logits are NaN/Inf (check its weights with `smolq inspect --check-data`)");
   std::fprintf(stderr, "%lld tokens x 2 models in %.2f s (%.1f tok/s per model, %d threads)\n",
                static_cast<long long>(r.tokens_evaluated), r.seconds, r.tokens_evaluated / std::max(1e-9, r.seconds),
                o.n_threads);
@@ -165,10 +169,12 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
     std::string s = "{\"model\": " + json_string(m.path()) + ", \"text\": " + json_string(toks.source);
     s += fmt(", \"n_ctx\": %lld, \"n_chunks\": %lld, \"count\": %lld", static_cast<long long>(o.n_ctx),
              static_cast<long long>(r.n_chunks), static_cast<long long>(r.stats.count()));
-    s += fmt(", \"ppl\": %.9g, \"ppl_uncertainty\": %.9g, \"mean_nll\": %.9g", r.stats.ppl(), r.stats.ppl_uncertainty(),
-             r.stats.mean_nll());
+    // JSON has no NaN: a non-finite result is null (and the command fails below).
+    auto num = [](double v) { return std::isfinite(v) ? fmt("%.9g", v) : std::string("null"); };
+    s += ", \"ppl\": " + num(r.stats.ppl()) + ", \"ppl_uncertainty\": " + num(r.stats.ppl_uncertainty()) +
+         ", \"mean_nll\": " + num(r.stats.mean_nll());
     s += ", \"running_ppl\": [";
-    for (size_t i = 0; i < r.running_ppl.size(); ++i) s += fmt(i ? ", %.9g" : "%.9g", r.running_ppl[i]);
+    for (size_t i = 0; i < r.running_ppl.size(); ++i) s += (i ? ", " : "") + num(r.running_ppl[i]);
     s += fmt("], \"seconds\": %.3f, \"tokens_per_second\": %.3f}", r.seconds, r.tokens_evaluated / std::max(1e-9, r.seconds));
     std::printf("%s\n", s.c_str());
   } else {
@@ -180,6 +186,9 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
     std::fprintf(stderr, "%lld tokens in %.2f s (%.1f tok/s, %d threads, %s kernels)\n",
                  static_cast<long long>(r.tokens_evaluated), r.seconds, r.tokens_evaluated / r.seconds, o.n_threads,
                  cpu::has_avx2() ? "AVX2" : "portable");
+  if (!std::isfinite(r.stats.ppl()))
+    throw Error(m.path() + ": perplexity is not finite (" + std::string(std::isnan(r.stats.ppl()) ? "nan" : "inf") +
+                "): the model's logits are NaN/Inf (check its weights with `smolq inspect --check-data`)");
   return 0;
 }
 
@@ -209,16 +218,23 @@ int run_perplexity(const std::vector<std::string>& args) {
   if (!vm.count("file") && !vm.count("tokens")) throw UsageError("give the text with -f (or token ids with --tokens)");
   if (vm.count("file") && vm.count("tokens")) throw UsageError("-f and --tokens are exclusive");
   if (vm.count("base") && vm.count("dump-logits")) throw UsageError("--dump-logits is for a single model");
+  const int n_threads = resolve_threads(vm["threads"].as<int>());
+  // MODEL and BASE may be repo ids from the Hugging Face cache: checked where they resolve to.
+  const std::string model_path = resolve_model_ref(vm["model"].as<std::string>()).path;
+  require_input(model_path);
+  if (vm.count("base")) require_input(resolve_model_ref(vm["base"].as<std::string>()).path);
+  if (vm.count("file")) require_input(vm["file"].as<std::string>());
+  if (vm.count("dump-logits")) prepare_output(vm["dump-logits"].as<std::string>());
   install_interrupt_handlers();
 
-  auto model = Model::open(resolve_model_ref(vm["model"].as<std::string>()).path);
+  auto model = Model::open(model_path);
   log_setup(*model, vm.count("base") ? "model (quantized)" : "model");
   const EvalTokens toks = load_tokens(*model, vm);
   EvalOptions o;
   o.n_ctx = vm["ctx-size"].as<int64_t>();
   o.n_chunks = vm["chunks"].as<int64_t>();
   o.n_batch = vm["batch-size"].as<int64_t>();
-  o.n_threads = resolve_threads(vm["threads"].as<int>());
+  o.n_threads = n_threads;
   o.add_bos = toks.add_bos;
   o.bos_id = toks.bos_id;
   if (o.n_chunks == 0 || o.n_chunks < -1) throw UsageError("--chunks must be positive (or -1 for all)");

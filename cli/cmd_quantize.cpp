@@ -83,7 +83,11 @@ int run_quantize(const std::vector<std::string>& args) {
   QuantizeOptions q;
   q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label
   fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
-  auto src = ModelSource::open_gguf(input);  // after the type checks: a mistyped name is reported first
+  resolve_threads(threads);  // an absurd --threads is a usage error before any work
+  require_input(input);
+  if (!dry) prepare_output(output);  // before minutes of work, not after
+  // After the type checks (a mistyped name is reported first); refuses a GGUF that is not a model.
+  auto src = ModelSource::open_gguf(input);
   q.include_weights = include;
   q.exclude_weights = exclude;
   q.allow_requantize = parsed.vm.count("allow-requantize") > 0;

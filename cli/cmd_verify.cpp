@@ -350,8 +350,30 @@ void set_evaluation(const po::variables_map& vm, SweepOptions& o) {
   o.cache_base_logits = vm.count("no-base-cache") == 0;
 }
 
+// Every input exists and the output folder can be one, before any work: whether the folder
+// was already there (an existing one is reused: its cache resumes a run).
+bool check_paths(const SweepOptions& o) {
+  require_input(o.model);
+  require_input(o.eval_text);
+  if (!o.calib_text.empty()) require_input(o.calib_text);
+  if (o.imatrix == ImatrixMode::kFile) require_input(o.imatrix_file);
+  for (const auto& q : o.quants)
+    if (!q.gguf.empty()) require_input(q.gguf);
+  std::error_code ec;
+  const bool out_existed = std::filesystem::exists(o.out_dir, ec);
+  if (out_existed && !std::filesystem::is_directory(o.out_dir, ec))
+    throw UsageError("--output '" + o.out_dir + "' exists and is not a folder");
+  return out_existed;
+}
+
 // Runs the sweep with its progress on the terminal, then writes the reports: the exit code.
-int sweep_and_report(const SweepOptions& o) {
+// A folder this run creates is removed again if the run fails before putting anything in it.
+int sweep_and_report(const SweepOptions& o, bool out_existed) {
+  auto remove_if_unused = [&] {
+    if (out_existed) return;
+    std::error_code ec;
+    for (const char* sub : {"/cache", "/quants", ""}) std::filesystem::remove(o.out_dir + sub, ec);  // only if empty
+  };
   install_interrupt_handlers();
   std::vector<std::string> order;
   for (const auto& q : o.quants) order.push_back(q.label);
@@ -371,6 +393,10 @@ int sweep_and_report(const SweepOptions& o) {
     std::fprintf(stderr, "smolq verify: interrupted; finished steps are kept in %s/cache — run the same command again to resume\n",
                  o.out_dir.c_str());
     return 128 + e.signal();
+  } catch (...) {
+    d.done();
+    remove_if_unused();
+    throw;
   }
   d.done();
   const auto written = write_reports(r, o.out_dir);
@@ -404,7 +430,8 @@ int run_verify(const std::vector<std::string>& args) {
   }
   set_texts_and_quants(vm, paths, o);
   set_evaluation(vm, o);
-  return sweep_and_report(o);
+  const bool out_existed = check_paths(o);
+  return sweep_and_report(o, out_existed);
 }
 
 }  // namespace smolq::cli

@@ -1,18 +1,42 @@
 #include "cli/options.h"
 
 #include <omp.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <iostream>
+#include <typeinfo>
 
 #include "cli/progress.h"
 #include "formats/error.h"
 #include "formats/suggest.h"
+#include "formats/output_path.h"
 
 namespace smolq::cli {
 namespace {
+
+// Boost parses "-1" into an unsigned option as 2^64 - 1 (lexical_cast wraps). Every option
+// stored in an unsigned type is checked here, before the value is converted.
+void reject_negative_unsigned(const po::parsed_options& parsed, const po::options_description& opts) {
+  for (const auto& o : parsed.options) {
+    if (o.string_key.empty() || o.value.empty()) continue;
+    const po::option_description* d = opts.find_nothrow(o.string_key, false);
+    if (!d) continue;
+    const auto* typed = dynamic_cast<const po::typed_value_base*>(d->semantic().get());
+    if (!typed) continue;
+    const std::type_info& t = typed->value_type();
+    const bool is_unsigned = t == typeid(unsigned) || t == typeid(unsigned long) || t == typeid(unsigned long long) ||
+                             t == typeid(uint32_t) || t == typeid(uint64_t) || t == typeid(size_t);
+    if (!is_unsigned) continue;
+    for (const auto& v : o.value) {
+      size_t i = v.find_first_not_of(" \t");
+      if (i == std::string::npos || v[i] < '0' || v[i] > '9')
+        throw UsageError("--" + o.string_key + " must be a non-negative integer (got '" + v + "')");
+    }
+  }
+}
 
 // llama.cpp's multi-letter single-dash options (Boost reads "-ub" as "-u b"), and the
 // spellings smolq used before the vocabulary was unified. docs/cli.md lists them all.
@@ -105,12 +129,13 @@ ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& 
   // silent prefix match that a later option could make ambiguous.
   const int style = po::command_line_style::default_style & ~po::command_line_style::allow_guessing;
   try {
-    po::store(po::command_line_parser(canonical_args(command, args))
-                  .options(opts)
-                  .positional(positional)
-                  .style(style)
-                  .run(),
-              out.vm);
+    const po::parsed_options parsed = po::command_line_parser(canonical_args(command, args))
+                                          .options(opts)
+                                          .positional(positional)
+                                          .style(style)
+                                          .run();
+    reject_negative_unsigned(parsed, opts);
+    po::store(parsed, out.vm);
     if (out.vm.count("help")) {
       std::cout << "Usage: " << usage << "\n\n" << (visible ? *visible : opts) << "\n";
       out.help = true;
@@ -135,8 +160,16 @@ ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& 
   return out;
 }
 
+int max_threads() {
+  constexpr int kHardCap = 1024;
+  return std::min(kHardCap, std::max(64, 4 * omp_get_num_procs()));
+}
+
 int resolve_threads(int requested) {
   if (requested < 0) throw UsageError("--threads must be >= 0");
+  if (requested > max_threads())
+    throw UsageError("--threads " + std::to_string(requested) + " is more than " + std::to_string(max_threads()) +
+                     " (4 x the " + std::to_string(omp_get_num_procs()) + " cores, at least 64, at most 1024)");
   return requested > 0 ? requested : omp_get_num_procs();
 }
 
@@ -144,6 +177,15 @@ std::string lower_ascii(std::string_view s) {
   std::string o(s);
   for (auto& c : o) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return o;
+}
+
+void prepare_output(const std::string& path) {
+  for (const auto& note : check_output_path(path)) std::fprintf(stderr, "note: %s\n", note.c_str());
+}
+
+void require_input(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) throw FormatError(path, "no such file or folder");
 }
 
 void add_target_options(po::options_description& opts, TargetArgs& a) {

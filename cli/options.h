@@ -67,8 +67,20 @@ ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& 
 // --target-bpw / --target-size and the profile options of `quantize` and `convert`.
 void add_target_options(po::options_description& opts, TargetArgs& a);
 
-// Worker threads to use: --threads value, or the machine's cores when 0.
+// Worker threads to use: --threads value, or the machine's cores when 0. More than
+// max_threads() is a UsageError (an OpenMP runtime asked for 100000 threads dies inside
+// thread creation, not with an error we could report).
 int resolve_threads(int requested);
+int max_threads();
+
+// Apply the output policy (formats/output_path.h) to `path` before any work: a refused
+// destination or an unwritable folder fails now, not after minutes of quantizing. Notes
+// (stale temporary files removed) are printed on stderr.
+void prepare_output(const std::string& path);
+
+// An input file or folder that must exist: FormatError "PATH: no such file or folder"
+// (exit code 1, as every other unreadable input).
+void require_input(const std::string& path);
 
 // Lower-cased copy (type names and on/off values are case-insensitive everywhere).
 std::string lower_ascii(std::string_view s);

@@ -6,6 +6,7 @@
 #include <map>
 
 #include "formats/error.h"
+#include "formats/model_config.h"
 #include "formats/safetensors.h"
 #include "quantize/tensor_quantizer.h"
 
@@ -61,10 +62,17 @@ class HfSource final : public ModelSource {
   std::unique_ptr<SafetensorsCheckpoint> ck_;
 };
 
+// A GGUF that is not a model (an imatrix, ...) is refused naming the file, before any work.
+std::unique_ptr<GgufReader> open_model_gguf(const std::string& path) {
+  auto r = GgufReader::open(path);
+  require_model_gguf(r->metadata(), path);
+  return r;
+}
+
 class GgufSource final : public ModelSource {
  public:
   explicit GgufSource(const std::string& path)
-      : ModelSource(path), reader_(GgufReader::open(path)), sources_(gguf_sources(*reader_)) {}
+      : ModelSource(path), reader_(open_model_gguf(path)), sources_(gguf_sources(*reader_)) {}
 
   bool is_gguf() const override { return true; }
 

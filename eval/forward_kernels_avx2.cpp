@@ -19,14 +19,16 @@ namespace {
 // high part and a correction so n*ln2_hi is exact), exp(r) by a degree-6 polynomial, 2^n put
 // straight into the exponent bits. About 1-2 ulp over the clamped range. Inputs are clamped to
 // [-87.3, 88.7] so 2^n stays a normal float: exp of anything below gives ~1e-38 instead of a
-// denormal or 0, far below what any sum here can see.
+// denormal or 0, far below what any sum here can see. NaN stays NaN: max/min return their
+// SECOND operand when either is NaN, so x goes second (a NaN logit must give a NaN
+// perplexity, as in llama.cpp, not exp(-87)).
 inline __m256 exp_ps(__m256 x) {
   const __m256 kMax = _mm256_set1_ps(88.7228394f);   // log(FLT_MAX)
   const __m256 kMin = _mm256_set1_ps(-87.3365479f);  // log(FLT_MIN), smallest normal
   const __m256 kLog2e = _mm256_set1_ps(1.44269504088896341f);
   const __m256 kLn2Hi = _mm256_set1_ps(0.693359375f);      // 8 significant bits: n*hi exact
   const __m256 kLn2Lo = _mm256_set1_ps(-2.12194440e-4f);   // ln2 - hi
-  x = _mm256_min_ps(_mm256_max_ps(x, kMin), kMax);
+  x = _mm256_min_ps(kMax, _mm256_max_ps(kMin, x));
   const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, kLog2e), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m256 r = _mm256_fnmadd_ps(n, kLn2Hi, x);
   r = _mm256_fnmadd_ps(n, kLn2Lo, r);

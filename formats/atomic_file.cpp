@@ -1,6 +1,7 @@
 #include "formats/atomic_file.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <array>
@@ -8,9 +9,9 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
-#include <random>
 
 #include "formats/error.h"
+#include "formats/output_path.h"
 
 namespace smolq {
 namespace {
@@ -46,15 +47,6 @@ void unregister_pending(const std::string& p) {
     }
 }
 
-std::string dir_of(const std::string& path) {
-  auto pos = path.find_last_of('/');
-  return pos == std::string::npos ? std::string(".") : path.substr(0, pos == 0 ? 1 : pos);
-}
-std::string base_of(const std::string& path) {
-  auto pos = path.find_last_of('/');
-  return pos == std::string::npos ? path : path.substr(pos + 1);
-}
-
 }  // namespace
 
 void unlink_pending_temp_files_signal_safe() {
@@ -62,15 +54,36 @@ void unlink_pending_temp_files_signal_safe() {
     if (s.used.load()) ::unlink(s.path);
 }
 
+// New files get 0666 minus the umask, as any tool creating a file would.
+static mode_t new_file_mode() {
+  static const mode_t mode = [] {
+    const mode_t mask = ::umask(0);
+    ::umask(mask);
+    return static_cast<mode_t>(0666 & ~mask);
+  }();
+  return mode;
+}
+
 AtomicFile::AtomicFile(std::string dest) : dest_(std::move(dest)) {
-  if (dest_.empty()) throw UsageError("empty output path");
-  std::random_device rd;
-  char suffix[32];
+  const OutputTarget t = resolve_output_path(dest_);
+  if (t.kind == OutputKind::kStream) {
+    stream_ = true;
+    fd_ = t.stream_fd;
+    owns_fd_ = t.owns_fd;
+    tmp_ = dest_;
+    buf_.reserve(kBufBytes);
+    return;
+  }
+  final_ = t.path;
+  final_mode_ = t.kind == OutputKind::kRegularFile ? t.mode : new_file_mode();
+  keep_owner_ = t.kind == OutputKind::kRegularFile && ::geteuid() == 0;
+  uid_ = t.uid;
+  gid_ = t.gid;
+  // Private (0600) while partial; the final mode is set at commit.
   for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
-    std::snprintf(suffix, sizeof suffix, ".%08x.tmp", static_cast<unsigned>(rd()));
-    tmp_ = dir_of(dest_) + "/." + base_of(dest_) + suffix;
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd_ < 0 && errno != EEXIST) throw IoError(tmp_, "cannot create temporary output file", errno);
+    tmp_ = temp_path_for(final_, attempt);
+    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd_ < 0 && errno != EEXIST) throw IoError(final_, "cannot create the output file", errno);
   }
   if (fd_ < 0) throw IoError(tmp_, "cannot create temporary output file", EEXIST);
   register_pending(tmp_);
@@ -82,6 +95,12 @@ AtomicFile::~AtomicFile() { abandon(); }
 void AtomicFile::abandon() {
   if (done_) return;
   done_ = true;
+  if (stream_) {
+    // A stream cannot be taken back; what was written stays written.
+    if (owns_fd_) ::close(fd_);
+    fd_ = -1;
+    return;
+  }
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
   ::unlink(tmp_.c_str());
@@ -128,13 +147,27 @@ void AtomicFile::flush() {
 
 void AtomicFile::commit() {
   flush();
+  if (stream_) {
+    // fsync is meaningless on pipes and terminals (EINVAL); a regular file behind the
+    // descriptor is still synced.
+    if (::fsync(fd_) != 0 && errno != EINVAL && errno != EROFS) throw IoError(dest_, "fsync failed", errno);
+    if (owns_fd_ && ::close(fd_) != 0) {
+      fd_ = -1;
+      throw IoError(dest_, "close failed", errno);
+    }
+    fd_ = -1;
+    done_ = true;
+    return;
+  }
+  if (keep_owner_ && ::fchown(fd_, uid_, gid_) != 0) throw IoError(tmp_, "cannot keep the owner of the file", errno);
+  if (::fchmod(fd_, final_mode_) != 0) throw IoError(tmp_, "cannot set the file mode", errno);
   if (::fsync(fd_) != 0) throw IoError(tmp_, "fsync failed", errno);
   if (::close(fd_) != 0) {
     fd_ = -1;
     throw IoError(tmp_, "close failed", errno);
   }
   fd_ = -1;
-  if (::rename(tmp_.c_str(), dest_.c_str()) != 0) throw IoError(dest_, "cannot rename output into place", errno);
+  if (::rename(tmp_.c_str(), final_.c_str()) != 0) throw IoError(final_, "cannot rename output into place", errno);
   unregister_pending(tmp_);
   done_ = true;
 }

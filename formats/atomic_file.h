@@ -1,7 +1,12 @@
-// Atomic file output: bytes go to a hidden temporary file in the destination folder and are
-// renamed over the destination only by commit(). An AtomicFile destroyed before commit()
-// (error, exception, interruption) removes its temporary file: no half-written output.
+// Atomic file output: bytes go to a hidden temporary file `.<name>.smolq-tmp-<pid>` in the
+// destination folder and are renamed over the destination only by commit(). An AtomicFile
+// destroyed before commit() (error, exception, interruption) removes its temporary file: no
+// half-written output. The destination follows formats/output_path.h's policy: symlinks are
+// written through, a replaced file keeps its mode (and owner as root), streams such as `-`
+// are written directly, other non-regular destinations are refused.
 #pragma once
+#include <sys/types.h>
+
 #include <cstdint>
 #include <span>
 #include <string>
@@ -29,6 +34,13 @@ class AtomicFile {
  private:
   void flush();
   std::string dest_, tmp_;
+  std::string final_;        // where commit() renames to: dest_ with its symlinks followed
+  bool stream_ = false;      // writing straight to a stream descriptor (no temp, no rename)
+  bool owns_fd_ = true;      // false for a shared stream (stdout's duplicate, stderr, /dev/fd/N)
+  mode_t final_mode_ = 0;    // permission bits of the committed file
+  bool keep_owner_ = false;  // root replacing a file: give it back its owner and group
+  uid_t uid_ = 0;
+  gid_t gid_ = 0;
   int fd_ = -1;
   uint64_t written_ = 0;
   std::vector<char> buf_;

@@ -6,6 +6,7 @@
 
 #include "formats/atomic_file.h"
 #include "formats/error.h"
+#include "formats/finite_scan.h"
 #include "formats/gguf.h"
 #include "formats/mapped_file.h"
 
@@ -162,11 +163,23 @@ ImatrixFormat detect_imatrix_format(const std::string& path) {
   return std::memcmp(v.data(), kGgufMagic, 4) == 0 ? ImatrixFormat::Gguf : ImatrixFormat::Dat;
 }
 
+// A NaN or Inf importance would weight every block of that tensor by garbage (and make the
+// quantizer's scale search produce NaN scales): such data is refused when read or written.
+static void check_finite(const ImatrixData& d, const std::string& path, const char* verb) {
+  for (const auto& [name, e] : d.entries)
+    if (auto bad = find_non_finite(e.sums))
+      throw FormatError(path, std::string(verb) + "entry '" + name + "' holds a non-finite value (" +
+                                  float_text(e.sums[*bad]) + " at value " + std::to_string(*bad) + ")");
+}
+
 ImatrixData read_imatrix(const std::string& path) {
-  return detect_imatrix_format(path) == ImatrixFormat::Gguf ? read_gguf(path) : read_dat(path);
+  ImatrixData d = detect_imatrix_format(path) == ImatrixFormat::Gguf ? read_gguf(path) : read_dat(path);
+  check_finite(d, path, "");
+  return d;
 }
 
 void write_imatrix(const std::string& path, const ImatrixData& d, ImatrixFormat f) {
+  check_finite(d, path, "not written: the model's activations are NaN/Inf (non-finite weights?): ");
   if (f == ImatrixFormat::Gguf) write_imatrix_gguf(path, d);
   else write_imatrix_dat(path, d);
 }

@@ -1,8 +1,10 @@
 #include "formats/model_config.h"
 
 #include <simdjson.h>
+#include <sys/stat.h>
 
 #include <cmath>
+#include <cstdio>
 
 #include "formats/error.h"
 #include "formats/mapped_file.h"
@@ -90,7 +92,10 @@ void check_config(const ModelConfig& c, const std::string& path) {
         std::to_string(c.n_head_kv) + ")");
   if (c.head_dim == 0 || c.head_dim % 2 != 0 || c.head_dim > (1u << 16))
     bad("head dimension must be positive, even and at most 65536");
-  if (!(c.rms_eps > 0) || !(c.rope_theta > 0)) bad("rms_norm_eps and rope_theta must be positive");
+  if (!(c.rms_eps > 0) || !(c.rope_theta > 0) || !std::isfinite(c.rms_eps) || !std::isfinite(c.rope_theta))
+    bad("rms_norm_eps and rope_theta must be positive and finite");
+  // llama.cpp sizes its default context by it and refuses a model without one.
+  if (c.n_ctx_train == 0) bad("the training context (max_position_embeddings / " + c.arch + ".context_length) must be positive");
 }
 
 }  // namespace
@@ -200,6 +205,7 @@ ModelConfig parse_hf_config(const std::string& path) {
 }
 
 ModelConfig config_from_gguf(const GgufMetadata& m, const std::string& path) {
+  require_model_gguf(m, path);
   ModelConfig c;
   c.arch = m.get_string("general.architecture");
   if (c.arch != "llama" && c.arch != "smollm3")
@@ -257,6 +263,35 @@ void write_gguf_hparams(const ModelConfig& c, GgufMetadata& m) {
   }
   // llama3-style scaling is not a metadata key: llama.cpp reads precomputed per-dimension
   // frequency factors from the `rope_freqs.weight` tensor, which convert writes.
+}
+
+void require_hf_folder(const std::string& dir) {
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) throw FormatError(dir, "no such file or folder");
+  if (!S_ISDIR(st.st_mode)) {
+    char magic[4] = {};
+    if (FILE* f = std::fopen(dir.c_str(), "rb")) {
+      if (std::fread(magic, 1, 4, f) != 4) magic[0] = 0;
+      std::fclose(f);
+    }
+    if (std::string_view(magic, 4) == "GGUF")
+      throw FormatError(dir, "is a GGUF file, not a Hugging Face folder (use `smolq quantize` for GGUF input)");
+    const std::string_view p(dir);
+    if (p.ends_with(".safetensors") || p.ends_with(".safetensors.index.json"))
+      throw FormatError(dir, "is a safetensors file, not a Hugging Face folder: give the folder that holds it "
+                             "with config.json and tokenizer.json");
+    throw FormatError(dir, "is a file, not a Hugging Face folder (config.json, *.safetensors, tokenizer.json)");
+  }
+  if (::stat((dir + "/config.json").c_str(), &st) != 0)
+    throw FormatError(dir, "not a Hugging Face checkpoint folder: it has no config.json");
+}
+
+void require_model_gguf(const GgufMetadata& meta, const std::string& path) {
+  if (meta.has("general.architecture")) return;
+  const auto type = meta.opt_string("general.type");
+  if ((type && *type == "imatrix") || meta.has("imatrix.datasets") || meta.has("imatrix.chunk_count"))
+    throw FormatError(path, "is an importance matrix, not a model (no general.architecture)");
+  throw FormatError(path, "is not a model: it has no general.architecture key");
 }
 
 }  // namespace smolq

@@ -55,6 +55,14 @@ ModelConfig config_from_gguf(const GgufMetadata& meta, const std::string& path_f
 // Write the `<arch>.*` hyperparameter keys llama.cpp reads.
 void write_gguf_hparams(const ModelConfig& c, GgufMetadata& meta);
 
+// `dir` must be a Hugging Face checkpoint folder (with config.json); otherwise a FormatError
+// naming the real problem: no such path, a GGUF file, a safetensors file, a folder without
+// config.json.
+void require_hf_folder(const std::string& dir);
+// `meta` must be a model's (general.architecture set): an importance matrix or any other GGUF
+// given as a model is refused naming `path`.
+void require_model_gguf(const GgufMetadata& meta, const std::string& path);
+
 // llama.cpp hard-codes SmolLM3's NoPE pattern: RoPE is skipped on layers with (il+1) % 4 == 0.
 constexpr uint64_t kSmolLM3NoRopeStep = 4;
 

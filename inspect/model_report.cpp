@@ -362,7 +362,7 @@ InspectReport inspect_hf_folder(const std::string& dir) {
 
 InspectReport inspect_path(const std::string& path) {
   if (is_dir(path)) return inspect_hf_folder(path);
-  if (!file_exists(path)) throw UsageError("no such file or folder: " + path);
+  if (!file_exists(path)) throw FormatError(path, "no such file or folder");
   if (ends_with(path, ".safetensors") || ends_with(path, ".safetensors.index.json")) return inspect_safetensors(path);
   return inspect_gguf(path);  // the scanner reports a non-GGUF file as such
 }

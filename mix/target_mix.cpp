@@ -10,6 +10,7 @@
 #include "formats/content_hash.h"
 #include "formats/error.h"
 #include "formats/suggest.h"
+#include "formats/output_path.h"
 #include "formats/interrupt.h"
 #include "eval/model.h"
 #include "eval/perplexity_input.h"
@@ -73,6 +74,8 @@ ProfileOutcome find_profile(const TargetArgs& a, const std::string& model_path, 
   ProfileRequest req;
   req.explicit_path = !a.profile.empty();
   req.path = req.explicit_path ? a.profile : default_profile_path(model_path, output_path);
+  // Where the profile will be saved, checked before minutes of measuring (formats/output_path.h).
+  for (const auto& note : check_output_path(req.path)) std::fprintf(stderr, "note: %s\n", note.c_str());
   req.settings = settings;
   req.model_fp = fingerprint_model(model_path);
   req.calib_tokens = calib_tokens.ids;

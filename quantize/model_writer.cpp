@@ -1,6 +1,7 @@
 #include "quantize/model_writer.h"
 
 #include "formats/error.h"
+#include "formats/finite_scan.h"
 #include "formats/interrupt.h"
 
 namespace smolq {
@@ -49,6 +50,13 @@ WriteResult write_gguf_model(const std::string& path, const GgufMetadata& meta, 
     const uint64_t ncols = t.shape[0];
     const uint64_t nrows = elements_of(t.shape) / ncols;
     if (!t.passthrough.empty()) {
+      // Copied bytes are checked too: a NaN in an unchanged tensor breaks the model as surely.
+      if (auto bad = find_non_finite_tensor(t.type, t.passthrough, ncols)) {
+        std::vector<float> row(ncols);
+        dequantize_tensor_rows(t.type, t.passthrough, ncols, *bad / ncols, 1, row);
+        throw Error("tensor '" + t.name + "': non-finite weight " + float_text(row[*bad % ncols]) + " at " +
+                    element_position(*bad, ncols));
+      }
       w.write_tensor(t.name, t.passthrough);
     } else {
       TensorQuantizeJob job;

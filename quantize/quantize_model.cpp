@@ -1,5 +1,7 @@
 #include "quantize/quantize_model.h"
 
+#include <algorithm>
+
 #include <cerrno>
 #include <cstdint>
 #include <cstdlib>
@@ -78,6 +80,16 @@ QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, c
   };
   if (opt.imatrix)
     for (const auto& [name, e] : opt.imatrix->entries) r.imatrix_entries += entry_allowed(name) ? 1 : 0;
+  // The filters match substrings of tensor names, as llama-quantize's do; a pattern that
+  // matches nothing (a regular expression, a typo) would silently change what is weighted.
+  for (const auto* list : {&opt.include_weights, &opt.exclude_weights})
+    for (const auto& pat : *list) {
+      const bool any = std::any_of(sources.begin(), sources.end(),
+                                   [&](const SourceTensor& s) { return s.shape.name.find(pat) != std::string::npos; });
+      if (!any)
+        r.warnings.push_back(std::string(list == &opt.include_weights ? "--include-weights" : "--exclude-weights") +
+                             " '" + pat + "' is contained in no tensor name (it matches substrings, not regular expressions)");
+    }
   const bool have_imatrix = r.imatrix_entries > 0;
 
   MixtureOptions mopt = opt.mixture;
@@ -87,6 +99,15 @@ QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, c
   for (const auto& s : sources) shapes.push_back(s.shape);
   r.plan = plan_mixture(opt.ftype, shapes, facts, mopt);
   if (!opt.assigned_types.empty()) apply_assigned_types(r.plan, opt.assigned_types);
+
+  // --output-tensor-type on a tied embedding reaches token_embd.weight through the output
+  // rule and, as in llama-quantize, takes the fallback when its rows do not fit the type
+  // (Q6_K on a 576-wide embedding -> Q8_0). Say so rather than change the type quietly.
+  for (const auto& pt : r.plan.tensors)
+    if (pt.choice.wanted && pt.choice.reason.find("--output-tensor-type") != std::string::npos)
+      r.warnings.push_back("--output-tensor-type " + std::string(type_info(*pt.choice.wanted).name) + " cannot hold the rows of '" +
+                           pt.tensor.name + "' (" + std::to_string(pt.tensor.row_length()) + " wide): it is written as " +
+                           std::string(type_info(pt.choice.type).name) + ", the fallback (as llama-quantize does)");
 
   std::vector<std::string> need_imatrix, requantized, uncovered;
   std::map<std::string, int> requant_pairs;  // "Q4_1 -> Q5_0" -> tensors
@@ -121,7 +142,9 @@ QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, c
                                std::to_string(src.shape.ne[0]);
       // llama.cpp tolerates (and ignores) a mismatched token_embd entry; anything else means
       // the imatrix was made for another model.
-      if (classify_role(o.name) != TensorRole::kTokenEmbd) throw Error(what + " (imatrix from another model?)");
+      if (classify_role(o.name) != TensorRole::kTokenEmbd)
+        throw FormatError(opt.imatrix_path.empty() ? std::string("importance matrix") : opt.imatrix_path,
+                          what + " (imatrix from another model?)");
       r.warnings.push_back(what + ": ignored");
       e = nullptr;
     }

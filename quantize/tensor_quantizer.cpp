@@ -8,6 +8,7 @@
 #include <mutex>
 
 #include "formats/error.h"
+#include "formats/finite_scan.h"
 #include "quantize/registry.h"
 
 namespace smolq {
@@ -28,7 +29,10 @@ std::vector<std::byte> quantize_tensor(const TensorQuantizeJob& job) {
   std::vector<std::byte> out(*rb * job.nrows);
   const uint64_t chunk = rows_per_chunk(job.ncols);
   const uint64_t nchunks = (job.nrows + chunk - 1) / chunk;
+  // The error of the lowest failing chunk wins, so the message (e.g. the first non-finite
+  // weight) does not depend on thread timing.
   std::exception_ptr error;
+  uint64_t error_chunk = UINT64_MAX;
   std::mutex error_mu;
   uint64_t done = 0;
 
@@ -37,12 +41,19 @@ std::vector<std::byte> quantize_tensor(const TensorQuantizeJob& job) {
     std::vector<float> buf;
 #pragma omp for schedule(dynamic, 1)
     for (uint64_t c = 0; c < nchunks; ++c) {
-      if (error) continue;
+      {
+        std::lock_guard<std::mutex> lk(error_mu);
+        if (error && c > error_chunk) continue;
+      }
       try {
         const uint64_t r0 = c * chunk;
         const uint64_t n = std::min(chunk, job.nrows - r0);
         buf.resize(n * job.ncols);
         job.source(r0, n, buf);
+        // A NaN or Inf weight would quantize to garbage blocks (or NaN scales) silently.
+        if (auto bad = find_non_finite(buf))
+          throw Error("non-finite weight " + float_text(buf[*bad]) + " at " +
+                      element_position(r0 * job.ncols + *bad, job.ncols));
         q.quantize(buf, std::span<std::byte>(out.data() + r0 * *rb, n * *rb), static_cast<int64_t>(job.ncols),
                    job.imatrix);
 #pragma omp atomic
@@ -55,7 +66,10 @@ std::vector<std::byte> quantize_tensor(const TensorQuantizeJob& job) {
         }
       } catch (...) {
         std::lock_guard<std::mutex> lk(error_mu);
-        if (!error) error = std::current_exception();
+        if (!error || c < error_chunk) {
+          error = std::current_exception();
+          error_chunk = c;
+        }
       }
     }
   }
@@ -71,6 +85,30 @@ void dequantize_tensor_rows(GgmlType type, std::span<const std::byte> data, uint
   const uint64_t rb = *row_bytes(type, ncols);
   assert(out.size() == nrows * ncols && data.size() >= (row_begin + nrows) * rb);
   q.dequantize(data.subspan(row_begin * rb, nrows * rb), out);
+}
+
+}  // namespace smolq
+
+namespace smolq {
+
+std::optional<uint64_t> find_non_finite_tensor(GgmlType type, std::span<const std::byte> data, uint64_t ncols) {
+  const QTypeInfo& q = qtype(type);
+  const auto rb = row_bytes(type, ncols);
+  if (!rb || *rb == 0 || ncols == 0) return std::nullopt;
+  const uint64_t nrows = data.size() / *rb;
+  if (type == GgmlType::F32 || type == GgmlType::F16 || type == GgmlType::BF16)
+    return find_non_finite_plain(type, data, nrows * ncols);
+  if (!q.can_dequantize()) return std::nullopt;
+  // Quantized blocks: a NaN/Inf scale (or an FP4/FP8 code) shows up in the dequantised rows.
+  const uint64_t chunk = rows_per_chunk(ncols);
+  std::vector<float> buf;
+  for (uint64_t r0 = 0; r0 < nrows; r0 += chunk) {
+    const uint64_t n = std::min(chunk, nrows - r0);
+    buf.resize(n * ncols);
+    q.dequantize(data.subspan(r0 * *rb, n * *rb), buf);
+    if (auto bad = find_non_finite(buf)) return r0 * ncols + *bad;
+  }
+  return std::nullopt;
 }
 
 }  // namespace smolq

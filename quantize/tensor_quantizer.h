@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -34,5 +35,10 @@ std::vector<std::byte> quantize_tensor(const TensorQuantizeJob& job);
 // stored at `data` (all rows) into `out`.
 void dequantize_tensor_rows(GgmlType type, std::span<const std::byte> data, uint64_t ncols, uint64_t row_begin,
                             uint64_t nrows, std::span<float> out);
+
+// Index of the first non-finite value of a whole tensor of `type` stored at `data` (rows of
+// `ncols`), dequantising quantized types block by block; nullopt when every value is finite
+// (or the type cannot be read).
+std::optional<uint64_t> find_non_finite_tensor(GgmlType type, std::span<const std::byte> data, uint64_t ncols);
 
 }  // namespace smolq

@@ -49,7 +49,7 @@ run_asan() {
 # target -> dictionary in fuzz/dicts
 dict_for() {
   case "$1" in
-    gguf|gguf_scan) echo gguf ;;
+    gguf|gguf_scan|inspect_gate) echo gguf ;;
     safetensors|safetensors_index) echo safetensors ;;
     hf_config) echo json_config ;;
     tokenizer_json|tokenizer_meta) echo tokenizer ;;

@@ -110,6 +110,7 @@ std::span<const Target> all_targets() {
       {"tokenizer_encode", fuzz_tokenizer_encode},
       {"chat_template", fuzz_chat_template},
       {"model_card", fuzz_model_card},
+      {"inspect_gate", fuzz_inspect_gate},
   };
   return kTargets;
 }

@@ -36,6 +36,9 @@ int fuzz_imatrix(const uint8_t* data, size_t size);
 // text/tokenizer.cpp: encode of arbitrary bytes (valid or invalid UTF-8) with the real
 // SmolLM2 tokenizer; checks decode(encode(text)) == text where that must hold.
 int fuzz_tokenizer_encode(const uint8_t* data, size_t size);
+// inspect/model_check.cpp + formats/finite_scan.cpp: inspect as a gate on GGUF bytes (report,
+// loader checks, NaN/Inf scan, --json valid UTF-8), and the scans against a scalar reference.
+int fuzz_inspect_gate(const uint8_t* data, size_t size);
 // text/chat_template*.cpp: parse and render a chat template (flags byte, then the source).
 int fuzz_chat_template(const uint8_t* data, size_t size);
 // convert/model_card.cpp + convert/naming.cpp: load_model_metadata, write_general_metadata,

@@ -2,8 +2,8 @@
 
 `smolq convert`, `smolq quantize` and `smolq imatrix` are started on the real SmolLM2-135M
 checkpoint with an existing destination file, and SIGINT or SIGTERM is sent while they work:
-for convert/quantize once their hidden temporary file (`.<name>.XXXXXXXX.tmp`, see
-formats/atomic_file.h) exists, i.e. mid-write; for imatrix (which writes only at the end)
+for convert/quantize once their hidden temporary file (`.<name>.smolq-tmp-<pid>`, see
+formats/output_path.h) exists, i.e. mid-write; for imatrix (which writes only at the end)
 once it has started computing. Each must exit with 128 + signal (130 / 143), print one line
 saying it was interrupted, leave the destination byte-for-byte as it was and leave no
 temporary file behind.
@@ -23,7 +23,7 @@ SIGNALS = [signal.SIGINT, signal.SIGTERM]
 
 
 def temp_files(folder: Path, dest_name: str) -> list[Path]:
-    return sorted(folder.glob(f".{dest_name}.*.tmp"))
+    return sorted(folder.glob(f".{dest_name}.smolq-tmp-*"))
 
 
 def wait_until(cond, proc: subprocess.Popen, timeout: float, what: str) -> None:
@@ -139,3 +139,25 @@ def test_second_signal_still_cleans_up(smolq_bin, f16_gguf, tmp_path):
     assert rc in (130, -signal.SIGINT), rc
     assert dest.read_bytes() == SENTINEL
     assert temp_files(tmp_path, dest.name) == []
+
+
+def test_sigkill_leftover_is_cleaned_by_the_next_run(smolq_bin, f16_gguf, tmp_path):
+    """SIGKILL (the OOM killer's signal) cannot be caught: the temporary file stays, named
+    `.<dest>.smolq-tmp-<pid>` so it can be found. The next run for the same destination removes
+    it (its process is gone), says so, and writes the file."""
+    dest = tmp_path / "model-q4_0.gguf"
+    dest.write_bytes(SENTINEL)
+    cmd = [str(smolq_bin), "quantize", str(f16_gguf), str(dest), "Q4_K_M", "-t", "1"]
+    with open(tmp_path / "stderr.txt", "w") as err:
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+        wait_until(lambda: temp_files(tmp_path, dest.name) != [], proc, 300, "the temporary file appeared")
+        proc.kill()
+        proc.wait()
+    left = temp_files(tmp_path, dest.name)
+    assert [p.name for p in left] == [f".{dest.name}.smolq-tmp-{proc.pid}"]
+    assert dest.read_bytes() == SENTINEL
+    rerun = subprocess.run([str(smolq_bin), "quantize", str(f16_gguf), str(dest), "Q8_0", "-t", "2", "-q"],
+                           capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stderr
+    assert f"removed stale temporary file {left[0]}" in rerun.stderr
+    assert temp_files(tmp_path, dest.name) == [] and dest.read_bytes()[:4] == b"GGUF"
