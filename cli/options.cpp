@@ -17,27 +17,6 @@
 namespace smolq::cli {
 namespace {
 
-// Boost parses "-1" into an unsigned option as 2^64 - 1 (lexical_cast wraps). Every option
-// stored in an unsigned type is checked here, before the value is converted.
-void reject_negative_unsigned(const po::parsed_options& parsed, const po::options_description& opts) {
-  for (const auto& o : parsed.options) {
-    if (o.string_key.empty() || o.value.empty()) continue;
-    const po::option_description* d = opts.find_nothrow(o.string_key, false);
-    if (!d) continue;
-    const auto* typed = dynamic_cast<const po::typed_value_base*>(d->semantic().get());
-    if (!typed) continue;
-    const std::type_info& t = typed->value_type();
-    const bool is_unsigned = t == typeid(unsigned) || t == typeid(unsigned long) || t == typeid(unsigned long long) ||
-                             t == typeid(uint32_t) || t == typeid(uint64_t) || t == typeid(size_t);
-    if (!is_unsigned) continue;
-    for (const auto& v : o.value) {
-      size_t i = v.find_first_not_of(" \t");
-      if (i == std::string::npos || v[i] < '0' || v[i] > '9')
-        throw UsageError("--" + o.string_key + " must be a non-negative integer (got '" + v + "')");
-    }
-  }
-}
-
 // llama.cpp's multi-letter single-dash options (Boost reads "-ub" as "-u b"), and the
 // spellings smolq used before the vocabulary was unified. docs/cli.md lists them all.
 constexpr OptionAlias kAliases[] = {
@@ -87,6 +66,40 @@ std::vector<std::string> option_spellings(std::string_view command, const po::op
   return out;
 }
 
+// An option named as the user typed it: "'-ub' (= --ubatch-size)" when an alias was rewritten
+// to `canonical` ("--ubatch-size"), else "'--ubatch-size'".
+std::string as_typed(std::string_view command, const std::vector<std::string>& args, const std::string& canonical) {
+  for (const auto& a : kAliases)
+    if (applies(a, command) && a.canonical == canonical &&
+        std::any_of(args.begin(), args.end(), [&](const std::string& x) {
+          return x == a.spelling || x.rfind(std::string(a.spelling) + "=", 0) == 0;
+        }))
+      return "'" + std::string(a.spelling) + "' (= " + canonical + ")";
+  return "'" + canonical + "'";
+}
+
+// Boost parses "-1" into an unsigned option as 2^64 - 1 (lexical_cast wraps). Every option
+// stored in an unsigned type is checked here, before the value is converted.
+void reject_negative_unsigned(std::string_view command, const std::vector<std::string>& args,
+                              const po::parsed_options& parsed, const po::options_description& opts) {
+  for (const auto& o : parsed.options) {
+    if (o.string_key.empty() || o.value.empty()) continue;
+    const po::option_description* d = opts.find_nothrow(o.string_key, false);
+    if (!d) continue;
+    const auto* typed = dynamic_cast<const po::typed_value_base*>(d->semantic().get());
+    if (!typed) continue;
+    const std::type_info& t = typed->value_type();
+    const bool is_unsigned = t == typeid(unsigned) || t == typeid(unsigned long) || t == typeid(unsigned long long) ||
+                             t == typeid(uint32_t) || t == typeid(uint64_t) || t == typeid(size_t);
+    if (!is_unsigned) continue;
+    for (const auto& v : o.value) {
+      size_t i = v.find_first_not_of(" \t");
+      if (i == std::string::npos || v[i] < '0' || v[i] > '9')
+        throw UsageError(as_typed(command, args, "--" + o.string_key) + " must be a non-negative integer (got '" + v + "')");
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<OptionAlias> option_aliases() { return {std::begin(kAliases), std::end(kAliases)}; }
@@ -134,7 +147,7 @@ ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& 
                                           .positional(positional)
                                           .style(style)
                                           .run();
-    reject_negative_unsigned(parsed, opts);
+    reject_negative_unsigned(command, args, parsed, opts);
     po::store(parsed, out.vm);
     if (out.vm.count("help")) {
       std::cout << "Usage: " << usage << "\n\n" << (visible ? *visible : opts) << "\n";
@@ -145,14 +158,8 @@ ParsedArgs parse_args(std::string_view command, const std::vector<std::string>& 
   } catch (const po::unknown_option& e) {
     const std::string name = e.get_option_name();
     // Name the option as the user typed it: "-ngl", not the "--n-gpu-layers" it was rewritten to.
-    std::string typed = "'" + name + "'";
-    for (const auto& a : kAliases)
-      if (applies(a, command) && a.canonical == name &&
-          std::any_of(args.begin(), args.end(), [&](const std::string& x) {
-            return x == a.spelling || x.rfind(std::string(a.spelling) + "=", 0) == 0;
-          }))
-        typed = "'" + std::string(a.spelling) + "' (= " + name + ")";
-    throw UsageError("unknown option " + typed + did_you_mean(name, option_spellings(command, visible ? *visible : opts)));
+    throw UsageError("unknown option " + as_typed(command, args, name) +
+                     did_you_mean(name, option_spellings(command, visible ? *visible : opts)));
   } catch (const po::error& e) {
     throw UsageError(e.what());
   }
