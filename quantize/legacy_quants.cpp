@@ -10,9 +10,11 @@
 // candidates of those rules are inside our search, so our weighted error is never worse.
 #include <cassert>
 #include <cstring>
+#include <vector>
 
 #include "formats/half.h"
 #include "quantize/blocks.h"
+#include "quantize/legacy_batch.h"
 #include "quantize/quant_search.h"
 #include "quantize/quants_legacy_k.h"
 
@@ -22,6 +24,8 @@ namespace {
 using qsearch::AffineSearch;
 using qsearch::OffsetSign;
 using qsearch::SymmetricSearch;
+using legacy::f16_step;
+using legacy::offset_step;
 
 // Candidate sweeps. Symmetric: 7 scales per end of the level range (the largest value mapped
 // to the end level +-0.3, +-0.6, +-0.9 levels), then 2 coordinate-descent passes. Affine: the
@@ -35,13 +39,6 @@ constexpr SymmetricSearch kLegacySymmetric{.ntry = 3, .step = 0.3f, .both_ends =
 constexpr SymmetricSearch kLegacySymmetric5{.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2};
 constexpr AffineSearch kLegacyAffine{.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4};
 
-// Next f16 magnitude up/down with the same sign (0 when it would leave the finite range).
-uint16_t f16_step(uint16_t h, int dir) {
-  const uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
-  if (dir > 0) return mag >= 0x7bffu ? 0 : static_cast<uint16_t>(sign | (mag + 1));
-  return mag <= 1u ? 0 : static_cast<uint16_t>(sign | (mag - 1));
-}
-
 // sigma^2 of the weighting: mean square of the whole row (ggml's choice for 32-element types).
 float row_sigma2(const float* x, int64_t n) {
   float s = 0;
@@ -51,12 +48,18 @@ float row_sigma2(const float* x, int64_t n) {
 
 // The group fits of quant_search.h come in a scalar and an AVX2 flavour with identical
 // results; the encoders take the pair to use.
+// The AVX2 set also encodes eight whole blocks at once (legacy_batch.h), with the same bytes.
 struct Fits {
   float (*symmetric)(const float*, const float*, int, int, int, int8_t*, const SymmetricSearch&);
   qsearch::AffineFit (*affine)(const float*, const float*, int, int, uint8_t*, OffsetSign, const AffineSearch&);
+  void (*symmetric8)(const float*, const float*, int, int, const SymmetricSearch&, uint16_t*, int8_t*);
+  bool (*affine8)(const float*, const float*, int, const AffineSearch&, uint16_t*, uint16_t*, uint8_t*);
 };
-constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine};
-constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2};
+constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine, nullptr, nullptr};
+constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2, legacy::encode_symmetric8_avx2,
+                         legacy::encode_affine8_avx2};
+
+const SymmetricSearch& symmetric_search(int hi) { return hi > 7 ? kLegacySymmetric5 : kLegacySymmetric; }
 const Fits& fast_fits() { return qsearch::cpu_has_avx2() ? kAvx2Fits : kScalarFits; }
 
 // One symmetric block: returns the f16 scale and levels L in [lo, hi]. The search result d is
@@ -64,7 +67,7 @@ const Fits& fast_fits() { return qsearch::cpu_has_avx2() ? kAvx2Fits : kScalarFi
 // f16 values are tried as well (the error as a function of d is jagged, so the nearest f16
 // value is not always the best one).
 uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  const float d = fits.symmetric(x, w, kQK, lo, hi, L, hi > 7 ? kLegacySymmetric5 : kLegacySymmetric);
+  const float d = fits.symmetric(x, w, kQK, lo, hi, L, symmetric_search(hi));
   uint16_t best = qsearch::scale_to_f16(d);
   if (d == 0.0f) {
     std::memset(L, 0, kQK);
@@ -107,12 +110,8 @@ void encode_affine(const Fits& fits, const float* x, const float* w, int nmax, u
     if (hd == 0) continue;
     for (int dm = -1; dm <= 1; ++dm) {
       if (dd == 0 && dm == 0) continue;
-      uint16_t hm = mc;
-      if (dm != 0) {
-        // Stepping the magnitude of a zero offset is meaningless; step through signed values.
-        hm = (mc & 0x7fffu) == 0 ? static_cast<uint16_t>(dm > 0 ? 0x0001u : 0x8001u) : f16_step(mc, dm);
-        if (hm == 0) continue;
-      }
+      const uint16_t hm = offset_step(mc, dm);
+      if (dm != 0 && hm == 0) continue;
       const float err = qsearch::requantize_affine(x, w, kQK, nmax, f16_to_f32(hd), -f16_to_f32(hm), Lt);
       if (err < best_err) {
         best_err = err;
@@ -124,27 +123,35 @@ void encode_affine(const Fits& fits, const float* x, const float* w, int nmax, u
   }
 }
 
-// Row driver shared by the four types: per row the weighting's sigma^2, per block the weights,
-// then `encode(x, w, block_ptr)`.
-template <class Block, class Encode>
+// Row driver shared by the four types: the weighting's sigma^2 per row and the weights of
+// every block first, then the blocks in groups of eight (across row ends) through
+// `encode8(x, w, blocks)` where it can (it returns false otherwise), the rest one by one
+// through `encode(x, w, block)`. A block's bytes depend only on its values and weights.
+template <class Block, class Encode, class Encode8>
 void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                          std::span<const float> imatrix, Encode encode) {
+                          std::span<const float> imatrix, Encode encode, Encode8 encode8) {
   assert(n_per_row % kQK == 0 && src.size() % static_cast<size_t>(n_per_row) == 0);
   assert(imatrix.empty() || imatrix.size() == static_cast<size_t>(n_per_row));
   const int64_t nrows = static_cast<int64_t>(src.size()) / n_per_row;
   const int64_t nb = n_per_row / kQK;
   assert(dst.size() == static_cast<size_t>(nrows * nb) * sizeof(Block));
-  float w[kQK];
+  std::vector<float> weights(src.size());  // [nrows * nb blocks][kQK]
   for (int64_t r = 0; r < nrows; ++r) {
     const float* row = src.data() + r * n_per_row;
     const float sigma2 = row_sigma2(row, n_per_row);
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* x = row + b * kQK;
-      qsearch::element_weights(x, imatrix.empty() ? nullptr : imatrix.data() + b * kQK, sigma2, kQK, w);
-      Block blk;
-      encode(x, w, blk);
-      std::memcpy(dst.data() + (r * nb + b) * sizeof(Block), &blk, sizeof blk);
-    }
+    for (int64_t b = 0; b < nb; ++b)
+      qsearch::element_weights(row + b * kQK, imatrix.empty() ? nullptr : imatrix.data() + b * kQK, sigma2, kQK,
+                               weights.data() + (r * nb + b) * kQK);
+  }
+  const int64_t total = nrows * nb;
+  Block blk[8];
+  for (int64_t b = 0; b < total;) {
+    const float* x = src.data() + b * kQK;
+    const float* w = weights.data() + b * kQK;
+    const int n = b + 8 <= total && encode8(x, w, blk) ? 8 : 1;
+    if (n == 1) encode(x, w, blk[0]);
+    std::memcpy(dst.data() + b * sizeof(Block), blk, n * sizeof(Block));
+    b += n;
   }
 }
 
@@ -158,6 +165,26 @@ void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
     h |= static_cast<uint32_t>(q[j + 16] >> 4) << (j + 16);
   }
   if (qh) *qh = h;
+}
+
+// Eight blocks through the batched encoders of the fast fit set (false without one, or when
+// the affine batch hands the blocks back), packed with `pack`.
+template <class Block, class Pack>
+bool encode_symmetric8(const Fits& fits, const float* x, const float* w, int lo, int hi, Block* b, Pack pack) {
+  if (!fits.symmetric8) return false;
+  uint16_t d[8];
+  int8_t L[8 * kQK];
+  fits.symmetric8(x, w, lo, hi, symmetric_search(hi), d, L);
+  for (int j = 0; j < 8; ++j) pack(d[j], L + j * kQK, b[j]);
+  return true;
+}
+template <class Block, class Pack>
+bool encode_affine8(const Fits& fits, const float* x, const float* w, int nmax, Block* b, Pack pack) {
+  uint16_t d[8], m[8];
+  uint8_t L[8 * kQK];
+  if (!fits.affine8 || !fits.affine8(x, w, nmax, kLegacyAffine, d, m, L)) return false;
+  for (int j = 0; j < 8; ++j) pack(d[j], m[j], L + j * kQK, b[j]);
+  return true;
 }
 
 // Blocks are read with memcpy: a row of blocks inside a mapped file need not be aligned.
@@ -174,13 +201,19 @@ namespace {
 // Levels -8..7 are stored as q = l + 8 in the nibbles.
 void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ4_0>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ4_0& b) {
-    int8_t L[kQK];
+  auto pack = [](uint16_t d, const int8_t* L, BlockQ4_0& b) {
     uint8_t q[kQK];
-    b.d = encode_symmetric(fits, x, w, -8, 7, L);
+    b.d = d;
     for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
     pack_nibbles(q, b.qs, nullptr);
-  });
+  };
+  quantize_rows_legacy<BlockQ4_0>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ4_0& b) {
+        int8_t L[kQK];
+        pack(encode_symmetric(fits, x, w, -8, 7, L), L, b);
+      },
+      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, x, w, -8, 7, b, pack); });
 }
 }  // namespace
 
@@ -215,11 +248,20 @@ namespace {
 // Levels 0..15 are stored as they are.
 void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ4_1>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ4_1& b) {
-    uint8_t L[kQK];
-    encode_affine(fits, x, w, 15, L, b.d, b.m);
+  auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ4_1& b) {
+    b.d = d;
+    b.m = m;
     pack_nibbles(L, b.qs, nullptr);
-  });
+  };
+  quantize_rows_legacy<BlockQ4_1>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ4_1& b) {
+        uint8_t L[kQK];
+        uint16_t d, m;
+        encode_affine(fits, x, w, 15, L, d, m);
+        pack(d, m, L, b);
+      },
+      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, x, w, 15, b, pack); });
 }
 }  // namespace
 
@@ -254,15 +296,21 @@ namespace {
 // Levels -16..15 are stored as q = l + 16: four bits in qs, the fifth in qh.
 void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ5_0>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ5_0& b) {
-    int8_t L[kQK];
+  auto pack = [](uint16_t d, const int8_t* L, BlockQ5_0& b) {
     uint8_t q[kQK];
-    b.d = encode_symmetric(fits, x, w, -16, 15, L);
+    b.d = d;
     for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
     uint32_t qh;
     pack_nibbles(q, b.qs, &qh);
     std::memcpy(b.qh, &qh, 4);
-  });
+  };
+  quantize_rows_legacy<BlockQ5_0>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ5_0& b) {
+        int8_t L[kQK];
+        pack(encode_symmetric(fits, x, w, -16, 15, L), L, b);
+      },
+      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, x, w, -16, 15, b, pack); });
 }
 }  // namespace
 
@@ -301,13 +349,22 @@ namespace {
 // Levels 0..31: four bits in qs, the fifth in qh.
 void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ5_1>(src, dst, n_per_row, imatrix, [&fits](const float* x, const float* w, BlockQ5_1& b) {
-    uint8_t L[kQK];
-    encode_affine(fits, x, w, 31, L, b.d, b.m);
+  auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ5_1& b) {
+    b.d = d;
+    b.m = m;
     uint32_t qh;
     pack_nibbles(L, b.qs, &qh);
     std::memcpy(b.qh, &qh, 4);
-  });
+  };
+  quantize_rows_legacy<BlockQ5_1>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ5_1& b) {
+        uint8_t L[kQK];
+        uint16_t d, m;
+        encode_affine(fits, x, w, 31, L, d, m);
+        pack(d, m, L, b);
+      },
+      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, x, w, 31, b, pack); });
 }
 }  // namespace
 
