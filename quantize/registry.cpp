@@ -31,7 +31,7 @@ const std::array<QTypeInfo, 35>& table() {
       {geo(G::Q4_1), k::quantize_q4_1_ref, k::quantize_q4_1, k::dequantize_q4_1, G::Q4_1, 0.10},
       {geo(G::Q5_0), k::quantize_q5_0_ref, k::quantize_q5_0, k::dequantize_q5_0, G::Q5_0, 0.06},
       {geo(G::Q5_1), k::quantize_q5_1_ref, k::quantize_q5_1, k::dequantize_q5_1, G::Q5_1, 0.05},
-      {geo(G::Q8_0), k::quantize_q8_0_ref, k::quantize_q8_0_ref, k::dequantize_q8_0, G::Q8_0, 0.01},
+      {geo(G::Q8_0), k::quantize_q8_0_ref, k::quantize_q8_0, k::dequantize_q8_0, G::Q8_0, 0.01},
       {geo(G::Q8_1), nullptr, nullptr, nullptr, G::Q8_1, 0.01},
       {geo(G::Q2_K), k::quantize_q2_k_ref, k::quantize_q2_k, k::dequantize_q2_k, G::Q4_0, 0.40},
       {geo(G::Q3_K), k::quantize_q3_k_ref, k::quantize_q3_k, k::dequantize_q3_k, G::Q4_0, 0.22},
