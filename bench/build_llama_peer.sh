@@ -55,8 +55,8 @@ if [ ! -f "$stamp" ]; then
   echo "[llama-peer] building ${tools[*]} (several minutes)" >&2
   cmake -S "$src/vendor/llama.cpp" -B "$dir/cmake" -DCMAKE_BUILD_TYPE=Release "${opts[@]}" \
         -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF \
-        -DBUILD_SHARED_LIBS=OFF >"$dir/cmake.log"
-  cmake --build "$dir/cmake" -j"$(nproc)" --target "${tools[@]}" >"$dir/build.log"
+        -DBUILD_SHARED_LIBS=OFF >"$dir/cmake.log" 2>&1
+  cmake --build "$dir/cmake" -j"$(nproc)" --target "${tools[@]}" >"$dir/build.log" 2>&1
   mkdir -p "$dir/bin"
   for t in "${tools[@]}"; do cp "$dir/cmake/bin/$t" "$dir/bin/$t"; done
   rm -f "$dir"/.built-*
