@@ -27,17 +27,36 @@ using qsearch::SymmetricSearch;
 using legacy::f16_step;
 using legacy::offset_step;
 
-// Candidate sweeps. Symmetric: 7 scales per end of the level range (the largest value mapped
-// to the end level +-0.3, +-0.6, +-0.9 levels), then 2 coordinate-descent passes. Affine: the
-// min/max rule plus 15 inverse scales spanning nmax-1 .. nmax+1 levels over the range, then up
-// to 4 requantize/refit rounds. (Wider or denser sweeps measured no better on the golden data:
-// the f16 neighbour search and refinement below do the fine work; the 16 affine candidates
-// fill exactly two AVX2 passes.)
-constexpr SymmetricSearch kLegacySymmetric{.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 2};
+// Candidate sweeps, one set per weighting.
+// With an importance matrix (ggml's imatrix path is itself a search, so the full sweep is
+// needed to beat it): symmetric, 7 scales per end of the level range (the largest value
+// mapped to the end level +-0.3, +-0.6, +-0.9 levels), then 2 coordinate-descent passes;
 // Q5_0's 32 levels make its error more sensitive to the exact scale (the golden sparse rows
-// showed it): a denser sweep, 19 candidates per end at 0.1-level spacing.
-constexpr SymmetricSearch kLegacySymmetric5{.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2};
-constexpr AffineSearch kLegacyAffine{.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4};
+// showed it): 19 candidates per end at 0.1-level spacing. Affine: the min/max rule plus 15
+// inverse scales spanning nmax-1 .. nmax+1 levels over the range, then up to 4
+// requantize/refit rounds. (Wider or denser sweeps measured no better on the golden data: the
+// f16 neighbour search and refinement below do the fine work.)
+// Without one (ggml rounds with the plain max rule): 3 scales per end (5 for Q5_0), one
+// descent pass; affine 8 candidates and 2 rounds. Measured on gaussian rows (bench_kernels,
+// 128 x 2048) the plain rmse moves from 0.950 to 0.952 of ggml's (Q4_0), 0.896 -> 0.898 (Q4_1),
+// 0.942 -> 0.945 (Q5_0), 0.893 -> 0.894 (Q5_1), for 1.2-1.6x the speed; with an imatrix the
+// short sweep would lose to ggml on weighted error (1.003 of it for Q4_0), so it stays full.
+struct LegacySearches {
+  SymmetricSearch sym4, sym5;  // Q4_0 (levels -8..7), Q5_0 (-16..15)
+  AffineSearch affine;         // Q4_1, Q5_1
+  const SymmetricSearch& symmetric(int hi) const { return hi > 7 ? sym5 : sym4; }
+};
+constexpr LegacySearches kImportanceSearches{
+    .sym4 = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 2},
+    .sym5 = {.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2},
+    .affine = {.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4}};
+constexpr LegacySearches kPlainSearches{
+    .sym4 = {.ntry = 1, .step = 0.3f, .both_ends = true, .refine_passes = 1},
+    .sym5 = {.ntry = 2, .step = 0.2f, .both_ends = true, .refine_passes = 1},
+    .affine = {.rmin = -1.0f, .rdelta = 2.0f / 6, .nstep = 6, .alternations = 2}};
+const LegacySearches& searches_for(std::span<const float> imatrix) {
+  return imatrix.empty() ? kPlainSearches : kImportanceSearches;
+}
 
 // sigma^2 of the weighting: mean square of the whole row (ggml's choice for 32-element types).
 float row_sigma2(const float* x, int64_t n) {
@@ -59,15 +78,14 @@ constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine, nullptr,
 constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2, legacy::encode_symmetric8_avx2,
                          legacy::encode_affine8_avx2};
 
-const SymmetricSearch& symmetric_search(int hi) { return hi > 7 ? kLegacySymmetric5 : kLegacySymmetric; }
 const Fits& fast_fits() { return qsearch::cpu_has_avx2() ? kAvx2Fits : kScalarFits; }
 
 // One symmetric block: returns the f16 scale and levels L in [lo, hi]. The search result d is
 // rounded to f16, every level is re-rounded to that stored scale, and the two neighbouring
 // f16 values are tried as well (the error as a function of d is jagged, so the nearest f16
 // value is not always the best one).
-uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  const float d = fits.symmetric(x, w, kQK, lo, hi, L, symmetric_search(hi));
+uint16_t encode_symmetric(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int lo, int hi, int8_t* L) {
+  const float d = fits.symmetric(x, w, kQK, lo, hi, L, ls.symmetric(hi));
   uint16_t best = qsearch::scale_to_f16(d);
   if (d == 0.0f) {
     std::memset(L, 0, kQK);
@@ -95,9 +113,9 @@ uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int 
 // As above, with the 3 x 3 grid of f16 neighbours of (d, m). The offset is free in sign
 // (Q4_1/Q5_1 store it as a signed f16), unlike ggml's imatrix path which clamps it to <= 0 and
 // so loses accuracy on rows with only positive values (the golden ramp and constant rows).
-void encode_affine(const Fits& fits, const float* x, const float* w, int nmax, uint8_t* L, uint16_t& d16,
+void encode_affine(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int nmax, uint8_t* L, uint16_t& d16,
                    uint16_t& m16) {
-  const qsearch::AffineFit fit = fits.affine(x, w, kQK, nmax, L, OffsetSign::kFree, kLegacyAffine);
+  const qsearch::AffineFit fit = fits.affine(x, w, kQK, nmax, L, OffsetSign::kFree, ls.affine);
   d16 = fit.d == 0.0f ? 0 : qsearch::scale_to_f16(fit.d);
   m16 = f32_to_f16(fit.m);
   uint8_t Lt[kQK];
@@ -170,19 +188,19 @@ void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
 // Eight blocks through the batched encoders of the fast fit set (false without one, or when
 // the affine batch hands the blocks back), packed with `pack`.
 template <class Block, class Pack>
-bool encode_symmetric8(const Fits& fits, const float* x, const float* w, int lo, int hi, Block* b, Pack pack) {
+bool encode_symmetric8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int lo, int hi, Block* b, Pack pack) {
   if (!fits.symmetric8) return false;
   uint16_t d[8];
   int8_t L[8 * kQK];
-  fits.symmetric8(x, w, lo, hi, symmetric_search(hi), d, L);
+  fits.symmetric8(x, w, lo, hi, ls.symmetric(hi), d, L);
   for (int j = 0; j < 8; ++j) pack(d[j], L + j * kQK, b[j]);
   return true;
 }
 template <class Block, class Pack>
-bool encode_affine8(const Fits& fits, const float* x, const float* w, int nmax, Block* b, Pack pack) {
+bool encode_affine8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int nmax, Block* b, Pack pack) {
   uint16_t d[8], m[8];
   uint8_t L[8 * kQK];
-  if (!fits.affine8 || !fits.affine8(x, w, nmax, kLegacyAffine, d, m, L)) return false;
+  if (!fits.affine8 || !fits.affine8(x, w, nmax, ls.affine, d, m, L)) return false;
   for (int j = 0; j < 8; ++j) pack(d[j], m[j], L + j * kQK, b[j]);
   return true;
 }
@@ -201,6 +219,7 @@ namespace {
 // Levels -8..7 are stored as q = l + 8 in the nibbles.
 void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
+  const LegacySearches& ls = searches_for(imatrix);
   auto pack = [](uint16_t d, const int8_t* L, BlockQ4_0& b) {
     uint8_t q[kQK];
     b.d = d;
@@ -211,9 +230,9 @@ void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<
       src, dst, n_per_row, imatrix,
       [&](const float* x, const float* w, BlockQ4_0& b) {
         int8_t L[kQK];
-        pack(encode_symmetric(fits, x, w, -8, 7, L), L, b);
+        pack(encode_symmetric(fits, ls, x, w, -8, 7, L), L, b);
       },
-      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, x, w, -8, 7, b, pack); });
+      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, -8, 7, b, pack); });
 }
 }  // namespace
 
@@ -248,6 +267,7 @@ namespace {
 // Levels 0..15 are stored as they are.
 void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
+  const LegacySearches& ls = searches_for(imatrix);
   auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ4_1& b) {
     b.d = d;
     b.m = m;
@@ -258,10 +278,10 @@ void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<
       [&](const float* x, const float* w, BlockQ4_1& b) {
         uint8_t L[kQK];
         uint16_t d, m;
-        encode_affine(fits, x, w, 15, L, d, m);
+        encode_affine(fits, ls, x, w, 15, L, d, m);
         pack(d, m, L, b);
       },
-      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, x, w, 15, b, pack); });
+      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, 15, b, pack); });
 }
 }  // namespace
 
@@ -296,6 +316,7 @@ namespace {
 // Levels -16..15 are stored as q = l + 16: four bits in qs, the fifth in qh.
 void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
+  const LegacySearches& ls = searches_for(imatrix);
   auto pack = [](uint16_t d, const int8_t* L, BlockQ5_0& b) {
     uint8_t q[kQK];
     b.d = d;
@@ -308,9 +329,9 @@ void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<
       src, dst, n_per_row, imatrix,
       [&](const float* x, const float* w, BlockQ5_0& b) {
         int8_t L[kQK];
-        pack(encode_symmetric(fits, x, w, -16, 15, L), L, b);
+        pack(encode_symmetric(fits, ls, x, w, -16, 15, L), L, b);
       },
-      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, x, w, -16, 15, b, pack); });
+      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, -16, 15, b, pack); });
 }
 }  // namespace
 
@@ -349,6 +370,7 @@ namespace {
 // Levels 0..31: four bits in qs, the fifth in qh.
 void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
+  const LegacySearches& ls = searches_for(imatrix);
   auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ5_1& b) {
     b.d = d;
     b.m = m;
@@ -361,10 +383,10 @@ void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<
       [&](const float* x, const float* w, BlockQ5_1& b) {
         uint8_t L[kQK];
         uint16_t d, m;
-        encode_affine(fits, x, w, 31, L, d, m);
+        encode_affine(fits, ls, x, w, 31, L, d, m);
         pack(d, m, L, b);
       },
-      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, x, w, 31, b, pack); });
+      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, 31, b, pack); });
 }
 }  // namespace
 
