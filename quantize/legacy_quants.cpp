@@ -12,6 +12,10 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/legacy_batch.h"
@@ -180,6 +184,21 @@ void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, 
 // Pack 32 values of up to 5 bits: low nibbles into qs (element j low, j+16 high), fifth bits
 // into the 32-bit mask `qh` (bit j = element j).
 void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
+#if defined(__x86_64__)
+  // SSE2 (part of x86-64): low nibbles by a masked shift-or, fifth bits by a byte movemask.
+  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16));
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const __m128i packed = _mm_or_si128(_mm_and_si128(lo, m4), _mm_slli_epi16(_mm_and_si128(hi, m4), 4));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), packed);
+  if (qh) {
+    // bit 4 of each level moved to bit 7, where movemask reads it
+    const uint32_t l = static_cast<uint32_t>(_mm_movemask_epi8(_mm_slli_epi16(lo, 3)));
+    const uint32_t h = static_cast<uint32_t>(_mm_movemask_epi8(_mm_slli_epi16(hi, 3)));
+    *qh = l | (h << 16);
+  }
+  return;
+#endif
   uint32_t h = 0;
   for (int j = 0; j < kQK / 2; ++j) {
     qs[j] = static_cast<uint8_t>((q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4));
