@@ -298,7 +298,7 @@ int run_verify(const std::vector<std::string>& args) {
   if (vm.count("show-prompts")) {
     std::string format;
     const std::vector<std::string> texts = render_prompts(o, format);
-    JsonBuilder j;
+    JsonWriter j(2, 10);
     j.begin_object().key("format").value(format).key("prompts").begin_array();
     for (const auto& t : texts) j.value(t);
     j.end_array().end_object();

@@ -1,5 +1,7 @@
 #include "formats/half.h"
 
+#include "formats/cpu_features.h"
+
 #include <cstddef>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -78,8 +80,7 @@ namespace {
 
 void f16_bytes_to_f32(const std::byte* src, std::span<float> dst) {
 #if defined(__x86_64__) || defined(__i386__)
-  static const bool f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
-  if (f16c) {
+  if (cpu::has_avx2()) {  // x86-64-v3: AVX2 comes with F16C
     f16_bytes_to_f32_f16c(src, dst.data(), dst.size());
     return;
   }

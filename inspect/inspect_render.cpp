@@ -1,6 +1,6 @@
 #include "inspect/inspect_render.h"
 
-#include "inspect/json_writer.h"
+#include "formats/json_writer.h"
 #include "inspect/text_format.h"
 
 namespace smolq {

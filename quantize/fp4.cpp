@@ -18,6 +18,7 @@
 #include <cstring>
 #include <limits>
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
@@ -121,7 +122,7 @@ void fp4_errors_scalar(const float* x, const float* w, int n, const float* d, in
   _mm256_store_pd(e + 4, e_hi);
   for (int c = 0; c < nc; ++c) err[c] = e[c];
 }
-Fp4Errors fast_fp4_errors() { return qsearch::cpu_has_avx2() ? fp4_errors_avx2 : fp4_errors_scalar; }
+Fp4Errors fast_fp4_errors() { return cpu::has_avx2() ? fp4_errors_avx2 : fp4_errors_scalar; }
 #else
 Fp4Errors fast_fp4_errors() { return fp4_errors_scalar; }
 #endif

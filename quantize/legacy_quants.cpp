@@ -16,6 +16,7 @@
 #include <immintrin.h>
 #endif
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/legacy_batch.h"
@@ -85,8 +86,7 @@ struct Fits {
 constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine, nullptr, nullptr};
 constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2, legacy::encode_symmetric8_avx2,
                          legacy::encode_affine8_avx2};
-
-const Fits& fast_fits() { return qsearch::cpu_has_avx2() ? kAvx2Fits : kScalarFits; }
+const Fits& fast_fits() { return cpu::has_avx2() ? kAvx2Fits : kScalarFits; }
 
 // One symmetric block: returns the f16 scale and levels L in [lo, hi]. The search result d is
 // rounded to f16, every level is re-rounded to that stored scale, and the two neighbouring

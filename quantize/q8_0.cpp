@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/kernels.h"
@@ -76,7 +77,7 @@ namespace {
 void quantize_q8_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (qsearch::cpu_has_avx2()) {
+  if (cpu::has_avx2()) {
     assert(n_per_row % kQK == 0 && src.size() % kQK == 0);
     assert(dst.size() == src.size() / kQK * sizeof(BlockQ8_0));
     quantize_q8_0_avx2(src.data(), src.size() / kQK, dst.data());

@@ -1,5 +1,5 @@
 // Sweep evaluation: every quant against the baseline under llama-perplexity's KL-divergence
-// protocol (verify/perplexity.h), chunk by chunk, with per-chunk records in the cache; and the
+// protocol (eval/perplexity.h), chunk by chunk, with per-chunk records in the cache; and the
 // greedy generations.
 //
 // Memory: one pass over the text evaluates the baseline once per chunk and every quant of a
@@ -17,10 +17,10 @@
 #include "formats/error.h"
 #include "formats/interrupt.h"
 #include "formats/mapped_file.h"
-#include "verify/forward.h"
+#include "eval/forward.h"
 #include "verify/sweep_cache.h"
 #include "verify/sweep_internal.h"
-#include "verify/unicode.h"
+#include "text/unicode.h"
 
 namespace smolq::sweep {
 namespace fs = std::filesystem;
@@ -81,11 +81,11 @@ void evaluate_targets(Context& c, std::vector<Target>& targets) {
   const int64_t n_chunks = c.res.n_chunks, first = o.n_ctx / 2;
   const int64_t V = static_cast<int64_t>(c.base->config().n_vocab);
   const size_t n_logits = static_cast<size_t>((o.n_ctx - first) * V);
-  auto protocol_hash = [&](CacheHasher& h) {
+  auto protocol_hash = [&](ContentHasher& h) {
     h.add(c.eval_tokens_hash).add(static_cast<uint64_t>(o.n_ctx)).add(static_cast<uint64_t>(o.add_bos));
     h.add(static_cast<uint64_t>(static_cast<uint32_t>(o.bos_id)));
   };
-  CacheHasher bh;
+  ContentHasher bh;
   bh.add(kSweepCacheVersion).add("base-logits").add(c.base_fp);
   protocol_hash(bh);
   const uint64_t base_key = bh.digest();
@@ -95,7 +95,7 @@ void evaluate_targets(Context& c, std::vector<Target>& targets) {
   for (size_t i = 0; i < targets.size(); ++i) {
     EvalState& s = states[i];
     s.t = &targets[i];
-    CacheHasher h;
+    ContentHasher h;
     h.add(kSweepCacheVersion).add("eval").add(c.base_fp).add(s.t->fp);
     protocol_hash(h);
     s.key = h.digest();
@@ -246,7 +246,7 @@ Generation greedy(const Context& c, const Model& m, std::span<const int32_t> pro
 
 std::vector<Generation> generate_all(Context& c, const Model& model, uint64_t model_fp, const std::string& label) {
   if (c.prompt_ids.empty() || c.o.n_generate <= 0) return {};
-  CacheHasher h;
+  ContentHasher h;
   h.add(kSweepCacheVersion).add("gen").add(model_fp).add(static_cast<uint64_t>(c.o.n_generate));
   for (const auto& p : c.prompt_ids) h.add_bytes(p.data(), p.size() * sizeof(int32_t));
   h.add_bytes(c.stop_ids.data(), c.stop_ids.size() * sizeof(int32_t));
@@ -280,7 +280,7 @@ std::vector<Generation> generate_all(Context& c, const Model& model, uint64_t mo
     c.progress("generate " + label, static_cast<int64_t>(i), static_cast<int64_t>(c.prompt_ids.size()));
     v.push_back(greedy(c, model, c.prompt_ids[i]));
   }
-  JsonBuilder j(true, 17);
+  JsonWriter j;
   j.begin_object().key("key").value(hex64(key)).key("generations").begin_array();
   for (const auto& g : v)
     j.begin_object().key("text").value(g.text).key("n_tokens").value(g.n_tokens).key("stopped").value(g.stopped).end_object();
