@@ -167,7 +167,7 @@ for model in models:
         line = (f"{model:5} {t + ('*' if imat else ''):8} {ow:8.2f} {lw:8.2f} {lw / ow:6.2f}x {lc / oc:5.2f}x "
                 f"{oe:10.5f} {le:10.5f} {op:9.3f} {lp:9.3f} {load():5.1f}")
         print(line, flush=True)
-        rows.append((model, t, lw / ow, lc / oc, oe <= le or not oe == oe))
+        rows.append((model, t, lw / ow, lc / oc, oe <= le * (1 + 1e-6) or not oe == oe))
         ours.unlink(); theirs.unlink()
     if base_ppl:
         print(f"{model:5} F16 source perplexity {base_ppl:.3f} on {ppl_tokens} tokens", flush=True)
