@@ -1,6 +1,7 @@
 // Internals of the chat-template interpreter (text/chat_template.h): the value model and
 // the syntax tree the parser (chat_template.cpp) builds and the evaluator
-// (chat_template_eval.cpp) walks. Not for use outside those two files.
+// (chat_template_eval.cpp) walks. Not for use outside the chat-template files
+// (text/chat_template*.cpp).
 #pragma once
 #include <cstdint>
 #include <map>
@@ -12,6 +13,11 @@
 #include "text/chat_template.h"
 
 namespace smolq::jinja {
+
+// The error of every stage (lexing, parsing, rendering): a TemplateError naming the line.
+[[noreturn]] inline void fail(int line, const std::string& msg) {
+  throw TemplateError("chat template line " + std::to_string(line) + ": " + msg);
+}
 
 struct Value;
 using List = std::vector<Value>;
@@ -48,7 +54,7 @@ struct Value {
   static Value integer(int64_t x) { Value v; v.kind = Kind::kInt; v.i = x; return v; }
   static Value real(double x) { Value v; v.kind = Kind::kFloat; v.f = x; return v; }
   static Value str(std::string x) { Value v; v.kind = Kind::kString; v.s = std::move(x); return v; }
-  static Value make_list(List l);  // throw TemplateError beyond kMaxDepth (chat_template_eval.cpp)
+  static Value make_list(List l);  // throw TemplateError beyond kMaxDepth (chat_template_value.cpp)
   static Value make_dict(Dict d);
 
   bool is_undefined() const { return kind == Kind::kUndefined; }

@@ -1,6 +1,6 @@
 // Fuzz target over chat templates: the Jinja2 text a model ships in tokenizer_config.json's
 // `chat_template` or GGUF's `tokenizer.chat_template`, which `smolq verify` parses and renders
-// (text/chat_template.cpp, chat_template_eval.cpp). A template is a small program from the
+// (text/chat_template*.cpp). A template is a small program from the
 // internet, so besides malformed syntax the interesting inputs are deep nesting, huge loops
 // and values that grow without bound: each must end in a TemplateError, not a stack overflow,
 // a hang or an allocation the size of the machine.

@@ -36,7 +36,7 @@ int fuzz_imatrix(const uint8_t* data, size_t size);
 // text/tokenizer.cpp: encode of arbitrary bytes (valid or invalid UTF-8) with the real
 // SmolLM2 tokenizer; checks decode(encode(text)) == text where that must hold.
 int fuzz_tokenizer_encode(const uint8_t* data, size_t size);
-// text/chat_template.cpp: parse and render a chat template (flags byte, then the source).
+// text/chat_template*.cpp: parse and render a chat template (flags byte, then the source).
 int fuzz_chat_template(const uint8_t* data, size_t size);
 
 struct Target {

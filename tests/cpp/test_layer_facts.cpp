@@ -33,10 +33,15 @@ TEST_SUITE("test_layer_facts") {
     std::stringstream ss;
     ss << in.rdbuf();
     std::string cfg = ss.str();
-    const auto brace = cfg.rfind('}');
-    REQUIRE(brace != std::string::npos);
-    cfg.insert(brace, ", \"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
-                      "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}\n");
+    const std::string scaling = "{\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                                "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}";
+    if (const auto at = cfg.find("\"rope_scaling\": null"); at != std::string::npos) {
+      cfg.replace(at, std::string("\"rope_scaling\": null").size(), "\"rope_scaling\": " + scaling);
+    } else {
+      const auto brace = cfg.rfind('}');
+      REQUIRE(brace != std::string::npos);
+      cfg.insert(brace, ", \"rope_scaling\": " + scaling + "\n");
+    }
     std::ofstream(dir / "config.json", std::ios::trunc) << cfg;
 
     HfBuildSettings hf;

@@ -9,7 +9,7 @@
 // the table: a 2^60-element tensor, a 10^12-entry array, a 1 GB string, a 2^60
 // header length, a 2^62-element shape, 2^31 imatrix entries, absurd config.json numbers.
 // Chat templates are programs rather than headers: their nesting, loops and growth must end
-// in a TemplateError (text/chat_template_eval.cpp's limits), also in a capped child.
+// in a TemplateError (the limits in text/chat_template_value.h), also in a capped child.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
