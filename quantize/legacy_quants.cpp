@@ -10,11 +10,17 @@
 // candidates of those rules are inside our search, so our weighted error is never worse.
 #include <cassert>
 #include <cstring>
+#include <vector>
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/block_levels.h"
 #include "quantize/blocks.h"
+#include "quantize/legacy_batch.h"
 #include "quantize/quant_search.h"
 #include "quantize/quants_legacy_k.h"
 
@@ -24,49 +30,71 @@ namespace {
 using qsearch::AffineSearch;
 using qsearch::OffsetSign;
 using qsearch::SymmetricSearch;
+using legacy::f16_step;
+using legacy::offset_step;
 
-// Candidate sweeps. Symmetric: 7 scales per end of the level range (the largest value mapped
-// to the end level +-0.3, +-0.6, +-0.9 levels), then 2 coordinate-descent passes. Affine: the
-// min/max rule plus 15 inverse scales spanning nmax-1 .. nmax+1 levels over the range, then up
-// to 4 requantize/refit rounds. (Wider or denser sweeps measured no better on the golden data:
-// the f16 neighbour search and refinement below do the fine work; the 16 affine candidates
-// fill exactly two AVX2 passes.)
-constexpr SymmetricSearch kLegacySymmetric{.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 2};
+// Candidate sweeps, one set per weighting.
+// With an importance matrix (ggml's imatrix path is itself a search, so the full sweep is
+// needed to beat it): symmetric, 7 scales per end of the level range (the largest value
+// mapped to the end level +-0.3, +-0.6, +-0.9 levels), then 2 coordinate-descent passes;
 // Q5_0's 32 levels make its error more sensitive to the exact scale (the golden sparse rows
-// showed it): a denser sweep, 19 candidates per end at 0.1-level spacing.
-constexpr SymmetricSearch kLegacySymmetric5{.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2};
-constexpr AffineSearch kLegacyAffine{.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4};
-
-// Next f16 magnitude up/down with the same sign (0 when it would leave the finite range).
-uint16_t f16_step(uint16_t h, int dir) {
-  const uint16_t mag = h & 0x7fffu, sign = h & 0x8000u;
-  if (dir > 0) return mag >= 0x7bffu ? 0 : static_cast<uint16_t>(sign | (mag + 1));
-  return mag <= 1u ? 0 : static_cast<uint16_t>(sign | (mag - 1));
+// showed it): 19 candidates per end at 0.1-level spacing. Affine: the min/max rule plus 15
+// inverse scales spanning nmax-1 .. nmax+1 levels over the range, then up to 4
+// requantize/refit rounds. (Wider or denser sweeps measured no better on the golden data: the
+// f16 neighbour search and refinement below do the fine work.)
+// Without one (ggml rounds with the plain max rule): 3 scales per end (5 for Q5_0), one
+// descent pass; affine 8 candidates and 2 rounds. Measured on gaussian rows (bench_kernels,
+// 128 x 2048) the plain rmse moves from 0.950 to 0.952 of ggml's (Q4_0), 0.896 -> 0.898 (Q4_1),
+// 0.942 -> 0.945 (Q5_0), 0.893 -> 0.894 (Q5_1), for 1.2-1.6x the speed; with an imatrix the
+// short sweep would lose to ggml on weighted error (1.003 of it for Q4_0), so it stays full.
+struct LegacySearches {
+  SymmetricSearch sym4, sym5;  // Q4_0 (levels -8..7), Q5_0 (-16..15)
+  AffineSearch affine;         // Q4_1, Q5_1
+  const SymmetricSearch& symmetric(int hi) const { return hi > 7 ? sym5 : sym4; }
+};
+constexpr LegacySearches kImportanceSearches{
+    .sym4 = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 2},
+    .sym5 = {.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2},
+    .affine = {.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4}};
+constexpr LegacySearches kPlainSearches{
+    .sym4 = {.ntry = 1, .step = 0.3f, .both_ends = true, .refine_passes = 1},
+    .sym5 = {.ntry = 2, .step = 0.2f, .both_ends = true, .refine_passes = 1},
+    .affine = {.rmin = -1.0f, .rdelta = 2.0f / 6, .nstep = 6, .alternations = 2}};
+const LegacySearches& searches_for(std::span<const float> imatrix) {
+  return imatrix.empty() ? kPlainSearches : kImportanceSearches;
 }
 
 // sigma^2 of the weighting: mean square of the whole row (ggml's choice for 32-element types).
+// Summed in eight interleaved partial sums (qsearch::sum_squares' order, per 256 values) so
+// the loop vectorises: a single running sum was a chain of dependent adds, 4 cycles a weight.
 float row_sigma2(const float* x, int64_t n) {
   float s = 0;
-  for (int64_t i = 0; i < n; ++i) s += x[i] * x[i];
+  int64_t i = 0;
+  for (; i + 256 <= n; i += 256) s += qsearch::sum_squares(x + i, 256);
+  if (i < n) s += qsearch::sum_squares(x + i, static_cast<int>(n - i));  // n - i: a multiple of 32
   return s / static_cast<float>(n);
 }
 
 // The group fits of quant_search.h come in a scalar and an AVX2 flavour with identical
 // results; the encoders take the pair to use.
+// The AVX2 set also encodes eight whole blocks at once (legacy_batch.h), with the same bytes.
 struct Fits {
   float (*symmetric)(const float*, const float*, int, int, int, int8_t*, const SymmetricSearch&);
   qsearch::AffineFit (*affine)(const float*, const float*, int, int, uint8_t*, OffsetSign, const AffineSearch&);
+  void (*symmetric8)(const float*, const float*, int, int, const SymmetricSearch&, uint16_t*, int8_t*);
+  bool (*affine8)(const float*, const float*, int, const AffineSearch&, uint16_t*, uint16_t*, uint8_t*);
 };
-constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine};
-constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2};
+constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine, nullptr, nullptr};
+constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2, legacy::encode_symmetric8_avx2,
+                         legacy::encode_affine8_avx2};
 const Fits& fast_fits() { return cpu::has_avx2() ? kAvx2Fits : kScalarFits; }
 
 // One symmetric block: returns the f16 scale and levels L in [lo, hi]. The search result d is
 // rounded to f16, every level is re-rounded to that stored scale, and the two neighbouring
 // f16 values are tried as well (the error as a function of d is jagged, so the nearest f16
 // value is not always the best one).
-uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int lo, int hi, int8_t* L) {
-  const float d = fits.symmetric(x, w, kQK, lo, hi, L, hi > 7 ? kLegacySymmetric5 : kLegacySymmetric);
+uint16_t encode_symmetric(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int lo, int hi, int8_t* L) {
+  const float d = fits.symmetric(x, w, kQK, lo, hi, L, ls.symmetric(hi));
   uint16_t best = qsearch::scale_to_f16(d);
   if (d == 0.0f) {
     std::memset(L, 0, kQK);
@@ -94,9 +122,9 @@ uint16_t encode_symmetric(const Fits& fits, const float* x, const float* w, int 
 // As above, with the 3 x 3 grid of f16 neighbours of (d, m). The offset is free in sign
 // (Q4_1/Q5_1 store it as a signed f16), unlike ggml's imatrix path which clamps it to <= 0 and
 // so loses accuracy on rows with only positive values (the golden ramp and constant rows).
-void encode_affine(const Fits& fits, const float* x, const float* w, int nmax, uint8_t* L, uint16_t& d16,
+void encode_affine(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int nmax, uint8_t* L, uint16_t& d16,
                    uint16_t& m16) {
-  const qsearch::AffineFit fit = fits.affine(x, w, kQK, nmax, L, OffsetSign::kFree, kLegacyAffine);
+  const qsearch::AffineFit fit = fits.affine(x, w, kQK, nmax, L, OffsetSign::kFree, ls.affine);
   d16 = fit.d == 0.0f ? 0 : qsearch::scale_to_f16(fit.d);
   m16 = f32_to_f16(fit.m);
   uint8_t Lt[kQK];
@@ -109,12 +137,8 @@ void encode_affine(const Fits& fits, const float* x, const float* w, int nmax, u
     if (hd == 0) continue;
     for (int dm = -1; dm <= 1; ++dm) {
       if (dd == 0 && dm == 0) continue;
-      uint16_t hm = mc;
-      if (dm != 0) {
-        // Stepping the magnitude of a zero offset is meaningless; step through signed values.
-        hm = (mc & 0x7fffu) == 0 ? static_cast<uint16_t>(dm > 0 ? 0x0001u : 0x8001u) : f16_step(mc, dm);
-        if (hm == 0) continue;
-      }
+      const uint16_t hm = offset_step(mc, dm);
+      if (dm != 0 && hm == 0) continue;
       const float err = qsearch::requantize_affine(x, w, kQK, nmax, f16_to_f32(hd), -f16_to_f32(hm), Lt);
       if (err < best_err) {
         best_err = err;
@@ -126,35 +150,78 @@ void encode_affine(const Fits& fits, const float* x, const float* w, int nmax, u
   }
 }
 
-// Row driver shared by the four types: per row the weighting's sigma^2, per block the weights,
-// then `encode(x, w, block_ptr)`.
-template <class Block, class Encode>
+// Row driver shared by the four types: the weighting's sigma^2 per row and the weights of
+// every block first, then the blocks in groups of eight (across row ends) through
+// `encode8(x, w, blocks)` where it can (it returns false otherwise), the rest one by one
+// through `encode(x, w, block)`. A block's bytes depend only on its values and weights.
+template <class Block, class Encode, class Encode8>
 void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                          std::span<const float> imatrix, Encode encode) {
+                          std::span<const float> imatrix, Encode encode, Encode8 encode8) {
   assert(n_per_row % kQK == 0 && src.size() % static_cast<size_t>(n_per_row) == 0);
   assert(imatrix.empty() || imatrix.size() == static_cast<size_t>(n_per_row));
   const int64_t nrows = static_cast<int64_t>(src.size()) / n_per_row;
   const int64_t nb = n_per_row / kQK;
   assert(dst.size() == static_cast<size_t>(nrows * nb) * sizeof(Block));
-  float w[kQK];
+  std::vector<float> weights(src.size());  // [nrows * nb blocks][kQK]
   for (int64_t r = 0; r < nrows; ++r) {
     const float* row = src.data() + r * n_per_row;
     const float sigma2 = row_sigma2(row, n_per_row);
-    for (int64_t b = 0; b < nb; ++b) {
-      const float* x = row + b * kQK;
-      qsearch::element_weights(x, imatrix.empty() ? nullptr : imatrix.data() + b * kQK, sigma2, kQK, w);
-      Block blk;
-      encode(x, w, blk);
-      std::memcpy(dst.data() + (r * nb + b) * sizeof(Block), &blk, sizeof blk);
-    }
+    for (int64_t b = 0; b < nb; ++b)
+      qsearch::element_weights(row + b * kQK, imatrix.empty() ? nullptr : imatrix.data() + b * kQK, sigma2, kQK,
+                               weights.data() + (r * nb + b) * kQK);
+  }
+  const int64_t total = nrows * nb;
+  Block blk[8];
+  for (int64_t b = 0; b < total;) {
+    const float* x = src.data() + b * kQK;
+    const float* w = weights.data() + b * kQK;
+    const int n = b + 8 <= total && encode8(x, w, blk) ? 8 : 1;
+    if (n == 1) encode(x, w, blk[0]);
+    std::memcpy(dst.data() + b * sizeof(Block), blk, n * sizeof(Block));
+    b += n;
   }
 }
 
 // Pack 32 values of up to 5 bits: low nibbles into qs, fifth bits into the 32-bit mask `qh`
 // (layouts in quantize/block_levels.h).
 void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
+#if defined(__x86_64__)
+  // SSE2 (part of x86-64): low nibbles by a masked shift-or, fifth bits by a byte movemask.
+  const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q + 16));
+  const __m128i m4 = _mm_set1_epi8(0x0f);
+  const __m128i packed = _mm_or_si128(_mm_and_si128(lo, m4), _mm_slli_epi16(_mm_and_si128(hi, m4), 4));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), packed);
+  if (qh) {
+    // bit 4 of each level moved to bit 7, where movemask reads it
+    const uint32_t l = static_cast<uint32_t>(_mm_movemask_epi8(_mm_slli_epi16(lo, 3)));
+    const uint32_t h = static_cast<uint32_t>(_mm_movemask_epi8(_mm_slli_epi16(hi, 3)));
+    *qh = l | (h << 16);
+  }
+  return;
+#endif
   levels::put_nibbles32(qs, q);
   if (qh) levels::put_qh32(reinterpret_cast<uint8_t*>(qh), q);
+}
+
+// Eight blocks through the batched encoders of the fast fit set (false without one, or when
+// the affine batch hands the blocks back), packed with `pack`.
+template <class Block, class Pack>
+bool encode_symmetric8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int lo, int hi, Block* b, Pack pack) {
+  if (!fits.symmetric8) return false;
+  uint16_t d[8];
+  int8_t L[8 * kQK];
+  fits.symmetric8(x, w, lo, hi, ls.symmetric(hi), d, L);
+  for (int j = 0; j < 8; ++j) pack(d[j], L + j * kQK, b[j]);
+  return true;
+}
+template <class Block, class Pack>
+bool encode_affine8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int nmax, Block* b, Pack pack) {
+  uint16_t d[8], m[8];
+  uint8_t L[8 * kQK];
+  if (!fits.affine8 || !fits.affine8(x, w, nmax, ls.affine, d, m, L)) return false;
+  for (int j = 0; j < 8; ++j) pack(d[j], m[j], L + j * kQK, b[j]);
+  return true;
 }
 
 // Blocks are read with memcpy: a row of blocks inside a mapped file need not be aligned.
@@ -169,17 +236,26 @@ void load_block(std::span<const std::byte> src, size_t b, Block& blk) {
 
 namespace {
 // Levels -8..7 are stored as q = l + 8 in the nibbles.
-void encode_q4_0(const Fits& fits, const float* x, const float* w, BlockQ4_0& b) {
+void encode_q4_0(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ4_0& b) {
   int8_t L[kQK];
   uint8_t q[kQK];
-  b.d = encode_symmetric(fits, x, w, -8, 7, L);
+  b.d = encode_symmetric(fits, ls, x, w, -8, 7, L);
   for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
   pack_nibbles(q, b.qs, nullptr);
 }
 void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ4_0>(src, dst, n_per_row, imatrix,
-                                  [&fits](const float* x, const float* w, BlockQ4_0& b) { encode_q4_0(fits, x, w, b); });
+  const LegacySearches& ls = searches_for(imatrix);
+  auto pack = [](uint16_t d, const int8_t* L, BlockQ4_0& b) {
+    uint8_t q[kQK];
+    b.d = d;
+    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
+    pack_nibbles(q, b.qs, nullptr);
+  };
+  quantize_rows_legacy<BlockQ4_0>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ4_0& b) { encode_q4_0(fits, ls, x, w, b); },
+      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, -8, 7, b, pack); });
 }
 }  // namespace
 
@@ -212,15 +288,23 @@ void dequantize_q4_0(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels 0..15 are stored as they are.
-void encode_q4_1(const Fits& fits, const float* x, const float* w, BlockQ4_1& b) {
+void encode_q4_1(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ4_1& b) {
   uint8_t L[kQK];
-  encode_affine(fits, x, w, 15, L, b.d, b.m);
+  encode_affine(fits, ls, x, w, 15, L, b.d, b.m);
   pack_nibbles(L, b.qs, nullptr);
 }
 void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ4_1>(src, dst, n_per_row, imatrix,
-                                  [&fits](const float* x, const float* w, BlockQ4_1& b) { encode_q4_1(fits, x, w, b); });
+  const LegacySearches& ls = searches_for(imatrix);
+  auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ4_1& b) {
+    b.d = d;
+    b.m = m;
+    pack_nibbles(L, b.qs, nullptr);
+  };
+  quantize_rows_legacy<BlockQ4_1>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ4_1& b) { encode_q4_1(fits, ls, x, w, b); },
+      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, 15, b, pack); });
 }
 }  // namespace
 
@@ -253,10 +337,10 @@ void dequantize_q4_1(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels -16..15 are stored as q = l + 16: four bits in qs, the fifth in qh.
-void encode_q5_0(const Fits& fits, const float* x, const float* w, BlockQ5_0& b) {
+void encode_q5_0(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ5_0& b) {
   int8_t L[kQK];
   uint8_t q[kQK];
-  b.d = encode_symmetric(fits, x, w, -16, 15, L);
+  b.d = encode_symmetric(fits, ls, x, w, -16, 15, L);
   for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
   uint32_t qh;
   pack_nibbles(q, b.qs, &qh);
@@ -264,8 +348,19 @@ void encode_q5_0(const Fits& fits, const float* x, const float* w, BlockQ5_0& b)
 }
 void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ5_0>(src, dst, n_per_row, imatrix,
-                                  [&fits](const float* x, const float* w, BlockQ5_0& b) { encode_q5_0(fits, x, w, b); });
+  const LegacySearches& ls = searches_for(imatrix);
+  auto pack = [](uint16_t d, const int8_t* L, BlockQ5_0& b) {
+    uint8_t q[kQK];
+    b.d = d;
+    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
+    uint32_t qh;
+    pack_nibbles(q, b.qs, &qh);
+    std::memcpy(b.qh, &qh, 4);
+  };
+  quantize_rows_legacy<BlockQ5_0>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ5_0& b) { encode_q5_0(fits, ls, x, w, b); },
+      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, -16, 15, b, pack); });
 }
 }  // namespace
 
@@ -302,17 +397,27 @@ void dequantize_q5_0(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels 0..31: four bits in qs, the fifth in qh.
-void encode_q5_1(const Fits& fits, const float* x, const float* w, BlockQ5_1& b) {
+void encode_q5_1(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ5_1& b) {
   uint8_t L[kQK];
-  encode_affine(fits, x, w, 31, L, b.d, b.m);
+  encode_affine(fits, ls, x, w, 31, L, b.d, b.m);
   uint32_t qh;
   pack_nibbles(L, b.qs, &qh);
   std::memcpy(b.qh, &qh, 4);
 }
 void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
-  quantize_rows_legacy<BlockQ5_1>(src, dst, n_per_row, imatrix,
-                                  [&fits](const float* x, const float* w, BlockQ5_1& b) { encode_q5_1(fits, x, w, b); });
+  const LegacySearches& ls = searches_for(imatrix);
+  auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ5_1& b) {
+    b.d = d;
+    b.m = m;
+    uint32_t qh;
+    pack_nibbles(L, b.qs, &qh);
+    std::memcpy(b.qh, &qh, 4);
+  };
+  quantize_rows_legacy<BlockQ5_1>(
+      src, dst, n_per_row, imatrix,
+      [&](const float* x, const float* w, BlockQ5_1& b) { encode_q5_1(fits, ls, x, w, b); },
+      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, 31, b, pack); });
 }
 }  // namespace
 
@@ -353,12 +458,14 @@ void quantize_legacy_block(GgmlType t, const float* x, const float* imatrix, flo
   float w[kQK];
   qsearch::element_weights(x, imatrix, sigma2, kQK, w);
   const Fits& fits = fast_fits();
+  // The plain kernel's search for the same weighting: the full one with importance data.
+  const LegacySearches& ls = searches_for(imatrix ? std::span<const float>(imatrix, kQK) : std::span<const float>());
   auto put = [out](const auto& blk) { std::memcpy(out, &blk, sizeof blk); };
   switch (t) {
-    case GgmlType::Q4_0: { BlockQ4_0 b; encode_q4_0(fits, x, w, b); put(b); return; }
-    case GgmlType::Q4_1: { BlockQ4_1 b; encode_q4_1(fits, x, w, b); put(b); return; }
-    case GgmlType::Q5_0: { BlockQ5_0 b; encode_q5_0(fits, x, w, b); put(b); return; }
-    case GgmlType::Q5_1: { BlockQ5_1 b; encode_q5_1(fits, x, w, b); put(b); return; }
+    case GgmlType::Q4_0: { BlockQ4_0 b; encode_q4_0(fits, ls, x, w, b); put(b); return; }
+    case GgmlType::Q4_1: { BlockQ4_1 b; encode_q4_1(fits, ls, x, w, b); put(b); return; }
+    case GgmlType::Q5_0: { BlockQ5_0 b; encode_q5_0(fits, ls, x, w, b); put(b); return; }
+    case GgmlType::Q5_1: { BlockQ5_1 b; encode_q5_1(fits, ls, x, w, b); put(b); return; }
     default: assert(false && "not a 32-element legacy type");
   }
 }

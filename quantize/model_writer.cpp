@@ -36,54 +36,49 @@ WriteResult write_gguf_model(const std::string& path, const GgufMetadata& meta, 
   for (const auto& t : tensors) w.add_tensor(t.name, t.shape, t.type);
   w.begin_data();
 
+  // One team of threads for all tensors (quantize_tensors_in_order), written in file order.
   WriteProgress prog;
   prog.n_tensors = tensors.size();
   prog.elements_total = result.elements;
-  uint64_t done_before = 0;
+  std::vector<TensorQuantizeJob> jobs(tensors.size());
+  std::vector<const TensorQuantizeJob*> order(tensors.size(), nullptr);
   for (size_t i = 0; i < tensors.size(); ++i) {
     const OutputTensor& t = tensors[i];
-    check_interrupted();
-    prog.tensor_index = i;
-    prog.tensor = &t;
-    prog.elements_done = done_before;
-    if (on_progress) on_progress(prog);
-    const uint64_t ncols = t.shape[0];
-    const uint64_t nrows = elements_of(t.shape) / ncols;
     if (!t.passthrough.empty()) {
-      // Copied bytes are checked too: a NaN in an unchanged tensor breaks the model as surely.
-      if (auto bad = find_non_finite_tensor(t.type, t.passthrough, ncols)) {
+      // Copied bytes are checked too, before anything is written: a NaN in an unchanged tensor
+      // breaks the model as surely.
+      if (auto bad = find_non_finite_tensor(t.type, t.passthrough, t.shape[0])) {
+        const uint64_t ncols = t.shape[0];
         std::vector<float> row(ncols);
         dequantize_tensor_rows(t.type, t.passthrough, ncols, *bad / ncols, 1, row);
         throw Error("tensor '" + t.name + "': non-finite weight " + float_text(row[*bad % ncols]) + " at " +
                     element_position(*bad, ncols));
       }
-      w.write_tensor(t.name, t.passthrough);
-    } else {
-      TensorQuantizeJob job;
-      job.type = t.type;
-      job.nrows = nrows;
-      job.ncols = ncols;
-      job.source = t.source;
-      job.imatrix = t.imatrix;
-      job.threads = threads;
-      job.on_progress = [&](uint64_t rows_done) {
-        check_interrupted();
-        prog.elements_done = done_before + rows_done * ncols;
-        if (on_progress) on_progress(prog);
-      };
-      try {
-        std::vector<std::byte> bytes = quantize_tensor(job);
-        w.write_tensor(t.name, bytes);
-      } catch (const Interrupted&) {
-        throw;
-      } catch (const FormatError&) {
-        throw;
-      } catch (const Error& e) {
-        throw Error("tensor '" + t.name + "': " + e.what());
-      }
+      continue;
     }
-    done_before += nrows * ncols;
+    TensorQuantizeJob& job = jobs[i];
+    job.type = t.type;
+    job.ncols = t.shape[0];
+    job.nrows = elements_of(t.shape) / job.ncols;
+    job.source = t.source;
+    job.imatrix = t.imatrix;
+    job.label = t.name;
+    order[i] = &job;
   }
+  check_interrupted();
+  if (on_progress) on_progress(prog);
+  quantize_tensors_in_order(
+      order, threads,
+      [&](size_t i, std::span<const std::byte> bytes) {
+        w.write_tensor(tensors[i].name, tensors[i].passthrough.empty() ? bytes : tensors[i].passthrough);
+      },
+      [&](size_t i, uint64_t elements_done) {
+        check_interrupted();
+        prog.tensor_index = i;
+        prog.tensor = &tensors[i];
+        prog.elements_done = elements_done;
+        if (on_progress) on_progress(prog);
+      });
   prog.tensor_index = tensors.size();
   prog.tensor = nullptr;
   prog.elements_done = result.elements;

@@ -257,6 +257,27 @@ int symmetric_targets(int lo, int hi, const SymmetricSearch& cfg, float* targets
 inline int clamp_int(int v, int lo, int hi) { return v < lo ? lo : (v > hi ? hi : v); }
 
 #ifdef SMOLQ_QSEARCH_X86
+// out[i] lane r = src[r * stride + i] for i, r < 8.
+[[gnu::target("avx2")]] inline void transpose8(const float* src, int stride, __m256* out) {
+  __m256 r[8], t[8], s[8];
+  for (int k = 0; k < 8; ++k) r[k] = _mm256_loadu_ps(src + k * stride);
+  for (int k = 0; k < 8; k += 2) {
+    t[k] = _mm256_unpacklo_ps(r[k], r[k + 1]);
+    t[k + 1] = _mm256_unpackhi_ps(r[k], r[k + 1]);
+  }
+  for (int k = 0; k < 8; k += 4) {
+    s[k] = _mm256_shuffle_ps(t[k], t[k + 2], 0x44);
+    s[k + 1] = _mm256_shuffle_ps(t[k], t[k + 2], 0xee);
+    s[k + 2] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0x44);
+    s[k + 3] = _mm256_shuffle_ps(t[k + 1], t[k + 3], 0xee);
+  }
+  for (int k = 0; k < 4; ++k) {
+    out[k] = _mm256_permute2f128_ps(s[k], s[k + 4], 0x20);
+    out[k + 4] = _mm256_permute2f128_ps(s[k], s[k + 4], 0x31);
+  }
+}
+
+
 // ---- eight sub-blocks at once (AVX2; quant_search_batch.cpp) ---------------------------------
 // With 16-element sub-blocks (Q3_K, Q6_K) one candidate pass of Avx2Kernels fills only 6 or 3
 // of its 8 lanes, and the scalar work around it (min/max, candidate set-up, picking the

@@ -33,6 +33,12 @@ SMOLQ_DECLARE_IQ_KERNELS(q2_0)
 
 #undef SMOLQ_DECLARE_IQ_KERNELS
 
+// MXFP4 / NVFP4 with the candidate scales scored in AVX2 lanes (same bytes as _ref).
+void quantize_mxfp4(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix);
+void quantize_nvfp4(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix);
+
 // Fast quantizers: the reference search with its candidate scoring in AVX2 when the CPU has it
 // (the _ref kernel otherwise). Output bytes are identical to the _ref kernels'.
 void quantize_iq4_xs(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,

@@ -3,8 +3,11 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cassert>
 #include <exception>
+#include <memory>
+#include <string>
 #include <mutex>
 
 #include "formats/error.h"
@@ -76,6 +79,102 @@ std::vector<std::byte> quantize_tensor(const TensorQuantizeJob& job) {
   if (error) std::rethrow_exception(error);
   if (job.on_progress) job.on_progress(job.nrows);
   return out;
+}
+
+void quantize_tensors_in_order(const std::vector<const TensorQuantizeJob*>& jobs, int threads,
+                               const std::function<void(size_t, std::span<const std::byte>)>& write,
+                               const std::function<void(size_t, uint64_t)>& on_progress) {
+  const size_t n = jobs.size();
+  // Per job: row bytes, rows per chunk, its first global chunk; chunk_begin[n] = total.
+  std::vector<uint64_t> rb(n, 0), chunk(n, 1), chunk_begin(n + 1, 0);
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t nchunks = 0;
+    if (const TensorQuantizeJob* j = jobs[i]) {
+      const QTypeInfo& q = qtype(j->type);
+      if (!q.can_quantize()) throw Error("no quantizer for type " + std::string(q.geo->name) + " yet");
+      const auto r = row_bytes(j->type, j->ncols);
+      if (!r) throw Error("row of " + std::to_string(j->ncols) + " is not a multiple of the " + std::string(q.geo->name) + " block");
+      rb[i] = *r;
+      chunk[i] = rows_per_chunk(j->ncols);
+      nchunks = (j->nrows + chunk[i] - 1) / chunk[i];
+    }
+    chunk_begin[i + 1] = chunk_begin[i] + nchunks;
+  }
+  // Output of a job: allocated by its first chunk, freed once written.
+  std::vector<std::unique_ptr<std::byte[]>> out(n);
+  std::vector<std::once_flag> allocated(n);
+  std::vector<std::atomic<uint64_t>> left(n);
+  std::vector<char> done(n, 0);
+  for (size_t i = 0; i < n; ++i) {
+    left[i] = chunk_begin[i + 1] - chunk_begin[i];
+    done[i] = left[i] == 0;
+  }
+  std::mutex write_mu;
+  size_t next_write = 0;
+  // Writes every finished tensor at the head of the queue (called with write_mu held).
+  auto flush = [&] {
+    while (next_write < n && done[next_write]) {
+      const size_t i = next_write++;
+      write(i, std::span<const std::byte>(out[i].get(), jobs[i] ? rb[i] * jobs[i]->nrows : 0));
+      out[i].reset();
+    }
+  };
+  // The error of the lowest failing chunk wins, so the message (e.g. the first non-finite
+  // weight) does not depend on thread timing; chunks after it are skipped.
+  std::exception_ptr error;
+  std::atomic<int64_t> error_chunk{INT64_MAX};
+  std::mutex error_mu;
+  std::atomic<uint64_t> elements_done{0};
+  const int64_t total = static_cast<int64_t>(chunk_begin[n]);
+
+#pragma omp parallel num_threads(std::max(1, threads))
+  {
+    std::vector<float> buf;
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t g = 0; g < total; ++g) {
+      if (g > error_chunk.load(std::memory_order_relaxed)) continue;
+      try {
+        const size_t i = static_cast<size_t>(std::upper_bound(chunk_begin.begin(), chunk_begin.end(), static_cast<uint64_t>(g)) -
+                                             chunk_begin.begin()) - 1;
+        const TensorQuantizeJob& job = *jobs[i];
+        const uint64_t r0 = (static_cast<uint64_t>(g) - chunk_begin[i]) * chunk[i];
+        const uint64_t rows = std::min(chunk[i], job.nrows - r0);
+        std::call_once(allocated[i], [&] { out[i].reset(new std::byte[rb[i] * job.nrows]); });
+        buf.resize(rows * job.ncols);
+        try {
+          job.source(r0, rows, buf);
+          // A NaN or Inf weight would quantize to garbage blocks (or NaN scales) silently.
+          if (auto bad = find_non_finite(buf))
+            throw Error("non-finite weight " + float_text(buf[*bad]) + " at " +
+                        element_position(r0 * job.ncols + *bad, job.ncols));
+          qtype(job.type).quantize(buf, std::span<std::byte>(out[i].get() + r0 * rb[i], rows * rb[i]),
+                                   static_cast<int64_t>(job.ncols), job.imatrix);
+        } catch (const FormatError&) {
+          throw;
+        } catch (const Interrupted&) {
+          throw;
+        } catch (const Error& e) {
+          if (job.label.empty()) throw;
+          throw Error("tensor '" + std::string(job.label) + "': " + e.what());
+        }
+        const uint64_t el = elements_done.fetch_add(rows * job.ncols) + rows * job.ncols;
+        if (left[i].fetch_sub(1) == 1) {
+          std::lock_guard<std::mutex> lk(write_mu);
+          done[i] = 1;
+          flush();
+        }
+        if (omp_get_thread_num() == 0 && on_progress) on_progress(i, el);
+      } catch (...) {
+        std::lock_guard<std::mutex> lk(error_mu);
+        if (!error || g < error_chunk.load()) {
+          error = std::current_exception();
+          error_chunk = g;
+        }
+      }
+    }
+  }
+  if (error) std::rethrow_exception(error);
+  flush();  // trailing jobs with nothing to compute
 }
 
 void dequantize_tensor_rows(GgmlType type, std::span<const std::byte> data, uint64_t ncols, uint64_t row_begin,
