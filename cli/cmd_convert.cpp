@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "cli/optimize_args.h"
 #include "cli/options.h"
 #include "cli/quant_report.h"
 #include "cli/target_mix.h"
@@ -56,6 +57,7 @@ int run_convert(const std::vector<std::string>& args) {
   std::vector<std::string> tensor_types, include, exclude;
   int threads = 0;
   TargetArgs target_args;
+  OptimizeArgs opt_args;
   opts.add_options()
       ("input", po::value<std::string>(&input), "Hugging Face checkpoint folder (config.json, *.safetensors, tokenizer.json)")
       ("output,o", po::value<std::string>(&output), "output GGUF path (default: <folder name>-<type>.gguf here)")
@@ -74,6 +76,7 @@ int run_convert(const std::vector<std::string>& args) {
       ("pre-tokenizer", po::value<std::string>(&pre), "override BPE pre-tokenizer detection: smollm, llama-bpe, gpt-2")
       ("quiet,q", "no progress bar");
   add_target_options(opts, target_args);
+  add_optimize_options(opts, opt_args);
   po::positional_options_description pos;
   pos.add("input", 1);
   auto parsed = parse_args(args, "smolq convert <hf-dir> [-o out.gguf] [--outtype f16 | --type Q4_K_M [--imatrix F]]",
@@ -82,6 +85,8 @@ int run_convert(const std::vector<std::string>& args) {
   if (input.empty()) throw UsageError("missing the checkpoint folder");
   if (!outtype.empty() && !type.empty()) throw UsageError("give either --outtype or --type, not both");
   const bool target = target_requested(target_args);
+  finish_optimize_args(parsed.vm, opt_args);
+  if (opt_args.optimize && type.empty() && !target) throw UsageError("--optimize needs --type or --target-bpw / --target-size");
   if (target && (!outtype.empty() || !type.empty()))
     throw UsageError("--target-bpw / --target-size choose every type: give no --type or --outtype");
   if (type.empty() && !target && (!imatrix.empty() || !tensor_types.empty() || !output_tensor_type.empty() ||
@@ -101,6 +106,11 @@ int run_convert(const std::vector<std::string>& args) {
       imat = read_imatrix(imatrix);
       q.imatrix = &imat;
       q.imatrix_path = imatrix;
+    }
+    if (opt_args.optimize) {
+      q.importance_from_calibration = imatrix.empty();
+      const auto kv = optimize_metadata_kv(opt_args, resolve_calib(target_args.calib), !imatrix.empty());
+      q.override_kv.insert(q.override_kv.end(), kv.begin(), kv.end());
     }
     opt.quant = q;
     opt.file_type = static_cast<uint32_t>(q.ftype);
@@ -170,6 +180,14 @@ int run_convert(const std::vector<std::string>& args) {
 
   install_interrupt_handlers();
   const auto t0 = std::chrono::steady_clock::now();
+  std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
+  if (opt_args.optimize) {
+    const std::string calib = resolve_calib(target_args.calib);
+    const bool quiet = parsed.vm.count("quiet") > 0;
+    opt.before_write = [&, calib, quiet](std::vector<OutputTensor>& outs) {
+      optimized = run_optimize(opt_args, input, calib, outs, opt.threads, quiet);
+    };
+  }
   ConvertSummary s = convert_checkpoint(opt);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const auto& w : s.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());

@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "cli/optimize_args.h"
 #include "cli/options.h"
 #include "cli/quant_report.h"
 #include "cli/target_mix.h"
@@ -22,6 +23,7 @@ int run_quantize(const std::vector<std::string>& args) {
   std::vector<std::string> tensor_types, include, exclude, override_kv;
   int threads = 0;
   TargetArgs target_args;
+  OptimizeArgs opt_args;
   opts.add_options()
       ("input", po::value<std::string>(&input), "input GGUF")
       ("output", po::value<std::string>(&output), "output GGUF")
@@ -41,6 +43,7 @@ int run_quantize(const std::vector<std::string>& args) {
       ("threads,t", po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
       ("quiet,q", "no progress bar");
   add_target_options(opts, target_args);
+  add_optimize_options(opts, opt_args);
   po::positional_options_description pos;
   pos.add("input", 1).add("output", 1).add("type", 1);
   auto parsed = parse_args(args,
@@ -53,6 +56,7 @@ int run_quantize(const std::vector<std::string>& args) {
     return 0;
   }
   const bool dry = parsed.vm.count("dry-run") > 0;
+  finish_optimize_args(parsed.vm, opt_args);
   const bool target = target_requested(target_args);
   if (target && !type.empty()) throw UsageError("--target-bpw / --target-size choose every type: give no TYPE");
   if (dry && !target && type.empty() && !output.empty()) std::swap(type, output);  // `quantize in.gguf TYPE --dry-run`
@@ -74,6 +78,13 @@ int run_quantize(const std::vector<std::string>& args) {
   q.override_kv = override_kv;
   q.dry_run = dry;
   for (const auto& spec : override_kv) parse_override_kv(spec);  // reject bad specs before any work
+  std::string opt_calib;
+  if (opt_args.optimize) {
+    opt_calib = resolve_calib(target_args.calib);
+    q.importance_from_calibration = imatrix.empty();
+    const auto kv = optimize_metadata_kv(opt_args, opt_calib, !imatrix.empty());
+    q.override_kv.insert(q.override_kv.end(), kv.begin(), kv.end());
+  }
   ImatrixData imat;
   if (!imatrix.empty()) {
     imat = read_imatrix(imatrix);
@@ -141,6 +152,8 @@ int run_quantize(const std::vector<std::string>& args) {
   const int nthreads = resolve_threads(threads);
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
+  std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
+  if (opt_args.optimize) optimized = run_optimize(opt_args, input, opt_calib, r.outputs, nthreads, parsed.vm.count("quiet") > 0);
   WriteResult w = write_gguf_model(output, meta, r.outputs, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   print_write_summary(output, w, secs, nthreads, r.imatrix_used);

@@ -166,6 +166,7 @@ ConvertSummary convert_checkpoint(const ConvertOptions& opt) {
     }
     if (opt.on_progress) opt.on_progress(wp);
   };
+  if (opt.before_write) opt.before_write(plan.outputs);
   s.written = write_gguf_model(opt.output_path, plan.metadata, plan.outputs, opt.threads, progress);
   return s;
 }

@@ -30,6 +30,9 @@ struct ConvertOptions {
   std::string name_override;         // --name
   TokenizerOptions tokenizer;        // --pre-tokenizer, probe hash
   std::function<void(const WriteProgress&)> on_progress;
+  // Called with the planned outputs just before they are written (cli: --optimize replaces
+  // tensors by their optimised bytes; whatever it points to must outlive convert_checkpoint).
+  std::function<void(std::vector<OutputTensor>&)> before_write;
 };
 
 // Everything convert decided before writing: useful for --dry-run and tests.
