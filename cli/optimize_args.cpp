@@ -125,8 +125,9 @@ OptimizeOutcome run_optimize(const OptimizeArgs& a, const std::string& model_pat
                  static_cast<long long>(a.settings.n_ctx), a.inputs.c_str(), threads);
   OptimizeOutcome r = optimize_outputs(*model, outputs, req);
   if (!quiet)
-    std::fprintf(stderr, "optimize: %d tensors with error feedback, %d rounded plainly (type not handled), %.1f s\n",
-                 r.optimized, r.plain, r.seconds);
+    std::fprintf(stderr, "optimize: %d tensors with error feedback, %d rounded plainly (type not handled), %.1f s "
+                 "(%.1f s rounding, %.1f s calibration pass)\n", r.optimized, r.plain, r.seconds, r.round_seconds,
+                 r.seconds - r.round_seconds);
   return r;
 }
 

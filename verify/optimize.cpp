@@ -54,6 +54,7 @@ class OptimizingConsumer : public GramConsumer {
     const bool user_imatrix = !o.imatrix.empty();
     const std::span<const float> importance = user_imatrix ? std::span<const float>(o.imatrix) : std::span<const float>(mean_sq);
     auto bytes = std::make_unique<std::vector<std::byte>>(static_cast<size_t>(*rb * w.rows));
+    const auto t0 = std::chrono::steady_clock::now();
     if (req_.supports && req_.supports(o.type)) {
       req_.round(o.type, wf, rows, d, g, importance, *bytes, nt);
       ++out_.optimized;
@@ -70,6 +71,7 @@ class OptimizingConsumer : public GramConsumer {
       *bytes = quantize_tensor(job);
       ++out_.plain;
     }
+    out_.round_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out_.from_imatrix += user_imatrix ? 1 : 0;
     o.passthrough = *bytes;
     if (req_.sequential) {

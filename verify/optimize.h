@@ -67,6 +67,7 @@ struct OptimizeOutcome {
   int from_imatrix = 0;    // of those, importance from the --imatrix file (else diag(H)/n)
   int64_t calib_tokens = 0;
   double seconds = 0;
+  double round_seconds = 0;  // of which rounding (the rest: calibration forward + Gram products)
   // Owns the bytes the OutputTensors' passthrough spans point to: keep alive until written.
   std::vector<std::unique_ptr<std::vector<std::byte>>> storage;
 };
