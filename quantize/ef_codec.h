@@ -8,6 +8,7 @@
 #include <cstdint>
 
 #include "formats/ggml_types.h"
+#include "quantize/iq_lattice.h"
 
 namespace smolq::ef::detail {
 
@@ -33,19 +34,24 @@ struct ScalarCodec {
   void (*pack)(std::byte* blk, const int* level);
 };
 
-// Lattice families: groups of `group` weights share one codebook entry plus sign bits; the
-// scales of a sub-block are fixed when the block is chosen.
+// Lattice families (IQ2 / IQ3): each sign group of 8 weights is one or two codebook points
+// plus sign bits; the sub-block scales are fixed when the block is chosen. The codes stay
+// unpacked while the sweep runs.
+struct LatticeState {
+  iq::ScaledLatticeCodes codes;
+  float w[256];  // the plain search's element weights for the block (as chosen)
+};
 struct LatticeCodec {
   GgmlType type;
   int block_elems;
   int block_bytes;
-  int group;  // weights coded jointly (8: one codebook point with its 8 signs)
-  void (*choose)(const float* x, const float* imatrix, std::byte* blk);
-  // Re-codes group g of blk for targets x[0..group) (weights w) with the block's fixed scales;
-  // writes the decoded values of the new code to y.
-  void (*recode)(std::byte* blk, int g, const float* x, const float* w, float* y);
-  // The element weights the group search uses (the plain kernel's weighting of this block).
-  void (*weights)(const float* x, const float* imatrix, float* w);
+  int group;  // weights coded jointly: one sign group of 8
+  // The plain kernel's search on the block's current weights x (imatrix slice or nullptr).
+  void (*choose)(const float* x, const float* imatrix, LatticeState& st);
+  // Re-codes group g for targets x[0..group) with the fixed scales and writes the decoded
+  // values to y; false (nothing changed) when the group's sub-block scale is zero.
+  bool (*recode)(LatticeState& st, int g, const float* x, float* y);
+  void (*pack)(const LatticeState& st, std::byte* blk);
 };
 
 // nullptr when the type has no codec of that kind.

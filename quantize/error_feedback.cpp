@@ -28,6 +28,7 @@
 #include "formats/error.h"
 #include "quantize/blocks.h"
 #include "quantize/ef_codec.h"
+#include "quantize/ef_linalg.h"
 #include "quantize/quants_legacy_k.h"
 #include "quantize/registry.h"
 
@@ -42,73 +43,10 @@ using detail::ScalarCodec;
 constexpr int64_t kRowChunk = 16;
 // Columns per lazy batch (a multiple of every block size): measured 128..512 within noise.
 constexpr int64_t kBatch = 256;
-// Rows per panel of the blocked Cholesky factorisation and triangular inversion: the earlier
-// rows are streamed once per panel, the panel itself stays in cache.
-constexpr int64_t kPanel = 64;
-
-double dot(const double* a, const double* b, int64_t n) {
-  double s = 0.0;
-#pragma omp simd reduction(+ : s)
-  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
-  return s;
-}
-
-// In-place Cholesky A = L L^T of a row-major n x n matrix (lower triangle read and written).
-// Panel by panel: the panel's rows against all earlier rows in parallel (independent rows),
-// then the panel's own triangle in order. Throws when a pivot is not positive.
-void cholesky_lower(double* A, int64_t n, int n_threads) {
-  for (int64_t i0 = 0; i0 < n; i0 += kPanel) {
-    const int64_t i1 = std::min(n, i0 + kPanel);
-#pragma omp parallel for num_threads(n_threads) schedule(static, 1)
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ri = A + i * n;
-      for (int64_t j = 0; j < i0; ++j) ri[j] = (ri[j] - dot(ri, A + j * n, j)) / A[j * n + j];
-    }
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ri = A + i * n;
-      for (int64_t j = i0; j < i; ++j) ri[j] = (ri[j] - dot(ri, A + j * n, j)) / A[j * n + j];
-      const double s = ri[i] - dot(ri, ri, i);
-      if (!(s > 0.0) || !std::isfinite(s))
-        throw UsageError("error feedback: H is not positive definite after dampening (pivot " +
-                                    std::to_string(i) + "); raise the dampening");
-      ri[i] = std::sqrt(s);
-    }
-  }
-}
-
-// In place: the lower-triangular L becomes L^-1. Row i of X = L^-1 is
-// (e_i - sum_{k<i} L[i][k] X[k]) / L[i][i]; rows before the panel in parallel, then in order.
-void invert_lower(double* A, int64_t n, int n_threads) {
-  std::vector<double> t(static_cast<size_t>(kPanel * n));
-  for (int64_t i0 = 0; i0 < n; i0 += kPanel) {
-    const int64_t i1 = std::min(n, i0 + kPanel);
-#pragma omp parallel for num_threads(n_threads) schedule(static, 1)
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ti = t.data() + (i - i0) * n;
-      std::fill(ti, ti + i + 1, 0.0);
-      const double* ri = A + i * n;
-      for (int64_t k = 0; k < i0; ++k) {
-        const double c = ri[k];
-        const double* xk = A + k * n;
-#pragma omp simd
-        for (int64_t j = 0; j <= k; ++j) ti[j] -= c * xk[j];
-      }
-    }
-    for (int64_t i = i0; i < i1; ++i) {
-      double* ti = t.data() + (i - i0) * n;
-      double* ri = A + i * n;
-      for (int64_t k = i0; k < i; ++k) {
-        const double c = ri[k];
-        const double* xk = A + k * n;
-#pragma omp simd
-        for (int64_t j = 0; j <= k; ++j) ti[j] -= c * xk[j];
-      }
-      ti[i] += 1.0;
-      const double inv = 1.0 / ri[i];
-      for (int64_t j = 0; j <= i; ++j) ri[j] = ti[j] * inv;
-    }
-  }
-}
+// Below this d_in the factorisation runs on one thread: its tile steps are too small to pay for
+// the parallel regions' barriers (measured at d_in = 1536 on a shared 2-core machine: 0.46 s on
+// one thread, 0.7-3 s on two).
+constexpr int64_t kParallelFactorMin = 2048;
 
 // Visiting order of the blocks: natural, or by descending sum of diag(H) over the block (stable).
 std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, ColumnOrder order) {
@@ -122,33 +60,35 @@ std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, C
   return ord;
 }
 
-// Deferred update of the columns [c1, d) of a chunk: w_r[c1:] -= sum_k E[r][k] * U[k][c1:] over
-// the batch's columns k in [c0, c1). Tiles of columns keep the chunk's rows in cache; four
-// U rows per pass halve the loads and stores of w.
-void trailing_update(float* Wc, int64_t nr, int64_t d, const float* E, int64_t c0, int64_t c1, const float* U) {
-  constexpr int64_t kTile = 512;
-  const int64_t nk = c1 - c0;
-  for (int64_t t0 = c1; t0 < d; t0 += kTile) {
-    const int64_t t1 = std::min(d, t0 + kTile);
-    for (int64_t r = 0; r < nr; ++r) {
-      float* w = Wc + r * d;
-      const float* e = E + r * kBatch;
-      int64_t k = 0;
-      for (; k + 4 <= nk; k += 4) {
-        const float e0 = e[k], e1 = e[k + 1], e2 = e[k + 2], e3 = e[k + 3];
-        const float* u0 = U + (c0 + k) * d;
-        const float* u1 = u0 + d;
-        const float* u2 = u1 + d;
-        const float* u3 = u2 + d;
-#pragma omp simd
-        for (int64_t j = t0; j < t1; ++j) w[j] -= (e0 * u0[j] + e1 * u1[j]) + (e2 * u2[j] + e3 * u3[j]);
+// In place: A := A[src][src] (row i and column j of the result are row/column src[i] / src[j]
+// of the input). Rows follow the permutation's cycles with one spare row; then each row's
+// entries are gathered through a buffer.
+void permute_symmetric(double* A, int64_t d, const std::vector<int64_t>& src, int n_threads) {
+  std::vector<double> tmp(static_cast<size_t>(d));
+  std::vector<char> done(static_cast<size_t>(d), 0);
+  for (int64_t s0 = 0; s0 < d; ++s0) {
+    if (done[s0] || src[s0] == s0) continue;
+    std::copy(A + s0 * d, A + (s0 + 1) * d, tmp.begin());
+    int64_t i = s0;
+    while (true) {
+      done[i] = 1;
+      const int64_t from = src[i];
+      if (from == s0) {
+        std::copy(tmp.begin(), tmp.end(), A + i * d);
+        break;
       }
-      for (; k < nk; ++k) {
-        const float ek = e[k];
-        const float* uk = U + (c0 + k) * d;
-#pragma omp simd
-        for (int64_t j = t0; j < t1; ++j) w[j] -= ek * uk[j];
-      }
+      std::copy(A + from * d, A + (from + 1) * d, A + i * d);
+      i = from;
+    }
+  }
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<double> buf(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < d; ++i) {
+      double* r = A + i * d;
+      for (int64_t j = 0; j < d; ++j) buf[j] = r[src[j]];
+      std::copy(buf.begin(), buf.end(), r);
     }
   }
 }
@@ -179,7 +119,6 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
   const int be = job.be;
   const int64_t ob = job.f->order[c / be];
   const float* imat = job.imatrix ? job.imatrix + ob * be : nullptr;
-  const float* U = job.f->u.data();
   float x0[kQKK];
   ElementGrid g[kQKK];
   int L[kQKK];
@@ -195,7 +134,7 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
       moved = true;
     }
     const float q = detail::grid_value(g[j], sc.table, L[j]);
-    const float* uk = U + k * job.d;
+    const float* uk = job.f->row(k);
     const float e = (v - q) / uk[k];
     E[k - c0] = e;
     batch_update(w, uk, k, c1, e);
@@ -205,33 +144,34 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
 
 // One block with a lattice codec: scales from the current values; then group by group, a group
 // that moved is re-coded jointly with the fixed scales, and its columns' errors are fed forward
-// one after the other (the later columns of the group keep their code: their updated values
-// only change the error they pass on).
+// one after the other (the group's later columns keep the joint code: their updated values only
+// change the error they pass on). Unmoved groups keep the search's codes, as in the scalar case.
 void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, std::byte* blk,
                          float* E) {
   const LatticeCodec& lc = *job.lattice;
   const int be = job.be, gs = lc.group;
   const int64_t ob = job.f->order[c / be];
   const float* imat = job.imatrix ? job.imatrix + ob * be : nullptr;
-  const float* U = job.f->u.data();
-  float x0[kQKK], y0[kQKK], wt[kQKK];
+  float x0[kQKK], y[kQKK];
+  detail::LatticeState st;
   std::memcpy(x0, w + c, sizeof(float) * be);
-  lc.choose(x0, imat, blk);
-  dequantize_rows(lc.type, {blk, static_cast<size_t>(lc.block_bytes)}, {y0, static_cast<size_t>(be)});
-  lc.weights(x0, imat, wt);
+  lc.choose(x0, imat, st);
+  lc.pack(st, blk);
+  dequantize_rows(lc.type, {blk, static_cast<size_t>(lc.block_bytes)}, {y, static_cast<size_t>(be)});
+  bool any = false;
   for (int g0 = 0; g0 < be; g0 += gs) {
-    float* q = y0 + g0;
     bool moved = false;
     for (int j = 0; j < gs; ++j) moved |= w[c + g0 + j] != x0[g0 + j];
-    if (moved) lc.recode(blk, g0 / gs, w + c + g0, wt + g0, q);
+    if (moved) any |= lc.recode(st, g0 / gs, w + c + g0, y + g0);
     for (int j = 0; j < gs; ++j) {
       const int64_t k = c + g0 + j;
-      const float* uk = U + k * job.d;
-      const float e = (w[k] - q[j]) / uk[k];
+      const float* uk = job.f->row(k);
+      const float e = (w[k] - y[g0 + j]) / uk[k];
       E[k - c0] = e;
       batch_update(w, uk, k, c1, e);
     }
   }
+  if (any) lc.pack(st, blk);
 }
 
 // Rows [r0, r0 + nr) of the tensor: copy them in visiting order, sweep batch by batch, write
@@ -260,13 +200,17 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
           sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch);
       }
     }
-    if (c1 < d) trailing_update(Wc.data(), nr, d, E.data(), c0, c1, job.f->u.data());
+    if (c1 < d) {
+      const float* urows[kBatch];
+      for (int64_t k = c0; k < c1; ++k) urows[k - c0] = job.f->row(k);
+      linalg::deferred_update(Wc.data(), nr, d, c1, E.data(), kBatch, c1 - c0, urows);
+    }
   }
 }
 
 }  // namespace
 
-Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int n_threads) {
   if (d <= 0 || be <= 0 || d % be != 0 || H.size() != static_cast<size_t>(d * d))
     throw UsageError("error feedback: H must be d_in x d_in with d_in a multiple of the block size");
   if (!(s.damp >= 0.0) || !std::isfinite(s.damp)) throw UsageError("error feedback: dampening must be >= 0");
@@ -274,29 +218,36 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
   f.d_in = d;
   f.block_elems = be;
   f.order = block_order(H, d, be, s.order);
-  // Column permutation (visiting order) and its reversal: A = J P^T H P J + damping.
-  std::vector<int64_t> col(static_cast<size_t>(d));
-  for (int64_t k = 0; k < d; ++k) col[k] = static_cast<int64_t>(f.order[k / be]) * be + k % be;
   double mean_diag = 0.0;
   for (int64_t c = 0; c < d; ++c) mean_diag += H[c * d + c];
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
-  std::vector<double> A(static_cast<size_t>(d * d));
-#pragma omp parallel for num_threads(n_threads) schedule(static)
+  if (d < kParallelFactorMin) n_threads = 1;
+  // In place: A = J P^T H P J + damping, P the visiting order, J the reversal.
+  std::vector<int64_t> src(static_cast<size_t>(d));  // position i takes H's row/column src[i]
   for (int64_t i = 0; i < d; ++i) {
-    const double* hrow = H.data() + col[d - 1 - i] * d;
-    double* arow = A.data() + i * d;
-    for (int64_t j = 0; j <= i; ++j) arow[j] = hrow[col[d - 1 - j]];
-    arow[i] += damp;
+    const int64_t k = d - 1 - i;
+    src[i] = static_cast<int64_t>(f.order[k / be]) * be + k % be;
   }
-  cholesky_lower(A.data(), d, n_threads);  // J H~ J = M M^T
-  invert_lower(A.data(), d, n_threads);    // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
-  f.u.assign(static_cast<size_t>(d * d), 0.0f);
+  permute_symmetric(H.data(), d, src, n_threads);
+  for (int64_t i = 0; i < d; ++i) H[i * d + i] += damp;
+  const int64_t bad = linalg::cholesky_lower(H.data(), d, n_threads);  // J H~ J = M M^T
+  if (bad >= 0)
+    throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +
+                     "); raise the dampening");
+  linalg::invert_lower(H.data(), d, n_threads);  // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
+  f.u.resize(static_cast<size_t>(d * (d + 1) / 2));
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t a = 0; a < d; ++a)
-    for (int64_t b = a; b < d; ++b) f.u[a * d + b] = static_cast<float>(A[(d - 1 - a) * d + (d - 1 - b)]);
+  for (int64_t a = 0; a < d; ++a) {
+    float* ua = f.row(a);
+    for (int64_t b = a; b < d; ++b) ua[b] = static_cast<float>(H[(d - 1 - a) * d + (d - 1 - b)]);
+  }
   return f;
+}
+
+Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+  return prepare(std::vector<double>(H.begin(), H.end()), d, be, s, n_threads);
 }
 
 bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }

@@ -48,14 +48,21 @@ struct Factor {
   int block_elems = 0;           // block granularity of the column order (32 or 256)
   std::vector<int32_t> order;    // visiting order of the blocks (block indices along d_in)
   // Upper Cholesky factor U of the damped H^-1 (H^-1 = U^T U), in visiting order (row/column k
-  // is the k-th visited column), row-major d_in x d_in; only the upper triangle is used.
+  // is the k-th visited column): its upper triangle packed row by row, d_in (d_in + 1) / 2
+  // floats (float is enough: the factor only scales the errors that are passed on).
   std::vector<float> u;
+  // Row k of U: row(k)[j] = U[k][j] for k <= j < d_in.
+  const float* row(int64_t k) const { return u.data() + k * d_in - k * (k - 1) / 2 - k; }
+  float* row(int64_t k) { return u.data() + k * d_in - k * (k - 1) / 2 - k; }
 };
 
 // H: d_in x d_in symmetric positive semi-definite, row-major: the sum over calibration tokens of
 // x x^T for the layer's input (any overall scale). block_elems: the block size of the type to be
 // quantized (registry geometry). Throws UsageError (formats/error.h) when H is not finite or not
-// positive definite after dampening, or sizes do not match. Memory: one d_in^2 double work matrix, freed on return.
+// positive definite after dampening, or sizes do not match.
+// Memory: the overload taking the vector works in its storage (std::move H in to avoid a copy:
+// peak = H + the factor, 8 d_in^2 + 2 d_in^2 bytes); the span overload copies H first.
+Factor prepare(std::vector<double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 Factor prepare(std::span<const double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 
 // W: rows x d_in floats. imatrix: d_in importance weights for the block scale searches (normally

@@ -15,6 +15,7 @@
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
+#include "quantize/iq_lattice_formats.h"
 #include "quantize/iq_rows.h"
 #include "quantize/iq_tables.h"
 #include "quantize/quants_iq.h"
@@ -56,21 +57,30 @@ inline void emit8(float db, uint64_t grid, uint8_t signs, float* y) {
 
 // ---- IQ2_XXS ------------------------------------------------------------------------------
 
-void quantize_iq2_xxs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                          std::span<const float> imatrix) {
+namespace {
+const ScaledLatticeSpec& spec_iq2_xxs() {
   static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2xxs(), 32, true, kIq2xxsTrials, 2);
+  return spec;
+}
+void pack_iq2_xxs(const ScaledLatticeCodes& c, BlockIQ2_XXS& b) {
+  b.d = c.d.bits;
+  for (int ib = 0; ib < 8; ++ib) {
+    uint32_t aux[2] = {0, static_cast<uint32_t>(c.scale[ib]) << 28};
+    for (int l = 0; l < 4; ++l) {
+      aux[0] |= static_cast<uint32_t>(c.grid[4 * ib + l]) << (8 * l);
+      aux[1] |= static_cast<uint32_t>(c.signs[4 * ib + l] & 127) << (7 * l);
+    }
+    std::memcpy(b.qs + 4 * ib, aux, sizeof aux);
+  }
+}
+}  // namespace
+
+void quantize_iq2_xxs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix) {
   iq::encode_rows<BlockIQ2_XXS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ2_XXS& b) {
     ScaledLatticeCodes c;
-    iq::quantize_scaled_lattice(spec, x, qw, c);
-    b.d = c.d.bits;
-    for (int ib = 0; ib < 8; ++ib) {
-      uint32_t aux[2] = {0, static_cast<uint32_t>(c.scale[ib]) << 28};
-      for (int l = 0; l < 4; ++l) {
-        aux[0] |= static_cast<uint32_t>(c.grid[4 * ib + l]) << (8 * l);
-        aux[1] |= static_cast<uint32_t>(c.signs[4 * ib + l] & 127) << (7 * l);
-      }
-      std::memcpy(b.qs + 4 * ib, aux, sizeof aux);
-    }
+    iq::quantize_scaled_lattice(spec_iq2_xxs(), x, qw, c);
+    pack_iq2_xxs(c, b);
   });
 }
 
@@ -92,15 +102,24 @@ void dequantize_iq2_xxs(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- IQ2_XS -------------------------------------------------------------------------------
 
+namespace {
+const ScaledLatticeSpec& spec_iq2_xs() {
+  static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2xs(), 16, true, kIq2xsTrials);
+  return spec;
+}
+void pack_iq2_xs(const ScaledLatticeCodes& c, BlockIQ2_XS& b) {
+  b.d = c.d.bits;
+  for (int g = 0; g < 32; ++g) b.qs[g] = static_cast<uint16_t>(c.grid[g] | ((c.signs[g] & 127) << 9));
+  for (int ib = 0; ib < 8; ++ib) b.scales[ib] = static_cast<uint8_t>(c.scale[2 * ib] | (c.scale[2 * ib + 1] << 4));
+}
+}  // namespace
+
 void quantize_iq2_xs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                          std::span<const float> imatrix) {
-  static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2xs(), 16, true, kIq2xsTrials);
   iq::encode_rows<BlockIQ2_XS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ2_XS& b) {
     ScaledLatticeCodes c;
-    iq::quantize_scaled_lattice(spec, x, qw, c);
-    b.d = c.d.bits;
-    for (int g = 0; g < 32; ++g) b.qs[g] = static_cast<uint16_t>(c.grid[g] | ((c.signs[g] & 127) << 9));
-    for (int ib = 0; ib < 8; ++ib) b.scales[ib] = static_cast<uint8_t>(c.scale[2 * ib] | (c.scale[2 * ib + 1] << 4));
+    iq::quantize_scaled_lattice(spec_iq2_xs(), x, qw, c);
+    pack_iq2_xs(c, b);
   });
 }
 
@@ -121,24 +140,33 @@ void dequantize_iq2_xs(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- IQ2_S --------------------------------------------------------------------------------
 
-void quantize_iq2_s_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
+namespace {
+const ScaledLatticeSpec& spec_iq2_s() {
   static const ScaledLatticeSpec spec = make_spec(&iq::lattice_iq2s(), 16, false, kIq2sTrials);
+  return spec;
+}
+void pack_iq2_s(const ScaledLatticeCodes& c, BlockIQ2_S& b) {
+  b.d = c.d.bits;
+  // qs[0..31]: low 8 index bits per group; qs[32..63]: the groups' sign bytes.
+  for (int g = 0; g < 32; ++g) {
+    b.qs[g] = static_cast<uint8_t>(c.grid[g] & 255);
+    b.qs[32 + g] = c.signs[g];
+  }
+  for (int ib = 0; ib < 8; ++ib) {
+    uint8_t h = 0;
+    for (int l = 0; l < 4; ++l) h |= static_cast<uint8_t>(((c.grid[4 * ib + l] >> 8) & 3) << (2 * l));
+    b.qh[ib] = h;
+    b.scales[ib] = static_cast<uint8_t>(c.scale[2 * ib] | (c.scale[2 * ib + 1] << 4));
+  }
+}
+}  // namespace
+
+void quantize_iq2_s_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix) {
   iq::encode_rows<BlockIQ2_S, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ2_S& b) {
     ScaledLatticeCodes c;
-    iq::quantize_scaled_lattice(spec, x, qw, c);
-    b.d = c.d.bits;
-    // qs[0..31]: low 8 index bits per group; qs[32..63]: the groups' sign bytes.
-    for (int g = 0; g < 32; ++g) {
-      b.qs[g] = static_cast<uint8_t>(c.grid[g] & 255);
-      b.qs[32 + g] = c.signs[g];
-    }
-    for (int ib = 0; ib < 8; ++ib) {
-      uint8_t h = 0;
-      for (int l = 0; l < 4; ++l) h |= static_cast<uint8_t>(((c.grid[4 * ib + l] >> 8) & 3) << (2 * l));
-      b.qh[ib] = h;
-      b.scales[ib] = static_cast<uint8_t>(c.scale[2 * ib] | (c.scale[2 * ib + 1] << 4));
-    }
+    iq::quantize_scaled_lattice(spec_iq2_s(), x, qw, c);
+    pack_iq2_s(c, b);
   });
 }
 
@@ -159,6 +187,37 @@ void dequantize_iq2_s(std::span<const std::byte> src, std::span<float> dst) {
       signs += 4;
     }
   });
+}
+
+// ---- search + pack pairs (quantize/iq_lattice_formats.h) -----------------------------------
+
+const LatticeFormat* lattice_format(GgmlType t) {
+  if (const LatticeFormat* f = lattice_format_iq2(t)) return f;
+  return lattice_format_iq3(t);
+}
+
+const LatticeFormat* lattice_format_iq2(GgmlType t) {
+  static const LatticeFormat kIQ2_XXS{GgmlType::IQ2_XXS, &spec_iq2_xxs(), [](const ScaledLatticeCodes& c, std::byte* out) {
+    BlockIQ2_XXS b{};
+    pack_iq2_xxs(c, b);
+    std::memcpy(out, &b, sizeof b);
+  }};
+  static const LatticeFormat kIQ2_XS{GgmlType::IQ2_XS, &spec_iq2_xs(), [](const ScaledLatticeCodes& c, std::byte* out) {
+    BlockIQ2_XS b{};
+    pack_iq2_xs(c, b);
+    std::memcpy(out, &b, sizeof b);
+  }};
+  static const LatticeFormat kIQ2_S{GgmlType::IQ2_S, &spec_iq2_s(), [](const ScaledLatticeCodes& c, std::byte* out) {
+    BlockIQ2_S b{};
+    pack_iq2_s(c, b);
+    std::memcpy(out, &b, sizeof b);
+  }};
+  switch (t) {
+    case GgmlType::IQ2_XXS: return &kIQ2_XXS;
+    case GgmlType::IQ2_XS: return &kIQ2_XS;
+    case GgmlType::IQ2_S: return &kIQ2_S;
+    default: return nullptr;
+  }
 }
 
 }  // namespace smolq::kernels

@@ -12,6 +12,7 @@
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
+#include "quantize/iq_lattice_formats.h"
 #include "quantize/iq_rows.h"
 #include "quantize/iq_tables.h"
 #include "quantize/quants_iq.h"
@@ -62,19 +63,28 @@ inline void emit4(float db, uint32_t grid, uint8_t signs, int first_bit, float* 
 
 // ---- IQ3_XXS ------------------------------------------------------------------------------
 
-void quantize_iq3_xxs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                          std::span<const float> imatrix) {
+namespace {
+const ScaledLatticeSpec& spec_iq3_xxs() {
   static const ScaledLatticeSpec spec = iq3xxs_spec();
+  return spec;
+}
+void pack_iq3_xxs(const ScaledLatticeCodes& c, BlockIQ3_XXS& b) {
+  b.d = c.d.bits;
+  for (int g = 0; g < 64; ++g) b.qs[g] = static_cast<uint8_t>(c.grid[g]);
+  for (int ib = 0; ib < 8; ++ib) {
+    uint32_t aux = static_cast<uint32_t>(c.scale[ib]) << 28;
+    for (int l = 0; l < 4; ++l) aux |= static_cast<uint32_t>(c.signs[4 * ib + l] & 127) << (7 * l);
+    std::memcpy(b.qs + kQKK / 4 + 4 * ib, &aux, sizeof aux);
+  }
+}
+}  // namespace
+
+void quantize_iq3_xxs_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix) {
   iq::encode_rows<BlockIQ3_XXS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ3_XXS& b) {
     ScaledLatticeCodes c;
-    iq::quantize_scaled_lattice(spec, x, qw, c);
-    b.d = c.d.bits;
-    for (int g = 0; g < 64; ++g) b.qs[g] = static_cast<uint8_t>(c.grid[g]);
-    for (int ib = 0; ib < 8; ++ib) {
-      uint32_t aux = static_cast<uint32_t>(c.scale[ib]) << 28;
-      for (int l = 0; l < 4; ++l) aux |= static_cast<uint32_t>(c.signs[4 * ib + l] & 127) << (7 * l);
-      std::memcpy(b.qs + kQKK / 4 + 4 * ib, &aux, sizeof aux);
-    }
+    iq::quantize_scaled_lattice(spec_iq3_xxs(), x, qw, c);
+    pack_iq3_xxs(c, b);
   });
 }
 
@@ -99,23 +109,32 @@ void dequantize_iq3_xxs(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- IQ3_S --------------------------------------------------------------------------------
 
-void quantize_iq3_s_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
+namespace {
+const ScaledLatticeSpec& spec_iq3_s() {
   static const ScaledLatticeSpec spec = iq3s_spec();
+  return spec;
+}
+void pack_iq3_s(const ScaledLatticeCodes& c, BlockIQ3_S& b) {
+  b.d = c.d.bits;
+  for (int ib = 0; ib < 8; ++ib) {
+    uint8_t h = 0;
+    for (int k = 0; k < 8; ++k) {
+      b.qs[8 * ib + k] = static_cast<uint8_t>(c.grid[8 * ib + k] & 255);
+      h |= static_cast<uint8_t>((c.grid[8 * ib + k] >> 8) << k);
+    }
+    b.qh[ib] = h;
+  }
+  std::memcpy(b.signs, c.signs, sizeof b.signs);
+  for (int i = 0; i < 4; ++i) b.scales[i] = static_cast<uint8_t>(c.scale[2 * i] | (c.scale[2 * i + 1] << 4));
+}
+}  // namespace
+
+void quantize_iq3_s_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix) {
   iq::encode_rows<BlockIQ3_S, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix), [](const float* x, const float* qw, BlockIQ3_S& b) {
     ScaledLatticeCodes c;
-    iq::quantize_scaled_lattice(spec, x, qw, c);
-    b.d = c.d.bits;
-    for (int ib = 0; ib < 8; ++ib) {
-      uint8_t h = 0;
-      for (int k = 0; k < 8; ++k) {
-        b.qs[8 * ib + k] = static_cast<uint8_t>(c.grid[8 * ib + k] & 255);
-        h |= static_cast<uint8_t>((c.grid[8 * ib + k] >> 8) << k);
-      }
-      b.qh[ib] = h;
-    }
-    std::memcpy(b.signs, c.signs, sizeof b.signs);
-    for (int i = 0; i < 4; ++i) b.scales[i] = static_cast<uint8_t>(c.scale[2 * i] | (c.scale[2 * i + 1] << 4));
+    iq::quantize_scaled_lattice(spec_iq3_s(), x, qw, c);
+    pack_iq3_s(c, b);
   });
 }
 
@@ -136,6 +155,26 @@ void dequantize_iq3_s(std::span<const std::byte> src, std::span<float> dst) {
       }
     }
   });
+}
+
+// ---- search + pack pairs (quantize/iq_lattice_formats.h) -----------------------------------
+
+const LatticeFormat* lattice_format_iq3(GgmlType t) {
+  static const LatticeFormat kIQ3_XXS{GgmlType::IQ3_XXS, &spec_iq3_xxs(), [](const ScaledLatticeCodes& c, std::byte* out) {
+    BlockIQ3_XXS b{};
+    pack_iq3_xxs(c, b);
+    std::memcpy(out, &b, sizeof b);
+  }};
+  static const LatticeFormat kIQ3_S{GgmlType::IQ3_S, &spec_iq3_s(), [](const ScaledLatticeCodes& c, std::byte* out) {
+    BlockIQ3_S b{};
+    pack_iq3_s(c, b);
+    std::memcpy(out, &b, sizeof b);
+  }};
+  switch (t) {
+    case GgmlType::IQ3_XXS: return &kIQ3_XXS;
+    case GgmlType::IQ3_S: return &kIQ3_S;
+    default: return nullptr;
+  }
 }
 
 }  // namespace smolq::kernels

@@ -263,6 +263,46 @@ struct SubState {
 
 }  // namespace
 
+uint8_t group_signs(const float* x, const float* w, bool parity, float* a) {
+  uint8_t s = 0;
+  for (int j = 0; j < 8; ++j) {
+    a[j] = std::fabs(x[j]);
+    if (x[j] < 0) s |= static_cast<uint8_t>(1u << j);
+  }
+  if (parity && (std::popcount(static_cast<unsigned>(s)) & 1)) {
+    int imin = 0;
+    float emin = std::numeric_limits<float>::max();
+    for (int j = 0; j < 8; ++j) {
+      const float e = w[j] * x[j] * x[j];
+      if (e < emin) {
+        emin = e;
+        imin = j;
+      }
+    }
+    a[imin] = -a[imin];
+    s ^= static_cast<uint8_t>(1u << imin);
+  }
+  return s;
+}
+
+void code_group(const ScaledLatticeSpec& spec, const float* x, const float* w, float s, uint16_t* grid,
+                uint8_t& signs, float* y) {
+  const Lattice& lat = *spec.lattice;
+  const int dim = lat.dim();
+  const float* lv = spec.levels.data();
+  float mid[7], a[8];
+  for (int l = 0; l + 1 < lat.nlevels(); ++l) mid[l] = 0.5f * (lv[l] + lv[l + 1]);
+  signs = group_signs(x, w, spec.parity_signs, a);
+  for (int g = 0; g < 8 / dim; ++g) {
+    uint8_t lev[8];
+    grid[g] = static_cast<uint16_t>(lat.search(a + g * dim, w + g * dim, s, lv, mid, lev));
+    for (int k = 0; k < dim; ++k) {
+      const int j = g * dim + k;
+      y[j] = s * lv[lev[k]] * ((signs >> j) & 1 ? -1.0f : 1.0f);
+    }
+  }
+}
+
 void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, const float* qw,
                              ScaledLatticeCodes& out) {
   const Lattice& lat = *spec.lattice;
@@ -278,31 +318,7 @@ void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, cons
   float w[kQKK], a[kQKK];
   iq_weights_raised({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)});
 
-  // Signs: a = |x|; with parity-coded signs an odd count of negatives forces one weight to
-  // the wrong sign, and we pick the one where that costs least (smallest w x^2); its target
-  // becomes -|x| so the search gives it the smallest level.
-  for (int g8 = 0; g8 < kQKK / 8; ++g8) {
-    uint8_t s = 0;
-    for (int j = 0; j < 8; ++j) {
-      const float v = x[8 * g8 + j];
-      a[8 * g8 + j] = std::fabs(v);
-      if (v < 0) s |= static_cast<uint8_t>(1u << j);
-    }
-    if (spec.parity_signs && (std::popcount(static_cast<unsigned>(s)) & 1)) {
-      int imin = 0;
-      float emin = std::numeric_limits<float>::max();
-      for (int j = 0; j < 8; ++j) {
-        const float e = w[8 * g8 + j] * x[8 * g8 + j] * x[8 * g8 + j];
-        if (e < emin) {
-          emin = e;
-          imin = j;
-        }
-      }
-      a[8 * g8 + imin] = -a[8 * g8 + imin];
-      s ^= static_cast<uint8_t>(1u << imin);
-    }
-    out.signs[g8] = s;
-  }
+  for (int g8 = 0; g8 < kQKK / 8; ++g8) out.signs[g8] = group_signs(x + 8 * g8, w + 8 * g8, spec.parity_signs, a + 8 * g8);
 
   // Codes of a sub-block at scale s, with their P = sum w a v and Q = sum w v^2.
   auto code_sub = [&](int b, float s, uint16_t* codes, float& P, float& Q) {

@@ -130,4 +130,16 @@ struct ScaledLatticeCodes {
 void quantize_scaled_lattice(const ScaledLatticeSpec& spec, const float* x, const float* qw,
                              ScaledLatticeCodes& out);
 
+// Signs of 8 weights (bit j set = negative) and the magnitudes a[j] = |x[j]| to code. With
+// parity-coded signs an odd count of negatives forces one weight to the wrong sign: the one
+// where that costs least (smallest w x^2); its target becomes -|x| so the search gives it the
+// smallest level.
+uint8_t group_signs(const float* x, const float* w, bool parity, float* a);
+// One sign group of 8 weights coded at the fixed decoded scale s > 0 (the error-feedback
+// quantizer re-codes a group this way once the block's scales are fixed): the signs, then the
+// best codebook point(s) for the magnitudes (8 / dim of them, written to grid), and the
+// decoded values s * level * sign to y.
+void code_group(const ScaledLatticeSpec& spec, const float* x, const float* w, float s, uint16_t* grid,
+                uint8_t& signs, float* y);
+
 }  // namespace smolq::iq

@@ -1,0 +1,27 @@
+// Dense linear algebra of the error-feedback quantizer (quantize/error_feedback.h): the blocked
+// Cholesky factorisation and triangular inversion behind prepare(), and the small matrix
+// product of the sweep's deferred update. Row-major storage, sizes multiples of 32 (every
+// d_in the quantizer sees is a multiple of a block size). Work is split into fixed tiles whose
+// arithmetic does not depend on the thread that runs them, so results never depend on the
+// thread count. The tile products run in AVX2+FMA kernels when the CPU has them (scalar
+// loops otherwise; the two differ in the last bits, a machine gives the same bytes every run).
+#pragma once
+#include <cstdint>
+
+namespace smolq::ef::linalg {
+
+// In place: the lower triangle of the symmetric n x n matrix A becomes L with A = L L^T (the
+// strict upper triangle is scratch). Returns -1 on success, else the row whose pivot was not
+// positive (or not finite).
+int64_t cholesky_lower(double* A, int64_t n, int n_threads);
+
+// In place: the lower-triangular L (lower triangle of A) becomes L^-1 (lower triangle).
+void invert_lower(double* A, int64_t n, int n_threads);
+
+// W[r][c1 .. n) -= sum_k E[r][k] * U[k][c1 .. n) for r < nr, k < nk: the deferred update of a
+// chunk of rows. W: nr rows of stride n; E: nr rows of stride ldE; U: nk row pointers (the
+// batch's rows of the factor; U[k][j] valid for c1 <= j < n). (n - c1) must be a multiple of 16.
+void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE, int64_t nk,
+                     const float* const* U);
+
+}  // namespace smolq::ef::linalg
