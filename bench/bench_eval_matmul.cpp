@@ -1,4 +1,4 @@
-// smolq_bench_eval_matmul: throughput of the forward pass's matmul (verify/matmul.h) on the
+// smolq_bench_eval_matmul: throughput of the forward pass's matmul (eval/matmul.h) on the
 // SmolLM2-135M shapes, per weight type, in GFLOP/s of wall time and of CPU time (CPU time
 // stays meaningful on a machine shared with other jobs).
 //
@@ -11,8 +11,9 @@
 #include <random>
 #include <vector>
 
+#include "formats/cpu_features.h"
 #include "quantize/registry.h"
-#include "verify/matmul.h"
+#include "eval/matmul.h"
 
 using namespace smolq;
 
@@ -29,7 +30,7 @@ double cpu_seconds() {
 int main(int argc, char** argv) {
   const int threads = argc > 1 ? std::atoi(argv[1]) : 2;
   const int n = argc > 2 ? std::atoi(argv[2]) : 512;
-  std::printf("matmul: %d tokens, %d threads, %s kernels\n", n, threads, matmul_uses_avx2() ? "AVX2/FMA" : "portable");
+  std::printf("matmul: %d tokens, %d threads, %s kernels\n", n, threads, cpu::has_avx2() ? "AVX2/FMA" : "portable");
   std::printf("%-6s %14s %10s %10s\n", "type", "rows x cols", "GFLOP/s", "GFLOP/s/cpu");
   std::mt19937 rng(1);
   std::normal_distribution<float> nd(0.0f, 0.05f);

@@ -19,7 +19,7 @@
 
 #include "formats/error.h"
 #include "formats/mapped_file.h"
-#include "verify/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace {
 

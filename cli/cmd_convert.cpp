@@ -9,12 +9,10 @@
 #include "cli/optimize_args.h"
 #include "cli/options.h"
 #include "cli/quant_report.h"
-#include "cli/target_mix.h"
-#include "convert/converter.h"
+#include "mix/target_mix.h"
+#include "convert/model_source.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
-#include "formats/sha256.h"
-#include "verify/tokenizer.h"
 
 namespace smolq::cli {
 namespace {
@@ -22,10 +20,12 @@ namespace {
 struct OutType {
   const char* name;
   GgmlType type;
-  uint32_t file_type;  // llama_ftype
+  FileType file_type;  // general.file_type (llama_ftype)
 };
-constexpr OutType kOutTypes[] = {
-    {"f32", GgmlType::F32, 0}, {"f16", GgmlType::F16, 1}, {"bf16", GgmlType::BF16, 32}, {"q8_0", GgmlType::Q8_0, 7}};
+constexpr OutType kOutTypes[] = {{"f32", GgmlType::F32, FileType::kAllF32},
+                                 {"f16", GgmlType::F16, FileType::kF16},
+                                 {"bf16", GgmlType::BF16, FileType::kBF16},
+                                 {"q8_0", GgmlType::Q8_0, FileType::kQ8_0}};
 
 std::string default_output(const std::string& dir, const std::string& type) {
   std::string d = dir;
@@ -33,20 +33,6 @@ std::string default_output(const std::string& dir, const std::string& type) {
   auto pos = d.find_last_of('/');
   std::string base = pos == std::string::npos ? d : d.substr(pos + 1);
   return base + "-" + type + ".gguf";
-}
-
-// llama.cpp's pre-tokenizer fingerprint: SHA-256 of the probe text's token ids written as a
-// Python list ("[1, 2, 3]"). Needs our tokenizer, which lives in verify/, hence here.
-std::optional<std::string> probe_hash(const std::string& tokenizer_json) {
-  try {
-    Tokenizer tok = Tokenizer::from_hf_json(tokenizer_json);
-    std::vector<int32_t> ids = tok.encode(pre_tokenizer_probe_text(), /*add_special=*/true);
-    std::string s = "[";
-    for (size_t i = 0; i < ids.size(); ++i) s += (i ? ", " : "") + std::to_string(ids[i]);
-    return sha256_hex(s + "]");
-  } catch (const Error&) {
-    return std::nullopt;  // a tokenizer we cannot run: fall back to structural detection
-  }
 }
 
 }  // namespace
@@ -87,18 +73,19 @@ int run_convert(const std::vector<std::string>& args) {
   const bool target = target_requested(target_args);
   finish_optimize_args(parsed.vm, opt_args);
   if (opt_args.optimize && type.empty() && !target) throw UsageError("--optimize needs --type or --target-bpw / --target-size");
+  const std::string opt_calib = opt_args.optimize ? resolve_calib(target_args.calib) : std::string();
   if (target && (!outtype.empty() || !type.empty()))
     throw UsageError("--target-bpw / --target-size choose every type: give no --type or --outtype");
   if (type.empty() && !target && (!imatrix.empty() || !tensor_types.empty() || !output_tensor_type.empty() ||
                        !token_embedding_type.empty() || parsed.vm.count("pure")))
     throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type");
 
-  ConvertOptions opt;
-  opt.input_dir = input;
+  HfBuildSettings hf;
+  std::optional<QuantizeOptions> quant;
   ImatrixData imat;
   if (!type.empty() || target) {
     QuantizeOptions q;
-    q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
+    q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label
     fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
     q.include_weights = include;
     q.exclude_weights = exclude;
@@ -109,63 +96,35 @@ int run_convert(const std::vector<std::string>& args) {
     }
     if (opt_args.optimize) {
       q.importance_from_calibration = imatrix.empty();
-      const auto kv = optimize_metadata_kv(opt_args, resolve_calib(target_args.calib), !imatrix.empty());
+      const auto kv = optimize_metadata_kv(opt_args, opt_calib, !imatrix.empty());
       q.override_kv.insert(q.override_kv.end(), kv.begin(), kv.end());
     }
-    opt.quant = q;
-    opt.file_type = static_cast<uint32_t>(q.ftype);
+    quant = q;
   } else {
     if (outtype.empty()) outtype = "f16";
     const OutType* ot = nullptr;
     for (const auto& o : kOutTypes)
       if (outtype == o.name) ot = &o;
     if (!ot) throw UsageError("--outtype must be one of f32, f16, bf16, q8_0 (got '" + outtype + "'); for other types use --type");
-    opt.weight_type = ot->type;
-    opt.file_type = ot->file_type;
+    hf.weight_type = ot->type;
+    hf.file_type = ot->file_type;
   }
-  opt.output_path = output.empty() ? default_output(input, target ? "mix" : type.empty() ? outtype : type) : output;
-  opt.threads = resolve_threads(threads);
-  opt.name_override = name;
-  opt.tokenizer.pre_override = pre;
-  opt.tokenizer.probe_hash = probe_hash;
-  const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
-  opt.on_progress = progress_printer(show);
+  const std::string out_path =
+      output.empty() ? default_output(input, target ? "mix" : type.empty() ? outtype : type) : output;
+  const int nthreads = resolve_threads(threads);
+  hf.name_override = name;
+  hf.tokenizer.pre_override = pre;
 
-  std::optional<TargetDecision> td;
-  if (target) {
-    auto ck = SafetensorsCheckpoint::open(opt.input_dir);
-    // The file as planned with placeholder mix keys: its tensors and where their data starts.
-    auto plan_file = [&](const std::vector<std::string>& kv) {
-      ConvertOptions o2 = opt;
-      o2.quant->dry_run = true;
-      o2.quant->override_kv.insert(o2.quant->override_kv.end(), kv.begin(), kv.end());
-      const ConvertPlan p = plan_conversion(o2, *ck);
-      PlannedFile f;
-      for (const auto& o : p.outputs) f.tensors.push_back({o.name, o.shape, o.type});
-      f.alignment = static_cast<uint32_t>(p.metadata.opt_u64("general.alignment").value_or(32));
-      f.data_offset = plan_gguf_layout(p.metadata, f.tensors, f.alignment).data_offset;
-      return f;
-    };
-    td = decide_target(target_args, input, opt.output_path, opt.quant->imatrix, imatrix, opt.threads, plan_file);
-    opt.quant->assigned_types = td->plan.types;
-    opt.quant->ftype = td->plan.label;
-    opt.file_type = static_cast<uint32_t>(td->plan.label);
-    opt.quant->override_kv.insert(opt.quant->override_kv.end(), td->mix_kv.begin(), td->mix_kv.end());
-    // The exact file this will write must be the allocator's.
-    const ConvertPlan p = plan_conversion(opt, *ck);
-    std::vector<GgufPlannedTensor> planned;
-    for (const auto& o : p.outputs) planned.push_back({o.name, o.shape, o.type});
-    const uint32_t alignment = static_cast<uint32_t>(p.metadata.opt_u64("general.alignment").value_or(32));
-    check_target_met(*td, plan_gguf_layout(p.metadata, planned, alignment).file_size, p.quant->plan.bits_per_weight());
-  }
+  auto src = ModelSource::open_hf(input, hf);
+  std::optional<TargetBuild> tb;
+  if (target) tb = build_target(target_args, *src, *quant, out_path, imatrix, nthreads);
+  BuildPlan plan = tb ? std::move(tb->file) : src->plan(quant);
 
   if (parsed.vm.count("dry-run")) {
-    auto ck = SafetensorsCheckpoint::open(opt.input_dir);
-    ConvertPlan plan = plan_conversion(opt, *ck);
-    if (td) {
-      std::fputs(format_mix_plan(td->plan, td->target).c_str(), stdout);
-      std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(td->plan.file_size),
-                  human_bytes(td->plan.file_size).c_str());
+    if (tb) {
+      std::fputs(format_mix_plan(tb->plan, tb->target).c_str(), stdout);
+      std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(tb->plan.file_size),
+                  human_bytes(tb->plan.file_size).c_str());
     } else if (plan.quant) {
       std::fputs(format_plan(plan.quant->plan).c_str(), stdout);
     } else {
@@ -179,21 +138,17 @@ int run_convert(const std::vector<std::string>& args) {
   }
 
   install_interrupt_handlers();
+  const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
-  if (opt_args.optimize) {
-    const std::string calib = resolve_calib(target_args.calib);
-    const bool quiet = parsed.vm.count("quiet") > 0;
-    opt.before_write = [&, calib, quiet](std::vector<OutputTensor>& outs) {
-      optimized = run_optimize(opt_args, input, calib, outs, opt.threads, quiet);
-    };
-  }
-  ConvertSummary s = convert_checkpoint(opt);
+  if (opt_args.optimize)
+    optimized = run_optimize(opt_args, input, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
+  const WriteResult written = src->write(plan, out_path, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  for (const auto& w : s.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  std::printf("%s parameters, pre-tokenizer '%s' (by %s)\n", s.size_label.c_str(), s.pre_tokenizer.c_str(),
-              s.pre_detected_by.c_str());
-  print_write_summary(opt.output_path, s.written, secs, opt.threads, s.imatrix_used);
+  for (const auto& w : plan.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  std::printf("%s parameters, pre-tokenizer '%s' (by %s)\n", plan.size_label.c_str(), plan.pre_tokenizer.c_str(),
+              plan.pre_detected_by.c_str());
+  print_write_summary(out_path, written, secs, nthreads, plan.imatrix_used());
   return 0;
 }
 

@@ -19,7 +19,7 @@
 #include "cli/options.h"
 #include "convert/converter.h"
 #include "convert/naming.h"
-#include "convert/tokenizer_meta.h"
+#include "text/tokenizer_meta.h"
 #include "formats/error.h"
 #include "formats/gguf.h"
 #include "formats/model_config.h"
@@ -64,9 +64,9 @@ TensorShape shape_of(const std::string& name, const std::vector<uint64_t>& shape
 GgufMetadata estimate_metadata(const std::string& dir, const std::string& tokenizer_dir, const ModelConfig& cfg,
                                uint64_t n_params, bool& has_tokenizer) {
   has_tokenizer = file_exists(tokenizer_dir + "/tokenizer.json");
-  if (!has_tokenizer) return conversion_metadata(dir, cfg, nullptr, n_params, 1);
+  if (!has_tokenizer) return conversion_metadata(dir, cfg, nullptr, n_params, FileType::kF16);
   HfTokenizerInfo tok = load_hf_tokenizer(tokenizer_dir, cfg, TokenizerOptions{});
-  return conversion_metadata(dir, cfg, &tok, n_params, 1);
+  return conversion_metadata(dir, cfg, &tok, n_params, FileType::kF16);
 }
 
 SourceModel load_hf(const std::string& dir, const std::string& tokenizer_dir) {

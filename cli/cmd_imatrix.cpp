@@ -1,7 +1,7 @@
 // `smolq imatrix MODEL -f CALIB [-o imatrix.gguf] [--output-format gguf|dat] [--ctx 512]
 //                [--chunks N] [--in-file F ...] [--process-output] [--no-ppl] [--threads T]`
 //
-// Collects llama-imatrix's importance matrix (verify/imatrix.h) over a calibration text and
+// Collects llama-imatrix's importance matrix (eval/imatrix.h) over a calibration text and
 // writes it in llama.cpp's GGUF imatrix format or the legacy .dat format (formats/imatrix.h).
 // --in-file merges earlier results; with --in-file and no -f the inputs are only combined.
 // The text's perplexity is printed as llama-imatrix prints it (second half of each chunk).
@@ -16,9 +16,9 @@
 #include "formats/error.h"
 #include "formats/imatrix.h"
 #include "formats/interrupt.h"
-#include "verify/imatrix.h"
-#include "verify/model.h"
-#include "verify/perplexity_input.h"
+#include "eval/imatrix.h"
+#include "eval/model.h"
+#include "eval/perplexity_input.h"
 
 namespace smolq::cli {
 namespace {

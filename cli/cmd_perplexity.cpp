@@ -1,7 +1,7 @@
 // `smolq perplexity MODEL -f TEXT [--ctx 512] [--chunks N] [--batch B] [--threads T] [--json]`
 // `smolq perplexity QUANT --base BASE -f TEXT [...]`       KL divergence of QUANT from BASE
 //
-// llama-perplexity's protocol and output (verify/perplexity.h), so numbers compare one for one:
+// llama-perplexity's protocol and output (eval/perplexity.h), so numbers compare one for one:
 // the running "[i]ppl," line and "Final estimate: PPL = x +/- y"; in KL mode its per-chunk table
 // and the three statistics blocks, plus smolq's logit drift. MODEL and BASE are GGUF files or
 // Hugging Face checkpoint folders. Results go to stdout; information, progress and timing to
@@ -12,15 +12,16 @@
 #include <cstdio>
 #include <string>
 
+#include "formats/cpu_features.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "formats/atomic_file.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
-#include "verify/matmul.h"
-#include "verify/model.h"
-#include "verify/perplexity.h"
-#include "verify/perplexity_input.h"
+#include "eval/matmul.h"
+#include "eval/model.h"
+#include "eval/perplexity.h"
+#include "eval/perplexity_input.h"
 
 namespace smolq::cli {
 namespace {
@@ -177,7 +178,7 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
   if (r.seconds > 0)
     std::fprintf(stderr, "%lld tokens in %.2f s (%.1f tok/s, %d threads, %s kernels)\n",
                  static_cast<long long>(r.tokens_evaluated), r.seconds, r.tokens_evaluated / r.seconds, o.n_threads,
-                 matmul_uses_avx2() ? "AVX2" : "portable");
+                 cpu::has_avx2() ? "AVX2" : "portable");
   return 0;
 }
 

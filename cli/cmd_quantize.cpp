@@ -9,11 +9,11 @@
 #include "cli/optimize_args.h"
 #include "cli/options.h"
 #include "cli/quant_report.h"
-#include "cli/target_mix.h"
+#include "mix/target_mix.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
+#include "convert/model_source.h"
 #include "quantize/quantize_model.h"
-#include "quantize/tensor_quantizer.h"
 
 namespace smolq::cli {
 
@@ -68,9 +68,9 @@ int run_quantize(const std::vector<std::string>& args) {
       throw UsageError("input and output are the same file: '" + input + "'");
   }
 
-  auto reader = GgufReader::open(input);
+  auto src = ModelSource::open_gguf(input);
   QuantizeOptions q;
-  q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label below
+  q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label
   fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
   q.include_weights = include;
   q.exclude_weights = exclude;
@@ -92,59 +92,15 @@ int run_quantize(const std::vector<std::string>& args) {
     q.imatrix_path = imatrix;
   }
 
-  std::vector<SourceTensor> sources;
-  for (const auto& t : reader->tensors()) {
-    SourceTensor s;
-    std::vector<uint64_t> ne = t.shape;
-    s.shape.name = t.name;
-    for (size_t d = 0; d < ne.size() && d < 4; ++d) s.shape.ne[d] = ne[d];
-    s.shape.source_type = t.type;
-    ByteView data = reader->tensor_data(t);
-    s.encoded = data.span();
-    const GgmlType st = t.type;
-    const uint64_t ncols = ne[0];
-    const auto bytes = data.span();
-    s.rows = [st, ncols, bytes](uint64_t r0, uint64_t n, std::span<float> out) {
-      dequantize_tensor_rows(st, bytes, ncols, r0, n, out);
-    };
-    sources.push_back(std::move(s));
-  }
-  const ModelFacts facts = facts_from_gguf(reader->metadata());
-  const uint32_t alignment = static_cast<uint32_t>(reader->metadata().opt_u64("general.alignment").value_or(32));
-  std::optional<TargetDecision> td;
-  if (target) {
-    // The file as planned with placeholder mix keys: its tensors and where their data starts.
-    auto plan_file = [&](const std::vector<std::string>& kv) {
-      QuantizeOptions q2 = q;
-      q2.dry_run = true;
-      q2.override_kv.insert(q2.override_kv.end(), kv.begin(), kv.end());
-      const QuantizePlanResult r2 = plan_quantization(sources, facts, q2);
-      GgufMetadata m = reader->metadata();
-      stamp_quantize_metadata(m, q2, r2);
-      PlannedFile f;
-      for (const auto& o : r2.outputs) f.tensors.push_back({o.name, o.shape, o.type});
-      f.alignment = alignment;
-      f.data_offset = plan_gguf_layout(m, f.tensors, alignment).data_offset;
-      return f;
-    };
-    td = decide_target(target_args, input, output, q.imatrix, imatrix, resolve_threads(threads), plan_file);
-    q.assigned_types = td->plan.types;
-    q.ftype = td->plan.label;
-    q.override_kv.insert(q.override_kv.end(), td->mix_kv.begin(), td->mix_kv.end());
-  }
-  QuantizePlanResult r = plan_quantization(sources, facts, q);
-  for (const auto& w : r.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  GgufMetadata meta = reader->metadata();
-  stamp_quantize_metadata(meta, q, r);
-  std::vector<GgufPlannedTensor> planned;
-  for (const auto& o : r.outputs) planned.push_back({o.name, o.shape, o.type});
-  const GgufLayout layout = plan_gguf_layout(meta, planned, alignment);
-  if (td) check_target_met(*td, layout.file_size, r.plan.bits_per_weight());
+  std::optional<TargetBuild> tb;
+  if (target) tb = build_target(target_args, *src, q, output, imatrix, resolve_threads(threads));
+  BuildPlan plan = tb ? std::move(tb->file) : src->plan(q);
+  for (const auto& w : plan.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (dry) {
     // The exact size of the file this would write: same metadata, same layout function.
-    std::fputs(td ? format_mix_plan(td->plan, td->target).c_str() : format_plan(r.plan).c_str(), stdout);
-    std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(layout.file_size),
-                human_bytes(layout.file_size).c_str());
+    std::fputs(tb ? format_mix_plan(tb->plan, tb->target).c_str() : format_plan(plan.quant->plan).c_str(), stdout);
+    std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(plan.layout.file_size),
+                human_bytes(plan.layout.file_size).c_str());
     return 0;
   }
 
@@ -153,10 +109,11 @@ int run_quantize(const std::vector<std::string>& args) {
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
-  if (opt_args.optimize) optimized = run_optimize(opt_args, input, opt_calib, r.outputs, nthreads, parsed.vm.count("quiet") > 0);
-  WriteResult w = write_gguf_model(output, meta, r.outputs, nthreads, progress_printer(show));
+  if (opt_args.optimize)
+    optimized = run_optimize(opt_args, input, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
+  WriteResult w = src->write(plan, output, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  print_write_summary(output, w, secs, nthreads, r.imatrix_used);
+  print_write_summary(output, w, secs, nthreads, plan.imatrix_used());
   return 0;
 }
 

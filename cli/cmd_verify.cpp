@@ -248,10 +248,8 @@ class Display {
   bool table_is_last_ = false, header_ = false;
 };
 
-}  // namespace
-
-int run_verify(const std::vector<std::string>& args) {
-  po::options_description opts("Options");
+// The options of `smolq verify`.
+void add_verify_options(po::options_description& opts) {
   opts.add_options()
       ("model", po::value<std::vector<std::string>>(), "the full-precision model (HF folder or GGUF), then any quantized GGUF files to compare")
       ("file,f", po::value<std::string>(), "evaluation text (plain text; e.g. WikiText-2's wiki.test.raw)")
@@ -271,17 +269,11 @@ int run_verify(const std::vector<std::string>& args) {
       ("max-memory", po::value<std::string>(), "memory for models evaluated together, e.g. 8G (default: half the RAM)")
       ("no-base-cache", "do not keep the baseline's logits in the cache (saves disk; extending a run recomputes them)")
       ("show-prompts", "print the prompts as the model will see them (JSON) and exit");
-  po::positional_options_description pos;
-  pos.add("model", -1);
-  auto parsed = parse_args(args, "smolq verify MODEL [QUANT.gguf ...] -f TEXT [--types LIST|all] [--imatrix FILE|auto] [options]",
-                           opts, pos);
-  if (parsed.help) return 0;
-  const auto& vm = parsed.vm;
-  if (!vm.count("model")) throw UsageError("give the full-precision model (HF folder or GGUF)");
-  const auto paths = vm["model"].as<std::vector<std::string>>();
+}
 
-  SweepOptions o;
-  o.model = paths[0];
+// The output folder and the generations' prompts, template and length.
+void set_output_and_prompts(const po::variables_map& vm, const std::string& model, SweepOptions& o) {
+  o.model = model;
   std::string name = std::filesystem::path(o.model).filename().string();
   if (name.empty()) name = std::filesystem::path(o.model).parent_path().filename().string();
   o.out_dir = vm.count("out") ? vm["out"].as<std::string>() : "verify-" + name;
@@ -294,18 +286,22 @@ int run_verify(const std::vector<std::string>& args) {
   o.n_generate = vm["n-predict"].as<int>();
   if (o.n_generate < 0) throw UsageError("--n-predict must be >= 0");
   if (vm.count("chat-template-file")) o.chat_template = read_text_file(vm["chat-template-file"].as<std::string>());
+}
 
-  if (vm.count("show-prompts")) {
-    std::string format;
-    const std::vector<std::string> texts = render_prompts(o, format);
-    JsonBuilder j;
-    j.begin_object().key("format").value(format).key("prompts").begin_array();
-    for (const auto& t : texts) j.value(t);
-    j.end_array().end_object();
-    std::printf("%s\n", j.str().c_str());
-    return 0;
-  }
+// --show-prompts: the prompts as the model will see them, as JSON on stdout.
+void show_prompts(const SweepOptions& o) {
+  std::string format;
+  const std::vector<std::string> texts = render_prompts(o, format);
+  JsonWriter j(2, 10);
+  j.begin_object().key("format").value(format).key("prompts").begin_array();
+  for (const auto& t : texts) j.value(t);
+  j.end_array().end_object();
+  std::printf("%s\n", j.str().c_str());
+}
 
+// The texts, the importance matrix and the rows: the types to build (--types) and the given
+// GGUF files (`paths` after the model).
+void set_texts_and_quants(const po::variables_map& vm, const std::vector<std::string>& paths, SweepOptions& o) {
   if (!vm.count("file")) throw UsageError("give the evaluation text with -f (for example WikiText-2's wiki.test.raw)");
   o.eval_text = vm["file"].as<std::string>();
   // The calibration text of --imatrix auto and of NAME@target rows' profile.
@@ -337,6 +333,10 @@ int run_verify(const std::vector<std::string>& args) {
   for (size_t i = 0; i < o.quants.size(); ++i)
     for (size_t k = 0; k < i; ++k)
       if (o.quants[i].label == o.quants[k].label) throw UsageError("'" + o.quants[i].label + "' is listed twice");
+}
+
+// The evaluation protocol, the recommendation's budget and the memory and cache limits.
+void set_evaluation(const po::variables_map& vm, SweepOptions& o) {
   o.eval.n_ctx = vm["ctx"].as<int64_t>();
   o.eval.n_chunks = vm["chunks"].as<int64_t>();
   o.eval.n_batch = vm["batch"].as<int64_t>();
@@ -346,8 +346,11 @@ int run_verify(const std::vector<std::string>& args) {
   if (!(o.kld_budget > 0)) throw UsageError("--kld-budget must be positive");
   o.max_memory = vm.count("max-memory") ? parse_size(vm["max-memory"].as<std::string>()) : default_max_memory();
   o.cache_base_logits = vm.count("no-base-cache") == 0;
-  install_interrupt_handlers();
+}
 
+// Runs the sweep with its progress on the terminal, then writes the reports: the exit code.
+int sweep_and_report(const SweepOptions& o) {
+  install_interrupt_handlers();
   std::vector<std::string> order;
   for (const auto& q : o.quants) order.push_back(q.label);
   Display d(std::move(order));
@@ -375,6 +378,31 @@ int run_verify(const std::vector<std::string>& args) {
                report::seconds(r.seconds).c_str(), r.cache.builds_done, r.cache.builds_reused,
                static_cast<long long>(r.cache.chunks_computed), static_cast<long long>(r.cache.chunks_reused));
   return 0;
+}
+
+}  // namespace
+
+int run_verify(const std::vector<std::string>& args) {
+  po::options_description opts("Options");
+  add_verify_options(opts);
+  po::positional_options_description pos;
+  pos.add("model", -1);
+  auto parsed = parse_args(args, "smolq verify MODEL [QUANT.gguf ...] -f TEXT [--types LIST|all] [--imatrix FILE|auto] [options]",
+                           opts, pos);
+  if (parsed.help) return 0;
+  const auto& vm = parsed.vm;
+  if (!vm.count("model")) throw UsageError("give the full-precision model (HF folder or GGUF)");
+  const auto paths = vm["model"].as<std::vector<std::string>>();
+
+  SweepOptions o;
+  set_output_and_prompts(vm, paths[0], o);
+  if (vm.count("show-prompts")) {
+    show_prompts(o);
+    return 0;
+  }
+  set_texts_and_quants(vm, paths, o);
+  set_evaluation(vm, o);
+  return sweep_and_report(o);
 }
 
 }  // namespace smolq::cli

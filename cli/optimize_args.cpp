@@ -9,9 +9,9 @@
 
 #include "formats/error.h"
 #include "quantize/error_feedback.h"
-#include "verify/model.h"
-#include "verify/perplexity_input.h"
-#include "verify/sweep_cache.h"
+#include "eval/model.h"
+#include "eval/perplexity_input.h"
+#include "formats/content_hash.h"
 
 namespace smolq::cli {
 namespace {

@@ -9,7 +9,7 @@
 
 #include "cli/options.h"
 #include "quantize/model_writer.h"
-#include "verify/optimize.h"
+#include "mix/optimize.h"
 
 namespace smolq::cli {
 

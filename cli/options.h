@@ -5,6 +5,8 @@
 #include <string>
 #include <vector>
 
+#include "mix/target_mix.h"
+
 namespace smolq::cli {
 
 namespace po = boost::program_options;
@@ -18,6 +20,9 @@ struct ParsedArgs {
 ParsedArgs parse_args(const std::vector<std::string>& args, const std::string& usage,
                       po::options_description& opts,
                       const po::positional_options_description& positional);
+
+// --target-bpw / --target-size and the profile options of `quantize` and `convert`.
+void add_target_options(po::options_description& opts, TargetArgs& a);
 
 // Worker threads to use: --threads value, or the machine's cores when 0.
 int resolve_threads(int requested);

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "convert/naming.h"
+#include "formats/rope_layout.h"
 #include "formats/error.h"
 #include "quantize/registry.h"
 
@@ -18,36 +19,13 @@ GgmlType plain_type_for(const std::vector<uint64_t>& shape, GgmlType weight_type
   return t;
 }
 
-std::vector<float> llama3_rope_factors(const ModelConfig& c) {
-  const auto& rs = c.rope_scaling;
-  const double factor = rs.factor;
-  const double lo = rs.low_freq_factor, hi = rs.high_freq_factor;
-  const double old_ctx = rs.original_context ? static_cast<double>(rs.original_context) : 8192.0;
-  const double lo_wavelen = old_ctx / lo, hi_wavelen = old_ctx / hi;
-  std::vector<float> out;
-  for (uint64_t i = 0; i < c.rope_dim; i += 2) {
-    // Frequencies as float32, the way the reference computes them.
-    const float freq = 1.0f / std::pow(static_cast<float>(c.rope_theta), static_cast<float>(i) / static_cast<float>(c.rope_dim));
-    const double wavelen = 2 * M_PI / freq;
-    if (wavelen < hi_wavelen) {
-      out.push_back(1.0f);
-    } else if (wavelen > lo_wavelen) {
-      out.push_back(static_cast<float>(factor));
-    } else {
-      const double smooth = (old_ctx / wavelen - lo) / (hi - lo);
-      out.push_back(static_cast<float>(1.0 / ((1 - smooth) / factor + smooth)));
-    }
-  }
-  return out;
-}
-
 GgufMetadata conversion_metadata(const std::string& hf_dir, const ModelConfig& cfg, const HfTokenizerInfo* tokenizer,
-                                 uint64_t n_params, uint32_t file_type, const std::string& name_override) {
+                                 uint64_t n_params, FileType file_type, const std::string& name_override) {
   GgufMetadata m;
   ModelNaming naming = derive_naming(hf_dir, n_params, name_override);
   write_general_metadata(naming, cfg.arch, m);
   write_gguf_hparams(cfg, m);
-  m.set("general.file_type", GgufValue::u32(file_type));
+  m.set("general.file_type", GgufValue::u32(static_cast<uint32_t>(file_type)));
   if (tokenizer) write_tokenizer_metadata(*tokenizer, m);
   m.set("general.quantization_version", GgufValue::u32(2));
   m.set("general.quantized_by", GgufValue::str(std::string("smolq ") + SMOLQ_VERSION));
@@ -142,33 +120,6 @@ ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoi
   p.metadata = conversion_metadata(opt.input_dir, cfg, &p.tokenizer, p.n_params, opt.file_type, opt.name_override);
   if (p.quant) stamp_quantize_metadata(p.metadata, *opt.quant, *p.quant);
   return p;
-}
-
-ConvertSummary convert_checkpoint(const ConvertOptions& opt) {
-  auto ck = SafetensorsCheckpoint::open(opt.input_dir);
-  ConvertPlan plan = plan_conversion(opt, *ck);
-  ConvertSummary s;
-  s.pre_tokenizer = plan.tokenizer.pre;
-  s.pre_detected_by = plan.tokenizer.pre_detected_by;
-  s.size_label = plan.metadata.get_string("general.size_label");
-  if (plan.quant) {
-    s.warnings = plan.quant->warnings;
-    s.imatrix_used = plan.quant->imatrix_used;
-  }
-  // Release each source tensor's pages once it has been written: RSS stays ~ one tensor.
-  std::map<std::string, const StTensor*> source_of;
-  for (const auto& m : plan.mapped) source_of[m.gguf_name] = m.source;
-  const OutputTensor* current = nullptr;
-  auto progress = [&](const WriteProgress& wp) {
-    if (wp.tensor != current) {
-      if (current && source_of.count(current->name)) ck->drop(*source_of[current->name]);
-      current = wp.tensor;
-    }
-    if (opt.on_progress) opt.on_progress(wp);
-  };
-  if (opt.before_write) opt.before_write(plan.outputs);
-  s.written = write_gguf_model(opt.output_path, plan.metadata, plan.outputs, opt.threads, progress);
-  return s;
 }
 
 }  // namespace smolq

@@ -1,6 +1,7 @@
 // `smolq convert`: a Hugging Face checkpoint folder -> one GGUF file that llama.cpp loads
-// unchanged. The input is memory-mapped; tensors are converted one at a time on all threads
-// (peak memory ~ the largest output tensor), and the output appears atomically.
+// unchanged. This plans the conversion (names, types, metadata, row sources); the input is
+// memory-mapped and convert/model_source.h writes the tensors one at a time on all threads
+// (peak memory ~ the largest output tensor), the output appearing atomically.
 #pragma once
 #include <functional>
 #include <map>
@@ -9,7 +10,7 @@
 #include <vector>
 
 #include "convert/tensor_map.h"
-#include "convert/tokenizer_meta.h"
+#include "text/tokenizer_meta.h"
 #include "formats/ggml_types.h"
 #include "formats/model_config.h"
 #include "quantize/model_writer.h"
@@ -17,22 +18,17 @@
 
 namespace smolq {
 
+// What a conversion plans (convert/model_source.h writes it).
 struct ConvertOptions {
   std::string input_dir;
-  std::string output_path;
   // Plain output types: 2-D weights get `weight_type` (F32, F16, BF16 or Q8_0); 1-D tensors
   // (norms) stay F32; rows that do not fit a block format fall back as llama.cpp does.
   GgmlType weight_type = GgmlType::F16;
-  uint32_t file_type = 1;            // general.file_type (llama_ftype)
+  FileType file_type = FileType::kF16;  // general.file_type (llama_ftype)
   // `--type Q4_K_M` etc.: plan with llama.cpp's mixture rules instead of weight_type.
   std::optional<QuantizeOptions> quant;
-  int threads = 1;
   std::string name_override;         // --name
-  TokenizerOptions tokenizer;        // --pre-tokenizer, probe hash
-  std::function<void(const WriteProgress&)> on_progress;
-  // Called with the planned outputs just before they are written (cli: --optimize replaces
-  // tensors by their optimised bytes; whatever it points to must outlive convert_checkpoint).
-  std::function<void(std::vector<OutputTensor>&)> before_write;
+  TokenizerOptions tokenizer;        // --pre-tokenizer
 };
 
 // Everything convert decided before writing: useful for --dry-run and tests.
@@ -46,30 +42,17 @@ struct ConvertPlan {
   uint64_t n_params = 0;
 };
 
-struct ConvertSummary {
-  WriteResult written;
-  std::string pre_tokenizer, pre_detected_by;
-  std::string size_label;
-  std::vector<std::string> warnings;  // from planning (e.g. tensors without importance data)
-  int imatrix_used = 0;
-};
-
 // Read config, tokenizer and tensor headers; decide names, types and metadata. The returned
 // plan references `ck`, which must outlive it.
 ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoint& ck);
-ConvertSummary convert_checkpoint(const ConvertOptions& opt);
 
 // The metadata convert writes for a checkpoint: general.* (naming from the folder),
 // hyperparameters, file type, tokenizer (when given), quantization version and provenance.
 // Shared with `smolq estimate`, so predicted sizes are the sizes written.
 GgufMetadata conversion_metadata(const std::string& hf_dir, const ModelConfig& cfg, const HfTokenizerInfo* tokenizer,
-                                 uint64_t n_params, uint32_t file_type, const std::string& name_override = "");
+                                 uint64_t n_params, FileType file_type, const std::string& name_override = "");
 
 // The type a tensor gets for a plain output type (see ConvertOptions::weight_type).
 GgmlType plain_type_for(const std::vector<uint64_t>& ggml_shape, GgmlType weight_type);
-
-// Llama-3 style rope scaling: the per-dimension frequency factors llama.cpp reads from
-// `rope_freqs.weight` (head_dim / 2 values).
-std::vector<float> llama3_rope_factors(const ModelConfig& c);
 
 }  // namespace smolq

@@ -66,14 +66,6 @@ std::string shape_str(const std::vector<uint64_t>& s) {
 
 }  // namespace
 
-uint64_t permuted_source_row(uint64_t r, uint64_t rows, uint64_t n_heads) {
-  const uint64_t hd = rows / n_heads;  // rows per head
-  const uint64_t half = hd / 2;
-  const uint64_t h = r / hd, within = r % hd;
-  const uint64_t i = within / 2, j = within % 2;  // output (h, i, j) <- input (h, j, i)
-  return h * hd + j * half + i;
-}
-
 std::vector<MappedTensor> map_checkpoint(const ModelConfig& cfg, const SafetensorsCheckpoint& ck) {
   std::vector<MappedTensor> out;
   std::vector<std::string> missing, bad_shape;

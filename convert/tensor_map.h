@@ -29,8 +29,4 @@ struct MappedTensor {
 // order, output_norm, output), independent of shard layout.
 std::vector<MappedTensor> map_checkpoint(const ModelConfig& cfg, const SafetensorsCheckpoint& ck);
 
-// Source row index for output row `r` of a permuted Q/K weight with `n_heads` heads:
-// llama.cpp's layout puts, within each head, row pairs (i, i + head_dim/2) next to each other.
-uint64_t permuted_source_row(uint64_t r, uint64_t rows, uint64_t n_heads);
-
 }  // namespace smolq

@@ -2,7 +2,7 @@
 
 #include <optional>
 
-#include "inspect/json_writer.h"
+#include "formats/json_writer.h"
 #include "inspect/text_format.h"
 
 namespace smolq {

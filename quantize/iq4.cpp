@@ -17,6 +17,7 @@
 #include <cstring>
 #include <limits>
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
@@ -317,7 +318,7 @@ void quantize_iq4_xs_ref(std::span<const float> src, std::span<std::byte> dst, i
 
 void quantize_iq4_xs(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                      std::span<const float> imatrix) {
-  if (!qsearch::cpu_has_avx2()) return quantize_iq4_xs_ref(src, dst, n_per_row, imatrix);
+  if (!cpu::has_avx2()) return quantize_iq4_xs_ref(src, dst, n_per_row, imatrix);
   iq::encode_rows<BlockIQ4_XS, kQKK>(src, dst, n_per_row, iq::importance_powers(imatrix, kScalarWeights),
                                      encode_iq4_xs_block<Avx2Iq4Score>);
 }

@@ -19,6 +19,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/quant_search.h"
@@ -177,7 +178,7 @@ void quantize_q2_k_ref(std::span<const float> src, std::span<std::byte> dst, int
 
 void quantize_q2_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
-  if (!qsearch::cpu_has_avx2()) return quantize_q2_k_ref(src, dst, n_per_row, imatrix);
+  if (!cpu::has_avx2()) return quantize_q2_k_ref(src, dst, n_per_row, imatrix);
   quantize_rows_k<BlockQ2_K>(src, dst, n_per_row, imatrix, kSigmaScaleQ2K, [](const float* x, const float* w, BlockQ2_K& b) {
     qsearch::AffineSuperBlock s;
     qsearch::encode_affine_super_avx2(x, w, kQ2K, s);
@@ -240,7 +241,7 @@ void quantize_q3_k_ref(std::span<const float> src, std::span<std::byte> dst, int
 
 void quantize_q3_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
-  if (!qsearch::cpu_has_avx2()) return quantize_q3_k_ref(src, dst, n_per_row, imatrix);
+  if (!cpu::has_avx2()) return quantize_q3_k_ref(src, dst, n_per_row, imatrix);
   const SymmetricSuperConfig& cfg = imatrix.empty() ? kQ3KPlain : kQ3K;
   quantize_rows_k<BlockQ3_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [&cfg](const float* x, const float* w, BlockQ3_K& b) {
     qsearch::SymmetricSuperBlock s;
@@ -294,7 +295,7 @@ void quantize_q4_k_ref(std::span<const float> src, std::span<std::byte> dst, int
 
 void quantize_q4_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
-  if (!qsearch::cpu_has_avx2()) return quantize_q4_k_ref(src, dst, n_per_row, imatrix);
+  if (!cpu::has_avx2()) return quantize_q4_k_ref(src, dst, n_per_row, imatrix);
   quantize_rows_k<BlockQ4_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ4_K& b) {
     qsearch::AffineSuperBlock s;
     qsearch::encode_affine_super_avx2(x, w, kQ4K, s);
@@ -353,7 +354,7 @@ void quantize_q5_k_ref(std::span<const float> src, std::span<std::byte> dst, int
 
 void quantize_q5_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
-  if (!qsearch::cpu_has_avx2()) return quantize_q5_k_ref(src, dst, n_per_row, imatrix);
+  if (!cpu::has_avx2()) return quantize_q5_k_ref(src, dst, n_per_row, imatrix);
   quantize_rows_k<BlockQ5_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ5_K& b) {
     qsearch::AffineSuperBlock s;
     qsearch::encode_affine_super_avx2(x, w, kQ5K, s);
@@ -415,7 +416,7 @@ void quantize_q6_k_ref(std::span<const float> src, std::span<std::byte> dst, int
 
 void quantize_q6_k(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
-  if (!qsearch::cpu_has_avx2()) return quantize_q6_k_ref(src, dst, n_per_row, imatrix);
+  if (!cpu::has_avx2()) return quantize_q6_k_ref(src, dst, n_per_row, imatrix);
   quantize_rows_k<BlockQ6_K>(src, dst, n_per_row, imatrix, kSigmaScaleK, [](const float* x, const float* w, BlockQ6_K& b) {
     qsearch::SymmetricSuperBlock s;
     qsearch::encode_symmetric_super_avx2(x, w, kQ6K, s);

@@ -2,7 +2,7 @@
 // per file (float_types.cpp, legacy_quants.cpp, k_quants.cpp, iq_*.cpp, ...). Each family
 // keeps its scalar `_ref` functions; a fast variant has the same signature.
 #pragma once
-#include "quantize/registry.h"
+#include "quantize/kernel_types.h"
 
 namespace smolq::kernels {
 

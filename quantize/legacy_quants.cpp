@@ -11,6 +11,7 @@
 #include <cassert>
 #include <cstring>
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/quant_search.h"
@@ -57,7 +58,7 @@ struct Fits {
 };
 constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine};
 constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2};
-const Fits& fast_fits() { return qsearch::cpu_has_avx2() ? kAvx2Fits : kScalarFits; }
+const Fits& fast_fits() { return cpu::has_avx2() ? kAvx2Fits : kScalarFits; }
 
 // One symmetric block: returns the f16 scale and levels L in [lo, hi]. The search result d is
 // rounded to f16, every level is re-rounded to that stored scale, and the two neighbouring

@@ -602,7 +602,8 @@ void encode_affine_super_t(const float* x, const float* w, const AffineSuperConf
 }  // namespace
 
 // ---- entry points ---------------------------------------------------------------------------
-// Scalar and AVX2 instantiations of the same templates; cpu_has_avx2() caches the CPUID test.
+// Scalar and AVX2 instantiations of the same templates; callers pick one with cpu::has_avx2()
+// (formats/cpu_features.h).
 
 void encode_symmetric_super(const float* x, const float* w, const SymmetricSuperConfig& c, SymmetricSuperBlock& out) {
   encode_symmetric_super_t<ScalarKernels>(x, w, c, out);
@@ -616,14 +617,6 @@ void encode_symmetric_super_avx2(const float* x, const float* w, const Symmetric
 }
 void encode_affine_super_avx2(const float* x, const float* w, const AffineSuperConfig& c, AffineSuperBlock& out) {
   encode_affine_super_t<Avx2Kernels>(x, w, c, out);
-}
-bool cpu_has_avx2() {
-#ifdef SMOLQ_QSEARCH_X86
-  static const bool has = __builtin_cpu_supports("avx2");
-  return has;
-#else
-  return false;
-#endif
 }
 
 }  // namespace smolq::qsearch

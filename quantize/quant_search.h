@@ -17,7 +17,7 @@
 //      symmetric case a coordinate-descent pass that moves single values to another level.
 // Everything is allocation-free and deterministic. Each search exists twice with identical
 // results: scored by scalar reference kernels, and by AVX2 kernels that score eight
-// candidates at once (the `_avx2` functions; use them only when cpu_has_avx2()).
+// candidates at once (the `_avx2` functions; use them only when cpu::has_avx2()).
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -65,7 +65,7 @@ struct SymmetricSearch {
 // weighted error is never worse than that of the plain "max maps to the extreme" rule.
 float fit_symmetric(const float* x, const float* w, int n, int lo, int hi, int8_t* L,
                     const SymmetricSearch& cfg);
-// The same search scored with AVX2 kernels: identical result; call only when cpu_has_avx2().
+// The same search scored with AVX2 kernels: identical result; call only when cpu::has_avx2().
 float fit_symmetric_avx2(const float* x, const float* w, int n, int lo, int hi, int8_t* L,
                          const SymmetricSearch& cfg);
 
@@ -153,10 +153,9 @@ struct AffineSuperBlock {
 void encode_affine_super(const float* x, const float* w, const AffineSuperConfig& cfg, AffineSuperBlock& out);
 
 // The same engines scored with AVX2 kernels (identical output bytes); call only when
-// cpu_has_avx2().
+// cpu::has_avx2() (formats/cpu_features.h).
 void encode_symmetric_super_avx2(const float* x, const float* w, const SymmetricSuperConfig& cfg,
                                  SymmetricSuperBlock& out);
 void encode_affine_super_avx2(const float* x, const float* w, const AffineSuperConfig& cfg, AffineSuperBlock& out);
-bool cpu_has_avx2();
 
 }  // namespace smolq::qsearch

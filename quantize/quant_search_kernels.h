@@ -244,7 +244,7 @@ struct Avx2Kernels {
 };
 
 #else
-using Avx2Kernels = ScalarKernels;  // never selected: cpu_has_avx2() is false off x86
+using Avx2Kernels = ScalarKernels;  // never selected: cpu::has_avx2() is false off x86
 #endif
 
 // A candidate must beat the best so far by this factor in the symmetric ranking (see

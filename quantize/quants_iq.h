@@ -6,7 +6,7 @@
 // All quantizers accept an optional imatrix (one importance value per column) and minimise
 // the weighted squared error; all dequantizers are bit-exact with ggml's.
 #pragma once
-#include "quantize/registry.h"
+#include "quantize/kernel_types.h"
 
 namespace smolq::kernels {
 

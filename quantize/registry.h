@@ -8,17 +8,9 @@
 #include <span>
 
 #include "formats/ggml_types.h"
+#include "quantize/kernel_types.h"
 
 namespace smolq {
-
-// Quantize rows: src holds nrows * n_per_row floats (nrows = src.size() / n_per_row),
-// dst exactly nrows * row_bytes. `imatrix` is empty or holds n_per_row importance weights
-// (one per column) whose weighted squared error the kernel minimises.
-// Kernels are pure and single-threaded; threading lives in the drivers.
-using QuantizeFn = void (*)(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                            std::span<const float> imatrix);
-// Dequantize: src holds whole blocks for dst.size() elements (a multiple of the block).
-using DequantizeFn = void (*)(std::span<const std::byte> src, std::span<float> dst);
 
 struct QTypeInfo {
   const TypeGeometry* geo;     // id, name, block geometry, needs_imatrix

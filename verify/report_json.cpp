@@ -1,5 +1,5 @@
 // report.json: every number of the sweep. Each quant carries `kld_report`, the object
-// `smolq perplexity QUANT --base BASE --json` prints (verify/metrics.h kld_report_json), next
+// `smolq perplexity QUANT --base BASE --json` prints (eval/metrics.h kld_report_json), next
 // to the summary fields derived from it.
 #include "verify/report_writers.h"
 #include "verify/sweep_cache.h"
@@ -7,7 +7,7 @@
 namespace smolq {
 namespace {
 
-void generations(JsonBuilder& j, const std::vector<Generation>& g) {
+void generations(JsonWriter& j, const std::vector<Generation>& g) {
   j.begin_array();
   for (const auto& x : g) j.begin_object().key("text").value(x.text).key("n_tokens").value(x.n_tokens).key("stopped").value(x.stopped).end_object();
   j.end_array();
@@ -16,7 +16,7 @@ void generations(JsonBuilder& j, const std::vector<Generation>& g) {
 }  // namespace
 
 std::string report_json(const SweepResult& r) {
-  JsonBuilder j;
+  JsonWriter j(2, 10);
   j.begin_object();
   j.key("tool").value("smolq verify").key("version").value(SMOLQ_VERSION);
   j.key("model").begin_object().key("path").value(r.model).key("name").value(report::model_name(r));

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "verify/report_writers.h"
-#include "verify/unicode.h"
+#include "text/unicode.h"
 
 namespace smolq::report {
 

@@ -11,7 +11,7 @@
 #include "formats/error.h"
 #include "formats/gguf.h"
 #include "formats/mapped_file.h"
-#include "verify/perplexity_input.h"
+#include "eval/perplexity_input.h"
 #include "verify/sweep_cache.h"
 #include "verify/sweep_internal.h"
 
@@ -29,13 +29,8 @@ std::string safe_label(const std::string& label) {
 namespace {
 
 Tokenizer load_tokenizer(const Model& m) {
-  if (const GgufMetadata* meta = m.gguf_metadata()) {
-    if (!meta->has("tokenizer.ggml.model")) throw Error(m.path() + " carries no tokenizer metadata");
-    return Tokenizer::from_gguf(*meta, m.path());
-  }
-  const std::string json = (fs::path(m.hf_dir()) / "tokenizer.json").string();
-  if (!file_exists(json)) throw Error(m.hf_dir() + " has no tokenizer.json: the sweep needs the model's tokenizer");
-  return Tokenizer::from_hf_json(json);
+  if (auto t = model_tokenizer(m)) return std::move(*t);
+  throw Error(m.path() + " has no tokenizer (no tokenizer metadata / tokenizer.json): the sweep needs the model's tokenizer");
 }
 
 // The model's own chat template: GGUF tokenizer.chat_template, or tokenizer_config.json's
@@ -231,7 +226,7 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   for (size_t i = 0; i < c.eval_tokens.size(); ++i)
     if (c.eval_tokens[i] < 0 || static_cast<uint64_t>(c.eval_tokens[i]) >= c.base->config().n_vocab)
       throw Error("token " + std::to_string(i) + " of the evaluation text is outside the model's vocabulary");
-  c.eval_tokens_hash = CacheHasher().add_bytes(c.eval_tokens.data(), c.eval_tokens.size() * sizeof(int32_t)).digest();
+  c.eval_tokens_hash = ContentHasher().add_bytes(c.eval_tokens.data(), c.eval_tokens.size() * sizeof(int32_t)).digest();
   res.eval = c.eval;
   res.eval_tokens = static_cast<int64_t>(c.eval_tokens.size());
   res.n_chunks = plan_chunks(res.eval_tokens, c.eval);
@@ -241,7 +236,7 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
 
   c.calib_tokens = calib;
   c.calib_desc = calib_desc;
-  c.calib_fp = CacheHasher().add("calib").add_bytes(calib.data(), calib.size() * sizeof(int32_t)).digest();
+  c.calib_fp = ContentHasher().add("calib").add_bytes(calib.data(), calib.size() * sizeof(int32_t)).digest();
 
   // 3. importance matrix
   sweep::prepare_imatrix(c, calib, calib_desc);

@@ -6,7 +6,7 @@
 //      that is not the evaluation text (`auto`);
 //   3. each quant: built from the baseline (convert --type / quantize) or taken as given, with
 //      its file size, effective bits per weight and per-tensor importance-weighted error;
-//   4. evaluation: llama-perplexity's KL-divergence protocol (verify/perplexity.h), every quant
+//   4. evaluation: llama-perplexity's KL-divergence protocol (eval/perplexity.h), every quant
 //      against the baseline's logits of the same chunk. Quants whose models fit the memory
 //      budget together are evaluated in one pass over the text (one baseline forward per chunk);
 //   5. greedy generations for a few prompts (through the model's chat template when it has one);
@@ -23,9 +23,9 @@
 #include <vector>
 
 #include "quantize/mixtures.h"
-#include "verify/chat_template.h"
-#include "verify/metrics.h"
-#include "verify/perplexity.h"
+#include "text/chat_template.h"
+#include "eval/metrics.h"
+#include "eval/perplexity.h"
 
 namespace smolq {
 

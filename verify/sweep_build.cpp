@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <map>
 
-#include "convert/converter.h"
+#include "convert/model_source.h"
 #include "formats/atomic_file.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
@@ -16,7 +16,7 @@
 #include "quantize/model_writer.h"
 #include "quantize/quantize_model.h"
 #include "quantize/tensor_quantizer.h"
-#include "verify/imatrix.h"
+#include "eval/imatrix.h"
 #include "verify/sweep_cache.h"
 #include "verify/sweep_internal.h"
 
@@ -50,7 +50,7 @@ std::optional<simdjson::dom::element> load_record(simdjson::dom::parser& parser,
 // ---- quant rows: cache record <-> QuantRow ---------------------------------------------
 
 std::string build_record_json(const QuantRow& r, uint64_t key) {
-  JsonBuilder j(true, 17);
+  JsonWriter j;
   j.begin_object().key("key").value(hex64(key)).key("path").value(r.path).key("file_type").value(r.file_type);
   j.key("file_size").value(r.file_size).key("tensor_bytes").value(r.tensor_bytes).key("n_elements").value(r.n_elements);
   j.key("seconds").value(r.build_seconds).key("imatrix_used").value(r.imatrix_used).key("tensor_types").begin_object();
@@ -93,26 +93,6 @@ void fill_from_write(QuantRow& r, const WriteResult& w) {
   for (const auto& [type, tally] : w.by_type) r.tensor_types.emplace_back(std::string(type_info(type).name), tally.tensors);
 }
 
-// The GGUF baseline's tensors as quantizer sources (rows decoded on demand).
-std::vector<SourceTensor> gguf_sources(const GgufReader& reader) {
-  std::vector<SourceTensor> sources;
-  for (const auto& t : reader.tensors()) {
-    SourceTensor s;
-    s.shape.name = t.name;
-    for (size_t d = 0; d < t.shape.size() && d < 4; ++d) s.shape.ne[d] = t.shape[d];
-    s.shape.source_type = t.type;
-    const auto bytes = reader.tensor_data(t).span();
-    s.encoded = bytes;
-    const GgmlType st = t.type;
-    const uint64_t ncols = t.shape[0];
-    s.rows = [st, ncols, bytes](uint64_t r0, uint64_t n, std::span<float> dst) {
-      dequantize_tensor_rows(st, bytes, ncols, r0, n, dst);
-    };
-    sources.push_back(std::move(s));
-  }
-  return sources;
-}
-
 }  // namespace
 
 QuantizeOptions quant_options(const Context& c, FileType ftype) {
@@ -127,64 +107,31 @@ QuantizeOptions quant_options(const Context& c, FileType ftype) {
   return q;
 }
 
-PlannedQuantFile plan_quant_file(Context& c, const QuantizeOptions& q) {
-  PlannedQuantFile f;
-  GgufMetadata meta;
-  if (!c.base->is_gguf()) {
-    ConvertOptions opt;
-    opt.input_dir = c.o.model;
-    opt.quant = q;
-    opt.file_type = static_cast<uint32_t>(q.ftype);
-    auto ck = SafetensorsCheckpoint::open(c.o.model);
-    const ConvertPlan p = plan_conversion(opt, *ck);
-    for (const auto& o : p.outputs) f.tensors.push_back({o.name, o.shape, o.type});
-    meta = p.metadata;
-  } else {
-    auto reader = GgufReader::open(c.o.model);
-    const QuantizePlanResult plan = plan_quantization(gguf_sources(*reader), facts_from_gguf(reader->metadata()), q);
-    meta = reader->metadata();
-    stamp_quantize_metadata(meta, q, plan);
-    for (const auto& o : plan.outputs) f.tensors.push_back({o.name, o.shape, o.type});
-  }
-  f.alignment = static_cast<uint32_t>(meta.opt_u64("general.alignment").value_or(32));
-  const GgufLayout layout = plan_gguf_layout(meta, f.tensors, f.alignment);
-  f.data_offset = layout.data_offset;
-  f.file_size = layout.file_size;
-  return f;
+const ModelSource& build_source(Context& c) {
+  if (!c.source) c.source = ModelSource::open(c.o.model);
+  return *c.source;
 }
 
 // Quantize the baseline with options `q` at `out`: straight from the checkpoint for an HF
 // folder (as `smolq convert --type`), or requantizing a GGUF (as `smolq quantize`).
 WriteResult build_quant(Context& c, const QuantizeOptions& q, const std::string& out, const std::string& stage,
                         int& imatrix_used) {
-  const int threads = c.eval.n_threads;
+  const ModelSource& src = build_source(c);
+  const BuildPlan plan = src.plan(q);
+  return write_quant(c, plan, out, stage, imatrix_used);
+}
+
+WriteResult write_quant(Context& c, const BuildPlan& plan, const std::string& out, const std::string& stage,
+                        int& imatrix_used) {
+  for (const auto& w : plan.warnings()) c.log("  warning: " + w);
+  imatrix_used = plan.imatrix_used();
   auto on_progress = [&](const WriteProgress& wp) {
     c.progress(stage, static_cast<int64_t>(wp.elements_done), static_cast<int64_t>(wp.elements_total),
                wp.tensor ? wp.tensor->name : "");
   };
-  if (!c.base->is_gguf()) {
-    ConvertOptions opt;
-    opt.input_dir = c.o.model;
-    opt.output_path = out;
-    opt.quant = q;
-    opt.file_type = static_cast<uint32_t>(q.ftype);
-    opt.threads = threads;
-    opt.on_progress = on_progress;
-    ConvertSummary s = convert_checkpoint(opt);
-    imatrix_used = s.imatrix_used;
-    return s.written;
-  }
-  auto reader = GgufReader::open(c.o.model);
-  QuantizePlanResult plan = plan_quantization(gguf_sources(*reader), facts_from_gguf(reader->metadata()), q);
-  for (const auto& w : plan.warnings) c.log("  warning: " + w);
-  GgufMetadata meta = reader->metadata();
-  stamp_quantize_metadata(meta, q, plan);
-  imatrix_used = plan.imatrix_used;
-  return write_gguf_model(out, meta, plan.outputs, threads, on_progress);
+  return build_source(c).write(plan, out, c.eval.n_threads, on_progress);
 }
 
-namespace {
-}  // namespace
 
 // ---- importance matrix ------------------------------------------------------------------
 
@@ -196,12 +143,12 @@ void prepare_imatrix(Context& c, std::span<const int32_t> calib_tokens, const st
   if (c.o.imatrix == ImatrixMode::kFile) {
     c.imatrix = read_imatrix(c.o.imatrix_file);
     c.imatrix_path = c.o.imatrix_file;
-    c.imatrix_fp = CacheHasher().add("imatrix-file").add(fingerprint_file(c.o.imatrix_file)).digest();
+    c.imatrix_fp = ContentHasher().add("imatrix-file").add(fingerprint_file(c.o.imatrix_file)).digest();
     c.res.imatrix_desc = "file " + c.o.imatrix_file + " (" + std::to_string(c.imatrix->entries.size()) + " entries)";
     c.log("imatrix: " + c.res.imatrix_desc);
     return;
   }
-  CacheHasher h;
+  ContentHasher h;
   h.add(kSweepCacheVersion).add("imatrix-auto").add(c.base_fp).add_bytes(calib_tokens.data(), calib_tokens.size_bytes());
   h.add(static_cast<uint64_t>(c.eval.n_ctx)).add(static_cast<uint64_t>(c.eval.add_bos)).add(static_cast<uint64_t>(c.eval.bos_id));
   h.add(static_cast<uint64_t>(c.o.calib_chunks));
@@ -254,18 +201,18 @@ Target prepare_quant(Context& c, const SweepQuantSpec& spec) {
     r.bpw = r.n_elements ? 8.0 * static_cast<double>(r.tensor_bytes) / static_cast<double>(r.n_elements) : 0;
     r.imatrix_used = reader->metadata().has("quantize.imatrix.file");
     c.log("quant " + r.label + ": given file " + r.path);
-    t.fp = CacheHasher().add("given").add(fingerprint_file(spec.gguf)).digest();
+    t.fp = ContentHasher().add("given").add(fingerprint_file(spec.gguf)).digest();
     return t;
   }
   const FileType ft = *spec.ftype;
   r.built = true;
   r.file_type = std::string(file_type_info(ft).name);
-  t.fp = CacheHasher().add(kSweepCacheVersion).add("build").add(c.base_fp).add(static_cast<uint64_t>(ft)).add(c.imatrix_fp).digest();
+  t.fp = ContentHasher().add(kSweepCacheVersion).add("build").add(c.base_fp).add(static_cast<uint64_t>(ft)).add(c.imatrix_fp).digest();
   if (spec.at_target) {
     // Same size as the `ft` file, types chosen by the allocator (verify/sweep_target.cpp). The
     // key adds the calibration tokens the profile is measured on and the solver's inputs.
     r.file_type = "target (size of " + r.file_type + ")";
-    t.fp = CacheHasher().add(t.fp).add("target").add(c.calib_fp).add(target_settings_fp()).digest();
+    t.fp = ContentHasher().add(t.fp).add("target").add(c.calib_fp).add(target_settings_fp()).digest();
   }
   r.path = c.quant_dir + "/" + model_stem(c.o.model) + "-" + safe_label(r.label) + (c.imatrix ? "-imat" : "") + ".gguf";
   const std::string record = c.cache_dir + "/build-" + safe_label(r.label) + "-" + hex64(t.fp) + ".json";
@@ -367,7 +314,7 @@ void aggregate_layers(QuantRow& r, int n_layers, bool tied) {
 
 void measure_tensor_errors(Context& c, Target& t) {
   QuantRow& r = t.row;
-  const uint64_t key = CacheHasher().add(kSweepCacheVersion).add("errors").add(c.base_fp).add(t.fp).add(c.imatrix_fp).digest();
+  const uint64_t key = ContentHasher().add(kSweepCacheVersion).add("errors").add(c.base_fp).add(t.fp).add(c.imatrix_fp).digest();
   const std::string record = c.cache_dir + "/errors-" + safe_label(r.label) + "-" + hex64(key) + ".json";
   const int n_layers = static_cast<int>(c.base->n_layers());
   simdjson::dom::parser parser;
@@ -429,7 +376,7 @@ void measure_tensor_errors(Context& c, Target& t) {
     check_interrupted();
   }
   aggregate_layers(r, n_layers, c.base->tied_output());
-  JsonBuilder j(true, 17);
+  JsonWriter j;
   j.begin_object().key("key").value(hex64(key)).key("tensors").begin_array();
   for (const auto& te : r.tensors)
     j.begin_object().key("name").value(te.name).key("layer").value(te.layer).key("type").value(te.type)

@@ -1,5 +1,5 @@
-// The sweep's on-disk cache (under <out>/cache) and the small JSON builder its records and
-// the reports share.
+// The sweep's on-disk cache (under <out>/cache). Keys are content hashes
+// (formats/content_hash.h); JSON records are written with formats/json_writer.h.
 //
 // Keys: every record is named and stamped with a 64-bit XXH3 hash of everything that
 // determines its content — a cache-format version, the fingerprint (content hash) of the
@@ -23,38 +23,14 @@
 #include <string_view>
 #include <vector>
 
-#include "verify/metrics.h"
+#include "eval/metrics.h"
+#include "formats/content_hash.h"
+#include "formats/json_writer.h"
 
 namespace smolq {
 
 // Bump when a record's meaning or layout changes: every key changes with it.
 inline constexpr uint64_t kSweepCacheVersion = 1;
-
-// Incremental XXH3-64 over typed fields (each prefixed by its length, so field boundaries
-// are part of the hash).
-class CacheHasher {
- public:
-  CacheHasher();
-  ~CacheHasher();
-  CacheHasher(const CacheHasher&) = delete;
-  CacheHasher& operator=(const CacheHasher&) = delete;
-  CacheHasher& add(std::string_view s);
-  CacheHasher& add(uint64_t v);
-  CacheHasher& add_bytes(const void* p, size_t n);
-  uint64_t digest() const;
-
- private:
-  void* state_;  // XXH3_state_t
-};
-
-// 16 lowercase hex digits.
-std::string hex64(uint64_t v);
-
-// Content hash of a model: a GGUF file, or an HF folder's *.json and *.safetensors files
-// (names and bytes, in name order).
-uint64_t fingerprint_model(const std::string& path);
-// Content hash of any file.
-uint64_t fingerprint_file(const std::string& path);
 
 // ---- per-chunk comparison records ---------------------------------------------------------
 struct ChunkRecord {
@@ -71,42 +47,5 @@ std::optional<ChunkRecord> read_chunk_record(const std::string& path, uint64_t k
 void write_logits_record(const std::string& path, uint64_t key, int64_t chunk, std::span<const float> logits);
 // True and fills `out` (its size must match) when a valid record exists.
 bool read_logits_record(const std::string& path, uint64_t key, int64_t chunk, std::span<float> out);
-
-// ---- JSON --------------------------------------------------------------------------------
-// A minimal streaming JSON writer: commas and indentation are handled; keys are written with
-// key() before a value or a container. Doubles are printed with `digits` significant digits
-// (17 round-trips exactly, for cache records); non-finite numbers become null.
-class JsonBuilder {
- public:
-  explicit JsonBuilder(bool pretty = true, int digits = 10) : pretty_(pretty), digits_(digits) {}
-  JsonBuilder& begin_object();
-  JsonBuilder& end_object();
-  JsonBuilder& begin_array();
-  JsonBuilder& end_array();
-  JsonBuilder& key(std::string_view k);
-  JsonBuilder& value(std::string_view s);
-  JsonBuilder& value(const char* s) { return value(std::string_view(s)); }
-  JsonBuilder& value(const std::string& s) { return value(std::string_view(s)); }
-  JsonBuilder& value(double v);
-  JsonBuilder& value(int64_t v);
-  JsonBuilder& value(uint64_t v);
-  JsonBuilder& value(int v) { return value(static_cast<int64_t>(v)); }
-  JsonBuilder& value(bool v);
-  JsonBuilder& null();
-  // Insert already-formatted JSON (e.g. kld_report_json) as a value.
-  JsonBuilder& raw(std::string_view json);
-  const std::string& str() const { return out_; }
-
- private:
-  void before_value();
-  std::string out_;
-  std::vector<bool> first_;  // per open container: nothing written in it yet
-  bool pretty_, after_key_ = false;
-  int digits_;
-};
-
-// `s` as a JSON string literal (quotes included; control characters escaped; invalid UTF-8
-// replaced by U+FFFD so the output is always valid JSON).
-std::string json_quote(std::string_view s);
 
 }  // namespace smolq

@@ -1,5 +1,5 @@
 // Sweep evaluation: every quant against the baseline under llama-perplexity's KL-divergence
-// protocol (verify/perplexity.h), chunk by chunk, with per-chunk records in the cache; and the
+// protocol (eval/perplexity.h), chunk by chunk, with per-chunk records in the cache; and the
 // greedy generations.
 //
 // Memory: one pass over the text evaluates the baseline once per chunk and every quant of a
@@ -17,10 +17,10 @@
 #include "formats/error.h"
 #include "formats/interrupt.h"
 #include "formats/mapped_file.h"
-#include "verify/forward.h"
+#include "eval/forward.h"
 #include "verify/sweep_cache.h"
 #include "verify/sweep_internal.h"
-#include "verify/unicode.h"
+#include "text/unicode.h"
 
 namespace smolq::sweep {
 namespace fs = std::filesystem;
@@ -74,30 +74,23 @@ void finalize(Context& c, EvalState& s) { replay(c, s, s.t->row); }
 // The Forward buffers of one model for this protocol: what ChunkRunner allocates.
 uint64_t runner_bytes(const Model& m, const EvalOptions& o) { return ChunkRunner(m, o).buffer_bytes(); }
 
-}  // namespace
-
-void evaluate_targets(Context& c, std::vector<Target>& targets) {
+// What the protocol puts into every cache key: the evaluation text and how it is cut.
+void add_protocol(const Context& c, ContentHasher& h) {
   const EvalOptions& o = c.eval;
-  const int64_t n_chunks = c.res.n_chunks, first = o.n_ctx / 2;
-  const int64_t V = static_cast<int64_t>(c.base->config().n_vocab);
-  const size_t n_logits = static_cast<size_t>((o.n_ctx - first) * V);
-  auto protocol_hash = [&](CacheHasher& h) {
-    h.add(c.eval_tokens_hash).add(static_cast<uint64_t>(o.n_ctx)).add(static_cast<uint64_t>(o.add_bos));
-    h.add(static_cast<uint64_t>(static_cast<uint32_t>(o.bos_id)));
-  };
-  CacheHasher bh;
-  bh.add(kSweepCacheVersion).add("base-logits").add(c.base_fp);
-  protocol_hash(bh);
-  const uint64_t base_key = bh.digest();
-  const std::string base_dir = c.cache_dir + "/base-" + hex64(base_key);
+  h.add(c.eval_tokens_hash).add(static_cast<uint64_t>(o.n_ctx)).add(static_cast<uint64_t>(o.add_bos));
+  h.add(static_cast<uint64_t>(static_cast<uint32_t>(o.bos_id)));
+}
 
+// One state per target, with the chunk records already in the cache.
+std::vector<EvalState> read_states(Context& c, std::vector<Target>& targets) {
+  const int64_t n_chunks = c.res.n_chunks;
   std::vector<EvalState> states(targets.size());
   for (size_t i = 0; i < targets.size(); ++i) {
     EvalState& s = states[i];
     s.t = &targets[i];
-    CacheHasher h;
+    ContentHasher h;
     h.add(kSweepCacheVersion).add("eval").add(c.base_fp).add(s.t->fp);
-    protocol_hash(h);
+    add_protocol(c, h);
     s.key = h.digest();
     s.dir = c.cache_dir + "/eval-" + safe_label(s.t->row.label) + "-" + hex64(s.key);
     s.rec.resize(static_cast<size_t>(n_chunks));
@@ -107,24 +100,23 @@ void evaluate_targets(Context& c, std::vector<Target>& targets) {
     }
     c.res.cache.chunks_reused += s.t->row.chunks_cached;
   }
+  return states;
+}
 
-  // Rows whose every chunk is cached are ready at once (generations may still run).
-  auto complete_row = [&](EvalState& s, const Model* open_model) {
-    finalize(c, s);
-    std::unique_ptr<Model> opened;
-    s.t->row.generations = generate_all(
-        c, open_model ? *open_model : *(opened = Model::open(s.t->row.path)), s.t->fp, s.t->row.label);
-    if (c.ev.quant_ready) c.ev.quant_ready(s.t->row);
-  };
-  std::vector<EvalState*> pending;
-  for (auto& s : states) {
-    if (s.complete()) complete_row(s, nullptr);
-    else pending.push_back(&s);
-  }
-  if (pending.empty()) return;
+// A row whose every chunk is evaluated: its statistics, its generations (with `open_model`,
+// else the file opened again), then the quant_ready event.
+void complete_row(Context& c, EvalState& s, const Model* open_model) {
+  finalize(c, s);
+  std::unique_ptr<Model> opened;
+  s.t->row.generations = generate_all(
+      c, open_model ? *open_model : *(opened = Model::open(s.t->row.path)), s.t->fp, s.t->row.label);
+  if (c.ev.quant_ready) c.ev.quant_ready(s.t->row);
+}
 
-  // Memory-bounded groups.
-  const uint64_t per_model = runner_bytes(*c.base, o) + n_logits * sizeof(float);
+// Memory-bounded groups of the pending states: the baseline plus each quant's file and
+// `per_model` bytes, filled greedily up to --max-memory (at least one quant per group).
+std::vector<std::vector<EvalState*>> plan_groups(const Context& c, const std::vector<EvalState*>& pending,
+                                                 uint64_t per_model) {
   const uint64_t base_cost = c.base->weight_bytes() + per_model;
   std::vector<std::vector<EvalState*>> groups;
   uint64_t used = base_cost;
@@ -139,78 +131,132 @@ void evaluate_targets(Context& c, std::vector<Target>& targets) {
   }
   if (c.o.max_memory > 0 && base_cost + pending.front()->t->row.file_size + per_model > c.o.max_memory)
     c.log("warning: the baseline and one quant need more than --max-memory; evaluating one quant at a time");
+  return groups;
+}
 
-  if (c.o.cache_base_logits) fs::create_directories(base_dir);
+// What the groups of one evaluation share: the protocol's shape, the baseline's logits of the
+// current chunk (from the cache under base_dir, else computed) and the logits buffers.
+struct EvalPass {
+  int64_t n_chunks = 0, first = 0, V = 0;
+  uint64_t base_key = 0;
+  std::string base_dir;
   std::unique_ptr<ChunkRunner> base_runner;  // created when a chunk's baseline logits are not cached
-  std::vector<float> lb(n_logits), lq(n_logits);
+  std::vector<float> lb, lq;
   int64_t total_forwards = 0, done_forwards = 0;
-  for (EvalState* s : pending)
-    for (const auto& r : s->rec) total_forwards += r ? 0 : 1;
+};
 
-  for (size_t g = 0; g < groups.size(); ++g) {
-    auto& group = groups[g];
-    std::string names;
-    for (EvalState* s : group) names += (names.empty() ? "" : ", ") + s->t->row.label;
-    c.log("evaluate" + (groups.size() > 1 ? " group " + std::to_string(g + 1) + "/" + std::to_string(groups.size()) : std::string()) +
-          ": " + names + " (" + std::to_string(n_chunks) + " chunks of " + std::to_string(o.n_ctx) + " tokens)");
-    std::vector<std::unique_ptr<Model>> models;
-    std::vector<std::unique_ptr<ChunkRunner>> runners;
-    for (EvalState* s : group) {
-      models.push_back(Model::open(s->t->row.path));
-      if (models.back()->config().n_vocab != c.base->config().n_vocab)
-        throw Error(s->t->row.path + " has a vocabulary of " + std::to_string(models.back()->config().n_vocab) +
-                    " tokens, the baseline " + std::to_string(V));
-      runners.push_back(std::make_unique<ChunkRunner>(*models.back(), o));
-      fs::create_directories(s->dir);
-    }
-    for (int64_t ch = 0; ch < n_chunks; ++ch) {
-      const size_t ci = static_cast<size_t>(ch);
-      if (std::all_of(group.begin(), group.end(), [&](EvalState* s) { return s->rec[ci].has_value(); })) continue;
-      const auto chunk = std::span<const int32_t>(c.eval_tokens).subspan(static_cast<size_t>(ch * o.n_ctx), static_cast<size_t>(o.n_ctx));
-      const std::string base_file = chunk_file(base_dir, ch);
-      if (c.o.cache_base_logits && read_logits_record(base_file, base_key, ch, lb)) {
-        ++c.res.cache.base_chunks_reused;
-      } else {
-        if (!base_runner) base_runner = std::make_unique<ChunkRunner>(*c.base, o);
-        const auto t0 = Clock::now();
-        base_runner->run(chunk, first, lb);
-        c.res.base_eval_seconds += seconds_since(t0);
-        ++c.res.cache.base_chunks_computed;
-        if (c.o.cache_base_logits) write_logits_record(base_file, base_key, ch, lb);
-      }
-      check_interrupted();
-      for (size_t k = 0; k < group.size(); ++k) {
-        EvalState* s = group[k];
-        if (s->rec[ci]) continue;
-        const auto t0 = Clock::now();
-        runners[k]->run(chunk, first, lq);
-        ChunkRecord r;
-        r.seconds = seconds_since(t0);
-        // Row j is position first + j and predicts token first + j + 1 (as run_kl_divergence).
-        for (int64_t j = 0; j + first + 1 < o.n_ctx; ++j) {
-          const std::span<const float> b(lb.data() + j * V, static_cast<size_t>(V)), q(lq.data() + j * V, static_cast<size_t>(V));
-          r.positions.push_back(compare_position(b, q, chunk[static_cast<size_t>(first + j + 1)]));
-        }
-        write_chunk_record(chunk_file(s->dir, ch), s->key, ch, r);
-        double kld = 0;
-        for (const auto& p : r.positions) kld += p.kld;
-        s->rec[ci] = std::move(r);
-        ++s->t->row.chunks_computed;
-        ++c.res.cache.chunks_computed;
-        ++done_forwards;
-        if (c.ev.quant_progress) {
-          QuantRow partial = s->t->row;
-          const int64_t have = replay(c, *s, partial);
-          c.ev.quant_progress(partial, have, n_chunks);
-        }
-        c.progress("evaluate", done_forwards, total_forwards,
-                   s->t->row.label + " chunk " + std::to_string(ch + 1) + "/" + std::to_string(n_chunks) +
-                       fmt(" KLD %.4f", kld / std::max<size_t>(1, s->rec[ci]->positions.size())));
-        check_interrupted();
-      }
-    }
-    for (size_t k = 0; k < group.size(); ++k) complete_row(*group[k], models[k].get());
+// The baseline's logits of chunk `ch` into p.lb.
+void baseline_logits(Context& c, EvalPass& p, std::span<const int32_t> chunk, int64_t ch) {
+  const std::string base_file = chunk_file(p.base_dir, ch);
+  if (c.o.cache_base_logits && read_logits_record(base_file, p.base_key, ch, p.lb)) {
+    ++c.res.cache.base_chunks_reused;
+    return;
   }
+  if (!p.base_runner) p.base_runner = std::make_unique<ChunkRunner>(*c.base, c.eval);
+  const auto t0 = Clock::now();
+  p.base_runner->run(chunk, p.first, p.lb);
+  c.res.base_eval_seconds += seconds_since(t0);
+  ++c.res.cache.base_chunks_computed;
+  if (c.o.cache_base_logits) write_logits_record(base_file, p.base_key, ch, p.lb);
+}
+
+// One quant on chunk `ch` against p.lb: its chunk record (cached), the progress events.
+void evaluate_chunk(Context& c, EvalPass& p, EvalState& s, ChunkRunner& runner, std::span<const int32_t> chunk,
+                    int64_t ch) {
+  const size_t ci = static_cast<size_t>(ch);
+  const int64_t first = p.first, V = p.V, n_ctx = c.eval.n_ctx;
+  const auto t0 = Clock::now();
+  runner.run(chunk, first, p.lq);
+  ChunkRecord r;
+  r.seconds = seconds_since(t0);
+  // Row j is position first + j and predicts token first + j + 1 (as run_kl_divergence).
+  for (int64_t j = 0; j + first + 1 < n_ctx; ++j) {
+    const std::span<const float> b(p.lb.data() + j * V, static_cast<size_t>(V)), q(p.lq.data() + j * V, static_cast<size_t>(V));
+    r.positions.push_back(compare_position(b, q, chunk[static_cast<size_t>(first + j + 1)]));
+  }
+  write_chunk_record(chunk_file(s.dir, ch), s.key, ch, r);
+  double kld = 0;
+  for (const auto& pos : r.positions) kld += pos.kld;
+  s.rec[ci] = std::move(r);
+  ++s.t->row.chunks_computed;
+  ++c.res.cache.chunks_computed;
+  ++p.done_forwards;
+  if (c.ev.quant_progress) {
+    QuantRow partial = s.t->row;
+    const int64_t have = replay(c, s, partial);
+    c.ev.quant_progress(partial, have, p.n_chunks);
+  }
+  c.progress("evaluate", p.done_forwards, p.total_forwards,
+             s.t->row.label + " chunk " + std::to_string(ch + 1) + "/" + std::to_string(p.n_chunks) +
+                 fmt(" KLD %.4f", kld / std::max<size_t>(1, s.rec[ci]->positions.size())));
+}
+
+// Group `g` of `n_groups`: its models opened together, every chunk one of them lacks
+// evaluated, then each row completed.
+void evaluate_group(Context& c, EvalPass& p, const std::vector<EvalState*>& group, size_t g, size_t n_groups) {
+  const EvalOptions& o = c.eval;
+  std::string names;
+  for (EvalState* s : group) names += (names.empty() ? "" : ", ") + s->t->row.label;
+  c.log("evaluate" + (n_groups > 1 ? " group " + std::to_string(g + 1) + "/" + std::to_string(n_groups) : std::string()) +
+        ": " + names + " (" + std::to_string(p.n_chunks) + " chunks of " + std::to_string(o.n_ctx) + " tokens)");
+  std::vector<std::unique_ptr<Model>> models;
+  std::vector<std::unique_ptr<ChunkRunner>> runners;
+  for (EvalState* s : group) {
+    models.push_back(Model::open(s->t->row.path));
+    if (models.back()->config().n_vocab != c.base->config().n_vocab)
+      throw Error(s->t->row.path + " has a vocabulary of " + std::to_string(models.back()->config().n_vocab) +
+                  " tokens, the baseline " + std::to_string(p.V));
+    runners.push_back(std::make_unique<ChunkRunner>(*models.back(), o));
+    fs::create_directories(s->dir);
+  }
+  for (int64_t ch = 0; ch < p.n_chunks; ++ch) {
+    const size_t ci = static_cast<size_t>(ch);
+    if (std::all_of(group.begin(), group.end(), [&](EvalState* s) { return s->rec[ci].has_value(); })) continue;
+    const auto chunk = std::span<const int32_t>(c.eval_tokens).subspan(static_cast<size_t>(ch * o.n_ctx), static_cast<size_t>(o.n_ctx));
+    baseline_logits(c, p, chunk, ch);
+    check_interrupted();
+    for (size_t k = 0; k < group.size(); ++k) {
+      if (group[k]->rec[ci]) continue;
+      evaluate_chunk(c, p, *group[k], *runners[k], chunk, ch);
+      check_interrupted();
+    }
+  }
+  for (size_t k = 0; k < group.size(); ++k) complete_row(c, *group[k], models[k].get());
+}
+
+}  // namespace
+
+void evaluate_targets(Context& c, std::vector<Target>& targets) {
+  const EvalOptions& o = c.eval;
+  EvalPass p;
+  p.n_chunks = c.res.n_chunks;
+  p.first = o.n_ctx / 2;
+  p.V = static_cast<int64_t>(c.base->config().n_vocab);
+  const size_t n_logits = static_cast<size_t>((o.n_ctx - p.first) * p.V);
+  ContentHasher bh;
+  bh.add(kSweepCacheVersion).add("base-logits").add(c.base_fp);
+  add_protocol(c, bh);
+  p.base_key = bh.digest();
+  p.base_dir = c.cache_dir + "/base-" + hex64(p.base_key);
+
+  std::vector<EvalState> states = read_states(c, targets);
+  // Rows whose every chunk is cached are ready at once (generations may still run).
+  std::vector<EvalState*> pending;
+  for (auto& s : states) {
+    if (s.complete()) complete_row(c, s, nullptr);
+    else pending.push_back(&s);
+  }
+  if (pending.empty()) return;
+
+  const uint64_t per_model = runner_bytes(*c.base, o) + n_logits * sizeof(float);
+  const std::vector<std::vector<EvalState*>> groups = plan_groups(c, pending, per_model);
+
+  if (c.o.cache_base_logits) fs::create_directories(p.base_dir);
+  p.lb.resize(n_logits);
+  p.lq.resize(n_logits);
+  for (EvalState* s : pending)
+    for (const auto& r : s->rec) p.total_forwards += r ? 0 : 1;
+  for (size_t g = 0; g < groups.size(); ++g) evaluate_group(c, p, groups[g], g, groups.size());
 }
 
 // ---- generations --------------------------------------------------------------------------
@@ -246,7 +292,7 @@ Generation greedy(const Context& c, const Model& m, std::span<const int32_t> pro
 
 std::vector<Generation> generate_all(Context& c, const Model& model, uint64_t model_fp, const std::string& label) {
   if (c.prompt_ids.empty() || c.o.n_generate <= 0) return {};
-  CacheHasher h;
+  ContentHasher h;
   h.add(kSweepCacheVersion).add("gen").add(model_fp).add(static_cast<uint64_t>(c.o.n_generate));
   for (const auto& p : c.prompt_ids) h.add_bytes(p.data(), p.size() * sizeof(int32_t));
   h.add_bytes(c.stop_ids.data(), c.stop_ids.size() * sizeof(int32_t));
@@ -280,7 +326,7 @@ std::vector<Generation> generate_all(Context& c, const Model& model, uint64_t mo
     c.progress("generate " + label, static_cast<int64_t>(i), static_cast<int64_t>(c.prompt_ids.size()));
     v.push_back(greedy(c, model, c.prompt_ids[i]));
   }
-  JsonBuilder j(true, 17);
+  JsonWriter j;
   j.begin_object().key("key").value(hex64(key)).key("generations").begin_array();
   for (const auto& g : v)
     j.begin_object().key("text").value(g.text).key("n_tokens").value(g.n_tokens).key("stopped").value(g.stopped).end_object();

@@ -8,12 +8,13 @@
 #include <string>
 #include <vector>
 
+#include "convert/model_source.h"
 #include "formats/imatrix.h"
 #include "quantize/model_writer.h"
 #include "quantize/quantize_model.h"
-#include "verify/model.h"
+#include "eval/model.h"
 #include "verify/sweep.h"
-#include "verify/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace smolq::sweep {
 
@@ -27,6 +28,7 @@ struct Context {
   std::string cache_dir, quant_dir;
 
   std::unique_ptr<Model> base;
+  std::unique_ptr<ModelSource> source;  // the baseline as a build source (build_source())
   uint64_t base_fp = 0;            // content hash of the baseline model
   std::optional<Tokenizer> tokenizer;
   std::vector<int32_t> eval_tokens;
@@ -70,14 +72,12 @@ void measure_tensor_errors(Context& c, Target& t);
 
 // The quantize options of a build of `ftype` (importance data when the sweep has it).
 QuantizeOptions quant_options(const Context& c, FileType ftype);
-// The file a build with `q` would write, planned exactly (nothing written).
-struct PlannedQuantFile {
-  std::vector<GgufPlannedTensor> tensors;
-  uint64_t data_offset = 0, file_size = 0;
-  uint32_t alignment = 32;
-};
-PlannedQuantFile plan_quant_file(Context& c, const QuantizeOptions& q);
+// The baseline as a build source (GGUF file or checkpoint), opened on first use: every quant
+// of the sweep is planned and written through it, as `smolq quantize` / `convert` do.
+const ModelSource& build_source(Context& c);
 WriteResult build_quant(Context& c, const QuantizeOptions& q, const std::string& out, const std::string& stage,
+                        int& imatrix_used);
+WriteResult write_quant(Context& c, const BuildPlan& plan, const std::string& out, const std::string& stage,
                         int& imatrix_used);
 
 // sweep_target.cpp

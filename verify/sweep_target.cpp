@@ -1,13 +1,13 @@
 // Target-driven rows of `smolq verify` ("Q4_K_M@target"): the same file size as a standard
 // mixture, every weight's type chosen by the allocator from the baseline's sensitivity profile
-// (verify/sensitivity.h, quantize/allocate_plan.h). The profile is measured on the sweep's
-// calibration tokens (a separate --calib-text, or the first half of the evaluation text, which
-// is then not evaluated) and kept in the sweep cache; every target row of a run shares it.
+// (mix/target_mix.h, the pipeline `quantize` and `convert` use). The profile is measured on the
+// sweep's calibration tokens (a separate --calib-text, or the first half of the evaluation text,
+// which is then not evaluated) and kept in the sweep cache; every target row of a run shares it.
 #include <string>
 
 #include "formats/error.h"
-#include "quantize/allocate_plan.h"
-#include "verify/profile_target.h"
+#include "mix/profile_target.h"
+#include "mix/target_mix.h"
 #include "verify/sweep_cache.h"
 #include "verify/sweep_internal.h"
 
@@ -20,7 +20,7 @@ WriteResult build_target_quant(Context& c, FileType size_of, const std::string& 
   // 1. The size to meet: the standard mixture's file, planned exactly.
   QuantizeOptions fixed = quant_options(c, size_of);
   fixed.dry_run = true;
-  const uint64_t size = plan_quant_file(c, fixed).file_size;
+  const uint64_t size = build_source(c).plan(fixed).layout.file_size;
   const MixTarget target = parse_target_size(std::to_string(size));
 
   // 2. The profile (measured once per baseline, calibration and settings).
@@ -43,29 +43,11 @@ WriteResult build_target_quant(Context& c, FileType size_of, const std::string& 
         std::to_string(prof.forward_passes) + " forward passes, " + std::to_string(static_cast<int>(prof.seconds)) +
         " s when measured)");
 
-  // 3. Allocation against the exact header of the file (placeholder mix keys of final size).
-  MixInput in;
-  in.costs = profile_costs(prof);
-  const std::string pid = profile_id(prof);
-  QuantizeOptions q = quant_options(c, FileType::kQ8_0);
-  q.dry_run = true;
-  q.override_kv = mix_metadata_kv(target, pid, prof.calib_desc, 0.0, 0.0);
-  const PlannedQuantFile f = plan_quant_file(c, q);
-  in.tensors = f.tensors;
-  in.data_offset = f.data_offset;
-  in.alignment = f.alignment;
-  const MixPlan plan = plan_mix(in, target);
-  q.dry_run = false;
-  q.assigned_types = plan.types;
-  q.ftype = plan.label;
-  q.override_kv = mix_metadata_kv(target, pid, prof.calib_desc, plan.predicted_kld, plan.bits_per_weight());
-  const uint64_t planned = plan_quant_file(c, q).file_size;
-  if (planned != plan.file_size || planned > size)
-    throw Error("internal: the target file would be " + std::to_string(planned) + " bytes, allocation said " +
-                std::to_string(plan.file_size) + " (target " + std::to_string(size) + ")");
+  // 3. Allocation against the exact layout of the file (mix/target_mix.h).
+  const TargetBuild b = allocate_target(prof, target, build_source(c), quant_options(c, FileType::kQ8_0));
   c.log("  target " + std::to_string(size) + " bytes (the " + std::string(file_type_info(size_of).name) +
-        " file): " + std::to_string(plan.file_size) + " bytes, predicted KLD " + std::to_string(plan.predicted_kld));
-  return build_quant(c, q, out, stage, imatrix_used);
+        " file): " + std::to_string(b.plan.file_size) + " bytes, predicted KLD " + std::to_string(b.plan.predicted_kld));
+  return write_quant(c, b.file, out, stage, imatrix_used);
 }
 
 }  // namespace smolq::sweep

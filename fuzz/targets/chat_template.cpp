@@ -1,6 +1,6 @@
 // Fuzz target over chat templates: the Jinja2 text a model ships in tokenizer_config.json's
 // `chat_template` or GGUF's `tokenizer.chat_template`, which `smolq verify` parses and renders
-// (verify/chat_template.cpp, chat_template_eval.cpp). A template is a small program from the
+// (text/chat_template*.cpp). A template is a small program from the
 // internet, so besides malformed syntax the interesting inputs are deep nesting, huge loops
 // and values that grow without bound: each must end in a TemplateError, not a stack overflow,
 // a hang or an allocation the size of the machine.
@@ -12,7 +12,7 @@
 #include "formats/error.h"
 #include "fuzz/targets/fuzz_support.h"
 #include "fuzz/targets/fuzz_targets.h"
-#include "verify/chat_template.h"
+#include "text/chat_template.h"
 
 namespace smolq::fuzz {
 

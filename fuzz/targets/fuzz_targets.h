@@ -25,18 +25,18 @@ int fuzz_safetensors(const uint8_t* data, size_t size);
 int fuzz_safetensors_index(const uint8_t* data, size_t size);
 // formats/model_config.cpp: parse_hf_config (config.json).
 int fuzz_hf_config(const uint8_t* data, size_t size);
-// verify/tokenizer_load.cpp: Tokenizer::from_hf_json on parts tokenizer.json |
+// text/tokenizer_load.cpp: Tokenizer::from_hf_json on parts tokenizer.json |
 // tokenizer_config.json, then an encode/decode of a fixed text.
 int fuzz_tokenizer_json(const uint8_t* data, size_t size);
-// convert/tokenizer_meta.cpp: load_hf_tokenizer + write_tokenizer_metadata on parts
+// text/tokenizer_meta.cpp: load_hf_tokenizer + write_tokenizer_metadata on parts
 // tokenizer.json | tokenizer_config.json | generation_config.json.
 int fuzz_tokenizer_meta(const uint8_t* data, size_t size);
 // formats/imatrix.cpp: read_imatrix (GGUF or legacy .dat, chosen by the magic), importance().
 int fuzz_imatrix(const uint8_t* data, size_t size);
-// verify/tokenizer.cpp: encode of arbitrary bytes (valid or invalid UTF-8) with the real
+// text/tokenizer.cpp: encode of arbitrary bytes (valid or invalid UTF-8) with the real
 // SmolLM2 tokenizer; checks decode(encode(text)) == text where that must hold.
 int fuzz_tokenizer_encode(const uint8_t* data, size_t size);
-// verify/chat_template.cpp: parse and render a chat template (flags byte, then the source).
+// text/chat_template*.cpp: parse and render a chat template (flags byte, then the source).
 int fuzz_chat_template(const uint8_t* data, size_t size);
 
 struct Target {

@@ -6,7 +6,7 @@
 #include "fuzz/targets/fuzz_support.h"
 #include "fuzz/targets/fuzz_targets.h"
 #include "inspect/gguf_scan.h"
-#include "verify/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace smolq::fuzz {
 namespace {

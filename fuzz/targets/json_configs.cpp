@@ -1,12 +1,12 @@
 // Fuzz targets over the JSON files of a Hugging Face checkpoint: config.json, and
 // tokenizer.json / tokenizer_config.json / generation_config.json as both the converter
 // (GGUF tokenizer metadata) and the tokenizer itself read them.
-#include "convert/tokenizer_meta.h"
+#include "text/tokenizer_meta.h"
 #include "formats/error.h"
 #include "formats/model_config.h"
 #include "fuzz/targets/fuzz_support.h"
 #include "fuzz/targets/fuzz_targets.h"
-#include "verify/tokenizer.h"
+#include "text/tokenizer.h"
 
 namespace smolq::fuzz {
 namespace {

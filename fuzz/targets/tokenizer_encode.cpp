@@ -10,8 +10,8 @@
 #include "formats/error.h"
 #include "fuzz/targets/fuzz_support.h"
 #include "fuzz/targets/fuzz_targets.h"
-#include "verify/tokenizer.h"
-#include "verify/unicode.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
 
 namespace smolq::fuzz {
 namespace {

@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Generate verify/unicode_tables.cpp: the per-code-point character classes the tokenizer's
+"""Generate text/unicode_tables.cpp: the per-code-point character classes the tokenizer's
 pre-tokenizer scanners need.
 
-    python3 scripts/dev/gen_unicode_tables.py -o verify/unicode_tables.cpp
+    python3 scripts/dev/gen_unicode_tables.py -o text/unicode_tables.cpp
 
-Classes (bit flags, see verify/unicode.h):
+Classes (bit flags, see text/unicode.h):
   kLetter     regex \\p{L}   general category L* (Lu Ll Lt Lm Lo)
   kNumber     regex \\p{N}   general category N* (Nd Nl No)
   kWhitespace regex \\s      the Unicode White_Space property
@@ -136,7 +136,7 @@ def main():
               "// Flags: 1 = kLetter (\\p{L}), 2 = kNumber (\\p{N}), 4 = kWhitespace (\\s, White_Space),",
               "//        8 = kNumeric (Rust char::is_numeric, HF's Digits pre-tokenizer).",
               "// Code points not listed have no flag (marks, punctuation, symbols, controls, unassigned).",
-              '#include "verify/unicode.h"',
+              '#include "text/unicode.h"',
               "",
               "namespace smolq::unicode::detail {",
               "",

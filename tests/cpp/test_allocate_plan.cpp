@@ -1,5 +1,5 @@
 // Measured mixed precision around the solver: target parsing, exact budgets with GGUF padding
-// (quantize/allocate_plan.h), and the profile file's round trip (verify/profile_io.h).
+// (quantize/allocate_plan.h), and the profile file's round trip (mix/profile_io.h).
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -8,7 +8,7 @@
 
 #include "formats/error.h"
 #include "quantize/allocate_plan.h"
-#include "verify/profile_io.h"
+#include "mix/profile_io.h"
 
 using namespace smolq;
 

@@ -1,4 +1,4 @@
-// The chat-template interpreter (verify/chat_template.h). Expected strings are what Python's
+// The chat-template interpreter (text/chat_template.h). Expected strings are what Python's
 // jinja2 renders with Hugging Face's settings (trim_blocks, lstrip_blocks, loopcontrols, JSON
 // tojson); tests/python/test_verify_chat_template.py compares the two live on more cases.
 #include <doctest/doctest.h>
@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "verify/chat_template.h"
+#include "text/chat_template.h"
 
 using smolq::ChatMessage;
 using smolq::ChatTemplate;

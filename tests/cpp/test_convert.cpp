@@ -4,12 +4,13 @@
 #include <cmath>
 #include <set>
 
+#include "formats/rope_layout.h"
 #include "convert/converter.h"
 #include "convert/naming.h"
 #include "convert/tensor_map.h"
-#include "convert/tokenizer_meta.h"
+#include "text/tokenizer_meta.h"
 #include "formats/sha256.h"
-#include "verify/tokenizer.h"
+#include "text/tokenizer.h"
 
 using namespace smolq;
 

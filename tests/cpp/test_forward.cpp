@@ -12,11 +12,12 @@
 #include <string>
 #include <vector>
 
+#include "formats/rope_layout.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
 #include "quantize/registry.h"
-#include "verify/forward.h"
-#include "verify/model.h"
+#include "eval/forward.h"
+#include "eval/model.h"
 
 namespace fs = std::filesystem;
 using namespace smolq;
@@ -117,7 +118,7 @@ std::string write_stories_gguf(const fs::path& dir, GgmlType type) {
     const bool is_1d = st.shape.size() == 1;
     const uint64_t cols = st.cols(), rows = st.rows();
     if (t.perm_heads) {  // llama.cpp's converter permutation: row (h, 2i+j) <- (h, j*d/2 + i)
-      const auto order = hf_rope_row_order(t.perm_heads, rows / t.perm_heads);
+      const auto order = qk_row_order(t.perm_heads, rows / t.perm_heads);
       std::vector<float> p(v.size());
       for (uint64_t r = 0; r < rows; ++r) std::memcpy(&p[r * cols], &v[order[r] * cols], cols * 4);
       v = p;
@@ -317,7 +318,7 @@ TEST_SUITE("test_forward") {
     c.rope_dim = 64;
     c.rope_theta = 500000.0;
     c.rope_scaling = {.type = "llama3", .factor = 8.0, .original_context = 8192, .low_freq_factor = 1.0, .high_freq_factor = 4.0};
-    const auto f = llama3_freq_factors(c);
+    const auto f = llama3_rope_factors(c);
     REQUIRE(f.size() == 32);
     CHECK(f.front() == 1.0f);
     CHECK(f.back() == 8.0f);
@@ -326,6 +327,6 @@ TEST_SUITE("test_forward") {
 
   TEST_CASE("HF rotate-half row order is llama.cpp's permutation") {
     // 2 heads of 4 rows: logical (h, 2i+j) <- stored (h, j*2 + i)
-    CHECK(hf_rope_row_order(2, 4) == std::vector<uint32_t>{0, 2, 1, 3, 4, 6, 5, 7});
+    CHECK(qk_row_order(2, 4) == std::vector<uint32_t>{0, 2, 1, 3, 4, 6, 5, 7});
   }
 }

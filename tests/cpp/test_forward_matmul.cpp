@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "quantize/registry.h"
-#include "verify/forward_kernels.h"
-#include "verify/matmul.h"
+#include "eval/forward_kernels.h"
+#include "eval/matmul.h"
 
 using namespace smolq;
 

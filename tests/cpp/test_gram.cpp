@@ -11,10 +11,10 @@
 
 #include "formats/error.h"
 #include "quantize/tensor_quantizer.h"
-#include "verify/gram.h"
-#include "verify/imatrix.h"
-#include "verify/model.h"
-#include "verify/optimize.h"
+#include "eval/gram.h"
+#include "eval/imatrix.h"
+#include "eval/model.h"
+#include "mix/optimize.h"
 
 using namespace smolq;
 

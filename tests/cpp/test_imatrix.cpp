@@ -13,9 +13,9 @@
 #include "formats/error.h"
 #include "formats/gguf.h"
 #include "formats/imatrix.h"
-#include "verify/forward_kernels.h"
-#include "verify/imatrix.h"
-#include "verify/model.h"
+#include "eval/forward_kernels.h"
+#include "eval/imatrix.h"
+#include "eval/model.h"
 
 namespace fs = std::filesystem;
 using namespace smolq;

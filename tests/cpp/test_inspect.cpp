@@ -14,7 +14,7 @@
 #include "formats/gguf.h"
 #include "inspect/gguf_scan.h"
 #include "inspect/inspect_render.h"
-#include "inspect/json_writer.h"
+#include "formats/json_writer.h"
 #include "inspect/model_report.h"
 
 using namespace smolq;

@@ -9,7 +9,7 @@
 // the table: a 2^60-element tensor, a 10^12-entry array, a 1 GB string, a 2^60
 // header length, a 2^62-element shape, 2^31 imatrix entries, absurd config.json numbers.
 // Chat templates are programs rather than headers: their nesting, loops and growth must end
-// in a TemplateError (verify/chat_template_eval.cpp's limits), also in a capped child.
+// in a TemplateError (the limits in text/chat_template_value.h), also in a capped child.
 #include <doctest/doctest.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -28,8 +28,8 @@
 #include "formats/model_config.h"
 #include "formats/safetensors.h"
 #include "inspect/gguf_scan.h"
-#include "verify/chat_template.h"
-#include "verify/tokenizer.h"
+#include "text/chat_template.h"
+#include "text/tokenizer.h"
 
 using namespace smolq;
 namespace fs = std::filesystem;
@@ -370,7 +370,7 @@ TEST_SUITE("test_limits") {
   }
 
   TEST_CASE("chat template: hostile nesting, loops and growth end in TemplateError") {
-    // A model's chat template is a program (verify/chat_template.h); each of these once
+    // A model's chat template is a program (text/chat_template.h); each of these once
     // overflowed the stack, hung or grew without bound (fuzz/regressions/chat_template/).
     const std::string deep(20000, '(');
     const std::vector<std::pair<std::string, std::string>> cases = {

@@ -1,4 +1,4 @@
-// verify/metrics: each quantity against a direct computation, and llama.cpp's conventions
+// eval/metrics: each quantity against a direct computation, and llama.cpp's conventions
 // (uncertainty formula, percentile interpolation, report layout).
 #include <doctest/doctest.h>
 
@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "verify/metrics.h"
+#include "eval/metrics.h"
 
 using namespace smolq;
 

@@ -1,4 +1,4 @@
-// Unit tests of the byte-level BPE tokenizer (verify/tokenizer.h) and its Unicode helpers.
+// Unit tests of the byte-level BPE tokenizer (text/tokenizer.h) and its Unicode helpers.
 // Parity with Hugging Face `tokenizers` on large inputs is tests/python/test_tokenizer_parity.py;
 // here: UTF-8 and class edge cases, pre-tokenizer pieces (expectations checked against HF once,
 // recorded as facts of the two regexes), BPE rank/tie order on a tiny vocabulary, added-token
@@ -12,8 +12,8 @@
 
 #include "formats/error.h"
 #include "formats/gguf.h"
-#include "verify/tokenizer.h"
-#include "verify/unicode.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
 
 using namespace smolq;
 namespace fs = std::filesystem;

@@ -14,9 +14,9 @@
 #include "formats/mapped_file.h"
 #include <unistd.h>
 
-#include "verify/model.h"
-#include "verify/perplexity.h"
-#include "verify/perplexity_input.h"
+#include "eval/model.h"
+#include "eval/perplexity.h"
+#include "eval/perplexity_input.h"
 #include "verify/report_writers.h"
 #include "verify/sweep.h"
 #include "verify/sweep_cache.h"
@@ -117,8 +117,8 @@ TEST_SUITE("test_verify") {
   }
 
   TEST_CASE("hashing: field boundaries count, content changes the fingerprint") {
-    CHECK(CacheHasher().add("ab").add("c").digest() != CacheHasher().add("a").add("bc").digest());
-    CHECK(CacheHasher().add(uint64_t{1}).digest() == CacheHasher().add(uint64_t{1}).digest());
+    CHECK(ContentHasher().add("ab").add("c").digest() != ContentHasher().add("a").add("bc").digest());
+    CHECK(ContentHasher().add(uint64_t{1}).digest() == ContentHasher().add(uint64_t{1}).digest());
     const std::string d = fresh_dir("hash");
     write_file_atomic(d + "/a.gguf", "hello");
     const uint64_t h1 = fingerprint_model(d + "/a.gguf");
@@ -128,7 +128,7 @@ TEST_SUITE("test_verify") {
   }
 
   TEST_CASE("JSON output is valid: control characters, quotes, invalid UTF-8") {
-    JsonBuilder j(false);
+    JsonWriter j(0, 10);
     j.begin_object().key("s").value(std::string("a\"b\\c\n\x01\xff")).key("n").value(1.5).key("inf").value(1.0 / 0.0);
     j.key("l").begin_array().value(int64_t{-3}).value(true).null().end_array().key("e").begin_object().end_object().end_object();
     CHECK(j.str() == "{\"s\":\"a\\\"b\\\\c\\n\\u0001\xEF\xBF\xBD\",\"n\":1.5,\"inf\":null,\"l\":[-3,true,null],\"e\":{}}");

@@ -1,4 +1,4 @@
-"""Parity of smolq's tokenizer (verify/tokenizer.h) with Hugging Face `tokenizers`.
+"""Parity of smolq's tokenizer (text/tokenizer.h) with Hugging Face `tokenizers`.
 
 HF `tokenizers` is the reference: every test compares token ids (or pre-tokenizer pieces)
 produced by smolq -- through the test-only executable smolq_tokenize_tool -- with HF's on the
@@ -446,7 +446,7 @@ def test_unicode_classes_match_hf(tool):
     examples = ", ".join(f"U+{cp:04X} {unicodedata.name(chr(cp), '?')} ours={ours.get(cp, 0)} "
                          f"hf={theirs.get(cp, 0)}" for cp in bad[:8])
     assert not bad, f"{len(bad)} code points classified differently from HF tokenizers " \
-                    f"(regenerate verify/unicode_tables.cpp?): {examples}"
+                    f"(regenerate text/unicode_tables.cpp?): {examples}"
     # The table really holds newer-than-Python assignments (e.g. U+1C89, Unicode 16.0).
     assert ours.get(0x1C89) == FLAG_LETTER and ours.get(0x11DE0) == FLAG_NUMERIC
 

@@ -1,4 +1,4 @@
-"""smolq's chat-template interpreter (verify/chat_template.h) against Python's jinja2 configured as
+"""smolq's chat-template interpreter (text/chat_template.h) against Python's jinja2 configured as
 Hugging Face's apply_chat_template configures it (trim_blocks, lstrip_blocks, loopcontrols, JSON
 tojson, raise_exception). smolq renders through `smolq verify MODEL --show-prompts`, which prints the
 prompts exactly as the sweep feeds them to the model."""

@@ -9,7 +9,7 @@
 //   ids     token ids, space-separated
 //   pieces  the pre-tokenizer pieces, each as lowercase hex, space-separated
 //   decode  the record is space-separated ids; prints the decoded bytes as hex
-//   classes the character-class flags (verify/unicode.h) of each code point of the record
+//   classes the character-class flags (text/unicode.h) of each code point of the record
 //   info    (no stdin) pre-tokenizer name, vocabulary size, merges and special ids
 #include <cstdio>
 #include <cstring>
@@ -21,8 +21,8 @@
 
 #include "formats/error.h"
 #include "formats/gguf.h"
-#include "verify/tokenizer.h"
-#include "verify/unicode.h"
+#include "text/tokenizer.h"
+#include "text/unicode.h"
 
 namespace {
 

@@ -1,0 +1,128 @@
+// Matmul driver (tiling, dequantization, threads) and the portable micro-kernels.
+// The AVX2/FMA kernels live in matmul_avx2.cpp; see matmul.h for the reduction order both keep.
+#include "formats/cpu_features.h"
+#include "eval/matmul.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace smolq {
+namespace {
+
+constexpr int kLanes = 8;        // f32 lanes of one AVX2 register: the reduction's lane count
+constexpr int kTileRows = 4;     // weight rows per micro-kernel call
+constexpr int kTileTokens = 3;   // token rows per micro-kernel call
+// Cache budgets: a dequantized weight tile and a block of token rows should both stay in a
+// core's L2 (512 KiB on the machines we bench; 256 KiB+ on anything recent).
+constexpr int64_t kWeightTileBytes = 96 << 10;
+constexpr int64_t kTokenBlockBytes = 160 << 10;
+constexpr int64_t kMaxTileRows = 256;
+
+// Pairwise lane sum in the order the AVX2 horizontal add uses:
+// (l0+l4, l1+l5, l2+l6, l3+l7) -> ((l0+l4)+(l2+l6), (l1+l5)+(l3+l7)) -> sum of the two.
+inline float lane_sum(const float* l) {
+  const float a0 = l[0] + l[4], a1 = l[1] + l[5], a2 = l[2] + l[6], a3 = l[3] + l[7];
+  return (a0 + a2) + (a1 + a3);
+}
+
+}  // namespace
+
+namespace detail {
+
+void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
+  const int64_t k8 = k - k % kLanes;
+  for (int t = 0; t < rn; ++t) {
+    for (int r = 0; r < rm; ++r) {
+      float lanes[kLanes] = {};
+      const float* a = w[r];
+      const float* b = x[t];
+      for (int64_t i = 0; i < k8; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) lanes[l] += a[i + l] * b[i + l];
+      float s = lane_sum(lanes);
+      for (int64_t i = k8; i < k; ++i) s += a[i] * b[i];
+      y[t * ldy + r] = s;
+    }
+  }
+}
+
+}  // namespace detail
+
+float dot_f32(const float* a, const float* b, int64_t n) {
+  float out;
+  dot_rows(&a, 1, b, 0, 1, n, &out, 1);
+  return out;
+}
+
+void dot_rows(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+              int64_t ldo) {
+  if (cpu::has_avx2()) return detail::dot_rows_avx2(q, nq, k, k_stride, n_keys, d, out, ldo);
+  for (int64_t j = 0; j < n_keys; ++j) {
+    const float* kr = k + j * k_stride;
+    detail::tile_portable(&kr, 1, q, nq, d, out + j, ldo);
+  }
+}
+
+void weighted_rows(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out) {
+  if (cpu::has_avx2()) return detail::weighted_rows_avx2(p, v, v_stride, n_rows, d, out);
+  std::fill(out, out + d, 0.0f);
+  for (int64_t j = 0; j < n_rows; ++j) {
+    const float* vr = v + j * v_stride;
+    for (int64_t i = 0; i < d; ++i) out[i] += p[j] * vr[i];
+  }
+}
+
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads) {
+  const int64_t K = static_cast<int64_t>(w.cols);
+  const int64_t R = static_cast<int64_t>(w.rows);
+  if (n_tokens <= 0 || R == 0) return;
+  const detail::TileFn tile = cpu::has_avx2() ? detail::tile_avx2 : detail::tile_portable;
+  n_threads = std::max(1, n_threads);
+
+  // Weight tile: as many rows as fit the budget, a multiple of the kernel's rows, and small
+  // enough that every thread gets several tiles (dynamic scheduling balances the rest).
+  int64_t tile_rows = std::clamp<int64_t>(kWeightTileBytes / (K * 4), kTileRows, kMaxTileRows);
+  const int64_t per_thread = (R + 4 * n_threads - 1) / (4 * n_threads);
+  tile_rows = std::min(tile_rows, std::max<int64_t>(kTileRows, per_thread));
+  tile_rows = std::max<int64_t>(kTileRows, tile_rows / kTileRows * kTileRows);
+  int64_t block_tokens = std::max<int64_t>(kTileTokens, kTokenBlockBytes / (K * 4));
+  block_tokens = block_tokens / kTileTokens * kTileTokens;
+  const int64_t n_tiles = (R + tile_rows - 1) / tile_rows;
+  // f32 rows can be read in place when they are 4-byte aligned (safetensors need not be).
+  const bool in_place = w.is_plain_f32() && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
+
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<float> wbuf(in_place ? 0 : static_cast<size_t>(tile_rows * K));
+    std::vector<const float*> wrows(tile_rows);
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ti = 0; ti < n_tiles; ++ti) {
+      const int64_t r0 = ti * tile_rows;
+      const int64_t rt = std::min(tile_rows, R - r0);
+      for (int64_t i = 0; i < rt; ++i) {
+        if (in_place) {
+          wrows[i] = reinterpret_cast<const float*>(w.row_ptr(r0 + i));
+        } else {
+          w.dequantize_row(r0 + i, wbuf.data() + i * K);
+          wrows[i] = wbuf.data() + i * K;
+        }
+      }
+      for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
+        const int64_t tn = std::min(block_tokens, n_tokens - t0);
+        for (int64_t rg = 0; rg < rt; rg += kTileRows) {
+          const int rm = static_cast<int>(std::min<int64_t>(kTileRows, rt - rg));
+          for (int64_t tg = t0; tg < t0 + tn; tg += kTileTokens) {
+            const int rn = static_cast<int>(std::min<int64_t>(kTileTokens, t0 + tn - tg));
+            const float* xr[kTileTokens];
+            for (int j = 0; j < rn; ++j) xr[j] = x + (tg + j) * K;
+            tile(wrows.data() + rg, rm, xr, rn, K, y + tg * R + r0 + rg, R);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace smolq

@@ -1,0 +1,47 @@
+// The matrix product of the reference forward pass: y = x * W^T for a whole batch of tokens,
+// with W in any stored encoding (eval/model.h) and all arithmetic in f32.
+//
+// Speed: W is never expanded whole. Each thread dequantizes a tile of rows (sized for L2)
+// into a scratch buffer and multiplies it with blocks of tokens in a register-blocked
+// micro-kernel (4 weight rows x 3 tokens, 8 f32 lanes, runtime-dispatched AVX2/FMA with a
+// portable fallback). Threads split the output rows (OpenMP).
+//
+// Determinism: every output value is one dot product whose reduction order is fixed —
+// lane l (of 8) accumulates the products of columns k = l mod 8 with fused multiply-adds in
+// increasing k, the lanes are added pairwise in a fixed tree, then any tail columns are added
+// in order. Tiling, batch composition and thread count change which thread computes a value,
+// never how, so results are bit-identical for any --threads and any batch split.
+#pragma once
+#include <cstdint>
+
+#include "eval/model.h"
+
+namespace smolq {
+
+// y[t * w.rows + r] = sum_k w(r, k) * x[t * w.cols + k]   for t < n_tokens, r < w.rows.
+void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads);
+
+// The same fixed-order dot product on plain arrays (n may be any length).
+float dot_f32(const float* a, const float* b, int64_t n);
+
+// out[i * ldo + j] = dot_f32(q[i], k + j * k_stride, d) for i < nq (1..3), j < n_keys:
+// attention scores of up to three queries against the same keys (the keys' loads are shared).
+void dot_rows(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+              int64_t ldo);
+
+// out[i] = sum_j p[j] * v[j * v_stride + i] for i < d, j in increasing order (attention output).
+void weighted_rows(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out);
+
+namespace detail {
+// One micro-kernel call: rm (1..4) weight rows x rn (1..3) token rows of length k; writes
+// y[t * ldy + r]. Both implementations follow the reduction order described above.
+using TileFn = void (*)(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y,
+                        int64_t ldy);
+void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
+void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
+void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+                   int64_t ldo);
+void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out);
+}  // namespace detail
+
+}  // namespace smolq

@@ -1,0 +1,125 @@
+// AVX2/FMA micro-kernels of the forward pass, compiled for x86-64-v3 through a target pragma
+// (the build has no -march flags) and selected at run time by matmul.cpp.
+//
+// Everything after the pragma has internal linkage or is one of the detail:: entry points, and
+// no standard-library template is instantiated there: an AVX2 copy of an inline library
+// function could otherwise be picked by the linker for callers on machines without AVX2.
+#include <immintrin.h>
+
+#include <cstdint>
+
+#include "eval/matmul.h"
+
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+
+namespace smolq::detail {
+namespace {
+
+// (l0+l4, l1+l5, l2+l6, l3+l7) -> ((l0+l4)+(l2+l6), (l1+l5)+(l3+l7)) -> one float: the order
+// matmul.cpp's portable lane_sum mirrors.
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+// RM weight rows x RN token rows: RM*RN independent accumulators hide the FMA latency
+// (4 x 3 = 12 accumulators + 4 weight registers fill the 16 ymm registers; token rows are
+// read as memory operands).
+template <int RM, int RN>
+void tile(const float* const* w, const float* const* x, int64_t k, float* y, int64_t ldy) {
+  __m256 acc[RN][RM];
+  for (int t = 0; t < RN; ++t)
+    for (int r = 0; r < RM; ++r) acc[t][r] = _mm256_setzero_ps();
+  const int64_t k8 = k - k % 8;
+  for (int64_t i = 0; i < k8; i += 8) {
+    __m256 wv[RM];
+    for (int r = 0; r < RM; ++r) wv[r] = _mm256_loadu_ps(w[r] + i);
+    for (int t = 0; t < RN; ++t) {
+      const __m256 xv = _mm256_loadu_ps(x[t] + i);
+      for (int r = 0; r < RM; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
+    }
+  }
+  for (int t = 0; t < RN; ++t) {
+    for (int r = 0; r < RM; ++r) {
+      float s = hsum(acc[t][r]);
+      for (int64_t i = k8; i < k; ++i) s = __builtin_fmaf(w[r][i], x[t][i], s);
+      y[t * ldy + r] = s;
+    }
+  }
+}
+
+using Tile = void (*)(const float* const*, const float* const*, int64_t, float*, int64_t);
+// Indexed [rm - 1][rn - 1].
+const Tile kTiles[4][3] = {
+    {tile<1, 1>, tile<1, 2>, tile<1, 3>},
+    {tile<2, 1>, tile<2, 2>, tile<2, 3>},
+    {tile<3, 1>, tile<3, 2>, tile<3, 3>},
+    {tile<4, 1>, tile<4, 2>, tile<4, 3>},
+};
+
+}  // namespace
+
+void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
+  kTiles[rm - 1][rn - 1](w, x, k, y, ldy);
+}
+
+void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
+                   int64_t ldo) {
+  // Keys are the weight side of the tile (four at a time), queries the token side.
+  int64_t j = 0;
+  for (; j + 4 <= n_keys; j += 4) {
+    const float* kr[4] = {k + j * k_stride, k + (j + 1) * k_stride, k + (j + 2) * k_stride, k + (j + 3) * k_stride};
+    kTiles[3][nq - 1](kr, q, d, out + j, ldo);
+  }
+  for (; j < n_keys; ++j) {
+    const float* kr = k + j * k_stride;
+    kTiles[0][nq - 1](&kr, q, d, out + j, ldo);
+  }
+}
+
+void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out) {
+  // Columns in groups of 64 (8 registers) stay in registers across all rows; the rows are
+  // accumulated in increasing order for every column, as the portable loop does.
+  int64_t i = 0;
+  for (; i + 64 <= d; i += 64) {
+    __m256 acc[8];
+    for (int c = 0; c < 8; ++c) acc[c] = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n_rows; ++j) {
+      const __m256 pj = _mm256_set1_ps(p[j]);
+      const float* vr = v + j * v_stride + i;
+      for (int c = 0; c < 8; ++c) acc[c] = _mm256_fmadd_ps(pj, _mm256_loadu_ps(vr + 8 * c), acc[c]);
+    }
+    for (int c = 0; c < 8; ++c) _mm256_storeu_ps(out + i + 8 * c, acc[c]);
+  }
+  for (; i + 8 <= d; i += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t j = 0; j < n_rows; ++j)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(p[j]), _mm256_loadu_ps(v + j * v_stride + i), acc);
+    _mm256_storeu_ps(out + i, acc);
+  }
+  for (; i < d; ++i) {
+    float s = 0.0f;
+    for (int64_t j = 0; j < n_rows; ++j) s = __builtin_fmaf(p[j], v[j * v_stride + i], s);
+    out[i] = s;
+  }
+}
+
+}  // namespace smolq::detail
+
+#pragma GCC pop_options
+
+#else  // not x86 with GCC/Clang: never selected (cpu::has_avx2() is false), kept linkable.
+
+namespace smolq::detail {
+void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
+  tile_portable(w, rm, x, rn, k, y, ldy);
+}
+void dot_rows_avx2(const float* const*, int, const float*, int64_t, int64_t, int64_t, float*, int64_t) {}
+void weighted_rows_avx2(const float*, const float*, int64_t, int64_t, int64_t, float*) {}
+}  // namespace smolq::detail
+
+#endif
