@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "quantize/quant_search.h"
+#include "formats/cpu_features.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
@@ -22,14 +22,8 @@ namespace {
 
 constexpr int64_t kTile = 64;
 
-bool use_avx2_fma() {
-#ifdef SMOLQ_EF_X86
-  static const bool has = qsearch::cpu_has_avx2() && __builtin_cpu_supports("fma");
-  return has;
-#else
-  return false;
-#endif
-}
+// The project's one CPU-feature check (AVX2 with FMA; capped by SMOLQ_SIMD).
+bool use_avx2_fma() { return cpu::has_avx2(); }
 
 // C[m x n] += alpha * A[m x k] * B[k x n] (row-major, leading dimensions lda, ldb, ldc);
 // m a multiple of 4 and n of 8 in the fast kernel's path (tiles of sizes multiple of 32).
@@ -272,6 +266,30 @@ void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E
   if (use_avx2_fma()) return deferred_avx2(W, nr, n, c1, E, ldE, nk, U);
 #endif
   deferred_ref(W, nr, n, c1, E, ldE, nk, U);
+}
+
+namespace {
+void axpy_ref(float* w, const float* u, int64_t from, int64_t to, float e) {
+#pragma omp simd
+  for (int64_t j = from; j < to; ++j) w[j] -= e * u[j];
+}
+#ifdef SMOLQ_EF_X86
+[[gnu::target("avx2,fma")]] void axpy_avx2(float* w, const float* u, int64_t from, int64_t to, float e) {
+  const __m256 ve = _mm256_set1_ps(e);
+  int64_t j = from;
+  for (; j + 8 <= to; j += 8) _mm256_storeu_ps(w + j, _mm256_fnmadd_ps(ve, _mm256_loadu_ps(u + j), _mm256_loadu_ps(w + j)));
+  for (; j < to; ++j) w[j] = std::fma(-e, u[j], w[j]);  // the same rounding as the vector lanes
+}
+#endif
+}  // namespace
+
+void axpy_update(float* w, const float* u, int64_t from, int64_t to, float e) {
+#ifdef SMOLQ_EF_X86
+  static const auto fn = use_avx2_fma() ? axpy_avx2 : axpy_ref;
+  fn(w, u, from, to, e);
+#else
+  axpy_ref(w, u, from, to, e);
+#endif
 }
 
 }  // namespace smolq::ef::linalg

@@ -24,4 +24,7 @@ void invert_lower(double* A, int64_t n, int n_threads);
 void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE, int64_t nk,
                      const float* const* U);
 
+// w[j] -= e * u[j] for from <= j < to: the in-batch update after one column.
+void axpy_update(float* w, const float* u, int64_t from, int64_t to, float e);
+
 }  // namespace smolq::ef::linalg

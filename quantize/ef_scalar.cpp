@@ -5,12 +5,14 @@
 // decoder forms them) and level, `pack` writes levels back into the quant bits only.
 // The bit layouts are ggml's (quantize/blocks.h; the decoders in legacy_quants.cpp,
 // k_quants.cpp and iq4.cpp are the reference these accessors mirror, and the tests decode the
-// packed blocks with them).
+// packed blocks with them). Where the levels sit in the bytes is quantize/block_levels.h, shared
+// with the encoders.
 #include <cassert>
 #include <cmath>
 #include <cstring>
 
 #include "formats/half.h"
+#include "quantize/block_levels.h"
 #include "quantize/blocks.h"
 #include "quantize/ef_codec.h"
 #include "quantize/iq_tables.h"
@@ -45,27 +47,10 @@ void choose_legacy(const float* x, const float* imatrix, float row_sigma2, std::
   kernels::quantize_legacy_block(T, x, imatrix, row_sigma2, blk);
 }
 
-// ---- 32-element nibble layouts: element j (< 16) low nibble of qs[j], j + 16 the high one ----
+// ---- 32-element types (level layouts: quantize/block_levels.h) ------------------------------
 
-void get_nibbles(const uint8_t* qs, int* q) {
-  for (int j = 0; j < kQK / 2; ++j) {
-    q[j] = qs[j] & 15;
-    q[j + 16] = qs[j] >> 4;
-  }
-}
-void put_nibbles(uint8_t* qs, const int* q) {
-  for (int j = 0; j < kQK / 2; ++j) qs[j] = static_cast<uint8_t>((q[j] & 15) | ((q[j + 16] & 15) << 4));
-}
-uint32_t get_qh(const uint8_t* qh) {
-  uint32_t h;
-  std::memcpy(&h, qh, 4);
-  return h;
-}
-void put_qh(uint8_t* qh, const int* q) {  // fifth bit of element j -> bit j
-  uint32_t h = 0;
-  for (int j = 0; j < kQK; ++j) h |= static_cast<uint32_t>((q[j] >> 4) & 1) << j;
-  std::memcpy(qh, &h, 4);
-}
+using levels::get_nibbles32;
+using levels::put_nibbles32;
 void fill_grid(ElementGrid* g, int n, float a, float b, int lo, int hi) {
   for (int j = 0; j < n; ++j) g[j] = {a, b, lo, hi};
 }
@@ -74,55 +59,54 @@ void fill_grid(ElementGrid* g, int n, float a, float b, int lo, int hi) {
 void unpack_q4_0(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockQ4_0>(p);
   fill_grid(g, kQK, f16_to_f32(b.d), 0.0f, -8, 7);
-  get_nibbles(b.qs, L);
+  get_nibbles32(b.qs, L);
   for (int j = 0; j < kQK; ++j) L[j] -= 8;
 }
 void pack_q4_0(std::byte* p, const int* L) {
   auto b = load<BlockQ4_0>(p);
   int q[kQK];
   for (int j = 0; j < kQK; ++j) q[j] = L[j] + 8;
-  put_nibbles(b.qs, q);
+  put_nibbles32(b.qs, q);
   store(p, b);
 }
 // Q4_1: w = d * q + m.
 void unpack_q4_1(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockQ4_1>(p);
   fill_grid(g, kQK, f16_to_f32(b.d), f16_to_f32(b.m), 0, 15);
-  get_nibbles(b.qs, L);
+  get_nibbles32(b.qs, L);
 }
 void pack_q4_1(std::byte* p, const int* L) {
   auto b = load<BlockQ4_1>(p);
-  put_nibbles(b.qs, L);
+  put_nibbles32(b.qs, L);
   store(p, b);
 }
 // Q5_0: w = d * (q - 16), fifth bit of q in qh.
 void unpack_q5_0(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockQ5_0>(p);
   fill_grid(g, kQK, f16_to_f32(b.d), 0.0f, -16, 15);
-  get_nibbles(b.qs, L);
-  const uint32_t h = get_qh(b.qh);
-  for (int j = 0; j < kQK; ++j) L[j] = (L[j] | static_cast<int>(((h >> j) & 1) << 4)) - 16;
+  get_nibbles32(b.qs, L);
+  levels::or_qh32(b.qh, L);
+  for (int j = 0; j < kQK; ++j) L[j] -= 16;
 }
 void pack_q5_0(std::byte* p, const int* L) {
   auto b = load<BlockQ5_0>(p);
   int q[kQK];
   for (int j = 0; j < kQK; ++j) q[j] = L[j] + 16;
-  put_nibbles(b.qs, q);
-  put_qh(b.qh, q);
+  put_nibbles32(b.qs, q);
+  levels::put_qh32(b.qh, q);
   store(p, b);
 }
 // Q5_1: w = d * q + m, 5-bit q.
 void unpack_q5_1(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockQ5_1>(p);
   fill_grid(g, kQK, f16_to_f32(b.d), f16_to_f32(b.m), 0, 31);
-  get_nibbles(b.qs, L);
-  const uint32_t h = get_qh(b.qh);
-  for (int j = 0; j < kQK; ++j) L[j] |= static_cast<int>(((h >> j) & 1) << 4);
+  get_nibbles32(b.qs, L);
+  levels::or_qh32(b.qh, L);
 }
 void pack_q5_1(std::byte* p, const int* L) {
   auto b = load<BlockQ5_1>(p);
-  put_nibbles(b.qs, L);
-  put_qh(b.qh, L);
+  put_nibbles32(b.qs, L);
+  levels::put_qh32(b.qh, L);
   store(p, b);
 }
 // Q8_0: w = d * q. Levels stop at -127 like ggml's encoder: llama.cpp's int8 dot products
@@ -141,27 +125,18 @@ void pack_q8_0(std::byte* p, const int* L) {
 void unpack_iq4_nl(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockIQ4_NL>(p);
   fill_grid(g, kQK, f16_to_f32(b.d), 0.0f, 0, 15);
-  get_nibbles(b.qs, L);
+  get_nibbles32(b.qs, L);
 }
 void pack_iq4_nl(std::byte* p, const int* L) {
   auto b = load<BlockIQ4_NL>(p);
-  put_nibbles(b.qs, L);
+  put_nibbles32(b.qs, L);
   store(p, b);
 }
 
 // ---- K-quants: element e of a 256-block --------------------------------------------------------
 
-// 2-bit planes (Q2_K, Q3_K qs; Q6_K's two high bits): element e sits in byte 32*(e/128) + e%32
-// at bit 2*((e%128)/32).
-inline int plane2_byte(int e) { return 32 * (e / 128) + e % 32; }
-inline int plane2_shift(int e) { return 2 * ((e % 128) / 32); }
-void get_plane2(const uint8_t* qs, int* q) {
-  for (int e = 0; e < kQKK; ++e) q[e] = (qs[plane2_byte(e)] >> plane2_shift(e)) & 3;
-}
-void put_plane2(uint8_t* qs, const int* q) {
-  std::memset(qs, 0, kQKK / 4);
-  for (int e = 0; e < kQKK; ++e) qs[plane2_byte(e)] |= static_cast<uint8_t>((q[e] & 3) << plane2_shift(e));
-}
+using levels::get_plane2;
+using levels::put_plane2;
 
 // Q2_K: w = (d*sc)*q - dmin*m, sc / m the nibbles of scales[e/16].
 void unpack_q2_k(const std::byte* p, ElementGrid* g, int* L) {
@@ -188,16 +163,14 @@ void unpack_q3_k(const std::byte* p, ElementGrid* g, int* L) {
   const float d = f16_to_f32(b.d);
   for (int s = 0; s < 16; ++s) fill_grid(g + 16 * s, 16, d * static_cast<float>(q3k_scale(s, b.scales)), 0.0f, -4, 3);
   get_plane2(b.qs, L);
-  for (int e = 0; e < kQKK; ++e) L[e] -= ((b.hmask[e % 32] >> (e / 32)) & 1) ? 0 : 4;
+  levels::or_hmask(b.hmask, L);
+  for (int e = 0; e < kQKK; ++e) L[e] -= 4;
 }
 void pack_q3_k(std::byte* p, const int* L) {
   auto b = load<BlockQ3_K>(p);
   int q[kQKK];
-  std::memset(b.hmask, 0, sizeof b.hmask);
-  for (int e = 0; e < kQKK; ++e) {
-    q[e] = L[e] + 4;
-    b.hmask[e % 32] |= static_cast<uint8_t>((q[e] >> 2) << (e / 32));
-  }
+  for (int e = 0; e < kQKK; ++e) q[e] = L[e] + 4;
+  levels::put_hmask(b.hmask, q);
   put_plane2(b.qs, q);
   store(p, b);
 }
@@ -223,13 +196,8 @@ void k4_grid(const Block& b, ElementGrid* g, int hi) {
     fill_grid(g + 32 * j, 32, d * static_cast<float>(sc), -(dmin * static_cast<float>(mn)), 0, hi);
   }
 }
-void get_k4_nibbles(const uint8_t* qs, int* q) {
-  for (int e = 0; e < kQKK; ++e) q[e] = (qs[32 * (e / 64) + e % 32] >> (4 * ((e / 32) % 2))) & 15;
-}
-void put_k4_nibbles(uint8_t* qs, const int* q) {
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) qs[32 * c + l] = static_cast<uint8_t>((q[64 * c + l] & 15) | ((q[64 * c + 32 + l] & 15) << 4));
-}
+using levels::get_k4_nibbles;
+using levels::put_k4_nibbles;
 void unpack_q4_k(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockQ4_K>(p);
   k4_grid(b, g, 15);
@@ -244,39 +212,28 @@ void unpack_q5_k(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockQ5_K>(p);
   k4_grid(b, g, 31);
   get_k4_nibbles(b.qs, L);
-  for (int e = 0; e < kQKK; ++e) L[e] |= ((b.qh[e % 32] >> (e / 32)) & 1) << 4;
+  levels::or_q5k_qh(b.qh, L);
 }
 void pack_q5_k(std::byte* p, const int* L) {
   auto b = load<BlockQ5_K>(p);
   put_k4_nibbles(b.qs, L);
-  std::memset(b.qh, 0, sizeof b.qh);
-  for (int e = 0; e < kQKK; ++e) b.qh[e % 32] |= static_cast<uint8_t>(((L[e] >> 4) & 1) << (e / 32));
+  levels::put_q5k_qh(b.qh, L);
   store(p, b);
 }
 
-// Q6_K: w = (d*sc)*(q - 32), int8 sc per 16; q's low nibble in ql[64h + 32(k&1) + l] at bit
-// 4(k>>1), its top two bits in qh[32h + l] at bit 2k (h = e/128, k = (e%128)/32, l = e%32).
-inline int q6_ql_byte(int e) { return 64 * (e / 128) + 32 * (((e % 128) / 32) & 1) + e % 32; }
-inline int q6_ql_shift(int e) { return 4 * (((e % 128) / 32) >> 1); }
+// Q6_K: w = (d*sc)*(q - 32), int8 sc per 16 elements; q in ql / qh (block_levels.h).
 void unpack_q6_k(const std::byte* p, ElementGrid* g, int* L) {
   const auto b = load<BlockQ6_K>(p);
   const float d = f16_to_f32(b.d);
   for (int s = 0; s < 16; ++s) fill_grid(g + 16 * s, 16, d * static_cast<float>(b.scales[s]), 0.0f, -32, 31);
-  for (int e = 0; e < kQKK; ++e) {
-    const int lo4 = (b.ql[q6_ql_byte(e)] >> q6_ql_shift(e)) & 15;
-    const int hi2 = (b.qh[plane2_byte(e)] >> plane2_shift(e)) & 3;
-    L[e] = (lo4 | (hi2 << 4)) - 32;
-  }
+  levels::get_q6k(b.ql, b.qh, L);
+  for (int e = 0; e < kQKK; ++e) L[e] -= 32;
 }
 void pack_q6_k(std::byte* p, const int* L) {
   auto b = load<BlockQ6_K>(p);
-  std::memset(b.ql, 0, sizeof b.ql);
-  std::memset(b.qh, 0, sizeof b.qh);
-  for (int e = 0; e < kQKK; ++e) {
-    const int q = L[e] + 32;
-    b.ql[q6_ql_byte(e)] |= static_cast<uint8_t>((q & 15) << q6_ql_shift(e));
-    b.qh[plane2_byte(e)] |= static_cast<uint8_t>((q >> 4) << plane2_shift(e));
-  }
+  int q[kQKK];
+  for (int e = 0; e < kQKK; ++e) q[e] = L[e] + 32;
+  levels::put_q6k(b.ql, b.qh, q);
   store(p, b);
 }
 
@@ -288,12 +245,12 @@ void unpack_iq4_xs(const std::byte* p, ElementGrid* g, int* L) {
   for (int ib = 0; ib < 8; ++ib) {
     const int ls = ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xf) | (((b.scales_h >> (2 * ib)) & 3) << 4);
     fill_grid(g + 32 * ib, 32, d * static_cast<float>(ls - 32), 0.0f, 0, 15);
-    get_nibbles(b.qs + 16 * ib, L + 32 * ib);
+    get_nibbles32(b.qs + 16 * ib, L + 32 * ib);
   }
 }
 void pack_iq4_xs(std::byte* p, const int* L) {
   auto b = load<BlockIQ4_XS>(p);
-  for (int ib = 0; ib < 8; ++ib) put_nibbles(b.qs + 16 * ib, L + 32 * ib);
+  for (int ib = 0; ib < 8; ++ib) put_nibbles32(b.qs + 16 * ib, L + 32 * ib);
   store(p, b);
 }
 
@@ -348,6 +305,7 @@ int nearest_level(const ElementGrid& g, const int8_t* table, float v) {
     return best;
   }
   const float t = (v - g.b) / g.a;
+  if (std::isnan(t)) return g.lo;  // only from non-finite weights; keeps the level in range
   return static_cast<int>(qsearch::round_clamped(t, static_cast<float>(g.lo), static_cast<float>(g.hi)));
 }
 

@@ -16,8 +16,6 @@
 // each writes its own rows, so bytes never depend on the thread count.
 #include "quantize/error_feedback.h"
 
-#include <omp.h>
-
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -41,7 +39,8 @@ using detail::ScalarCodec;
 
 // Rows per parallel work item: the deferred update reads a batch of U's rows once per chunk.
 constexpr int64_t kRowChunk = 16;
-// Columns per lazy batch (a multiple of every block size): measured 128..512 within noise.
+// Columns per lazy batch: one K-quant super-block, a multiple of every block size (a block never
+// straddles two batches).
 constexpr int64_t kBatch = 256;
 // Below this d_in the factorisation runs on one thread: its tile steps are too small to pay for
 // the parallel regions' barriers (measured at d_in = 1536 on a shared 2-core machine: 0.46 s on
@@ -95,8 +94,7 @@ void permute_symmetric(double* A, int64_t d, const std::vector<int64_t>& src, in
 
 // Inside the batch: after column k's error e, w[k+1 .. c1) -= e * U[k][k+1 .. c1).
 inline void batch_update(float* w, const float* uk, int64_t k, int64_t c1, float e) {
-#pragma omp simd
-  for (int64_t j = k + 1; j < c1; ++j) w[j] -= e * uk[j];
+  linalg::axpy_update(w, uk, k + 1, c1, e);
 }
 
 struct TensorJob {
@@ -223,7 +221,7 @@ Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int 
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
-  if (d < kParallelFactorMin) n_threads = 1;
+  n_threads = d < kParallelFactorMin ? 1 : std::max(1, n_threads);
   // In place: A = J P^T H P J + damping, P the visiting order, J the reversal.
   std::vector<int64_t> src(static_cast<size_t>(d));  // position i takes H's row/column src[i]
   for (int64_t i = 0; i < d; ++i) {

@@ -19,6 +19,7 @@
 
 #include "formats/cpu_features.h"
 #include "formats/half.h"
+#include "quantize/block_levels.h"
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
 #include "quantize/iq_rows.h"
@@ -140,9 +141,7 @@ HalfScale settle_half(const float* x, const float* w, std::span<const iq::ScaleC
   return best;
 }
 
-void pack_nibbles(const uint8_t* q, uint8_t* qs) {
-  for (int j = 0; j < kQK / 2; ++j) qs[j] = static_cast<uint8_t>(q[j] | (q[j + kQK / 2] << 4));
-}
+void pack_nibbles(const uint8_t* q, uint8_t* qs) { levels::put_nibbles32(qs, q); }
 
 }  // namespace
 

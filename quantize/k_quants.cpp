@@ -21,6 +21,7 @@
 
 #include "formats/cpu_features.h"
 #include "formats/half.h"
+#include "quantize/block_levels.h"
 #include "quantize/blocks.h"
 #include "quantize/quant_search.h"
 #include "quantize/quants_legacy_k.h"
@@ -107,13 +108,7 @@ void load_block(std::span<const std::byte> src, size_t b, Block& blk) {
 }
 
 // 2-bit plane of 256 values (Q2_K, Q3_K): see the layout note at the top.
-void pack_2bit(const uint8_t* q, uint8_t* qs) {
-  for (int h = 0; h < 2; ++h)
-    for (int l = 0; l < 32; ++l) {
-      const uint8_t* e = q + 128 * h + l;
-      qs[32 * h + l] = static_cast<uint8_t>(e[0] | (e[32] << 2) | (e[64] << 4) | (e[96] << 6));
-    }
-}
+void pack_2bit(const uint8_t* q, uint8_t* qs) { levels::put_plane2(qs, q); }
 
 // Q4_K/Q5_K scales: 8 pairs of 6-bit (scale, min). Pairs 0-3 keep their low 6 bits in
 // bytes 0-3 (scale) and 4-7 (min); pairs 4-7 keep their low 4 bits in the nibbles of bytes
@@ -212,18 +207,12 @@ namespace {
 // Q3_K: 6-bit signed scales (stored + 32), third level bit in hmask, low two bits in qs.
 void pack_q3_k(const qsearch::SymmetricSuperBlock& s, BlockQ3_K& b) {
   pack_q3k_scales(s.sc, b.scales);
-  // Stored level l + 4: its third bit is set exactly when l >= 0, and its low two bits are
-  // those of l (adding 4 does not change them).
-  for (int l = 0; l < 32; ++l) {
-    uint8_t m = 0;
-    for (int k = 0; k < 8; ++k) m |= static_cast<uint8_t>((s.L[32 * k + l] >= 0 ? 1u : 0u) << k);
-    b.hmask[l] = m;
-  }
-  for (int h = 0; h < 2; ++h)
-    for (int l = 0; l < 32; ++l) {
-      const int8_t* e = s.L + 128 * h + l;
-      b.qs[32 * h + l] = static_cast<uint8_t>((e[0] & 3) | ((e[32] & 3) << 2) | ((e[64] & 3) << 4) | ((e[96] & 3) << 6));
-    }
+  // Stored level l + 4: its third bit (set exactly when l >= 0) goes to hmask, its low two bits
+  // to the 2-bit plane.
+  uint8_t q[kQKK];
+  for (int e = 0; e < kQKK; ++e) q[e] = static_cast<uint8_t>(s.L[e] + 4);
+  levels::put_hmask(b.hmask, q);
+  levels::put_plane2(b.qs, q);
   b.d = s.d;
 }
 
@@ -278,8 +267,7 @@ void pack_q4_k(const qsearch::AffineSuperBlock& s, BlockQ4_K& b) {
   b.d = s.d;
   b.dmin = s.dmin;
   pack_scale_min_k4(s.sc, s.m, b.scales);
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) b.qs[32 * c + l] = static_cast<uint8_t>(s.L[64 * c + l] | (s.L[64 * c + 32 + l] << 4));
+  levels::put_k4_nibbles(b.qs, s.L);
 }
 
 }  // namespace
@@ -332,13 +320,8 @@ void pack_q5_k(const qsearch::AffineSuperBlock& s, BlockQ5_K& b) {
   b.d = s.d;
   b.dmin = s.dmin;
   pack_scale_min_k4(s.sc, s.m, b.scales);
-  std::memset(b.qh, 0, sizeof b.qh);
-  for (int c = 0; c < 4; ++c)
-    for (int l = 0; l < 32; ++l) {
-      const int lo = s.L[64 * c + l], hi = s.L[64 * c + 32 + l];
-      b.qs[32 * c + l] = static_cast<uint8_t>((lo & 15) | ((hi & 15) << 4));
-      b.qh[l] |= static_cast<uint8_t>(((lo >> 4) << (2 * c)) | ((hi >> 4) << (2 * c + 1)));
-    }
+  levels::put_k4_nibbles(b.qs, s.L);
+  levels::put_q5k_qh(b.qh, s.L);
 }
 
 }  // namespace
@@ -393,14 +376,9 @@ namespace {
 void pack_q6_k(const qsearch::SymmetricSuperBlock& s, BlockQ6_K& b) {
   b.d = s.d;
   std::memcpy(b.scales, s.sc, 16);
-  for (int h = 0; h < 2; ++h)
-    for (int l = 0; l < 32; ++l) {
-      const int8_t* e = s.L + 128 * h + l;
-      const int q0 = e[0] + 32, q1 = e[32] + 32, q2 = e[64] + 32, q3 = e[96] + 32;
-      b.ql[64 * h + l] = static_cast<uint8_t>((q0 & 15) | ((q2 & 15) << 4));
-      b.ql[64 * h + 32 + l] = static_cast<uint8_t>((q1 & 15) | ((q3 & 15) << 4));
-      b.qh[32 * h + l] = static_cast<uint8_t>((q0 >> 4) | ((q1 >> 4) << 2) | ((q2 >> 4) << 4) | ((q3 >> 4) << 6));
-    }
+  uint8_t q[kQKK];
+  for (int e = 0; e < kQKK; ++e) q[e] = static_cast<uint8_t>(s.L[e] + 32);
+  levels::put_q6k(b.ql, b.qh, q);
 }
 
 }  // namespace

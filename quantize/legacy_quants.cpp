@@ -13,6 +13,7 @@
 
 #include "formats/cpu_features.h"
 #include "formats/half.h"
+#include "quantize/block_levels.h"
 #include "quantize/blocks.h"
 #include "quantize/quant_search.h"
 #include "quantize/quants_legacy_k.h"
@@ -149,16 +150,11 @@ void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, 
   }
 }
 
-// Pack 32 values of up to 5 bits: low nibbles into qs (element j low, j+16 high), fifth bits
-// into the 32-bit mask `qh` (bit j = element j).
+// Pack 32 values of up to 5 bits: low nibbles into qs, fifth bits into the 32-bit mask `qh`
+// (layouts in quantize/block_levels.h).
 void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
-  uint32_t h = 0;
-  for (int j = 0; j < kQK / 2; ++j) {
-    qs[j] = static_cast<uint8_t>((q[j] & 0x0f) | ((q[j + 16] & 0x0f) << 4));
-    h |= static_cast<uint32_t>(q[j] >> 4) << j;
-    h |= static_cast<uint32_t>(q[j + 16] >> 4) << (j + 16);
-  }
-  if (qh) *qh = h;
+  levels::put_nibbles32(qs, q);
+  if (qh) levels::put_qh32(reinterpret_cast<uint8_t*>(qh), q);
 }
 
 // Blocks are read with memcpy: a row of blocks inside a mapped file need not be aligned.

@@ -6,6 +6,7 @@
 // weighted squared error (see quant_search.h for the weighting). Dequantizers reproduce ggml's
 // float operations in ggml's order, so their output is bit-identical to ggml's decoder.
 #pragma once
+#include "formats/ggml_types.h"
 #include "quantize/kernel_types.h"
 
 namespace smolq::kernels {

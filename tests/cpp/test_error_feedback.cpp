@@ -28,26 +28,19 @@ namespace {
 // rank, so the gain left for error feedback is a realistic fraction, not nearly everything.
 struct ToyLayer {
   int64_t d = 0, rows = 0, tokens = 0;
-  std::vector<double> H;     // X^T X
+  std::vector<double> H;       // X^T X
+  std::vector<double> H_test;  // the same from held-out tokens (optional)
   std::vector<float> W;      // rows x d
   std::vector<float> imat;   // diag(H) / tokens
 };
 
-ToyLayer build_layer(int64_t d, int64_t rows, uint32_t seed) {
-  ToyLayer t;
-  t.d = d;
-  t.rows = rows;
-  t.tokens = d + d / 2;
-  std::mt19937 rng(seed);
-  std::normal_distribution<float> n01(0.0f, 1.0f);
+// H from `tokens` fresh inputs of the layer's distribution (loadings and scales fixed).
+std::vector<double> toy_gram(int64_t d, int64_t tokens, const std::vector<float>& load, const std::vector<float>& scale,
+                             std::mt19937& rng) {
   constexpr int kFactors = 8;
-  std::vector<float> load(static_cast<size_t>(kFactors * d)), scale(static_cast<size_t>(d));
-  for (int k = 0; k < kFactors; ++k)
-    for (int64_t i = 0; i < d; ++i) load[k * d + i] = 0.6f * n01(rng) / (1.0f + static_cast<float>(k));
-  for (int64_t i = 0; i < d; ++i) scale[i] = 1.0f / (1.0f + static_cast<float>(i % 97) / 24.0f);
-  for (int64_t i = 5; i < d; i += d / 4) scale[i] *= 8.0f;  // outlier channels
-  std::vector<double> X(static_cast<size_t>(t.tokens * d));
-  for (int64_t tok = 0; tok < t.tokens; ++tok) {
+  std::normal_distribution<float> n01(0.0f, 1.0f);
+  std::vector<double> X(static_cast<size_t>(tokens * d));
+  for (int64_t tok = 0; tok < tokens; ++tok) {
     float f[kFactors];
     for (float& v : f) v = n01(rng);
     for (int64_t i = 0; i < d; ++i) {
@@ -56,16 +49,40 @@ ToyLayer build_layer(int64_t d, int64_t rows, uint32_t seed) {
       X[tok * d + i] = static_cast<double>(s * scale[i]);
     }
   }
-  t.H.assign(static_cast<size_t>(d * d), 0.0);
+  std::vector<double> H(static_cast<size_t>(d * d), 0.0);
 #pragma omp parallel for schedule(static)
   for (int64_t i = 0; i < d; ++i)
-    for (int64_t tok = 0; tok < t.tokens; ++tok) {
+    for (int64_t tok = 0; tok < tokens; ++tok) {
       const double xi = X[tok * d + i];
       const double* xt = X.data() + tok * d;
-      for (int64_t j = 0; j <= i; ++j) t.H[i * d + j] += xi * xt[j];
+      for (int64_t j = 0; j <= i; ++j) H[i * d + j] += xi * xt[j];
     }
   for (int64_t i = 0; i < d; ++i)
-    for (int64_t j = 0; j < i; ++j) t.H[j * d + i] = t.H[i * d + j];
+    for (int64_t j = 0; j < i; ++j) H[j * d + i] = H[i * d + j];
+  return H;
+}
+
+// tokens: calibration tokens for H (default 4 d); held_out > 0 also builds H_test from that
+// many independent tokens (the error a model would see on other text).
+// load: scale of the factor loadings. 0.6 makes the independent noise the larger part of the
+// input energy (the hard case for error feedback); 2.5 makes the shared factors ~10x the noise
+// (closer to LLM activations, whose Gram matrices have a few dominant directions).
+ToyLayer build_layer(int64_t d, int64_t rows, uint32_t seed, int64_t tokens = 0, int64_t held_out = 0,
+                     float load_scale = 0.6f) {
+  ToyLayer t;
+  t.d = d;
+  t.rows = rows;
+  t.tokens = tokens > 0 ? tokens : 4 * d;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n01(0.0f, 1.0f);
+  constexpr int kFactors = 8;
+  std::vector<float> load(static_cast<size_t>(kFactors * d)), scale(static_cast<size_t>(d));
+  for (int k = 0; k < kFactors; ++k)
+    for (int64_t i = 0; i < d; ++i) load[k * d + i] = load_scale * n01(rng) / (1.0f + static_cast<float>(k));
+  for (int64_t i = 0; i < d; ++i) scale[i] = 1.0f / (1.0f + static_cast<float>(i % 97) / 24.0f);
+  for (int64_t i = 5; i < d; i += d / 4) scale[i] *= 8.0f;  // outlier channels
+  t.H = toy_gram(d, t.tokens, load, scale, rng);
+  if (held_out > 0) t.H_test = toy_gram(d, held_out, load, scale, rng);
   t.W.resize(static_cast<size_t>(rows * d));
   for (auto& v : t.W) v = 0.02f * n01(rng);
   t.imat.resize(static_cast<size_t>(d));
@@ -78,12 +95,13 @@ const ToyLayer& make_layer(int64_t d, int64_t rows, uint32_t seed) {
   static std::map<std::tuple<int64_t, int64_t, uint32_t>, ToyLayer> cache;
   auto key = std::make_tuple(d, rows, seed);
   auto it = cache.find(key);
-  if (it == cache.end()) it = cache.emplace(key, build_layer(d, rows, seed)).first;
+  if (it == cache.end()) it = cache.emplace(key, build_layer(d, rows, seed, 0, 2 * d)).first;
   return it->second;
 }
 
 // sum over rows of (w - w^)^T H (w - w^), w^ decoded by the registry's dequantizer.
-double output_error(const ToyLayer& t, GgmlType type, const std::vector<std::byte>& q) {
+double output_error(const ToyLayer& t, GgmlType type, const std::vector<std::byte>& q, const std::vector<double>* H = nullptr) {
+  const std::vector<double>& h = H ? *H : t.H;
   std::vector<float> deq(t.W.size());
   dequantize_rows(type, q, deq);
   double total = 0.0;
@@ -92,40 +110,45 @@ double output_error(const ToyLayer& t, GgmlType type, const std::vector<std::byt
     for (int64_t i = 0; i < t.d; ++i) diff[i] = static_cast<double>(t.W[r * t.d + i]) - deq[r * t.d + i];
     for (int64_t i = 0; i < t.d; ++i) {
       double s = 0.0;
-      for (int64_t j = 0; j < t.d; ++j) s += t.H[i * t.d + j] * diff[j];
+      for (int64_t j = 0; j < t.d; ++j) s += h[i * t.d + j] * diff[j];
       total += diff[i] * s;
     }
   }
   return total;
 }
 
-std::vector<std::byte> plain(const ToyLayer& t, GgmlType type) {
+// use_imatrix = false: both quantizers without importance (the kernels' plain weighting).
+std::vector<std::byte> plain(const ToyLayer& t, GgmlType type, bool use_imatrix = true) {
   std::vector<std::byte> q(*row_bytes(type, t.d) * t.rows);
-  quantize_rows(type, t.W, q, t.d, t.imat);
+  quantize_rows(type, t.W, q, t.d, use_imatrix ? std::span<const float>(t.imat) : std::span<const float>());
   return q;
 }
 
 std::vector<std::byte> optimised(const ToyLayer& t, GgmlType type, const ef::Settings& s, int threads,
-                                 const std::vector<double>* H = nullptr) {
+                                 const std::vector<double>* H = nullptr, bool use_imatrix = true) {
   std::vector<std::byte> q(*row_bytes(type, t.d) * t.rows);
-  ef::quantize_tensor(type, t.W, t.rows, t.d, H ? *H : t.H, t.imat, s, q, threads);
+  ef::quantize_tensor(type, t.W, t.rows, t.d, H ? *H : t.H,
+                      use_imatrix ? std::span<const float>(t.imat) : std::span<const float>(), s, q, threads);
   return q;
 }
 
+// The toy layers here are the hard case (independent noise is most of the input energy, see
+// build_layer), so the gains are modest; measured with the default settings, EF / plain output
+// error on the calibration inputs 0.55-0.74, on held-out inputs 0.63-0.81 (Q2_K the highest).
 struct Case {
   GgmlType type;
-  double max_ratio;  // asserted bound on EF / plain output error (measured values in the log)
+  double max_ratio;     // asserted bounds on EF / plain output error on the calibration inputs
+  double max_held_out;  // and on held-out inputs (measured values in the log)
 };
 
-// Bounds sit above the measured ratios (printed by the test; measured 0.32-0.38 for the
-// 32-element types, 0.46-0.53 for K-quants and IQ4_XS, 0.47-0.57 for IQ2/IQ3) with room for
-// seed noise.
+// Bounds: a clear margin above the measured ratios (printed by the test).
 const Case kCases[] = {
-    {GgmlType::Q4_0, 0.55},    {GgmlType::Q4_1, 0.55},   {GgmlType::Q5_0, 0.55},  {GgmlType::Q5_1, 0.55},
-    {GgmlType::Q8_0, 0.55},    {GgmlType::IQ4_NL, 0.55}, {GgmlType::Q2_K, 0.70},  {GgmlType::Q3_K, 0.70},
-    {GgmlType::Q4_K, 0.70},    {GgmlType::Q5_K, 0.70},   {GgmlType::Q6_K, 0.70},  {GgmlType::IQ4_XS, 0.70},
-    {GgmlType::IQ2_XXS, 0.75}, {GgmlType::IQ2_XS, 0.75}, {GgmlType::IQ2_S, 0.75}, {GgmlType::IQ3_XXS, 0.70},
-    {GgmlType::IQ3_S, 0.70},
+    {GgmlType::Q4_0, 0.85, 0.9},    {GgmlType::Q4_1, 0.85, 0.9},   {GgmlType::Q5_0, 0.85, 0.9},
+    {GgmlType::Q5_1, 0.85, 0.9},    {GgmlType::Q8_0, 0.85, 0.9},   {GgmlType::IQ4_NL, 0.85, 0.9},
+    {GgmlType::Q2_K, 0.85, 0.9},    {GgmlType::Q3_K, 0.85, 0.9},   {GgmlType::Q4_K, 0.85, 0.9},
+    {GgmlType::Q5_K, 0.85, 0.9},    {GgmlType::Q6_K, 0.85, 0.9},   {GgmlType::IQ4_XS, 0.85, 0.9},
+    {GgmlType::IQ2_XXS, 0.85, 0.9}, {GgmlType::IQ2_XS, 0.85, 0.9}, {GgmlType::IQ2_S, 0.85, 0.9},
+    {GgmlType::IQ3_XXS, 0.85, 0.9}, {GgmlType::IQ3_S, 0.85, 0.9},
 };
 
 // One layer per width serves every test case: 40 rows (two full chunks of 16 and a partial one).
@@ -137,27 +160,42 @@ int64_t width_for(GgmlType type) { return type_info(type).block_elems == 32 ? 57
 }  // namespace
 
 TEST_SUITE("test_error_feedback") {
+  // U^T U H~ = I in visiting order, for both orders (96 = one and a half 64-tiles). The toy H
+  // is reversed so that the descending order is not the natural one.
   TEST_CASE("the factor is the upper Cholesky factor of the damped inverse") {
     const ToyLayer& t = make_layer(96, 1, 7);
-    ef::Settings s;
-    s.order = ef::ColumnOrder::kNatural;
-    const ef::Factor f = ef::prepare(t.H, t.d, 32, s, 2);
     const int64_t d = t.d;
-    double mean = 0.0;
-    for (int64_t i = 0; i < d; ++i) mean += t.H[i * d + i] / d;
-    // (U^T U) H~ = I
-    double worst = 0.0;
+    std::vector<double> H(t.H.size());
     for (int64_t i = 0; i < d; ++i)
-      for (int64_t j = 0; j < d; ++j) {
-        double s2 = 0.0;
-        for (int64_t k = 0; k < d; ++k) {
-          double inv = 0.0;  // (U^T U)[i][k]
-          for (int64_t m = 0; m <= std::min(i, k); ++m) inv += double(f.row(m)[i]) * f.row(m)[k];
-          s2 += inv * (t.H[k * d + j] + (k == j ? s.damp * mean : 0.0));
+      for (int64_t j = 0; j < d; ++j) H[i * d + j] = t.H[(d - 1 - i) * d + (d - 1 - j)];
+    double mean = 0.0;
+    for (int64_t i = 0; i < d; ++i) mean += H[i * d + i] / d;
+    for (ef::ColumnOrder order : {ef::ColumnOrder::kNatural, ef::ColumnOrder::kDescendingDiag}) {
+      ef::Settings s;
+      s.order = order;
+      const ef::Factor f = ef::prepare(H, d, 32, s, 2);
+      std::vector<int64_t> col(static_cast<size_t>(d));  // visiting position -> column of H
+      for (int64_t k = 0; k < d; ++k) col[k] = f.order[k / 32] * 32 + k % 32;
+      double worst = 0.0;
+      for (int64_t i = 0; i < d; ++i)
+        for (int64_t j = 0; j < d; ++j) {
+          double s2 = 0.0;
+          for (int64_t k = 0; k < d; ++k) {
+            double inv = 0.0;  // (U^T U)[i][k]
+            for (int64_t m = 0; m <= std::min(i, k); ++m) inv += double(f.row(m)[i]) * f.row(m)[k];
+            s2 += inv * (H[col[k] * d + col[j]] + (k == j ? s.damp * mean : 0.0));
+          }
+          worst = std::max(worst, std::fabs(s2 - (i == j ? 1.0 : 0.0)));
         }
-        worst = std::max(worst, std::fabs(s2 - (i == j ? 1.0 : 0.0)));
-      }
-    CHECK(worst < 1e-3);
+      CHECK(worst < 1e-3);
+      if (order == ef::ColumnOrder::kNatural) continue;
+      // Blocks by descending diagonal sum; here that is not the natural order.
+      double sums[3] = {};
+      for (int64_t i = 0; i < d; ++i) sums[i / 32] += H[i * d + i];
+      CHECK(sums[f.order[0]] >= sums[f.order[1]]);
+      CHECK(sums[f.order[1]] >= sums[f.order[2]]);
+      CHECK(f.order != std::vector<int32_t>{0, 1, 2});
+    }
   }
 
   // The codecs' view of a block (grid per element, levels) must be the decoder's: the values
@@ -207,13 +245,14 @@ TEST_SUITE("test_error_feedback") {
       CAPTURE(type_info(c.type).name);
       REQUIRE(ef::supports(c.type));
       const ToyLayer& t = make_layer(width_for(c.type), kRows, kSeed);
-      const double e_plain = output_error(t, c.type, plain(t, c.type));
-      const double e_ef = output_error(t, c.type, optimised(t, c.type, ef::Settings{}, 2));
-      const double ratio = e_ef / e_plain;
-      std::printf("  %-7s d=%lld  output error EF/plain = %.3f\n", std::string(type_info(c.type).name).c_str(),
-                  static_cast<long long>(t.d), ratio);
-      CHECK(std::isfinite(e_ef));
+      const std::vector<std::byte> qp = plain(t, c.type), qe = optimised(t, c.type, ef::Settings{}, 2);
+      const double ratio = output_error(t, c.type, qe) / output_error(t, c.type, qp);
+      const double held_out = output_error(t, c.type, qe, &t.H_test) / output_error(t, c.type, qp, &t.H_test);
+      std::printf("  %-7s d=%lld  output error EF/plain = %.3f on the calibration inputs, %.3f held out\n",
+                  std::string(type_info(c.type).name).c_str(), static_cast<long long>(t.d), ratio, held_out);
+      CHECK(std::isfinite(ratio));
       CHECK(ratio <= c.max_ratio);
+      CHECK(held_out <= c.max_held_out);
     }
   }
 
@@ -225,6 +264,25 @@ TEST_SUITE("test_error_feedback") {
     }
   }
 
+  // From d_in = 2048 the factorisation runs in parallel: its factor must not depend on that.
+  TEST_CASE("the factor does not depend on the thread count") {
+    constexpr int64_t d = 2048, kRank = 24;
+    std::mt19937 rng(9);
+    std::normal_distribution<double> n01;
+    std::vector<double> B(static_cast<size_t>(d * kRank)), H(static_cast<size_t>(d * d));
+    for (auto& v : B) v = n01(rng);
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t j = 0; j <= i; ++j) {
+        double s = i == j ? 1.0 : 0.0;
+        for (int64_t k = 0; k < kRank; ++k) s += B[i * kRank + k] * B[j * kRank + k];
+        H[i * d + j] = H[j * d + i] = s;
+      }
+    const ef::Factor f1 = ef::prepare(H, d, 256, ef::Settings{}, 1);
+    const ef::Factor f2 = ef::prepare(H, d, 256, ef::Settings{}, 2);
+    CHECK(f1.order == f2.order);
+    CHECK(f1.u == f2.u);
+  }
+
   TEST_CASE("with a diagonal H the bytes are the plain kernel's") {
     for (const Case& c : kCases) {
       CAPTURE(type_info(c.type).name);
@@ -232,22 +290,24 @@ TEST_SUITE("test_error_feedback") {
       std::vector<double> diag(t.H.size(), 0.0);
       for (int64_t i = 0; i < t.d; ++i) diag[i * t.d + i] = t.H[i * t.d + i];
       CHECK(optimised(t, c.type, ef::Settings{}, 2, &diag) == plain(t, c.type));
+      CHECK(optimised(t, c.type, ef::Settings{}, 2, &diag, false) == plain(t, c.type, false));
     }
   }
 
   // The measurement behind the defaults of ef::Settings (docs/optimize.md, "Settings"):
-  // output error EF / plain per dampening and column order. Opt-in: SMOLQ_LONG_TESTS=1.
+  // held-out output error EF / plain per dampening and column order (calibration 4 d_in
+  // tokens). Opt-in: SMOLQ_LONG_TESTS=1.
   TEST_CASE("settings sweep (SMOLQ_LONG_TESTS=1)") {
     const char* env = std::getenv("SMOLQ_LONG_TESTS");
     if (!env || std::string(env) != "1") return;
-    const double damps[] = {0.001, 0.003, 0.01, 0.03, 0.1};
+    const double damps[] = {0.01, 0.03, 0.1, 0.3, 1.0};
     std::printf("  type     order     ");
     for (double dp : damps) std::printf("  damp=%-6g", dp);
     std::printf("\n");
     for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q6_K,
                           GgmlType::IQ4_XS, GgmlType::IQ2_XS, GgmlType::IQ3_XXS}) {
       const ToyLayer& t = make_layer(1536, 64, kSeed);  // SmolLM2-135M's ffn_down width
-      const double e_plain = output_error(t, type, plain(t, type));
+      const double e_plain = output_error(t, type, plain(t, type), &t.H_test);
       for (ef::ColumnOrder order : {ef::ColumnOrder::kNatural, ef::ColumnOrder::kDescendingDiag}) {
         std::printf("  %-8s %-9s ", std::string(type_info(type).name).c_str(),
                     order == ef::ColumnOrder::kNatural ? "natural" : "desc-diag");
@@ -255,10 +315,56 @@ TEST_SUITE("test_error_feedback") {
           ef::Settings s;
           s.damp = dp;
           s.order = order;
-          std::printf("  %11.4f", output_error(t, type, optimised(t, type, s, 2)) / e_plain);
+          std::printf("  %11.4f", output_error(t, type, optimised(t, type, s, 2), &t.H_test) / e_plain);
         }
         std::printf("\n");
       }
+    }
+  }
+
+  // Calibration sets smaller than d_in give a rank-deficient H: how well does the rounding carry
+  // over to other inputs, per dampening? Output error on held-out tokens, EF / plain.
+  // Opt-in: SMOLQ_LONG_TESTS=1.
+  TEST_CASE("held-out error per calibration size, input structure and dampening (SMOLQ_LONG_TESTS=1)") {
+    const char* env = std::getenv("SMOLQ_LONG_TESTS");
+    if (!env || std::string(env) != "1") return;
+    constexpr int64_t d = 1024;
+    const double damps[] = {0.01, 0.03, 0.1, 0.3, 1.0, 3.0};
+    for (float load : {0.6f, 1.2f, 2.5f}) {
+      std::printf("  held-out EF/plain, d_in %lld, 32 rows, factor loading %.1f\n  type     tokens",
+                  static_cast<long long>(d), load);
+      for (double dp : damps) std::printf("  damp=%-6g", dp);
+      std::printf("\n");
+      for (int64_t tokens : {d / 2, 2 * d, 4 * d, 16 * d}) {
+        const ToyLayer t = build_layer(d, 32, 21, tokens, 2 * d, load);
+        for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::IQ3_XXS}) {
+          const double e_plain = output_error(t, type, plain(t, type), &t.H_test);
+          std::printf("  %-8s %6lld", std::string(type_info(type).name).c_str(), static_cast<long long>(tokens));
+          for (double dp : damps) {
+            ef::Settings s;
+            s.damp = dp;
+            std::printf("  %11.4f", output_error(t, type, optimised(t, type, s, 2), &t.H_test) / e_plain);
+          }
+          std::printf("\n");
+        }
+      }
+    }
+  }
+
+  // Dead input channels (rows and columns of zeros in H, zero importance): the dampening keeps
+  // H invertible and no error is pushed through a dead column.
+  TEST_CASE("dead input channels") {
+    ToyLayer t = make_layer(576, kRows, kSeed);
+    for (int64_t c = 3; c < t.d; c += 61) {
+      for (int64_t j = 0; j < t.d; ++j) t.H[c * t.d + j] = t.H[j * t.d + c] = 0.0;
+      t.imat[c] = 0.0f;
+    }
+    for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q8_0}) {
+      CAPTURE(type_info(type).name);
+      const double e_plain = output_error(t, type, plain(t, type));
+      const double e_ef = output_error(t, type, optimised(t, type, ef::Settings{}, 2));
+      CHECK(std::isfinite(e_ef));
+      CHECK(e_ef < 0.9 * e_plain);
     }
   }
 
