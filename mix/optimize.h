@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "formats/ggml_types.h"
+#include "quantize/error_feedback.h"
 #include "quantize/model_writer.h"
 #include "eval/gram.h"
 #include "eval/model.h"
@@ -41,7 +42,7 @@ struct OptimizeSettings {
   int64_t n_ctx = 512;       // calibration tokens per chunk
   int64_t n_chunks = 8;      // calibration chunks (from the start of the text)
   bool sequential = true;    // later layers see the quantized earlier ones
-  double damp = 0.01;        // H += damp * mean(diag H) * I before the inverse (the core's setting)
+  double damp = ef::Settings{}.damp;  // H += damp * mean(diag H) * I (the core's measured default)
   std::string order = "act"; // column order name understood by the core ("act": by diag(H), "natural")
 };
 
