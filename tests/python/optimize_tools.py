@@ -91,7 +91,7 @@ def smolq_file(run_smolq, f16: Path, out: Path, ftype: str, imatrix: Path | None
     """Makes a smolq file; returns the seconds it took."""
     args = ["quantize", f16, out, ftype, "-q", "-t", THREADS] + (["--imatrix", imatrix] if imatrix else []) + list(extra)
     proc = run_smolq(*args)
-    m = re.search(r"in ([0-9.]+) s", proc.stdout + proc.stderr)
+    m = re.search(r"([0-9.]+) s on [0-9]+ threads", proc.stdout + proc.stderr)
     return float(m.group(1)) if m else 0.0
 
 
