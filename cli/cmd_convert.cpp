@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <optional>
 
+#include "cli/optimize_args.h"
 #include "cli/options.h"
 #include "cli/quant_report.h"
 #include "mix/target_mix.h"
@@ -38,6 +39,7 @@ int run_convert(const std::vector<std::string>& args) {
   std::vector<std::string> tensor_types, include, exclude;
   int threads = 0;
   TargetArgs target_args;
+  OptimizeArgs opt_args;
   opts.add_options()
       (kOptModel, po::value<std::string>(&input), "the checkpoint: a folder (config.json, *.safetensors, tokenizer.json), a Hugging Face cache folder, or a repo id org/name[@revision] found in the cache")
       (kOptOutput, po::value<std::string>(&output), "output GGUF path (default: Basename-Size-Finetune-TYPE.gguf here, e.g. SmolLM2-135M-Instruct-Q4_K_M.gguf)")
@@ -58,6 +60,7 @@ int run_convert(const std::vector<std::string>& args) {
       (kOptQuiet, "no progress bar")
       (kOptJson, "print the summary of the written file as one JSON object (its path, size, types)");
   add_target_options(opts, target_args);
+  add_optimize_options(opts, opt_args);
   po::positional_options_description pos;
   pos.add("model", 1);
   auto parsed = parse_args("convert", args,
@@ -68,6 +71,9 @@ int run_convert(const std::vector<std::string>& args) {
   if (input.empty()) throw UsageError("missing the model (a checkpoint folder or a repo id such as HuggingFaceTB/SmolLM2-135M-Instruct)");
   if (!outtype.empty() && !type.empty()) throw UsageError("give either --outtype or --type, not both");
   const bool target = target_requested(target_args);
+  finish_optimize_args(parsed.vm, opt_args);
+  if (opt_args.optimize && type.empty() && !target) throw UsageError("--optimize needs --type or --target-bpw / --target-size");
+  const std::string opt_calib = opt_args.optimize ? resolve_calib(target_args.calib) : std::string();
   if (target && (!outtype.empty() || !type.empty()))
     throw UsageError("--target-bpw / --target-size choose every type: give no --type or --outtype");
   if (type.empty() && !target && (!imatrix.empty() || !tensor_types.empty() || !output_tensor_type.empty() ||
@@ -93,6 +99,11 @@ int run_convert(const std::vector<std::string>& args) {
       imat = read_imatrix(imatrix);
       q.imatrix = &imat;
       q.imatrix_path = imatrix;
+    }
+    if (opt_args.optimize) {
+      q.importance_from_calibration = imatrix.empty();
+      const auto kv = optimize_metadata_kv(opt_args, opt_calib, !imatrix.empty());
+      q.override_kv.insert(q.override_kv.end(), kv.begin(), kv.end());
     }
     quant = q;
   } else {
@@ -126,7 +137,7 @@ int run_convert(const std::vector<std::string>& args) {
   if (!dry_run && output.empty()) prepare_output(out_path);
   std::optional<TargetBuild> tb;
   if (target) tb = build_target(target_args, *src, *quant, out_path, imatrix, nthreads);
-  const BuildPlan plan = tb ? std::move(tb->file) : src->plan(quant);
+  BuildPlan plan = tb ? std::move(tb->file) : src->plan(quant);
 
   if (dry_run) {
     if (tb) {
@@ -148,6 +159,9 @@ int run_convert(const std::vector<std::string>& args) {
   install_interrupt_handlers();
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
+  std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
+  if (opt_args.optimize)
+    optimized = run_optimize(opt_args, input, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
   const WriteResult written = src->write(plan, out_path, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const auto& w : plan.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());

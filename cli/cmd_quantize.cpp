@@ -6,6 +6,7 @@
 #include <filesystem>
 #include <optional>
 
+#include "cli/optimize_args.h"
 #include "cli/options.h"
 #include "cli/quant_report.h"
 #include "mix/target_mix.h"
@@ -22,6 +23,7 @@ int run_quantize(const std::vector<std::string>& args) {
   std::vector<std::string> tensor_types, include, exclude, override_kv, positional;
   int threads = 0;
   TargetArgs target_args;
+  OptimizeArgs opt_args;
   opts.add_options()
       (kOptModel, po::value<std::string>(&input), "input GGUF (or the first positional argument)")
       (kOptOutput, po::value<std::string>(&output), "output GGUF (or the second positional argument)")
@@ -42,6 +44,7 @@ int run_quantize(const std::vector<std::string>& args) {
       (kOptQuiet, "no progress bar")
       (kOptJson, "print the summary of the written file as one JSON object (its path, size, types)");
   add_target_options(opts, target_args);
+  add_optimize_options(opts, opt_args);
   po::options_description hidden;
   hidden.add_options()("positional", po::value<std::vector<std::string>>(&positional), "");
   po::options_description all;
@@ -70,6 +73,7 @@ int run_quantize(const std::vector<std::string>& args) {
     return 0;
   }
   const bool dry = parsed.vm.count("dry-run") > 0;
+  finish_optimize_args(parsed.vm, opt_args);
   const bool target = target_requested(target_args);
   if (target && !type.empty()) throw UsageError("--target-bpw / --target-size choose every type: give no TYPE");
   if (input.empty() || (type.empty() && !target) || (output.empty() && !dry))
@@ -94,6 +98,13 @@ int run_quantize(const std::vector<std::string>& args) {
   q.override_kv = override_kv;
   q.dry_run = dry;
   for (const auto& spec : override_kv) parse_override_kv(spec);  // reject bad specs before any work
+  std::string opt_calib;
+  if (opt_args.optimize) {
+    opt_calib = resolve_calib(target_args.calib);
+    q.importance_from_calibration = imatrix.empty();
+    const auto kv = optimize_metadata_kv(opt_args, opt_calib, !imatrix.empty());
+    q.override_kv.insert(q.override_kv.end(), kv.begin(), kv.end());
+  }
   ImatrixData imat;
   if (!imatrix.empty()) {
     imat = read_imatrix(imatrix);
@@ -103,7 +114,7 @@ int run_quantize(const std::vector<std::string>& args) {
 
   std::optional<TargetBuild> tb;
   if (target) tb = build_target(target_args, *src, q, output, imatrix, resolve_threads(threads));
-  const BuildPlan plan = tb ? std::move(tb->file) : src->plan(q);
+  BuildPlan plan = tb ? std::move(tb->file) : src->plan(q);
   for (const auto& w : plan.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
   if (dry) {
     // The exact size of the file this would write: same metadata, same layout function.
@@ -117,6 +128,9 @@ int run_quantize(const std::vector<std::string>& args) {
   const int nthreads = resolve_threads(threads);
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
+  std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
+  if (opt_args.optimize)
+    optimized = run_optimize(opt_args, input, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
   WriteResult w = src->write(plan, output, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (parsed.vm.count("json")) print_write_summary_json(output, w, secs, nthreads, plan.imatrix_used());

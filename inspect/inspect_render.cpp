@@ -1,5 +1,7 @@
 #include "inspect/inspect_render.h"
 
+#include <optional>
+
 #include "formats/json_writer.h"
 #include "inspect/text_format.h"
 
@@ -113,6 +115,21 @@ void metadata_json(const GgufValue& v, JsonWriter& j, size_t max_items) {
   }
 }
 
+// One line for a file made with `--optimize` (smolq.optimize.*, docs/optimize.md).
+std::optional<std::string> optimize_line(const GgufMetadata& m) {
+  const auto method = m.opt_string("smolq.optimize.method");
+  if (!method) return std::nullopt;
+  auto str = [&](const char* k) { return m.opt_string(std::string("smolq.optimize.") + k).value_or("?"); };
+  auto num = [&](const char* k) {
+    const auto v = m.opt_u64(std::string("smolq.optimize.") + k);
+    return v ? std::to_string(*v) : std::string("?");
+  };
+  const auto damp = m.opt_f64("smolq.optimize.damp");
+  return "optimised: " + *method + " on " + str("calib.file") + " (xxh3 " + str("calib.xxh3") + "), " + num("calib.chunks") +
+         " x " + num("calib.ctx") + " tokens, " + str("inputs") + " inputs, damp " + (damp ? fixed(*damp, 4) : "?") +
+         ", order " + str("order") + ", importance " + str("importance") + "\n";
+}
+
 }  // namespace
 
 std::string render_inspect_text(const InspectReport& r, const InspectView& v) {
@@ -128,6 +145,7 @@ std::string render_inspect_text(const InspectReport& r, const InspectView& v) {
     if (!r.tensors.empty())
       o += "bits per weight: " + fixed(r.effective_bpw(), 3) + " effective (tensor data), " + fixed(r.file_bpw(), 3) +
            " whole file\n";
+    if (auto how = optimize_line(r.metadata)) o += *how;
     if (r.config) {
       o += "\n## architecture\n";
       config_text(*r.config, o);

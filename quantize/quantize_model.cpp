@@ -173,7 +173,7 @@ QuantizePlanResult plan_quantization(const std::vector<SourceTensor>& sources, c
                        "--allow-requantize to do it anyway (quality is lower)");
     r.warnings.push_back("requantizing " + what + "; quality is lower than quantizing from F16/BF16/F32");
   }
-  if (!need_imatrix.empty()) {
+  if (!need_imatrix.empty() && !opt.importance_from_calibration) {
     const std::string what = std::string(file_type_info(opt.ftype).name) +
                              " puts very low-bit types on tensors that need an importance matrix, and " +
                              (have_imatrix ? "the imatrix has no data for: " : "none was given (--imatrix FILE): ") +

@@ -43,6 +43,10 @@ struct QuantizeOptions {
   // here takes exactly this type, instead of the mixture's choice (no fallback: the allocator
   // only offers types that fit the rows). Tensors not named follow `ftype` as usual.
   std::map<std::string, GgmlType> assigned_types;
+  // --optimize without --imatrix: the calibration pass supplies importance data for every
+  // matrix it reaches (verify/optimize.h), and checks the rest itself; types that need an
+  // imatrix are planned without one.
+  bool importance_from_calibration = false;
 };
 
 struct QuantizePlanResult {

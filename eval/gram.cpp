@@ -1,0 +1,229 @@
+#include "eval/gram.h"
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "formats/error.h"
+#include "formats/interrupt.h"
+#include "eval/forward.h"
+#include "eval/forward_kernels.h"
+#include "eval/matmul.h"
+
+namespace smolq {
+namespace {
+
+// Tokens per Gram product: the transposed block (d x kTokenBlock f32) stays in L2 for
+// d <= 2048 and the f32 partial sums over 256 products lose nothing that matters next to the
+// rounding error being measured; blocks are summed in double.
+constexpr int64_t kTokenBlock = 256;
+// Rows of H per matmul call: bounds the f32 product buffer to d x kRowBlock floats.
+constexpr int64_t kRowBlock = 512;
+
+// A plain f32 matrix over caller memory, in the shape the forward pass's matmul reads.
+WeightMatrix f32_view(const float* data, int64_t rows, int64_t cols) {
+  WeightMatrix w;
+  w.name = "gram";
+  w.type = GgmlType::F32;
+  w.rows = static_cast<uint64_t>(rows);
+  w.cols = static_cast<uint64_t>(cols);
+  w.row_bytes = static_cast<uint64_t>(cols) * sizeof(float);
+  w.data = reinterpret_cast<const std::byte*>(data);
+  return w;
+}
+
+// Causal multi-head attention of one chunk of n tokens (grouped-query heads), llama.cpp's
+// formula: out = softmax(q k^T / sqrt(head_dim)) v per head. q: [n][q_dim], k, v: [n][kv_dim].
+void chunk_attention(const ModelConfig& c, const float* q, const float* k, const float* v, int64_t n, float* out,
+                     int n_threads) {
+  const int64_t hd = static_cast<int64_t>(c.head_dim), n_head = static_cast<int64_t>(c.n_head);
+  const int64_t n_gqa = static_cast<int64_t>(c.n_gqa());
+  const int64_t q_dim = static_cast<int64_t>(c.q_dim()), kv_dim = static_cast<int64_t>(c.kv_dim());
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  std::vector<float> scratch(static_cast<size_t>(n_threads) * static_cast<size_t>(n));
+#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads)
+  for (int64_t task = 0; task < n * n_head; ++task) {
+    const int64_t t = task / n_head, h = task % n_head, g = h / n_gqa;
+    float* s = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(n);
+    const float* qt = q + t * q_dim + h * hd;
+    for (int64_t j = 0; j <= t; ++j) s[j] = dot_f32(qt, k + j * kv_dim + g * hd, hd) * scale;
+    softmax_inplace(s, t + 1);
+    weighted_rows(s, v + g * hd, kv_dim, t + 1, hd, out + t * q_dim + h * hd);
+  }
+}
+
+class GramPass {
+ public:
+  GramPass(const Model& m, std::span<const int32_t> tokens, const GramOptions& o, GramConsumer& consumer)
+      : m_(m), c_(m.config()), o_(o), consumer_(consumer), n_chunks_(gram_chunks(static_cast<int64_t>(tokens.size()), o)),
+        N_(n_chunks_ * o.n_ctx), E_(static_cast<int64_t>(c_.n_embd)) {
+    rope_cs_ = rope_table(c_, m.rope_freq_factors(), o.n_ctx);
+    x_.resize(static_cast<size_t>(N_ * E_));
+    xn_.resize(x_.size());
+    attn_.resize(static_cast<size_t>(N_) * c_.q_dim());
+    g_.resize(static_cast<size_t>(N_) * c_.n_ff);
+    for (int64_t t = 0; t < N_; ++t) {
+      int32_t tok = tokens[static_cast<size_t>(t)];
+      if (o.add_bos && t % o.n_ctx == 0) tok = o.bos_id;
+      if (tok < 0 || static_cast<uint64_t>(tok) >= c_.n_vocab)
+        throw Error("calibration token id " + std::to_string(tok) + " is outside the vocabulary");
+      m.tok_embd().dequantize_row(static_cast<uint64_t>(tok), x_.data() + t * E_);
+    }
+  }
+
+  void run() {
+    for (size_t il = 0; il < m_.n_layers(); ++il) {
+      check_interrupted();
+      layer(il);
+    }
+    if (o_.output && !m_.tied_output()) {
+      norm(m_.output_norm().data());
+      emit(GramSite::kOutput, -1, {m_.output().name}, xn_.data(), E_);
+    }
+  }
+
+ private:
+  void norm(const float* gain) {
+    const float eps = static_cast<float>(c_.rms_eps);
+#pragma omp parallel for num_threads(o_.n_threads)
+    for (int64_t t = 0; t < N_; ++t) rms_norm(x_.data() + t * E_, gain, xn_.data() + t * E_, E_, eps);
+  }
+
+  void emit(GramSite site, int64_t il, std::vector<std::string> names, const float* x, int64_t d) {
+    GramMatrix g;
+    g.site = site;
+    g.layer = il;
+    g.weights = std::move(names);
+    g.dim = d;
+    g.n_tokens = N_;
+    g.h.assign(static_cast<size_t>(d * d), 0.0);
+    accumulate_gram(g.h, x, N_, d, o_.n_threads);
+    consumer_.on_gram(g);
+  }
+
+  // x += y W^T over all tokens, through `tmp` ([N][rows]).
+  void add_matmul(const WeightMatrix& w, const float* in, float* tmp) {
+    matmul(w, in, N_, tmp, o_.n_threads);
+    const int64_t total = N_ * E_;
+#pragma omp parallel for num_threads(o_.n_threads)
+    for (int64_t i = 0; i < total; ++i) x_[static_cast<size_t>(i)] += tmp[i];
+  }
+
+  void layer(size_t il) {
+    const LayerWeights& L = m_.layer(il);  // sees substitutions made by the consumer
+    const int64_t q_dim = static_cast<int64_t>(c_.q_dim()), kv_dim = static_cast<int64_t>(c_.kv_dim());
+    const int64_t hd = static_cast<int64_t>(c_.head_dim), n_rot = static_cast<int64_t>(c_.rope_dim);
+    const int64_t n_ff = static_cast<int64_t>(c_.n_ff), n = o_.n_ctx;
+    const int64_t li = static_cast<int64_t>(il);
+    // ---- attention ----
+    norm(L.attn_norm.data());
+    emit(GramSite::kAttnIn, li, {L.wq.name, L.wk.name, L.wv.name}, xn_.data(), E_);
+    std::vector<float> q(static_cast<size_t>(n * q_dim)), k(static_cast<size_t>(n * kv_dim)), v(k.size());
+    for (int64_t ch = 0; ch < n_chunks_; ++ch) {
+      const float* xc = xn_.data() + ch * n * E_;
+      matmul(L.wq, xc, n, q.data(), o_.n_threads);
+      matmul(L.wk, xc, n, k.data(), o_.n_threads);
+      matmul(L.wv, xc, n, v.data(), o_.n_threads);
+      if (L.use_rope) {
+#pragma omp parallel for num_threads(o_.n_threads)
+        for (int64_t t = 0; t < n; ++t) {
+          const float* cs = rope_cs_.data() + t * n_rot;
+          for (int64_t h = 0; h < static_cast<int64_t>(c_.n_head); ++h) rope_rotate_pairs(q.data() + t * q_dim + h * hd, cs, n_rot);
+          for (int64_t h = 0; h < static_cast<int64_t>(c_.n_head_kv); ++h) rope_rotate_pairs(k.data() + t * kv_dim + h * hd, cs, n_rot);
+        }
+      }
+      chunk_attention(c_, q.data(), k.data(), v.data(), n, attn_.data() + ch * n * q_dim, o_.n_threads);
+    }
+    emit(GramSite::kAttnOut, li, {L.wo.name}, attn_.data(), q_dim);
+    add_matmul(L.wo, attn_.data(), xn_.data());
+    // ---- feed-forward ----
+    norm(L.ffn_norm.data());
+    emit(GramSite::kFfnIn, li, {L.ffn_gate.name, L.ffn_up.name}, xn_.data(), E_);
+    std::vector<float> up(static_cast<size_t>(n * n_ff));
+    for (int64_t ch = 0; ch < n_chunks_; ++ch) {
+      const float* xc = xn_.data() + ch * n * E_;
+      float* gc = g_.data() + ch * n * n_ff;
+      matmul(L.ffn_gate, xc, n, gc, o_.n_threads);
+      matmul(L.ffn_up, xc, n, up.data(), o_.n_threads);
+#pragma omp parallel for num_threads(o_.n_threads)
+      for (int64_t t = 0; t < n; ++t) silu_mul(gc + t * n_ff, up.data() + t * n_ff, n_ff);
+    }
+    emit(GramSite::kFfnDown, li, {L.ffn_down.name}, g_.data(), n_ff);
+    add_matmul(L.ffn_down, g_.data(), xn_.data());
+  }
+
+  const Model& m_;
+  const ModelConfig& c_;
+  GramOptions o_;
+  GramConsumer& consumer_;
+  int64_t n_chunks_, N_, E_;
+  std::vector<float> rope_cs_;  // [n_ctx][rope_dim] (cos, sin) pairs
+  std::vector<float> x_;        // [N][n_embd] residual stream of every calibration token
+  std::vector<float> xn_;       // [N][n_embd] normalised input of a block, then a block's output
+  std::vector<float> attn_;     // [N][q_dim] attention output (heads concatenated)
+  std::vector<float> g_;        // [N][n_ff] gated FFN activation (ffn_down's input)
+};
+
+}  // namespace
+
+const char* gram_site_name(GramSite s) {
+  switch (s) {
+    case GramSite::kAttnIn: return "attn_in";
+    case GramSite::kAttnOut: return "attn_out";
+    case GramSite::kFfnIn: return "ffn_in";
+    case GramSite::kFfnDown: return "ffn_down";
+    case GramSite::kOutput: return "output";
+  }
+  return "?";
+}
+
+std::vector<float> GramMatrix::mean_square() const {
+  std::vector<float> m(static_cast<size_t>(dim));
+  for (int64_t i = 0; i < dim; ++i)
+    m[static_cast<size_t>(i)] = n_tokens ? static_cast<float>(h[static_cast<size_t>(i * dim + i)] / static_cast<double>(n_tokens)) : 0.0f;
+  return m;
+}
+
+int64_t gram_chunks(int64_t n_tokens, const GramOptions& o) {
+  if (o.n_ctx < 16 || o.n_chunks < 1) throw UsageError("calibration needs chunks of at least 16 tokens and at least one chunk");
+  const int64_t whole = n_tokens / o.n_ctx;
+  if (whole < 1)
+    throw UsageError("the calibration text has " + std::to_string(n_tokens) + " tokens, fewer than one chunk of " +
+                     std::to_string(o.n_ctx));
+  return std::min(whole, o.n_chunks);
+}
+
+void run_gram_pass(const Model& model, std::span<const int32_t> tokens, const GramOptions& o, GramConsumer& consumer) {
+  GramPass(model, tokens, o, consumer).run();
+}
+
+void accumulate_gram(std::span<double> h, const float* x, int64_t n, int64_t d, int n_threads) {
+  if (h.size() != static_cast<size_t>(d * d)) throw Error("accumulate_gram: H is not d x d");
+  std::vector<float> xt(static_cast<size_t>(d * kTokenBlock));           // [d][tb] transposed tokens
+  std::vector<float> y(static_cast<size_t>(d * std::min(d, kRowBlock)));  // [i1][rows] products
+  for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+    const int64_t tb = std::min(kTokenBlock, n - t0);
+#pragma omp parallel for num_threads(n_threads)
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t t = 0; t < tb; ++t) xt[static_cast<size_t>(i * tb + t)] = x[(t0 + t) * d + i];
+    // Row block [i0, i1) of H against columns [0, i1): the lower triangle plus the diagonal
+    // block; y[c * rows + r] = sum_t x_t[c] x_t[i0 + r].
+    for (int64_t i0 = 0; i0 < d; i0 += kRowBlock) {
+      const int64_t i1 = std::min(d, i0 + kRowBlock), rows = i1 - i0;
+      const WeightMatrix w = f32_view(xt.data() + i0 * tb, rows, tb);
+      matmul(w, xt.data(), i1, y.data(), n_threads);
+#pragma omp parallel for num_threads(n_threads)
+      for (int64_t r = 0; r < rows; ++r) {
+        double* hr = h.data() + (i0 + r) * d;
+        for (int64_t c = 0; c < i1; ++c) {
+          const double v = y[static_cast<size_t>(c * rows + r)];
+          hr[c] += v;
+          if (c < i0) h[static_cast<size_t>(c * d + i0 + r)] += v;  // mirror below the diagonal block
+        }
+      }
+    }
+  }
+}
+
+}  // namespace smolq

@@ -1,0 +1,81 @@
+// Calibration for error-feedback quantization (issue 17, docs/optimize.md): the Gram matrix
+// H = sum_t x_t x_t^T of the input of every linear layer, over calibration tokens.
+//
+// The pass runs the model LAYER BY LAYER over all calibration tokens at once, not token batch
+// by token batch through the whole model, so that only one layer's matrices exist at a time
+// (ffn_down's H alone is n_ff^2 doubles: 512 MiB at n_ff = 8192). Per layer, in graph order:
+//
+//   xn = rms_norm(x) * attn_norm        -> H(attn_in)   for attn_q, attn_k, attn_v
+//   a  = attention(xn Wq^T, xn Wk^T, xn Wv^T)   (per chunk, causal, RoPE)
+//                                       -> H(attn_out)  for attn_output
+//   x += a Wo^T
+//   xn = rms_norm(x) * ffn_norm         -> H(ffn_in)    for ffn_gate, ffn_up
+//   g  = silu(xn Wgate^T) * (xn Wup^T)  -> H(ffn_down)  for ffn_down
+//   x += g Wdown^T
+//   after the last layer: rms_norm(x) * output_norm -> H(output) for an untied output.weight
+//
+// Each matrix is handed to a GramConsumer as soon as it is complete, BEFORE the pass uses the
+// weights it feeds. A consumer that quantizes those weights and substitutes them into the model
+// (Model::substitute_weight) makes every later site see the quantized earlier layers — the
+// "sequential" calibration of GPTQ; one that does not leaves the pass in full precision. Either
+// way the calibration costs one forward pass plus the Gram products.
+//
+// Memory: the residual stream, one normalised copy, the attention output and the gated FFN
+// activations of all calibration tokens (N x (2 n_embd + q_dim + n_ff) floats), one H and a
+// block of its product at a time. Arithmetic: f32 products through the forward pass's
+// fixed-order matmul, summed into H in double per block of tokens — the result does not depend
+// on the thread count.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "eval/model.h"
+
+namespace smolq {
+
+// The input a group of weights shares.
+enum class GramSite { kAttnIn, kAttnOut, kFfnIn, kFfnDown, kOutput };
+const char* gram_site_name(GramSite s);
+
+struct GramMatrix {
+  GramSite site = GramSite::kAttnIn;
+  int64_t layer = -1;                 // -1 for the output site
+  std::vector<std::string> weights;   // GGUF names of the matrices reading this input
+  int64_t dim = 0;                    // d_in
+  int64_t n_tokens = 0;               // tokens summed
+  std::vector<double> h;              // dim x dim, row-major, symmetric: sum_t x_t x_t^T
+  // diag(H) / n_tokens: the mean squared input per column (the imatrix of these weights).
+  std::vector<float> mean_square() const;
+};
+
+class GramConsumer {
+ public:
+  virtual ~GramConsumer() = default;
+  // Called once per site, in graph order, with the complete matrix. May substitute the site's
+  // weights in the model; the pass then continues with them.
+  virtual void on_gram(const GramMatrix& g) = 0;
+};
+
+struct GramOptions {
+  int64_t n_ctx = 512;     // tokens per chunk (attention is causal within a chunk)
+  int64_t n_chunks = 8;    // chunks taken from the start of the token stream
+  bool add_bos = false;    // replace each chunk's first token by bos_id (as perplexity does)
+  int32_t bos_id = 1;
+  bool output = true;      // also the output site, when output.weight is a separate tensor
+  int n_threads = 1;
+};
+
+// Chunks the pass will use from `n_tokens` tokens; throws UsageError when the text has not even
+// one whole chunk.
+int64_t gram_chunks(int64_t n_tokens, const GramOptions& o);
+
+// Runs the layer-by-layer pass over the first gram_chunks() chunks of `tokens`.
+void run_gram_pass(const Model& model, std::span<const int32_t> tokens, const GramOptions& o, GramConsumer& consumer);
+
+// H += X^T X for n rows of d floats at x (row-major), exploiting symmetry; f32 products in
+// blocks of tokens, summed in double. Deterministic for any thread count.
+void accumulate_gram(std::span<double> h, const float* x, int64_t n, int64_t d, int n_threads);
+
+}  // namespace smolq

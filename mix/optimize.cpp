@@ -1,0 +1,122 @@
+#include "mix/optimize.h"
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+
+#include "formats/error.h"
+#include "quantize/tensor_quantizer.h"
+
+namespace smolq {
+namespace {
+
+class OptimizingConsumer : public GramConsumer {
+ public:
+  OptimizingConsumer(Model& model, std::vector<OutputTensor>& outputs, const OptimizeRequest& req, OptimizeOutcome& out)
+      : model_(model), req_(req), out_(out) {
+    for (OutputTensor& o : outputs)
+      if (o.passthrough.empty() && !type_info(o.type).is_float) by_name_[o.name] = &o;
+    for (const WeightMatrix* w : model.matrices()) matrices_[w->name] = w;
+  }
+
+  void on_gram(const GramMatrix& g) override {
+    const std::vector<float> mean_sq = g.mean_square();
+    int done = 0;
+    for (const std::string& name : g.weights) {
+      auto it = by_name_.find(name);
+      if (it == by_name_.end()) continue;  // copied unchanged, or kept in a float type
+      round_one(*it->second, g, mean_sq);
+      ++done;
+    }
+    if (req_.log && done)
+      req_.log("optimize: " + (g.layer >= 0 ? "blk." + std::to_string(g.layer) + " " : std::string()) +
+               gram_site_name(g.site) + " (H " + std::to_string(g.dim) + "x" + std::to_string(g.dim) + ", " +
+               std::to_string(done) + " tensor(s))");
+  }
+
+  void restore() {
+    for (const std::string& n : substituted_) model_.restore_weight(n);
+  }
+
+ private:
+  void round_one(OutputTensor& o, const GramMatrix& g, const std::vector<float>& mean_sq) {
+    const WeightMatrix& w = *matrices_.at(o.name);
+    const int64_t rows = static_cast<int64_t>(w.rows), d = static_cast<int64_t>(w.cols);
+    if (d != g.dim || o.shape.empty() || o.shape[0] != w.cols)
+      throw Error("optimize: tensor '" + o.name + "' does not have rows of " + std::to_string(g.dim));
+    const std::optional<uint64_t> rb = row_bytes(o.type, w.cols);
+    if (!rb) throw Error("optimize: tensor '" + o.name + "' rows do not fit type " + std::string(type_info(o.type).name));
+    // The weights in logical (output-file) row order, as the calibration model reads them.
+    std::vector<float> wf(static_cast<size_t>(rows * d));
+    const int nt = req_.gram.n_threads;
+#pragma omp parallel for num_threads(nt)
+    for (int64_t r = 0; r < rows; ++r) w.dequantize_row(static_cast<uint64_t>(r), wf.data() + r * d);
+    const bool user_imatrix = !o.imatrix.empty();
+    const std::span<const float> importance = user_imatrix ? std::span<const float>(o.imatrix) : std::span<const float>(mean_sq);
+    auto bytes = std::make_unique<std::vector<std::byte>>(static_cast<size_t>(*rb * w.rows));
+    const auto t0 = std::chrono::steady_clock::now();
+    if (req_.supports && req_.supports(o.type)) {
+      req_.round(o.type, wf, rows, d, g, importance, *bytes, nt);
+      ++out_.optimized;
+    } else {
+      TensorQuantizeJob job;
+      job.type = o.type;
+      job.nrows = w.rows;
+      job.ncols = w.cols;
+      job.source = [&wf, d](uint64_t r0, uint64_t n, std::span<float> dst) {
+        std::copy_n(wf.data() + static_cast<int64_t>(r0) * d, static_cast<int64_t>(n) * d, dst.data());
+      };
+      job.imatrix = importance;
+      job.threads = nt;
+      *bytes = quantize_tensor(job);
+      ++out_.plain;
+    }
+    out_.round_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    out_.from_imatrix += user_imatrix ? 1 : 0;
+    o.passthrough = *bytes;
+    if (req_.sequential) {
+      model_.substitute_weight(o.name, o.type, bytes->data(), *rb);
+      substituted_.push_back(o.name);
+    }
+    out_.storage.push_back(std::move(bytes));
+  }
+
+  Model& model_;
+  const OptimizeRequest& req_;
+  OptimizeOutcome& out_;
+  std::map<std::string, OutputTensor*> by_name_;
+  std::map<std::string, const WeightMatrix*> matrices_;
+  std::vector<std::string> substituted_;
+};
+
+}  // namespace
+
+OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& outputs, const OptimizeRequest& req) {
+  if (!req.round) throw Error("optimize: no tensor rounder");
+  const auto t0 = std::chrono::steady_clock::now();
+  OptimizeOutcome out;
+  OptimizingConsumer consumer(model, outputs, req, out);
+  try {
+    run_gram_pass(model, req.tokens, req.gram, consumer);
+  } catch (...) {
+    consumer.restore();
+    throw;
+  }
+  consumer.restore();
+  // A tensor the pass never reached (no Gram matrix: token_embd, a tied output) is written
+  // plainly; one whose type cannot be made without importance data is an error here, as in
+  // plan_quantization without --optimize.
+  std::vector<std::string> missing;
+  for (const OutputTensor& o : outputs)
+    if (o.passthrough.empty() && type_info(o.type).needs_imatrix && o.imatrix.empty()) missing.push_back(o.name);
+  if (!missing.empty()) {
+    std::string list;
+    for (const auto& n : missing) list += (list.empty() ? "" : ", ") + n;
+    throw UsageError("these tensors need an importance matrix and have no Gram matrix (give --imatrix FILE): " + list);
+  }
+  out.calib_tokens = gram_chunks(static_cast<int64_t>(req.tokens.size()), req.gram) * req.gram.n_ctx;
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return out;
+}
+
+}  // namespace smolq

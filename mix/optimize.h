@@ -1,0 +1,82 @@
+// `--optimize` (issue 17, docs/optimize.md): a whole model quantized with error feedback.
+//
+// The per-tensor plan is the plain quantizer's (llama.cpp's mixtures, fallbacks for 576/960-wide
+// rows, or the target allocator's types): this driver only changes HOW the weights of every
+// matrix with a Gram matrix are rounded into their planned type. It runs the layer-by-layer
+// calibration pass (verify/gram.h); at every site it reads the site's weights from the
+// calibration model, rounds each with the tensor rounder (the error-feedback core,
+// quantize/error_feedback.h) given H, and stores the bytes as the tensor's output. Tensors
+// without a Gram matrix (token_embd, a tied output, norms) are written plainly as planned.
+//
+// Inputs seen by later layers ("sequential", the default): every site's weights are substituted
+// into the calibration model as soon as they are rounded, so each later H is measured on the
+// activations of the already-quantized model, and the rounding of a layer compensates what the
+// layers before it lost. With sequential = false the pass stays in full precision.
+//
+// Importance for the scale searches: the --imatrix vector when one was given and it covers the
+// tensor (so a comparison "same imatrix as llama-quantize" holds literally), else diag(H)/n —
+// the mean squared input, which is what llama-imatrix would measure on the same activations.
+//
+// Memory: the quantized bytes of the optimised tensors are held until the file is written (the
+// file's size in the worst case), plus the calibration pass (verify/gram.h). Output bytes do not
+// depend on the thread count when the rounder's do not.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "formats/ggml_types.h"
+#include "quantize/error_feedback.h"
+#include "quantize/model_writer.h"
+#include "eval/gram.h"
+#include "eval/model.h"
+
+namespace smolq {
+
+// The settings recorded in the file (smolq.optimize.*) and shown by `smolq inspect`.
+struct OptimizeSettings {
+  int64_t n_ctx = 512;       // calibration tokens per chunk
+  int64_t n_chunks = 8;      // calibration chunks (from the start of the text)
+  bool sequential = true;    // later layers see the quantized earlier ones
+  double damp = ef::Settings{}.damp;  // H += damp * mean(diag H) * I (the core's measured default)
+  std::string order = "act"; // column order name understood by the core ("act": by diag(H), "natural")
+};
+
+// Rounds one matrix given its input's Gram matrix g (g.h: d_in x d_in) into `out`
+// (rows * row_bytes(type, d_in)). Called for every weight of a site in turn with the same g, so
+// a rounder may reuse work per (g.layer, g.site), e.g. one factorisation of H for q, k and v.
+using TensorRounder = std::function<void(GgmlType type, std::span<const float> w, int64_t rows, int64_t d_in,
+                                         const GramMatrix& g, std::span<const float> importance,
+                                         std::span<std::byte> out, int n_threads)>;
+
+struct OptimizeRequest {
+  std::vector<int32_t> tokens;     // the calibration text, tokenized for the model
+  GramOptions gram;                // chunking, BOS, threads
+  bool sequential = true;
+  TensorRounder round;             // the error-feedback core
+  std::function<bool(GgmlType)> supports;  // types the core handles; others are rounded plainly
+  std::function<void(const std::string&)> log;  // one line per site (may be empty)
+};
+
+struct OptimizeOutcome {
+  int optimized = 0;       // tensors rounded with error feedback
+  int plain = 0;           // tensors with H whose type the core does not handle (rounded plainly)
+  int from_imatrix = 0;    // of those, importance from the --imatrix file (else diag(H)/n)
+  int64_t calib_tokens = 0;
+  double seconds = 0;
+  double round_seconds = 0;  // of which rounding (the rest: calibration forward + Gram products)
+  // Owns the bytes the OutputTensors' passthrough spans point to: keep alive until written.
+  std::vector<std::unique_ptr<std::vector<std::byte>>> storage;
+};
+
+// Rounds every output tensor that has a Gram matrix and a quantized planned type, replacing its
+// source by the encoded bytes (OutputTensor::passthrough). `model` is the calibration model: the
+// same weights as the outputs' sources (it is modified by sequential substitution and restored
+// before returning). Throws Error when a tensor that needs an importance matrix got none.
+OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& outputs, const OptimizeRequest& req);
+
+}  // namespace smolq

@@ -1,0 +1,237 @@
+// The calibration pass of --optimize (verify/gram.h) and its driver (verify/optimize.h): Gram
+// products against a plain double sum, the layer-by-layer pass against the whole-model forward
+// pass (diag(H) = the imatrix collector's sums), sequential substitution, thread independence,
+// and the driver's plumbing with a plain rounder.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/error.h"
+#include "quantize/tensor_quantizer.h"
+#include "eval/gram.h"
+#include "eval/imatrix.h"
+#include "eval/model.h"
+#include "mix/optimize.h"
+
+using namespace smolq;
+
+namespace {
+
+const std::string kStories = std::string(SMOLQ_SHARED_DIR) + "/assets/stories260K/hf";
+
+std::vector<int32_t> random_tokens(int n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> t;
+  for (int i = 0; i < n; ++i) t.push_back(static_cast<int32_t>(rng() % 512));
+  return t;
+}
+
+struct Recorder : GramConsumer {
+  std::vector<GramMatrix> seen;
+  std::function<void(const GramMatrix&)> then;
+  void on_gram(const GramMatrix& g) override {
+    seen.push_back(g);
+    if (then) then(g);
+  }
+};
+
+GramOptions stories_options(int threads) {
+  GramOptions o;
+  o.n_ctx = 32;
+  o.n_chunks = 3;
+  o.add_bos = true;
+  o.bos_id = 1;
+  o.n_threads = threads;
+  return o;
+}
+
+}  // namespace
+
+TEST_SUITE("test_gram") {
+  TEST_CASE("accumulate_gram: the double sum of x x^T, symmetric, any thread count") {
+    // d = 600 spans two row blocks; n = 300 leaves a partial token block.
+    const int64_t n = 300, d = 600;
+    std::mt19937 rng(7);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(n * d));
+    for (auto& v : x) v = nd(rng);
+    std::vector<double> h1(static_cast<size_t>(d * d), 0.0), h2 = h1;
+    accumulate_gram(h1, x.data(), n, d, 1);
+    accumulate_gram(h2, x.data(), n, d, 2);
+    CHECK(h1 == h2);
+    double worst = 0;
+    for (int64_t i = 0; i < d; i += 37)
+      for (int64_t j = 0; j < d; j += 11) {
+        double ref = 0;
+        for (int64_t t = 0; t < n; ++t) ref += static_cast<double>(x[t * d + i]) * x[t * d + j];
+        worst = std::max(worst, std::fabs(h1[i * d + j] - ref) / std::sqrt(static_cast<double>(n)));
+        CHECK(h1[i * d + j] == h1[j * d + i]);
+      }
+    CHECK(worst < 1e-4);
+    // A second call adds.
+    accumulate_gram(h2, x.data(), n, d, 2);
+    CHECK(h2[5 * d + 9] == doctest::Approx(2 * h1[5 * d + 9]));
+  }
+
+  TEST_CASE("layer-by-layer pass: sites in graph order, diag(H) = the imatrix collector's sums") {
+    auto m = Model::open(kStories);
+    const auto toks = random_tokens(100, 3);
+    Recorder rec;
+    run_gram_pass(*m, toks, stories_options(2), rec);
+    REQUIRE(rec.seen.size() == 5 * 4);  // tied output: no output site
+    CHECK(rec.seen[0].site == GramSite::kAttnIn);
+    CHECK(rec.seen[0].weights == std::vector<std::string>{"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"});
+    CHECK(rec.seen[3].site == GramSite::kFfnDown);
+    CHECK(rec.seen[3].dim == 172);
+    CHECK(rec.seen[19].layer == 4);
+
+    EvalOptions eo;
+    eo.n_ctx = 32;
+    eo.n_batch = 32;
+    eo.add_bos = true;
+    eo.bos_id = 1;
+    eo.n_threads = 2;
+    ImatrixCollector c(false, 2);
+    collect_imatrix(*m, toks, eo, c);
+    const ImatrixData d = c.data({"calib"}, 32);
+    for (const GramMatrix& g : rec.seen) {
+      CHECK(g.n_tokens == 96);
+      for (const std::string& name : g.weights) {
+        CAPTURE(name);
+        const ImatrixEntry* e = d.find(name);
+        REQUIRE(e != nullptr);
+        REQUIRE(e->sums.size() == static_cast<size_t>(g.dim));
+        for (int64_t i = 0; i < g.dim; ++i)
+          CHECK(g.h[i * g.dim + i] == doctest::Approx(e->sums[i]).epsilon(2e-4));
+      }
+    }
+    // Thread count changes nothing.
+    Recorder one;
+    run_gram_pass(*m, toks, stories_options(1), one);
+    for (size_t i = 0; i < rec.seen.size(); ++i) CHECK(one.seen[i].h == rec.seen[i].h);
+  }
+
+  TEST_CASE("a consumer's substitution feeds every later site, never an earlier one") {
+    auto m = Model::open(kStories);
+    const auto toks = random_tokens(100, 4);
+    Recorder plain;
+    run_gram_pass(*m, toks, stories_options(2), plain);
+    const WeightMatrix& down = m->layer(2).ffn_down;
+    std::vector<float> zeros(down.rows * down.cols, 0.0f);
+    Recorder sub;
+    sub.then = [&](const GramMatrix& g) {
+      if (g.layer == 2 && g.site == GramSite::kFfnDown)
+        m->substitute_weight("blk.2.ffn_down.weight", GgmlType::F32, reinterpret_cast<const std::byte*>(zeros.data()),
+                             down.cols * sizeof(float));
+    };
+    run_gram_pass(*m, toks, stories_options(2), sub);
+    m->restore_weight("blk.2.ffn_down.weight");
+    for (size_t i = 0; i < plain.seen.size(); ++i) {
+      CAPTURE(i);
+      if (i <= 11) CHECK(sub.seen[i].h == plain.seen[i].h);  // up to and including blk.2 ffn_down
+      else CHECK(sub.seen[i].h != plain.seen[i].h);
+    }
+  }
+
+  TEST_CASE("too little calibration text is one clear error") {
+    auto m = Model::open(kStories);
+    Recorder rec;
+    CHECK_THROWS_AS(run_gram_pass(*m, random_tokens(20, 1), stories_options(1), rec), UsageError);
+  }
+
+  TEST_CASE("driver plumbing: with a plain rounder, full-precision inputs give the plain quantizer's bytes") {
+    auto m = Model::open(kStories);
+    const auto toks = random_tokens(100, 5);
+    auto make_outputs = [&] {
+      std::vector<OutputTensor> outs;
+      for (const WeightMatrix* w : m->matrices()) {
+        OutputTensor o;
+        o.name = w->name;
+        o.shape = {w->cols, w->rows};
+        o.type = w->cols % 32 == 0 ? GgmlType::Q4_0 : GgmlType::F16;  // ffn_down's 172 columns: kept in F16
+        o.source = [w](uint64_t r0, uint64_t n, std::span<float> out) {
+          for (uint64_t r = 0; r < n; ++r) w->dequantize_row(r0 + r, out.data() + r * w->cols);
+        };
+        outs.push_back(std::move(o));
+      }
+      return outs;
+    };
+    OptimizeRequest req;
+    req.tokens = toks;
+    req.gram = stories_options(2);
+    req.sequential = false;
+    std::map<std::string, std::vector<float>> importance;  // what the rounder was given
+    req.round = [&](GgmlType type, std::span<const float> w, int64_t rows, int64_t d, const GramMatrix& g,
+                    std::span<const float> imp, std::span<std::byte> out, int threads) {
+      CHECK(g.h.size() == static_cast<size_t>(d * d));
+      TensorQuantizeJob job;
+      job.type = type;
+      job.nrows = static_cast<uint64_t>(rows);
+      job.ncols = static_cast<uint64_t>(d);
+      job.source = [&](uint64_t r0, uint64_t n, std::span<float> o) { std::copy_n(w.data() + r0 * d, n * d, o.data()); };
+      job.imatrix = imp;
+      job.threads = threads;
+      const auto bytes = quantize_tensor(job);
+      REQUIRE(bytes.size() == out.size());
+      std::copy(bytes.begin(), bytes.end(), out.begin());
+    };
+    req.supports = [](GgmlType) { return true; };
+    std::vector<OutputTensor> outs = make_outputs();
+    const OptimizeOutcome r = optimize_outputs(*m, outs, req);
+    CHECK(r.optimized == 30);
+    CHECK(r.plain == 0);
+    CHECK(r.calib_tokens == 96);
+    // Reference: the imatrix collector's importance, the plain tensor quantizer.
+    EvalOptions eo;
+    eo.n_ctx = 32;
+    eo.n_batch = 32;
+    eo.add_bos = true;
+    eo.bos_id = 1;
+    eo.n_threads = 2;
+    ImatrixCollector c(false, 2);
+    collect_imatrix(*m, toks, eo, c);
+    const ImatrixData d = c.data({"calib"}, 32);
+    int same = 0;
+    for (const OutputTensor& o : outs) {
+      if (o.name == "token_embd.weight" || o.type == GgmlType::F16) {
+        CHECK(o.passthrough.empty());  // no Gram matrix, or a float type: left to the plain writer
+        continue;
+      }
+      REQUIRE_FALSE(o.passthrough.empty());
+      TensorQuantizeJob job;
+      job.type = o.type;
+      job.nrows = o.shape[1];
+      job.ncols = o.shape[0];
+      job.source = o.source;
+      const std::vector<float> imp = d.find(o.name)->importance();
+      job.imatrix = imp;
+      const auto ref = quantize_tensor(job);
+      same += std::equal(ref.begin(), ref.end(), o.passthrough.begin(), o.passthrough.end()) ? 1 : 0;
+    }
+    // diag(H)/n and the collector's sums/count agree to float rounding; Q4_0's scale search
+    // may flip on a tie in a few tensors, never in most.
+    CHECK(same >= 25);
+
+    // Sequential: layer 0's attention input is unchanged, later inputs see quantized weights;
+    // the model is restored afterwards.
+    req.sequential = true;
+    std::vector<OutputTensor> seq = make_outputs();
+    const OptimizeOutcome rs = optimize_outputs(*m, seq, req);  // owns seq's bytes
+    CHECK(std::equal(seq[1].passthrough.begin(), seq[1].passthrough.end(), outs[1].passthrough.begin()));
+    int differ = 0;
+    for (size_t i = 1; i < outs.size(); ++i)
+      differ += std::equal(seq[i].passthrough.begin(), seq[i].passthrough.end(), outs[i].passthrough.begin()) ? 0 : 1;
+    CHECK(differ > 15);
+    CHECK(m->layer(0).wq.type == GgmlType::F32);
+
+    // A type the core does not handle is rounded plainly with diag(H)/n.
+    req.supports = [](GgmlType) { return false; };
+    std::vector<OutputTensor> pl = make_outputs();
+    const OptimizeOutcome r2 = optimize_outputs(*m, pl, req);
+    CHECK(r2.optimized == 0);
+    CHECK(r2.plain == 30);
+  }
+}
