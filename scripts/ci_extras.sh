@@ -51,7 +51,7 @@ dict_for() {
   case "$1" in
     gguf|gguf_scan|inspect_gate) echo gguf ;;
     safetensors|safetensors_index) echo safetensors ;;
-    hf_config) echo json_config ;;
+    hf_config|model_card) echo json_config ;;
     tokenizer_json|tokenizer_meta) echo tokenizer ;;
     imatrix) echo imatrix ;;
     tokenizer_encode) echo encode ;;
