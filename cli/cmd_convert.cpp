@@ -31,36 +31,113 @@ constexpr OutType kOutTypes[] = {{"f32", GgmlType::F32, FileType::kAllF32},
                                  {"bf16", GgmlType::BF16, FileType::kBF16},
                                  {"q8_0", GgmlType::Q8_0, FileType::kQ8_0}};
 
+
+// Every option of `smolq convert`, as parsed.
+struct ConvertArgs {
+  std::string input, output, outtype, type, imatrix, name, metadata, pre, output_tensor_type, token_embedding_type;
+  std::vector<std::string> tensor_types, include, exclude;
+  int threads = 0;
+  TargetArgs target;
+  OptimizeArgs optimize;
+};
+
+void add_convert_options(po::options_description& opts, ConvertArgs& a) {
+  opts.add_options()
+      (kOptModel, po::value<std::string>(&a.input), "the checkpoint: a folder (config.json, *.safetensors, tokenizer.json), a Hugging Face cache folder, or a repo id org/name[@revision] found in the cache")
+      (kOptOutput, po::value<std::string>(&a.output), "output GGUF path (default: Basename-Size-Finetune-TYPE.gguf here, e.g. SmolLM2-135M-Instruct-Q4_K_M.gguf)")
+      ("outtype", po::value<std::string>(&a.outtype), "plain weight type: f32, f16 (default), bf16 or q8_0 (any case)")
+      ("type", po::value<std::string>(&a.type), "quantized file type, as llama-quantize names them: Q4_K_M, Q6_K, IQ4_XS, ...")
+      ("imatrix", po::value<std::string>(&a.imatrix), "importance matrix for --type (llama.cpp GGUF or legacy .dat)")
+      ("include-weights", po::value<std::vector<std::string>>(&a.include), "use the imatrix only for tensors whose GGUF name contains TEXT (repeatable)")
+      ("exclude-weights", po::value<std::vector<std::string>>(&a.exclude), "do not use the imatrix for tensors whose GGUF name contains TEXT (repeatable)")
+      ("output-tensor-type", po::value<std::string>(&a.output_tensor_type), "with --type: type of output.weight")
+      ("token-embedding-type", po::value<std::string>(&a.token_embedding_type), "with --type: type of token_embd.weight")
+      ("tensor-type", po::value<std::vector<std::string>>(&a.tensor_types), "with --type: REGEX=TYPE (repeatable)")
+      ("pure", "with --type: no mixture rules, the file type's default type everywhere")
+      ("dry-run", "print the per-tensor plan and size; write nothing")
+      (kOptThreads, po::value<int>(&a.threads)->default_value(0), "worker threads (0 = all cores)")
+      ("name", po::value<std::string>(&a.name), "general.name to record (default: from the model card, repo id or folder, as llama.cpp names it)")
+      ("metadata", po::value<std::string>(&a.metadata), "JSON file of general.* keys that override the model card (llama.cpp's --metadata)")
+      ("pre-tokenizer", po::value<std::string>(&a.pre), "override BPE pre-tokenizer detection: smollm, llama-bpe, gpt-2")
+      (kOptQuiet, "no progress bar")
+      (kOptJson, "print the summary of the written file as one JSON object (its path, size, types)");
+  add_target_options(opts, a.target);
+  add_optimize_options(opts, a.optimize);
+}
+
+// Option combinations that cannot work, reported before anything is read.
+void check_convert_args(const ConvertArgs& a, const po::variables_map& vm) {
+  if (a.input.empty()) throw UsageError("missing the model (a checkpoint folder or a repo id such as HuggingFaceTB/SmolLM2-135M-Instruct)");
+  if (!a.outtype.empty() && !a.type.empty()) throw UsageError("give either --outtype or --type, not both");
+  const bool target = target_requested(a.target);
+  if (a.optimize.optimize && a.type.empty() && !target) throw UsageError("--optimize needs --type or --target-bpw / --target-size");
+  if (target && (!a.outtype.empty() || !a.type.empty()))
+    throw UsageError("--target-bpw / --target-size choose every type: give no --type or --outtype");
+  if (a.type.empty() && !target && (!a.imatrix.empty() || !a.tensor_types.empty() || !a.output_tensor_type.empty() ||
+                                    !a.token_embedding_type.empty() || vm.count("pure")))
+    throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type");
+  if (!a.type.empty()) parse_file_type(a.type);  // a mistyped type is reported before anything is read
+}
+
+// The quantize options of `--type` / `--target-*` (the imatrix is read into `imat`).
+QuantizeOptions quant_options_from(const ConvertArgs& a, const po::variables_map& vm, const std::string& opt_calib,
+                                   ImatrixData& imat) {
+  QuantizeOptions q;
+  q.ftype = target_requested(a.target) ? FileType::kQ8_0 : parse_file_type(a.type);  // a target sets its own label
+  fill_mixture_options(q.mixture, vm, a.tensor_types, a.output_tensor_type, a.token_embedding_type);
+  q.include_weights = a.include;
+  q.exclude_weights = a.exclude;
+  if (!a.imatrix.empty()) {
+    imat = read_imatrix(a.imatrix);
+    q.imatrix = &imat;
+    q.imatrix_path = a.imatrix;
+  }
+  if (a.optimize.optimize) {
+    q.importance_from_calibration = a.imatrix.empty();
+    const auto kv = optimize_metadata_kv(a.optimize, opt_calib, !a.imatrix.empty());
+    q.override_kv.insert(q.override_kv.end(), kv.begin(), kv.end());
+  }
+  return q;
+}
+
+// --outtype: the plain weight type and file type.
+void set_plain_type(std::string& outtype, HfBuildSettings& hf) {
+  outtype = outtype.empty() ? "f16" : lower_ascii(outtype);
+  for (const auto& o : kOutTypes)
+    if (outtype == o.name) {
+      hf.weight_type = o.type;
+      hf.file_type = o.file_type;
+      return;
+    }
+  std::vector<std::string> names;
+  for (const auto& o : kOutTypes) names.emplace_back(o.name);
+  const FileTypeInfo* ft = find_file_type(outtype);
+  throw UsageError("--outtype must be one of f32, f16, bf16, q8_0 (got '" + outtype + "')" + did_you_mean(outtype, names) +
+                   (ft ? "; for " + std::string(ft->name) + " use --type " + std::string(ft->name) : ""));
+}
+
+void print_dry_run(const BuildPlan& plan, const std::optional<TargetBuild>& tb) {
+  if (tb) {
+    std::fputs(format_mix_plan(tb->plan, tb->target).c_str(), stdout);
+    std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(tb->plan.file_size),
+                human_bytes(tb->plan.file_size).c_str());
+  } else if (plan.quant) {
+    std::fputs(format_plan(plan.quant->plan).c_str(), stdout);
+  } else {
+    WriteResult t = tally_tensors(plan.outputs);
+    for (const auto& o : plan.outputs)
+      std::printf("%-34s %-8s\n", o.name.c_str(), std::string(type_info(o.type).name).c_str());
+    std::printf("%zu tensors, %llu bytes, %.4f bits per weight\n", plan.outputs.size(),
+                static_cast<unsigned long long>(t.tensor_bytes), t.bits_per_weight());
+  }
+}
+
 }  // namespace
 
 int run_convert(const std::vector<std::string>& args) {
   po::options_description opts("convert options");
-  std::string input, output, outtype, type, imatrix, name, metadata, pre, output_tensor_type, token_embedding_type;
-  std::vector<std::string> tensor_types, include, exclude;
-  int threads = 0;
-  TargetArgs target_args;
-  OptimizeArgs opt_args;
-  opts.add_options()
-      (kOptModel, po::value<std::string>(&input), "the checkpoint: a folder (config.json, *.safetensors, tokenizer.json), a Hugging Face cache folder, or a repo id org/name[@revision] found in the cache")
-      (kOptOutput, po::value<std::string>(&output), "output GGUF path (default: Basename-Size-Finetune-TYPE.gguf here, e.g. SmolLM2-135M-Instruct-Q4_K_M.gguf)")
-      ("outtype", po::value<std::string>(&outtype), "plain weight type: f32, f16 (default), bf16 or q8_0 (any case)")
-      ("type", po::value<std::string>(&type), "quantized file type, as llama-quantize names them: Q4_K_M, Q6_K, IQ4_XS, ...")
-      ("imatrix", po::value<std::string>(&imatrix), "importance matrix for --type (llama.cpp GGUF or legacy .dat)")
-      ("include-weights", po::value<std::vector<std::string>>(&include), "use the imatrix only for tensors whose GGUF name contains TEXT (repeatable)")
-      ("exclude-weights", po::value<std::vector<std::string>>(&exclude), "do not use the imatrix for tensors whose GGUF name contains TEXT (repeatable)")
-      ("output-tensor-type", po::value<std::string>(&output_tensor_type), "with --type: type of output.weight")
-      ("token-embedding-type", po::value<std::string>(&token_embedding_type), "with --type: type of token_embd.weight")
-      ("tensor-type", po::value<std::vector<std::string>>(&tensor_types), "with --type: REGEX=TYPE (repeatable)")
-      ("pure", "with --type: no mixture rules, the file type's default type everywhere")
-      ("dry-run", "print the per-tensor plan and size; write nothing")
-      (kOptThreads, po::value<int>(&threads)->default_value(0), "worker threads (0 = all cores)")
-      ("name", po::value<std::string>(&name), "general.name to record (default: from the model card, repo id or folder, as llama.cpp names it)")
-      ("metadata", po::value<std::string>(&metadata), "JSON file of general.* keys that override the model card (llama.cpp's --metadata)")
-      ("pre-tokenizer", po::value<std::string>(&pre), "override BPE pre-tokenizer detection: smollm, llama-bpe, gpt-2")
-      (kOptQuiet, "no progress bar")
-      (kOptJson, "print the summary of the written file as one JSON object (its path, size, types)");
-  add_target_options(opts, target_args);
-  add_optimize_options(opts, opt_args);
+  ConvertArgs a;
+  add_convert_options(opts, a);
   po::positional_options_description pos;
   pos.add("model", 1);
   auto parsed = parse_args("convert", args,
@@ -68,91 +145,44 @@ int run_convert(const std::vector<std::string>& args) {
                            "  MODEL: a checkpoint folder, a Hugging Face cache folder, or org/name[@revision] from the cache",
                            opts, pos);
   if (parsed.help) return 0;
-  if (input.empty()) throw UsageError("missing the model (a checkpoint folder or a repo id such as HuggingFaceTB/SmolLM2-135M-Instruct)");
-  if (!outtype.empty() && !type.empty()) throw UsageError("give either --outtype or --type, not both");
-  const bool target = target_requested(target_args);
-  finish_optimize_args(parsed.vm, opt_args);
-  if (opt_args.optimize && type.empty() && !target) throw UsageError("--optimize needs --type or --target-bpw / --target-size");
-  const std::string opt_calib = opt_args.optimize ? resolve_calib(target_args.calib) : std::string();
-  if (target && (!outtype.empty() || !type.empty()))
-    throw UsageError("--target-bpw / --target-size choose every type: give no --type or --outtype");
-  if (type.empty() && !target && (!imatrix.empty() || !tensor_types.empty() || !output_tensor_type.empty() ||
-                       !token_embedding_type.empty() || parsed.vm.count("pure")))
-    throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type");
+  finish_optimize_args(parsed.vm, a.optimize);
+  check_convert_args(a, parsed.vm);
+  const bool target = target_requested(a.target);
+  const std::string opt_calib = a.optimize.optimize ? resolve_calib(a.target.calib) : std::string();
 
-  if (!type.empty()) parse_file_type(type);  // a mistyped type is reported before anything is read
-  const ModelRef ref = resolve_model_ref(input);
+  const ModelRef ref = resolve_model_ref(a.input);
   require_hf_folder(ref.path);  // a GGUF, a .safetensors file or a missing path named as such
   HfBuildSettings hf;
   hf.naming.repo_id = ref.repo_id;
-  hf.naming.metadata_path = metadata;
-  hf.naming.name_override = name;
+  hf.naming.metadata_path = a.metadata;
+  hf.naming.name_override = a.name;
+  hf.tokenizer.pre_override = a.pre;
   std::optional<QuantizeOptions> quant;
   ImatrixData imat;
-  if (!type.empty() || target) {
-    QuantizeOptions q;
-    q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label
-    fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
-    q.include_weights = include;
-    q.exclude_weights = exclude;
-    if (!imatrix.empty()) {
-      imat = read_imatrix(imatrix);
-      q.imatrix = &imat;
-      q.imatrix_path = imatrix;
-    }
-    if (opt_args.optimize) {
-      q.importance_from_calibration = imatrix.empty();
-      const auto kv = optimize_metadata_kv(opt_args, opt_calib, !imatrix.empty());
-      q.override_kv.insert(q.override_kv.end(), kv.begin(), kv.end());
-    }
-    quant = q;
-  } else {
-    outtype = outtype.empty() ? "f16" : lower_ascii(outtype);
-    const OutType* ot = nullptr;
-    for (const auto& o : kOutTypes)
-      if (outtype == o.name) ot = &o;
-    if (!ot) {
-      std::vector<std::string> names;
-      for (const auto& o : kOutTypes) names.emplace_back(o.name);
-      const FileTypeInfo* ft = find_file_type(outtype);
-      throw UsageError("--outtype must be one of f32, f16, bf16, q8_0 (got '" + outtype + "')" + did_you_mean(outtype, names) +
-                       (ft ? "; for " + std::string(ft->name) + " use --type " + std::string(ft->name) : ""));
-    }
-    hf.weight_type = ot->type;
-    hf.file_type = ot->file_type;
-  }
-  const int nthreads = resolve_threads(threads);
-  hf.tokenizer.pre_override = pre;
+  if (!a.type.empty() || target) quant = quant_options_from(a, parsed.vm, opt_calib, imat);
+  else set_plain_type(a.outtype, hf);
+  const int nthreads = resolve_threads(a.threads);
 
   // The destination is checked before any work (profiling, quantizing can take minutes): a
   // given one before the checkpoint is opened, a default one once its name is known.
   const bool dry_run = parsed.vm.count("dry-run") > 0;
-  if (!dry_run && !output.empty()) prepare_output(output);
+  if (!dry_run && !a.output.empty()) prepare_output(a.output);
   auto src = ModelSource::open_hf(ref.path, hf);
-  // Default name: llama.cpp's naming convention, from the general.* keys this conversion writes.
+  // The plan of a fixed type is made once; it also names the default output file (llama.cpp's
+  // naming convention, from the general.* keys this conversion writes).
+  std::optional<BuildPlan> fixed;
+  if (!target || a.output.empty()) fixed = src->plan(quant);
   const std::string out_path =
-      !output.empty() ? output
-                      : default_output_name(src->plan(quant).metadata,
-                                            target ? "mix" : quant ? std::string(file_type_info(quant->ftype).name) : outtype);
-  if (!dry_run && output.empty()) prepare_output(out_path);
+      !a.output.empty() ? a.output
+                        : default_output_name(fixed->metadata, target ? "mix"
+                                                               : quant ? std::string(file_type_info(quant->ftype).name)
+                                                                       : a.outtype);
+  if (!dry_run && a.output.empty()) prepare_output(out_path);
   std::optional<TargetBuild> tb;
-  if (target) tb = build_target(target_args, *src, *quant, out_path, imatrix, nthreads);
-  BuildPlan plan = tb ? std::move(tb->file) : src->plan(quant);
-
+  if (target) tb = build_target(a.target, *src, *quant, out_path, a.imatrix, nthreads);
+  BuildPlan plan = tb ? std::move(tb->file) : std::move(*fixed);
   if (dry_run) {
-    if (tb) {
-      std::fputs(format_mix_plan(tb->plan, tb->target).c_str(), stdout);
-      std::printf("output file: %llu bytes (%s)\n", static_cast<unsigned long long>(tb->plan.file_size),
-                  human_bytes(tb->plan.file_size).c_str());
-    } else if (plan.quant) {
-      std::fputs(format_plan(plan.quant->plan).c_str(), stdout);
-    } else {
-      WriteResult t = tally_tensors(plan.outputs);
-      for (const auto& o : plan.outputs)
-        std::printf("%-34s %-8s\n", o.name.c_str(), std::string(type_info(o.type).name).c_str());
-      std::printf("%zu tensors, %llu bytes, %.4f bits per weight\n", plan.outputs.size(),
-                  static_cast<unsigned long long>(t.tensor_bytes), t.bits_per_weight());
-    }
+    print_dry_run(plan, tb);
     return 0;
   }
 
@@ -160,8 +190,8 @@ int run_convert(const std::vector<std::string>& args) {
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
   std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
-  if (opt_args.optimize)
-    optimized = run_optimize(opt_args, input, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
+  if (a.optimize.optimize)
+    optimized = run_optimize(a.optimize, ref.path, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
   const WriteResult written = src->write(plan, out_path, nthreads, progress_printer(show));
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const auto& w : plan.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());

@@ -194,133 +194,139 @@ bool is_known_gguf_key(std::string_view key, std::string_view arch) {
   return false;
 }
 
-GgufScan scan_gguf(const std::string& path) {
-  GgufScan s;
-  s.path = path;
-  s.metadata.set_source(path);
-  auto file = MappedFile::open(path);
-  s.file_size = file->size();
-  const std::byte* data = file->view().data();
-  Cursor c(data, s.file_size);
-  auto add = [&](Severity sev, uint64_t off, std::string msg) { s.findings.push_back({sev, off, std::move(msg)}); };
+namespace {
 
-  try {
-    if (s.file_size < 4) throw StopScan{0, "file is " + std::to_string(s.file_size) + " bytes: too short for a GGUF header"};
-    if (c.get<uint32_t>("magic") != kMagic) throw StopScan{0, "not a GGUF file (the first four bytes are not \"GGUF\")"};
-    s.is_gguf = true;
-    s.version = c.get<uint32_t>("version");
-    if (s.version != 2 && s.version != 3)
-      throw StopScan{4, "unsupported GGUF version " + std::to_string(s.version) + " (readable: 2, 3)"};
-    if (s.version == 2) add(Severity::kInfo, 4, "GGUF version 2 (current is 3)");
-    s.declared_tensors = c.get<uint64_t>("tensor count");
-    s.declared_kv = c.get<uint64_t>("metadata count");
-    if (s.declared_kv > GgufLimits::kMaxKv)
-      throw StopScan{16, "metadata count " + std::to_string(s.declared_kv) + " exceeds the limit of " +
-                             std::to_string(GgufLimits::kMaxKv)};
-    if (s.declared_tensors > GgufLimits::kMaxTensors)
-      throw StopScan{8, "tensor count " + std::to_string(s.declared_tensors) + " exceeds the limit of " +
-                            std::to_string(GgufLimits::kMaxTensors)};
+void add_finding(GgufScan& s, Severity sev, uint64_t off, std::string msg) {
+  s.findings.push_back({sev, off, std::move(msg)});
+}
 
-    // Key/value pairs.
-    for (uint64_t i = 0; i < s.declared_kv; ++i) {
-      const uint64_t at = c.pos();
-      std::string key = c.get_string("metadata key");
-      if (key.empty()) add(Severity::kWarning, at, "empty metadata key");
-      const uint64_t tat = c.pos();
-      const uint32_t t = c.get<uint32_t>("value type");
-      if (!valid_value_type(t))
-        throw StopScan{tat, "key '" + key + "': unknown value type " + std::to_string(t) +
-                                " (the rest of the header cannot be located)"};
-      GgufValue v = read_value(c, static_cast<GgufType>(t), 0, key, s);
-      if (s.metadata.has(key)) {
-        add(Severity::kError, at, "duplicate metadata key '" + key + "' (the later value is shown)");
-      }
-      s.metadata.set(std::move(key), std::move(v));
-    }
+// Magic, version and the two counts; throws StopScan when the rest cannot be read.
+void scan_preamble(GgufScan& s, Cursor& c) {
+  if (s.file_size < 4) throw StopScan{0, "file is " + std::to_string(s.file_size) + " bytes: too short for a GGUF header"};
+  if (c.get<uint32_t>("magic") != kMagic) throw StopScan{0, "not a GGUF file (the first four bytes are not \"GGUF\")"};
+  s.is_gguf = true;
+  s.version = c.get<uint32_t>("version");
+  if (s.version != 2 && s.version != 3)
+    throw StopScan{4, "unsupported GGUF version " + std::to_string(s.version) + " (readable: 2, 3)"};
+  if (s.version == 2) add_finding(s, Severity::kInfo, 4, "GGUF version 2 (current is 3)");
+  s.declared_tensors = c.get<uint64_t>("tensor count");
+  s.declared_kv = c.get<uint64_t>("metadata count");
+  if (s.declared_kv > GgufLimits::kMaxKv)
+    throw StopScan{16, "metadata count " + std::to_string(s.declared_kv) + " exceeds the limit of " +
+                           std::to_string(GgufLimits::kMaxKv)};
+  if (s.declared_tensors > GgufLimits::kMaxTensors)
+    throw StopScan{8, "tensor count " + std::to_string(s.declared_tensors) + " exceeds the limit of " +
+                          std::to_string(GgufLimits::kMaxTensors)};
+}
 
-    // Alignment: a bad value is reported, and the default is used to go on.
-    if (const GgufValue* a = s.metadata.find("general.alignment")) {
-      if (a->type != GgufType::UINT32) {
-        add(Severity::kError, FormatError::kNoOffset, "general.alignment must be a u32, found " +
-                                                          std::string(gguf_type_name(a->type)) + " (using 32)");
-      } else {
-        const uint64_t al = a->as_u64();
-        if (al == 0 || (al & (al - 1)) != 0 || al > (1u << 20))
-          add(Severity::kError, FormatError::kNoOffset,
-              "general.alignment " + std::to_string(al) + " is not a power of two up to 1 MiB (using 32)");
-        else
-          s.alignment = static_cast<uint32_t>(al);
-      }
+// Key/value pairs.
+void scan_metadata(GgufScan& s, Cursor& c) {
+  auto add = [&](Severity sev, uint64_t off, std::string msg) { add_finding(s, sev, off, std::move(msg)); };
+  for (uint64_t i = 0; i < s.declared_kv; ++i) {
+    const uint64_t at = c.pos();
+    std::string key = c.get_string("metadata key");
+    if (key.empty()) add(Severity::kWarning, at, "empty metadata key");
+    const uint64_t tat = c.pos();
+    const uint32_t t = c.get<uint32_t>("value type");
+    if (!valid_value_type(t))
+      throw StopScan{tat, "key '" + key + "': unknown value type " + std::to_string(t) +
+                              " (the rest of the header cannot be located)"};
+    GgufValue v = read_value(c, static_cast<GgufType>(t), 0, key, s);
+    if (s.metadata.has(key)) {
+      add(Severity::kError, at, "duplicate metadata key '" + key + "' (the later value is shown)");
     }
-    // Read without the typed getter: a non-string value is a finding, not a FormatError.
-    std::string arch;
-    if (const GgufValue* a = s.metadata.find("general.architecture"); !a) {
-      add(Severity::kWarning, FormatError::kNoOffset, "no general.architecture key");
-    } else if (a->type != GgufType::STRING) {
-      add(Severity::kError, FormatError::kNoOffset,
-          "general.architecture must be a string, found " + std::string(gguf_type_name(a->type)));
-    } else {
-      arch = a->as_string();
-      if (arch.empty()) add(Severity::kWarning, FormatError::kNoOffset, "general.architecture is empty");
-    }
-    for (const auto& [k, v] : s.metadata.entries())
-      if (!is_known_gguf_key(k, arch)) add(Severity::kInfo, FormatError::kNoOffset, "unknown metadata key '" + k + "'");
-
-    // Tensor infos.
-    std::unordered_set<std::string> seen;  // a hash set: a list made 2^20 names quadratic (a hang)
-    for (uint64_t i = 0; i < s.declared_tensors; ++i) {
-      ScannedTensor st;
-      st.info_offset = c.pos();
-      st.info.name = c.get_string("tensor name");
-      const std::string& nm = st.info.name;
-      if (nm.empty()) add(Severity::kError, st.info_offset, "tensor #" + std::to_string(i) + " has an empty name");
-      const uint64_t dat = c.pos();
-      const uint32_t nd = c.get<uint32_t>("dimension count");
-      if (nd == 0 || nd > GgufLimits::kMaxDims)
-        throw StopScan{dat, "tensor '" + nm + "': " + std::to_string(nd) + " dimensions (1 to 4 allowed)"};
-      uint64_t nel = 1;
-      bool overflow = false;
-      for (uint32_t d = 0; d < nd; ++d) {
-        const uint64_t dim = c.get<uint64_t>("dimension");
-        if (dim == 0) add(Severity::kError, dat, "tensor '" + nm + "': zero-sized dimension");
-        auto m = checked_mul(nel, dim);
-        if (!m || *m > (1ull << 60)) overflow = true; else nel = *m;
-        st.info.shape.push_back(dim);
-      }
-      if (overflow) add(Severity::kError, dat, "tensor '" + nm + "': element count overflows");
-      st.info.n_elements = overflow ? 0 : nel;
-      const uint64_t tat = c.pos();
-      st.raw_type = c.get<uint32_t>("tensor type");
-      const TypeGeometry* g = find_type(st.raw_type);
-      if (!g) {
-        st.type_known = st.size_known = false;
-        add(Severity::kError, tat, "tensor '" + nm + "': unknown ggml type " + std::to_string(st.raw_type));
-      } else {
-        st.info.type = g->id;
-        try {
-          if (overflow) throw FormatError(path, "tensor size overflows");
-          st.info.n_bytes = tensor_nbytes(g->id, st.info.shape, path);
-        } catch (const FormatError& e) {
-          st.size_known = false;
-          add(Severity::kError, dat, "tensor '" + nm + "': " + e.message());
-        }
-      }
-      const uint64_t oat = c.pos();
-      st.info.offset = c.get<uint64_t>("tensor offset");
-      if (st.info.offset % s.alignment != 0)
-        add(Severity::kError, oat, "tensor '" + nm + "': data offset " + std::to_string(st.info.offset) +
-                                       " is not aligned to " + std::to_string(s.alignment));
-      if (!seen.insert(nm).second) add(Severity::kError, st.info_offset, "duplicate tensor name '" + nm + "'");
-      s.tensors.push_back(std::move(st));
-    }
-    s.header_end = c.pos();
-    s.header_complete = true;
-  } catch (const StopScan& stop) {
-    add(Severity::kError, stop.offset, stop.message + "; the scan stopped here");
+    s.metadata.set(std::move(key), std::move(v));
   }
-  if (!s.header_complete) return s;
 
-  // Data section: where tensors lie, whether each fits in the file, overlaps and gaps.
+}
+
+// general.alignment (a bad value is reported, and the default is used to go on), the
+// architecture, and unknown keys.
+void check_metadata(GgufScan& s) {
+  auto add = [&](Severity sev, uint64_t off, std::string msg) { add_finding(s, sev, off, std::move(msg)); };
+  if (const GgufValue* a = s.metadata.find("general.alignment")) {
+    if (a->type != GgufType::UINT32) {
+      add(Severity::kError, FormatError::kNoOffset, "general.alignment must be a u32, found " +
+                                                        std::string(gguf_type_name(a->type)) + " (using 32)");
+    } else {
+      const uint64_t al = a->as_u64();
+      if (al == 0 || (al & (al - 1)) != 0 || al > (1u << 20))
+        add(Severity::kError, FormatError::kNoOffset,
+            "general.alignment " + std::to_string(al) + " is not a power of two up to 1 MiB (using 32)");
+      else
+        s.alignment = static_cast<uint32_t>(al);
+    }
+  }
+  // Read without the typed getter: a non-string value is a finding, not a FormatError.
+  std::string arch;
+  if (const GgufValue* a = s.metadata.find("general.architecture"); !a) {
+    add(Severity::kWarning, FormatError::kNoOffset, "no general.architecture key");
+  } else if (a->type != GgufType::STRING) {
+    add(Severity::kError, FormatError::kNoOffset,
+        "general.architecture must be a string, found " + std::string(gguf_type_name(a->type)));
+  } else {
+    arch = a->as_string();
+    if (arch.empty()) add(Severity::kWarning, FormatError::kNoOffset, "general.architecture is empty");
+  }
+  for (const auto& [k, v] : s.metadata.entries())
+    if (!is_known_gguf_key(k, arch)) add(Severity::kInfo, FormatError::kNoOffset, "unknown metadata key '" + k + "'");
+
+}
+
+// Tensor infos: names, shapes, types, offsets.
+void scan_tensor_infos(GgufScan& s, Cursor& c, const std::string& path) {
+  auto add = [&](Severity sev, uint64_t off, std::string msg) { add_finding(s, sev, off, std::move(msg)); };
+  std::unordered_set<std::string> seen;  // a hash set: a list made 2^20 names quadratic (a hang)
+  for (uint64_t i = 0; i < s.declared_tensors; ++i) {
+    ScannedTensor st;
+    st.info_offset = c.pos();
+    st.info.name = c.get_string("tensor name");
+    const std::string& nm = st.info.name;
+    if (nm.empty()) add(Severity::kError, st.info_offset, "tensor #" + std::to_string(i) + " has an empty name");
+    const uint64_t dat = c.pos();
+    const uint32_t nd = c.get<uint32_t>("dimension count");
+    if (nd == 0 || nd > GgufLimits::kMaxDims)
+      throw StopScan{dat, "tensor '" + nm + "': " + std::to_string(nd) + " dimensions (1 to 4 allowed)"};
+    uint64_t nel = 1;
+    bool overflow = false;
+    for (uint32_t d = 0; d < nd; ++d) {
+      const uint64_t dim = c.get<uint64_t>("dimension");
+      if (dim == 0) add(Severity::kError, dat, "tensor '" + nm + "': zero-sized dimension");
+      auto m = checked_mul(nel, dim);
+      if (!m || *m > (1ull << 60)) overflow = true; else nel = *m;
+      st.info.shape.push_back(dim);
+    }
+    if (overflow) add(Severity::kError, dat, "tensor '" + nm + "': element count overflows");
+    st.info.n_elements = overflow ? 0 : nel;
+    const uint64_t tat = c.pos();
+    st.raw_type = c.get<uint32_t>("tensor type");
+    const TypeGeometry* g = find_type(st.raw_type);
+    if (!g) {
+      st.type_known = st.size_known = false;
+      add(Severity::kError, tat, "tensor '" + nm + "': unknown ggml type " + std::to_string(st.raw_type));
+    } else {
+      st.info.type = g->id;
+      try {
+        if (overflow) throw FormatError(path, "tensor size overflows");
+        st.info.n_bytes = tensor_nbytes(g->id, st.info.shape, path);
+      } catch (const FormatError& e) {
+        st.size_known = false;
+        add(Severity::kError, dat, "tensor '" + nm + "': " + e.message());
+      }
+    }
+    const uint64_t oat = c.pos();
+    st.info.offset = c.get<uint64_t>("tensor offset");
+    if (st.info.offset % s.alignment != 0)
+      add(Severity::kError, oat, "tensor '" + nm + "': data offset " + std::to_string(st.info.offset) +
+                                     " is not aligned to " + std::to_string(s.alignment));
+    if (!seen.insert(nm).second) add(Severity::kError, st.info_offset, "duplicate tensor name '" + nm + "'");
+    s.tensors.push_back(std::move(st));
+  }
+}
+
+// Data section: where tensors lie, whether each fits in the file, overlaps and gaps.
+void scan_data_section(GgufScan& s) {
+  auto add = [&](Severity sev, uint64_t off, std::string msg) { add_finding(s, sev, off, std::move(msg)); };
   auto data_off = checked_align_up(s.header_end, s.alignment);
   s.data_offset = data_off.value_or(s.header_end);
   if (!s.tensors.empty() && s.data_offset > s.file_size)
@@ -370,6 +376,30 @@ GgufScan scan_gguf(const std::string& path) {
   if (!s.tensors.empty() && past_end == 0 && s.file_size > expected_end)
     add(Severity::kInfo, expected_end,
         std::to_string(s.file_size - expected_end) + " bytes after the last tensor's data are unused");
+}
+
+}  // namespace
+
+GgufScan scan_gguf(const std::string& path) {
+  GgufScan s;
+  s.path = path;
+  s.metadata.set_source(path);
+  auto file = MappedFile::open(path);
+  s.file_size = file->size();
+  const std::byte* data = file->view().data();
+  Cursor c(data, s.file_size);
+  try {
+    scan_preamble(s, c);
+    scan_metadata(s, c);
+    check_metadata(s);
+    scan_tensor_infos(s, c, path);
+    s.header_end = c.pos();
+    s.header_complete = true;
+  } catch (const StopScan& stop) {
+    add_finding(s, Severity::kError, stop.offset, stop.message + "; the scan stopped here");
+  }
+  if (!s.header_complete) return s;
+  scan_data_section(s);
   return s;
 }
 
