@@ -236,26 +236,23 @@ void load_block(std::span<const std::byte> src, size_t b, Block& blk) {
 
 namespace {
 // Levels -8..7 are stored as q = l + 8 in the nibbles.
-void encode_q4_0(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ4_0& b) {
-  int8_t L[kQK];
+void pack_q4_0(uint16_t d, const int8_t* L, BlockQ4_0& b) {
   uint8_t q[kQK];
-  b.d = encode_symmetric(fits, ls, x, w, -8, 7, L);
+  b.d = d;
   for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
   pack_nibbles(q, b.qs, nullptr);
+}
+void encode_q4_0(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ4_0& b) {
+  int8_t L[kQK];
+  pack_q4_0(encode_symmetric(fits, ls, x, w, -8, 7, L), L, b);
 }
 void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
-  auto pack = [](uint16_t d, const int8_t* L, BlockQ4_0& b) {
-    uint8_t q[kQK];
-    b.d = d;
-    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 8);
-    pack_nibbles(q, b.qs, nullptr);
-  };
   quantize_rows_legacy<BlockQ4_0>(
       src, dst, n_per_row, imatrix,
       [&](const float* x, const float* w, BlockQ4_0& b) { encode_q4_0(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, -8, 7, b, pack); });
+      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, -8, 7, b, pack_q4_0); });
 }
 }  // namespace
 
@@ -288,23 +285,24 @@ void dequantize_q4_0(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels 0..15 are stored as they are.
+void pack_q4_1(uint16_t d, uint16_t m, const uint8_t* L, BlockQ4_1& b) {
+  b.d = d;
+  b.m = m;
+  pack_nibbles(L, b.qs, nullptr);
+}
 void encode_q4_1(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ4_1& b) {
   uint8_t L[kQK];
-  encode_affine(fits, ls, x, w, 15, L, b.d, b.m);
-  pack_nibbles(L, b.qs, nullptr);
+  uint16_t d, m;
+  encode_affine(fits, ls, x, w, 15, L, d, m);
+  pack_q4_1(d, m, L, b);
 }
 void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
-  auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ4_1& b) {
-    b.d = d;
-    b.m = m;
-    pack_nibbles(L, b.qs, nullptr);
-  };
   quantize_rows_legacy<BlockQ4_1>(
       src, dst, n_per_row, imatrix,
       [&](const float* x, const float* w, BlockQ4_1& b) { encode_q4_1(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, 15, b, pack); });
+      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, 15, b, pack_q4_1); });
 }
 }  // namespace
 
@@ -337,30 +335,25 @@ void dequantize_q4_1(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels -16..15 are stored as q = l + 16: four bits in qs, the fifth in qh.
-void encode_q5_0(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ5_0& b) {
-  int8_t L[kQK];
+void pack_q5_0(uint16_t d, const int8_t* L, BlockQ5_0& b) {
   uint8_t q[kQK];
-  b.d = encode_symmetric(fits, ls, x, w, -16, 15, L);
+  b.d = d;
   for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
   uint32_t qh;
   pack_nibbles(q, b.qs, &qh);
   std::memcpy(b.qh, &qh, 4);
 }
+void encode_q5_0(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ5_0& b) {
+  int8_t L[kQK];
+  pack_q5_0(encode_symmetric(fits, ls, x, w, -16, 15, L), L, b);
+}
 void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
-  auto pack = [](uint16_t d, const int8_t* L, BlockQ5_0& b) {
-    uint8_t q[kQK];
-    b.d = d;
-    for (int j = 0; j < kQK; ++j) q[j] = static_cast<uint8_t>(L[j] + 16);
-    uint32_t qh;
-    pack_nibbles(q, b.qs, &qh);
-    std::memcpy(b.qh, &qh, 4);
-  };
   quantize_rows_legacy<BlockQ5_0>(
       src, dst, n_per_row, imatrix,
       [&](const float* x, const float* w, BlockQ5_0& b) { encode_q5_0(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, -16, 15, b, pack); });
+      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, -16, 15, b, pack_q5_0); });
 }
 }  // namespace
 
@@ -397,27 +390,26 @@ void dequantize_q5_0(std::span<const std::byte> src, std::span<float> dst) {
 
 namespace {
 // Levels 0..31: four bits in qs, the fifth in qh.
-void encode_q5_1(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ5_1& b) {
-  uint8_t L[kQK];
-  encode_affine(fits, ls, x, w, 31, L, b.d, b.m);
+void pack_q5_1(uint16_t d, uint16_t m, const uint8_t* L, BlockQ5_1& b) {
+  b.d = d;
+  b.m = m;
   uint32_t qh;
   pack_nibbles(L, b.qs, &qh);
   std::memcpy(b.qh, &qh, 4);
 }
+void encode_q5_1(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, BlockQ5_1& b) {
+  uint8_t L[kQK];
+  uint16_t d, m;
+  encode_affine(fits, ls, x, w, 31, L, d, m);
+  pack_q5_1(d, m, L, b);
+}
 void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<std::byte> dst,
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
-  auto pack = [](uint16_t d, uint16_t m, const uint8_t* L, BlockQ5_1& b) {
-    b.d = d;
-    b.m = m;
-    uint32_t qh;
-    pack_nibbles(L, b.qs, &qh);
-    std::memcpy(b.qh, &qh, 4);
-  };
   quantize_rows_legacy<BlockQ5_1>(
       src, dst, n_per_row, imatrix,
       [&](const float* x, const float* w, BlockQ5_1& b) { encode_q5_1(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, 31, b, pack); });
+      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, 31, b, pack_q5_1); });
 }
 }  // namespace
 
