@@ -12,12 +12,15 @@
 
 namespace smolq {
 
+struct MetaField;
+
 struct MetaTree {
   enum class Kind { Null, Scalar, List, Map };
   Kind kind = Kind::Null;
   std::string scalar;  // Scalar: the text (numbers and booleans as written)
-  std::vector<MetaTree> items;                            // List
-  std::vector<std::pair<std::string, MetaTree>> fields;   // Map, in document order
+  std::vector<MetaTree> items;     // List
+  std::vector<MetaField> fields;   // Map, in document order (a named struct, not std::pair:
+                                   // pair needs a complete MetaTree, which clang's libstdc++ checks)
 
   bool is_null() const { return kind == Kind::Null; }
   bool is_scalar() const { return kind == Kind::Scalar; }
@@ -26,6 +29,13 @@ struct MetaTree {
   // The field `key` of a map (nullptr when absent or not a map). A present field whose value is
   // null is returned (as a Null tree): "present" and "null" differ in the model-card rules.
   const MetaTree* get(std::string_view key) const;
+};
+
+// One key of a Map (structured bindings read it as [key, value]).
+struct MetaField {
+  MetaField(std::string k, MetaTree v) : key(std::move(k)), value(std::move(v)) {}
+  std::string key;
+  MetaTree value;
 };
 
 // The front matter of `dir`/README.md: the lines between a first line "---" and the next line
