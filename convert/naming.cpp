@@ -388,9 +388,11 @@ ModelMetadata load_model_metadata(const std::string& hf_dir, const NamingInputs&
   // The model id: the repo id from the cache, else config.json's _name_or_path when it is an
   // id ("org/name"), not a path.
   std::string id = in.repo_id;
-  if (id.empty() && file_exists(hf_dir + "/config.json"))
-    if (const MetaTree* n = read_json_tree(hf_dir + "/config.json").get("_name_or_path"); n && n->is_scalar())
+  if (id.empty() && file_exists(hf_dir + "/config.json")) {
+    const MetaTree cfg = read_json_tree(hf_dir + "/config.json");  // named: get() points into it
+    if (const MetaTree* n = cfg.get("_name_or_path"); n && n->is_scalar())
       if (std::count(n->scalar.begin(), n->scalar.end(), '/') <= 1) id = n->scalar;
+  }
   if (!id.empty()) apply_id(m, id, total);
   // The folder's real name ("." and trailing slashes resolved).
   std::error_code ec;

@@ -220,7 +220,15 @@ void check_hf(InspectReport& r) {
 
 void check_model(InspectReport& r) {
   switch (r.kind) {
-    case SourceKind::kGguf: check_gguf(r); break;
+    case SourceKind::kGguf:
+      // A key of the wrong type makes a typed getter throw: that is a finding about the file
+      // (the scan already names the key), never an exception out of inspect.
+      try {
+        check_gguf(r);
+      } catch (const FormatError& e) {
+        error(r, e.message());
+      }
+      break;
     case SourceKind::kHfFolder: check_hf(r); break;
     case SourceKind::kSafetensors: break;  // a bare weights file: no config to compare with
   }
