@@ -2,6 +2,7 @@
 // The AVX2/FMA kernels live in matmul_avx2.cpp; see matmul.h for the reduction order both keep.
 #include "formats/cpu_features.h"
 #include "eval/matmul.h"
+#include "eval/matmul_int.h"
 
 #include <omp.h>
 
@@ -75,6 +76,11 @@ void weighted_rows(const float* p, const float* v, int64_t v_stride, int64_t n_r
 }
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads) {
+  if (uses_int_matmul(w)) return matmul_int(w, x, n_tokens, y, n_threads, false);
+  matmul_f32(w, x, n_tokens, y, n_threads);
+}
+
+void matmul_f32(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads) {
   const int64_t K = static_cast<int64_t>(w.cols);
   const int64_t R = static_cast<int64_t>(w.rows);
   if (n_tokens <= 0 || R == 0) return;
