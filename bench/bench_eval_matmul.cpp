@@ -1,6 +1,8 @@
 // smolq_bench_eval_matmul: throughput of the forward pass's matmul (eval/matmul.h) on the
-// SmolLM2-135M shapes, per weight type, in GFLOP/s of wall time and of CPU time (CPU time
-// stays meaningful on a machine shared with other jobs).
+// SmolLM2-135M shapes and one 2048 x 2048 (SmolLM2-1.7B) shape, per weight type, in GFLOP/s of
+// wall time and of CPU time (CPU time stays meaningful on a machine shared with other jobs):
+// the f32 path, and for the block types with an integer form the integer path
+// (eval/matmul_int.h, AVX-512 VNNI CPUs only) on the same matrix.
 //
 //   smolq_bench_eval_matmul [threads] [tokens]
 #include <sys/resource.h>
@@ -56,8 +58,10 @@ int main(int argc, char** argv) {
       m.data = bytes.data();
       // The f32 path, then (where this CPU and type have it) the integer path matmul() takes.
       for (bool int_path : {false, true}) {
-        if (int_path && !uses_int_matmul(m)) continue;
-        auto run = [&] { int_path ? matmul(m, x.data(), n, y.data(), threads) : matmul_f32(m, x.data(), n, y.data(), threads); };
+        if (int_path && (!cpu::has_avx512_vnni() || !int_weight_format(t))) continue;
+        auto run = [&] {
+          int_path ? matmul_int(m, x.data(), n, y.data(), threads, false) : matmul_f32(m, x.data(), n, y.data(), threads);
+        };
         run();  // warm-up
         const int reps = s.rows > 10000 ? 2 : 8;
         const auto t0 = std::chrono::steady_clock::now();

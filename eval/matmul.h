@@ -19,9 +19,10 @@
 namespace smolq {
 
 // y[t * w.rows + r] = sum_k w(r, k) * x[t * w.cols + k]   for t < n_tokens, r < w.rows.
-// Block-quantized weights with an integer form (eval/weight_ints.h) take the integer path
-// (eval/matmul_int.h: int8 activations, VNNI) on CPUs with AVX-512 VNNI; everything else —
-// F32/F16/BF16, the other types, other CPUs, SMOLQ_SIMD=avx2|scalar — takes matmul_f32.
+// With SMOLQ_EVAL_MATMUL=int, block-quantized weights with an integer form
+// (eval/weight_ints.h) take the integer path (eval/matmul_int.h: split int8 activations,
+// AVX-512 VNNI) on CPUs that have it; everything else — the default, F32/F16/BF16, the other
+// types, other CPUs, SMOLQ_SIMD=avx2|scalar — takes matmul_f32.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads);
 
 // The f32 path described above for any weight type: rows dequantized to f32 by tiles.

@@ -7,7 +7,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 #include <limits>
 #include <vector>
 
@@ -183,8 +185,17 @@ void int_tile_ref(const IntRow* w, int rm, const IntToken* x, int rn, int64_t st
 
 }  // namespace detail
 
+bool int_matmul_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("SMOLQ_EVAL_MATMUL");
+    return env != nullptr && std::string_view(env) == "int";
+  }();
+  return on;
+}
+
 bool uses_int_matmul(const WeightMatrix& w) {
-  return cpu::has_avx512_vnni() && int_weight_format(w.type) != nullptr && w.cols % kActBlock == 0;
+  return int_matmul_enabled() && cpu::has_avx512_vnni() && int_weight_format(w.type) != nullptr &&
+         w.cols % kActBlock == 0;
 }
 
 void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads, bool reference) {

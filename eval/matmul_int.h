@@ -28,8 +28,13 @@
 
 namespace smolq {
 
-// True when matmul() takes the integer path for `w` on this CPU (a type with an integer form,
-// and AVX-512 VNNI not capped by SMOLQ_SIMD).
+// Opt-in: SMOLQ_EVAL_MATMUL=int in the environment (read once). The default evaluation stays
+// the f32 reference (docs/evaluator.md: this path is no faster than it on SmolLM2-135M's
+// 576-wide shapes, 1.3-1.6x faster on 2048-wide ones, and moves logits by up to ~1e-2).
+bool int_matmul_enabled();
+
+// True when matmul() takes the integer path for `w` here: enabled, a type with an integer
+// form, and AVX-512 VNNI (not capped by SMOLQ_SIMD).
 bool uses_int_matmul(const WeightMatrix& w);
 
 // The integer path with the chosen kernel: the AVX-512 VNNI one, or the portable reference
