@@ -20,7 +20,7 @@ namespace smolq {
 
 // y[t * w.rows + r] = sum_k w(r, k) * x[t * w.cols + k]   for t < n_tokens, r < w.rows.
 // With SMOLQ_EVAL_MATMUL=int, block-quantized weights with an integer form
-// (eval/weight_ints.h) take the integer path (eval/matmul_int.h: split int8 activations,
+// (quantize/weight_ints.h) take the integer path (eval/matmul_int.h: split int8 activations,
 // AVX-512 VNNI) on CPUs that have it; everything else — the default, F32/F16/BF16, the other
 // types, other CPUs, SMOLQ_SIMD=avx2|scalar — takes matmul_f32.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads);

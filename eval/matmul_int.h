@@ -1,5 +1,5 @@
 // The integer matmul of block-quantized weights: y = x * W^T with W kept as small integers
-// (eval/weight_ints.h) and every activation row quantized to int8 per block of 32, so the
+// (quantize/weight_ints.h) and every activation row quantized to int8 per block of 32, so the
 // products inside a weight group (32 weights; 16 for Q6_K) are one exact integer sum
 // (AVX-512 VNNI vpdpbusd: 64 byte products per instruction) and floats appear once per group,
 // where the scales are applied. ggml's dot products for these types work the same way; the
@@ -24,7 +24,7 @@
 #include <cstdint>
 
 #include "eval/model.h"
-#include "eval/weight_ints.h"
+#include "quantize/weight_ints.h"
 
 namespace smolq {
 

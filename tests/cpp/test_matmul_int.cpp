@@ -12,7 +12,7 @@
 
 #include "eval/matmul.h"
 #include "eval/matmul_int.h"
-#include "eval/weight_ints.h"
+#include "quantize/weight_ints.h"
 #include "formats/cpu_features.h"
 #include "quantize/registry.h"
 

@@ -1,4 +1,6 @@
-// Block-quantized weight rows as small integers for the integer matmul (eval/matmul_q8.h).
+// Block-quantized weight rows as small integers, for integer dot products (the evaluator's
+// integer matmul, eval/matmul_int.h). It lives beside the dequantizers because it reads the same
+// block layouts: eval/ reads weights only through this layer.
 //
 // Every type listed here stores, per group of G consecutive weights of a row, unsigned
 // integers q and float parameters such that the registry's dequantizer computes

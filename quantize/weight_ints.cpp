@@ -2,7 +2,7 @@
 // the registry's dequantizer for the same type (quantize/legacy_quants.cpp, q8_0.cpp,
 // k_quants.cpp); tests/cpp/test_matmul_q8.cpp checks scale * (q - offset) + bias against the
 // dequantized row for every type, so a layout mistake cannot hide.
-#include "eval/weight_ints.h"
+#include "quantize/weight_ints.h"
 
 #include <cstring>
 
