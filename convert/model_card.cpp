@@ -141,6 +141,61 @@ MetaTree read_model_card(const std::string& dir) {
   return from_yaml(root, path, 0, budget);
 }
 
+namespace {
+
+void emit(YAML::Emitter& out, const MetaTree& t) {
+  switch (t.kind) {
+    case MetaTree::Kind::Null: out << YAML::Null; break;
+    case MetaTree::Kind::Scalar:
+      // A string that YAML would read as something else (a number, a boolean, null) is
+      // quoted by the emitter's auto mode; force quotes for the empty string.
+      if (t.scalar.empty()) out << YAML::DoubleQuoted << "";
+      else out << t.scalar;
+      break;
+    case MetaTree::Kind::List:
+      out << YAML::BeginSeq;
+      for (const auto& item : t.items) emit(out, item);
+      out << YAML::EndSeq;
+      break;
+    case MetaTree::Kind::Map:
+      out << YAML::BeginMap;
+      for (const auto& [k, v] : t.fields) {
+        out << YAML::Key << k << YAML::Value;
+        emit(out, v);
+      }
+      out << YAML::EndMap;
+      break;
+  }
+}
+
+}  // namespace
+
+std::string write_front_matter(const MetaTree& tree) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  out.SetSeqFormat(YAML::Block);
+  out.SetMapFormat(YAML::Block);
+  emit(out, tree);
+  if (!out.good()) throw Error("model card front matter: " + out.GetLastError());
+  std::string body = out.c_str();
+  if (!body.empty() && body.back() != '\n') body += '\n';
+  return "---\n" + body + "---\n";
+}
+
+MetaTree meta_scalar(std::string s) {
+  MetaTree t;
+  t.kind = MetaTree::Kind::Scalar;
+  t.scalar = std::move(s);
+  return t;
+}
+
+MetaTree meta_list(const std::vector<std::string>& items) {
+  MetaTree t;
+  t.kind = MetaTree::Kind::List;
+  for (const auto& s : items) t.items.push_back(meta_scalar(s));
+  return t;
+}
+
 MetaTree read_json_tree(const std::string& path) {
   const std::string text = read_text_file(path, kMaxCardBytes);
   simdjson::dom::parser parser;
