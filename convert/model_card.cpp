@@ -3,6 +3,7 @@
 #include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cstdio>
 #include <sstream>
 
@@ -143,13 +144,25 @@ MetaTree read_model_card(const std::string& dir) {
 
 namespace {
 
+// Whether a YAML reader could take `s` for something other than a string: YAML 1.1's booleans
+// and nulls (PyYAML reads `yes` as true), and anything that starts like a number, a special
+// float or an alias. Those are written quoted; every other string is written plain.
+bool needs_quotes(const std::string& s) {
+  if (s.empty()) return true;
+  std::string low;
+  for (char ch : s) low += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  static const char* const kWords[] = {"null", "~", "true", "false", "yes", "no", "on", "off", "y", "n"};
+  for (const char* w : kWords)
+    if (low == w) return true;
+  const unsigned char c = static_cast<unsigned char>(s[0]);
+  return !std::isalpha(c);
+}
+
 void emit(YAML::Emitter& out, const MetaTree& t) {
   switch (t.kind) {
     case MetaTree::Kind::Null: out << YAML::Null; break;
     case MetaTree::Kind::Scalar:
-      // A string that YAML would read as something else (a number, a boolean, null) is
-      // quoted by the emitter's auto mode; force quotes for the empty string.
-      if (t.scalar.empty()) out << YAML::DoubleQuoted << "";
+      if (needs_quotes(t.scalar)) out << YAML::DoubleQuoted << t.scalar;
       else out << t.scalar;
       break;
     case MetaTree::Kind::List:
