@@ -220,7 +220,11 @@ std::vector<ReleaseFile> stage_model_files(const ReleaseOptions& o, const SweepR
     files.push_back(describe(d, fname, "full"));
   }
   if (!s.imatrix_path.empty()) {
-    const std::string fname = name + ".imatrix.gguf";
+    // A given legacy imatrix (llama.cpp's .dat format) keeps its format and says so by its name.
+    auto mapped = MappedFile::open(s.imatrix_path);
+    const ByteView v = mapped->view();
+    const bool gguf = v.size() >= 4 && std::string_view(reinterpret_cast<const char*>(v.data()), 4) == "GGUF";
+    const std::string fname = name + (gguf ? ".imatrix.gguf" : ".imatrix.dat");
     place_file(s.imatrix_path, d.file(fname));
     files.push_back(describe(d, fname, "imatrix"));
   }
