@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_imatrix_interop import read_gguf_imatrix, run_tool, tool
+from imatrix_tools import read_gguf_imatrix, run_tool, tool
 
 CTX = 128
 # llama.cpp's arithmetic made exact where smolq's is: F32 weights, F32 K/V cache, no flash
