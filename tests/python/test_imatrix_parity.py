@@ -9,6 +9,7 @@
   - merging with a new collection (`--in-file` with `-f`), `--chunk`, `--save-frequency`: the same
     counts, chunk numbers, datasets and file names as llama-imatrix, and the same sums within
     float rounding;
+  - `--process-output` on an untied model collects output.weight as llama.cpp does;
   - the coverage report names entries with partial data.
 Needs the llama.cpp tools built by scripts/build_llama_tools.sh (skipped otherwise).
 """
@@ -44,20 +45,20 @@ def parse_statistics(text: str) -> dict:
     return {"rows": rows, "layers": layers}
 
 
-def llama_statistics(model: Path, imatrix: Path, n_rows: int) -> dict:
+def llama_statistics(model: Path, imatrix: Path, n_rows: int, n_layers: int = 30) -> dict:
     """llama-imatrix --show-statistics. Its log goes through an asynchronous writer that is
     not flushed at exit, so a run may lose its last lines: run until the table is whole."""
     for _ in range(60):
         proc = run_tool(tool("llama-imatrix"), "-m", model, "--in-file", imatrix, "-c", CTX, "--show-statistics",
                         "-lv", 3)
         s = parse_statistics(proc.stdout + proc.stderr)
-        if len(s["rows"]) == n_rows and len(s["layers"]) == 30:
+        if len(s["rows"]) == n_rows and len(s["layers"]) == n_layers:
             return s
     pytest.fail("llama-imatrix never printed its whole statistics table")
 
 
-def smolq_statistics(run_smolq, imatrix: Path, *extra) -> dict:
-    proc = run_smolq("imatrix", "--in-file", imatrix, "--show-statistics", "-c", CTX, *extra)
+def smolq_statistics(run_smolq, imatrix: Path, ctx: int = CTX) -> dict:
+    proc = run_smolq("imatrix", "--in-file", imatrix, "--show-statistics", "-c", ctx)
     return parse_statistics(proc.stdout)
 
 
@@ -214,6 +215,33 @@ def test_chunk_skips_the_same_tokens(runs):
     for k in a:
         assert a[k][0] == b[k][0] == 2
         np.testing.assert_allclose(a[k][1], b[k][1], rtol=1e-4, atol=1e-7)
+
+
+def test_process_output_on_an_untied_model(run_smolq, synthetic, calib, tmp_path):
+    """--process-output on the 256-aligned synthetic model (untied lm_head): both tools collect
+    output.weight besides the 14 blk.* weights, with the same counts and sums within float
+    rounding; the statistics table gives it the layer "-" (no block, CosSim 0)."""
+    ckpt = synthetic("aligned256-small-bf16")
+    f32 = tmp_path / "small-f32.gguf"
+    run_smolq("convert", ckpt, "--type", "F32", "-o", f32, "-q")
+    ctx = 64
+    theirs, ours = tmp_path / "theirs.gguf", tmp_path / "ours.gguf"
+    exact = [a if a != CTX else ctx for a in EXACT]
+    run_tool(tool("llama-imatrix"), "-m", f32, "-f", calib, *exact, "--chunks", 2, "--process-output", "-o", theirs)
+    run_smolq("imatrix", ckpt, "-f", calib, "-c", ctx, "--chunks", 2, "--no-ppl", "--process-output", "-o", ours, "-q")
+    a, b = read_gguf_imatrix(ours), read_gguf_imatrix(theirs)
+    assert a["meta"] == b["meta"]
+    assert a["entries"].keys() == b["entries"].keys() and "output.weight" in a["entries"] and len(a["entries"]) == 15
+    worst = 0.0
+    for k, (s, c) in b["entries"].items():
+        np.testing.assert_array_equal(a["entries"][k][1], c)
+        worst = max(worst, float(np.max(np.abs(a["entries"][k][0] - s) / np.maximum(np.abs(s), 1e-6))))
+    print("--process-output: largest relative difference of the sums:", worst)
+    assert worst < 1e-5
+    stats = smolq_statistics(run_smolq, ours, ctx)
+    assert stats["rows"][("-", "output")][-1] == 0.0
+    assert worst_differences(stats, llama_statistics(f32, ours, 15, n_layers=2)) == dict.fromkeys(
+        COLUMNS + ["layer_sum", "layer_zd", "layer_cossim"], 0.0)
 
 
 def test_coverage_names_partial_entries(run_smolq, runs, tmp_path):
