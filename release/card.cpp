@@ -79,9 +79,12 @@ std::string files_table(const ReleaseResult& r, const CardFacts& facts) {
   o += "\nBits per weight: 8 × tensor bytes / weights, every tensor counted (for the full-precision file: 8 × file "
        "bytes / weights). A type's name is not its size: tensors whose rows do not fit the type's blocks take "
        "another format (on 576- and 960-wide models, most K-quant tensors fall back to 32-weight formats).\n\n";
-  o += "sha256 of every file (also in `SHA256SUMS`, for `sha256sum -c SHA256SUMS`):\n\n| file | sha256 |\n|---|---|\n";
+  // The reports hold timings (they change with every run): their digests are in SHA256SUMS
+  // only, so the card stays the same for the same inputs.
+  o += "sha256 of the files (`SHA256SUMS` has these and the reports', for `sha256sum -c SHA256SUMS`):\n\n"
+       "| file | sha256 |\n|---|---|\n";
   for (const auto& f : r.files)
-    if (f.kind != "card") o += "| `" + f.name + "` | `" + f.sha256 + "` |\n";
+    if (f.kind != "card" && f.kind != "report") o += "| `" + f.name + "` | `" + f.sha256 + "` |\n";
   return o + "\n";
 }
 
