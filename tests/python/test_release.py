@@ -10,7 +10,8 @@
    runs both;
 4. the same command again gives the same card byte for byte; an interrupted run leaves the
    previous release intact; a re-run with one more type builds and evaluates only that type;
-   a folder smolq did not write is refused.
+   a folder smolq did not write is refused;
+5. docs/release.md embeds the committed example card unchanged.
 
 Kept cheap (4 chunks of 128 tokens, imatrix and target profile on the first half of a 20 kB
 excerpt); docs/release.md shows a full-size card. The checkpoint was rebuilt from a Q4_1 GGUF, so
@@ -279,3 +280,25 @@ def test_refuses_a_folder_it_did_not_write(run_smolq, real_ckpt, tmp_path):
     assert proc.returncode == 2 and "not a release smolq wrote" in proc.stderr, proc.stderr
     assert sorted(p.name for p in dest.iterdir()) == [".git", "notes.txt"]
     assert not (tmp_path / "clone.work").exists()
+
+
+def test_docs_show_a_real_card():
+    """docs/release.md embeds docs/release-example-card.md unchanged, and that card is a release
+    card: Hub front matter, and a files table whose bits per weight follow from its sizes."""
+    import yaml
+
+    from conftest import SOURCE_DIR
+
+    card = (SOURCE_DIR / "docs" / "release-example-card.md").read_text(encoding="utf-8")
+    doc = (SOURCE_DIR / "docs" / "release.md").read_text(encoding="utf-8")
+    assert "````markdown\n" + card + "````\n" in doc
+    meta = yaml.safe_load(card[4:].split("\n---\n", 1)[0])
+    assert meta["base_model_relation"] == "quantized" and meta["library_name"] == "gguf"
+    rows = table(card, "| file | type |")
+    assert len(rows) >= 5 and any(row[1].endswith("@target") for row in rows)
+    full = next(row for row in rows if row[1] == "F16")
+    n_params = 8 * int(full[2]) / float(full[4].split()[0])  # bits/weight (file) = 8 x bytes / weights
+    for row in rows:
+        assert row[3] == mib(int(row[2]))
+        if row[1] != "F16":
+            assert float(row[4]) < 8 * int(row[2]) / n_params  # tensor bytes < file bytes
