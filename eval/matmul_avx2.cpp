@@ -13,6 +13,9 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#if defined(__clang__)  // clang ignores the GCC pragma: the same target through its own
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#endif
 
 #include "eval/matmul_tile.h"
 
@@ -77,6 +80,9 @@ void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_
 
 }  // namespace smolq::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx2() is false), kept linkable.

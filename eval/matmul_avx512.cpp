@@ -12,6 +12,9 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512vl,avx2,fma")
+#if defined(__clang__)  // clang ignores the GCC pragma: the same target through its own
+#pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx2,fma"))), apply_to = function)
+#endif
 
 #include "eval/matmul_tile.h"
 
@@ -35,6 +38,9 @@ void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, i
 
 }  // namespace smolq::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx512() is false), kept linkable.

@@ -11,10 +11,15 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")
+#if defined(__clang__)  // clang ignores the GCC pragma: the same target through its own
+#pragma clang attribute push(__attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma"))), apply_to = function)
+#endif
 // GCC 12's AVX-512 headers build their pass-through operands from _mm512_undefined_*(), which
 // its own uninitialized-use analysis then reports: not a real read.
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 namespace smolq::detail {
 namespace {
@@ -127,6 +132,9 @@ void int_tile_avx512(const IntRow* w, int rm, const IntToken* x, int rn, int64_t
 
 }  // namespace smolq::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx512_vnni() is false), kept linkable.
