@@ -115,6 +115,9 @@ std::vector<SweepQuantSpec> parse_types(const std::string& list, bool have_imatr
   std::stringstream ss(list);
   for (std::string name; std::getline(ss, name, ',');) {
     if (name.empty()) continue;
+    // "Q4_K_M+opt": error-feedback rounding of the Q4_K_M file (docs/optimize.md).
+    const bool optimize = name.size() > 4 && name.compare(name.size() - 4, 4, "+opt") == 0;
+    if (optimize) name.resize(name.size() - 4);
     // "Q4_K_M@target": measured mixed precision at the size of the Q4_K_M file.
     const bool at_target = name.size() > 7 && name.compare(name.size() - 7, 7, "@target") == 0;
     if (at_target) name.resize(name.size() - 7);
@@ -122,9 +125,11 @@ std::vector<SweepQuantSpec> parse_types(const std::string& list, bool have_imatr
     const FileTypeInfo& info = file_type_info(t);
     if (t == FileType::kAllF32 || t == FileType::kF16 || t == FileType::kBF16)
       throw UsageError(std::string(info.name) + " is not a quantization; the baseline is the full-precision model");
-    if (info.requires_imatrix && !have_imatrix)
+    if (optimize && at_target) throw UsageError(name + "@target+opt: +opt rows take a file type, not a target");
+    if (info.requires_imatrix && !have_imatrix && !optimize)
       throw UsageError(std::string(info.name) + " needs an importance matrix: add --imatrix auto (or a file)");
-    v.push_back({std::string(info.name) + (at_target ? "@target" : ""), t, "", false, at_target});
+    v.push_back({std::string(info.name) + (at_target ? "@target" : optimize ? "+opt" : ""), t, "", false, at_target,
+                 optimize});
   }
   return v;
 }
@@ -254,9 +259,9 @@ void add_verify_options(po::options_description& opts) {
   opts.add_options()
       (kOptModel, po::value<std::vector<std::string>>(), "the full-precision model (HF folder, GGUF, or repo id org/name[@revision] from the Hugging Face cache), then any quantized GGUF files to compare")
       (kOptFile, po::value<std::string>(), "evaluation text (plain text; e.g. WikiText-2's wiki.test.raw)")
-      ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + "); NAME@target adds a measured mixed-precision file of NAME's size (docs/mixed-precision.md)").c_str())
+      ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + "); NAME@target adds a measured mixed-precision file of NAME's size (docs/mixed-precision.md), NAME+opt the NAME file with error-feedback rounding (docs/optimize.md)").c_str())
       (kOptImatrix, po::value<std::string>(), "importance matrix for the builds: a file, or 'auto' to collect one from --calib")
-      ("calib", po::value<std::string>(), "calibration text for --imatrix auto and NAME@target rows (default: the first half of -f; the second half is then evaluated)")
+      ("calib", po::value<std::string>(), "calibration text for --imatrix auto, NAME@target and NAME+opt rows (default: the first half of -f; the second half is then evaluated)")
       ("calib-chunks", po::value<int64_t>()->default_value(32), "calibrate --imatrix auto on at most this many chunks (-1: all)")
       (kOptCtxSize, po::value<int64_t>()->default_value(512), "tokens per chunk")
       ("chunks", po::value<int64_t>()->default_value(16), "chunks to evaluate (-1: the whole text)")
@@ -323,9 +328,9 @@ void set_texts_and_quants(const po::variables_map& vm, const std::vector<std::st
   if (vm.count("types") || paths.size() == 1)
     o.quants = parse_types(vm.count("types") ? vm["types"].as<std::string>() : kDefaultTypes, have_imatrix);
   bool has_targets = false;
-  for (const auto& q : o.quants) has_targets = has_targets || q.at_target;
+  for (const auto& q : o.quants) has_targets = has_targets || q.at_target || q.optimize;
   if (vm.count("calib") && o.imatrix != ImatrixMode::kAuto && !has_targets)
-    throw UsageError("--calib is the text for --imatrix auto and NAME@target rows");
+    throw UsageError("--calib is the text for --imatrix auto, NAME@target and NAME+opt rows");
   for (size_t i = 1; i < paths.size(); ++i) {
     SweepQuantSpec s;
     s.label = std::filesystem::path(paths[i]).stem().string();

@@ -19,7 +19,9 @@ written to $SMOLQ_BUILD_DIR/test-cache/optimize/results-<model>.json.
 """
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,26 @@ def test_optimize_table(model, smolq_bin, real_ckpt, synthetic, wikitext, run_sm
     for r in rows:
         if r["type"] != "Q5_K_M":
             assert r["opt"] < r["plain"], f"{r['type']}: optimised {r['opt']:.6f} vs plain {r['plain']:.6f}"
+
+
+def test_verify_row_optimized_next_to_plain(synthetic, wikitext, run_smolq, out_dir):
+    """`smolq verify --types Q4_K_M,Q4_K_M+opt`: both rows in one report, the +opt file the same
+    types and size as the plain one (plus the smolq.optimize.* keys) and a lower KLD on the
+    evaluation text (WikiText-2 test; calibration on a validation excerpt)."""
+    ckpt = synthetic("aligned256-small-bf16")
+    calib = calib_file(wikitext)
+    text = out_dir / "test.txt"
+    text.write_text(wikitext(40000, split="test"), encoding="utf-8")
+    run_smolq("verify", ckpt, "-f", text, "--types", "Q4_K_M,Q4_K_M+opt", "--calib", calib, "--ctx", 128,
+              "--chunks", 4, "--n-predict", 0, "-t", 2, "--out", out_dir / "v")
+    rep = json.loads((out_dir / "v" / "report.json").read_text())
+    rows = {q["label"]: q for q in rep["quants"]}
+    assert set(rows) == {"Q4_K_M", "Q4_K_M+opt"}
+    plain, opt = rows["Q4_K_M"], rows["Q4_K_M+opt"]
+    assert 0 < opt["file_size"] - plain["file_size"] < 1024
+    assert opt["kld_mean"] < plain["kld_mean"], (opt["kld_mean"], plain["kld_mean"])
+    meta = {k: v for k, (_, v) in fields(Path(opt["path"]), "smolq.optimize.").items()}
+    assert meta["smolq.optimize.method"] == "error-feedback"
+    assert meta["smolq.optimize.calib.ctx"] == 128
+    bad = run_smolq("verify", ckpt, "-f", text, "--types", "Q4_K_M@target+opt", "--out", out_dir / "w", check=False)
+    assert bad.returncode == 2 and "+opt" in bad.stderr
