@@ -131,3 +131,31 @@ def test_verify_row_optimized_next_to_plain(synthetic, wikitext, run_smolq, out_
     assert meta["smolq.optimize.calib.ctx"] == 128
     bad = run_smolq("verify", ckpt, "-f", text, "--types", "Q4_K_M@target+opt", "--out", out_dir / "w", check=False)
     assert bad.returncode == 2 and "+opt" in bad.stderr
+
+
+@pytest.mark.skipif(not LONG, reason="SMOLQ_LONG_TESTS=1: issue 17's --target-size comparison (docs/optimize.md)")
+@pytest.mark.parametrize("model", ["aligned256", "real"])
+def test_optimize_with_target_size(model, smolq_bin, real_ckpt, synthetic, wikitext, run_smolq, out_dir):
+    """A --target-size file at the size of llama-quantize's Q4_K_M file (same imatrix): measured
+    allocation and error-feedback rounding together beat each alone (KLD by llama.cpp, 12 x 512
+    WikiText-2 test tokens). Both target files share one sensitivity profile."""
+    ckpt = real_ckpt if model == "real" else synthetic("aligned256-bf16")
+    f16 = smolq_f16(smolq_bin, ckpt, model)
+    calib = calib_file(wikitext)
+    imatrix = imatrix_for(f16, calib, f"{model}-opt", CALIB_CHUNKS)
+    chunks = env_chunks(12)
+    base = kld_base(f16, eval_file(wikitext, chunks), chunks)
+    llama = llama_file_kld(f16, "Q4_K_M", imatrix, base)
+    prof = out_dir / "profile.json"
+    target = ["--target-size", llama["size"], "--calib", calib, "--profile", prof]
+    files = {"target": ([], target), "target+opt": ([], target + optimize_args(calib, CALIB_CHUNKS)),
+             "Q4_K_M": (["Q4_K_M"], []), "Q4_K_M+opt": (["Q4_K_M"], optimize_args(calib, CALIB_CHUNKS))}
+    row = {"model": model, "size": llama["size"], "llama": llama["kld"]}
+    for name, (ftype, extra) in files.items():
+        out = out_dir / f"{name}.gguf"
+        run_smolq("quantize", f16, out, *ftype, "-q", "-t", 2, "--imatrix", imatrix, *extra)
+        assert out.stat().st_size <= llama["size"] + 1024
+        row[name] = mean_kld(out, base)
+    write_results(f"target-{model}", [row])
+    print(row)
+    assert row["target+opt"] < row["target"] and row["target+opt"] < row["Q4_K_M+opt"], row
