@@ -42,16 +42,18 @@ f16_of() {  # model -> F16 GGUF (cached in $work)
   echo "$f16"
 }
 
-# One measurement: prints "wall_s peak_rss_MB"
+# One measurement: prints "wall_s peak_rss_MB cpu_s" (CPU = user + system: on a shared machine
+# wall time depends on the other load, CPU time much less)
 measure() {
-  /usr/bin/time -f "%e %M" -o "$work/time.txt" "$@" >/dev/null 2>"$work/stderr.txt" ||
+  /usr/bin/time -f "%e %M %U %S" -o "$work/time.txt" "$@" >/dev/null 2>"$work/stderr.txt" ||
     { cat "$work/stderr.txt" >&2; echo "failed: $*" >&2; exit 1; }
-  awk '{ printf "%.2f %.1f\n", $1, $2 / 1024 }' "$work/time.txt" | tail -1
+  awk '{ printf "%.2f %.1f %.2f\n", $1, $2 / 1024, $3 + $4 }' "$work/time.txt" | tail -1
 }
 
 printf "smolq %s, %s threads, %s, calibration %s x 512 tokens of %s\n" "$("$smolq" --version 2>/dev/null | head -1)" \
   "$threads" "$type" "$chunks" "$(basename "$calib")"
-printf "%-6s %-10s %9s %12s %9s %9s\n" model command wall_s peak_rss_MB t/plain rss/plain
+printf "%-6s %-10s %9s %12s %9s %9s %9s %9s\n" model command wall_s peak_rss_MB cpu_s t/plain rss/plain cpu/plain
+echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for m in $models; do
   f16=$(f16_of "$m")
   cat "$f16" > /dev/null  # warm the page cache: compare work, not disk reads
@@ -67,10 +69,10 @@ for m in $models; do
   extra=$(( $(stat -c %s "$work/$m-opt.gguf") - $(stat -c %s "$work/$m-plain.gguf") ))
   [ "$extra" -ge 0 ] && [ "$extra" -lt 1024 ] ||
     { echo "plain and optimised $m files differ by $extra bytes" >&2; exit 1; }
-  read -r tp rp <<<"$best_p"
-  read -r to ro <<<"$best_o"
-  printf "%-6s %-10s %9.2f %12.1f %9s %9s\n" "$m" plain "$tp" "$rp" "" ""
-  awk -v m="$m" -v tp="$tp" -v rp="$rp" -v to="$to" -v ro="$ro" \
-    'BEGIN { printf "%-6s %-10s %9.2f %12.1f %8.2fx %8.2fx\n", m, "optimize", to, ro, to / tp, ro / rp }'
+  read -r tp rp cp <<<"$best_p"
+  read -r to ro co <<<"$best_o"
+  printf "%-6s %-10s %9.2f %12.1f %9.2f %9s %9s %9s\n" "$m" plain "$tp" "$rp" "$cp" "" "" ""
+  awk -v m="$m" -v tp="$tp" -v rp="$rp" -v cp="$cp" -v to="$to" -v ro="$ro" -v co="$co" \
+    'BEGIN { printf "%-6s %-10s %9.2f %12.1f %9.2f %8.2fx %8.2fx %8.2fx\n", m, "optimize", to, ro, co, to / tp, ro / rp, co / cp }'
   rm -f "$work/$m-plain.gguf" "$work/$m-opt.gguf"
 done

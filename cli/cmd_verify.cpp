@@ -226,9 +226,9 @@ void add_verify_options(po::options_description& opts) {
   opts.add_options()
       (kOptModel, po::value<std::vector<std::string>>(), "the full-precision model (HF folder, GGUF, or repo id org/name[@revision] from the Hugging Face cache), then any quantized GGUF files to compare")
       (kOptFile, po::value<std::string>(), "evaluation text (plain text; e.g. WikiText-2's wiki.test.raw)")
-      ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + "); NAME@target adds a measured mixed-precision file of NAME's size (docs/mixed-precision.md)").c_str())
+      ("types", po::value<std::string>(), (std::string("file types to build, comma-separated, or 'all' (default without GGUF files: ") + kDefaultTypes + "); NAME@target adds a measured mixed-precision file of NAME's size (docs/mixed-precision.md), NAME+opt the NAME file with error-feedback rounding (docs/optimize.md)").c_str())
       (kOptImatrix, po::value<std::string>(), "importance matrix for the builds: a file, or 'auto' to collect one from --calib")
-      ("calib", po::value<std::string>(), "calibration text for --imatrix auto and NAME@target rows (default: the first half of -f; the second half is then evaluated)")
+      ("calib", po::value<std::string>(), "calibration text for --imatrix auto, NAME@target and NAME+opt rows (default: the first half of -f; the second half is then evaluated)")
       ("calib-chunks", po::value<int64_t>()->default_value(32), "calibrate --imatrix auto on at most this many chunks (-1: all)")
       (kOptCtxSize, po::value<int64_t>()->default_value(512), "tokens per chunk")
       ("chunks", po::value<int64_t>()->default_value(16), "chunks to evaluate (-1: the whole text)")
@@ -295,9 +295,9 @@ void set_texts_and_quants(const po::variables_map& vm, const std::vector<std::st
   if (vm.count("types") || paths.size() == 1)
     o.quants = parse_sweep_types(vm.count("types") ? vm["types"].as<std::string>() : kDefaultTypes, have_imatrix);
   bool has_targets = false;
-  for (const auto& q : o.quants) has_targets = has_targets || q.at_target;
+  for (const auto& q : o.quants) has_targets = has_targets || q.at_target || q.optimize;
   if (vm.count("calib") && o.imatrix != ImatrixMode::kAuto && !has_targets)
-    throw UsageError("--calib is the text for --imatrix auto and NAME@target rows");
+    throw UsageError("--calib is the text for --imatrix auto, NAME@target and NAME+opt rows");
   for (size_t i = 1; i < paths.size(); ++i) {
     SweepQuantSpec s;
     s.label = std::filesystem::path(paths[i]).stem().string();

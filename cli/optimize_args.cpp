@@ -3,9 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <map>
 #include <memory>
-#include <sstream>
 
 #include "formats/error.h"
 #include "quantize/error_feedback.h"
@@ -14,21 +12,6 @@
 #include "formats/content_hash.h"
 
 namespace smolq::cli {
-namespace {
-
-ef::ColumnOrder parse_order(const std::string& s) {
-  if (s == "act") return ef::ColumnOrder::kDescendingDiag;
-  if (s == "natural") return ef::ColumnOrder::kNatural;
-  throw UsageError("--opt-order must be act or natural, not '" + s + "'");
-}
-
-std::string number(double v) {
-  std::ostringstream o;
-  o << v;
-  return o.str();
-}
-
-}  // namespace
 
 void add_optimize_options(po::options_description& opts, OptimizeArgs& a) {
   OptimizeSettings& s = a.settings;
@@ -47,7 +30,7 @@ void finish_optimize_args(const po::variables_map& vm, OptimizeArgs& a) {
     throw UsageError("--opt-inputs must be sequential or full, not '" + a.inputs + "'");
   a.settings.sequential = a.inputs == "sequential";
   if (!(a.settings.damp > 0.0 && a.settings.damp < 1.0)) throw UsageError("--opt-damp must be in (0, 1)");
-  parse_order(a.settings.order);
+  parse_column_order(a.settings.order);
   if (a.settings.n_chunks < 1 || a.settings.n_ctx < 16)
     throw UsageError("--opt-chunks must be at least 1 and --opt-ctx at least 16");
   if (!a.optimize) {
@@ -68,19 +51,8 @@ std::string resolve_calib(const std::string& calib_arg) {
 }
 
 std::vector<std::string> optimize_metadata_kv(const OptimizeArgs& a, const std::string& calib_path, bool user_imatrix) {
-  const OptimizeSettings& s = a.settings;
-  const std::string p = "smolq.optimize.";
-  return {
-      p + "method=str:error-feedback",
-      p + "calib.file=str:" + std::filesystem::path(calib_path).filename().string(),
-      p + "calib.xxh3=str:" + hex64(fingerprint_file(calib_path)),
-      p + "calib.chunks=int:" + std::to_string(s.n_chunks),
-      p + "calib.ctx=int:" + std::to_string(s.n_ctx),
-      p + "inputs=str:" + a.inputs,
-      p + "damp=float:" + number(s.damp),
-      p + "order=str:" + s.order,
-      p + "importance=str:" + (user_imatrix ? "imatrix file" : "diag(H)/n"),
-  };
+  return smolq::optimize_metadata_kv(a.settings, std::filesystem::path(calib_path).filename().string(),
+                                     hex64(fingerprint_file(calib_path)), user_imatrix);
 }
 
 OptimizeOutcome run_optimize(const OptimizeArgs& a, const std::string& model_path, const std::string& calib_path,
@@ -95,28 +67,7 @@ OptimizeOutcome run_optimize(const OptimizeArgs& a, const std::string& model_pat
   req.gram.bos_id = calib.bos_id;
   req.gram.n_threads = threads;
   req.sequential = a.settings.sequential;
-  ef::Settings es;
-  es.damp = a.settings.damp;
-  es.order = parse_order(a.settings.order);
-  // One factorisation of H per site and block size, shared by q/k/v and by gate/up.
-  struct FactorCache {
-    int64_t layer = -2;
-    GramSite site = GramSite::kAttnIn;
-    std::map<int, ef::Factor> by_block;
-  };
-  auto cache = std::make_shared<FactorCache>();
-  req.round = [es, cache](GgmlType type, std::span<const float> w, int64_t rows, int64_t d, const GramMatrix& g,
-                          std::span<const float> imp, std::span<std::byte> out, int n_threads) {
-    if (cache->layer != g.layer || cache->site != g.site) {
-      cache->by_block.clear();
-      cache->layer = g.layer;
-      cache->site = g.site;
-    }
-    const int be = static_cast<int>(type_info(type).block_elems);
-    auto it = cache->by_block.find(be);
-    if (it == cache->by_block.end()) it = cache->by_block.emplace(be, ef::prepare(g.h, d, be, es, n_threads)).first;
-    ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
-  };
+  req.round = error_feedback_rounder(a.settings);
   req.supports = [](GgmlType t) { return ef::supports(t); };
   if (!quiet) req.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   if (!quiet)

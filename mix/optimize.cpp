@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <sstream>
 
 #include "formats/error.h"
 #include "quantize/tensor_quantizer.h"
@@ -117,6 +118,54 @@ OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& output
   out.calib_tokens = gram_chunks(static_cast<int64_t>(req.tokens.size()), req.gram) * req.gram.n_ctx;
   out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   return out;
+}
+
+ef::ColumnOrder parse_column_order(const std::string& s) {
+  if (s == "act") return ef::ColumnOrder::kDescendingDiag;
+  if (s == "natural") return ef::ColumnOrder::kNatural;
+  throw UsageError("--opt-order must be act or natural, not '" + s + "'");
+}
+
+TensorRounder error_feedback_rounder(const OptimizeSettings& s) {
+  ef::Settings es;
+  es.damp = s.damp;
+  es.order = parse_column_order(s.order);
+  struct FactorCache {
+    int64_t layer = -2;
+    GramSite site = GramSite::kAttnIn;
+    std::map<int, ef::Factor> by_block;
+  };
+  auto cache = std::make_shared<FactorCache>();
+  return [es, cache](GgmlType type, std::span<const float> w, int64_t rows, int64_t d, const GramMatrix& g,
+                     std::span<const float> imp, std::span<std::byte> out, int n_threads) {
+    if (cache->layer != g.layer || cache->site != g.site) {
+      cache->by_block.clear();
+      cache->layer = g.layer;
+      cache->site = g.site;
+    }
+    const int be = static_cast<int>(type_info(type).block_elems);
+    auto it = cache->by_block.find(be);
+    if (it == cache->by_block.end()) it = cache->by_block.emplace(be, ef::prepare(g.h, d, be, es, n_threads)).first;
+    ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
+  };
+}
+
+std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const std::string& calib_name,
+                                              const std::string& calib_xxh3, bool user_imatrix) {
+  std::ostringstream damp;
+  damp << s.damp;
+  const std::string p = "smolq.optimize.";
+  return {
+      p + "method=str:error-feedback",
+      p + "calib.file=str:" + calib_name,
+      p + "calib.xxh3=str:" + calib_xxh3,
+      p + "calib.chunks=int:" + std::to_string(s.n_chunks),
+      p + "calib.ctx=int:" + std::to_string(s.n_ctx),
+      p + "inputs=str:" + (s.sequential ? "sequential" : "full"),
+      p + "damp=float:" + damp.str(),
+      p + "order=str:" + s.order,
+      p + "importance=str:" + (user_imatrix ? "imatrix file" : "diag(H)/n"),
+  };
 }
 
 }  // namespace smolq

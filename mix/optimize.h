@@ -79,4 +79,18 @@ struct OptimizeOutcome {
 // before returning). Throws Error when a tensor that needs an importance matrix got none.
 OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& outputs, const OptimizeRequest& req);
 
+// The column order named `s` ("act" or "natural"); UsageError otherwise.
+ef::ColumnOrder parse_column_order(const std::string& s);
+
+// The error-feedback core as a TensorRounder with settings `s`: one factorisation of H per site
+// and block size, shared by the site's tensors (q/k/v, gate/up). Not thread-safe (one pass).
+TensorRounder error_feedback_rounder(const OptimizeSettings& s);
+
+// smolq.optimize.* as --override-kv specs (the file records what it was optimised on): method,
+// calibration text name and its XXH3-64 (hex), chunks x tokens, inputs, damping, column order,
+// and where the scale searches' importance comes from. `smolq quantize/convert --optimize` and
+// `smolq verify`'s TYPE+opt rows write the same keys.
+std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const std::string& calib_name,
+                                              const std::string& calib_xxh3, bool user_imatrix);
+
 }  // namespace smolq

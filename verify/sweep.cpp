@@ -203,8 +203,9 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   const std::string text_name = fs::path(o.eval_text).filename().string();
   res.eval_text = o.eval_text;
   bool has_targets = false;
-  for (const auto& q : o.quants) has_targets = has_targets || q.at_target;
-  const bool needs_calib = o.imatrix == ImatrixMode::kAuto || has_targets;
+  bool has_opt = false;  // TYPE+opt rows calibrate on the same tokens (docs/optimize.md)
+  for (const auto& q : o.quants) has_targets = has_targets || q.at_target, has_opt = has_opt || q.optimize;
+  const bool needs_calib = o.imatrix == ImatrixMode::kAuto || has_targets || has_opt;
   if (needs_calib && o.calib_text.empty()) {
     // No separate calibration text: calibrate on the first half, evaluate on the second.
     const size_t half = toks.ids.size() / 2;
@@ -214,7 +215,7 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
     res.eval_desc = "the second half of " + text_name + " (tokens " + std::to_string(half) + ".." +
                     std::to_string(toks.ids.size()) + "; the first half calibrated the " +
                     (o.imatrix == ImatrixMode::kAuto ? (has_targets ? "imatrix and the target profile" : "imatrix")
-                                                     : "target profile") + ")";
+                                                     : has_targets ? "target profile" : "+opt rows") + ")";
   } else {
     c.eval_tokens = toks.ids;
     res.eval_desc = text_name + " (" + std::to_string(toks.ids.size()) + " tokens)";

@@ -41,6 +41,9 @@ struct SweepQuantSpec {
   // Measured mixed precision (docs/mixed-precision.md): instead of `ftype`'s rules, a file of
   // exactly the size of `ftype`'s file whose types the allocator chooses ("Q4_K_M@target").
   bool at_target = false;
+  // Error-feedback rounding of `ftype`'s file (docs/optimize.md): "Q4_K_M+opt". Same types and
+  // size as the plain row, calibrated on the sweep's calibration tokens.
+  bool optimize = false;
 };
 
 enum class ImatrixMode { kNone, kFile, kAuto };

@@ -224,6 +224,7 @@ Target prepare_quant(Context& c, const SweepQuantSpec& spec) {
     r.file_type = "target (size of " + r.file_type + ")";
     t.fp = ContentHasher().add(t.fp).add("target").add(c.calib_fp).add(target_settings_fp()).digest();
   }
+  if (spec.optimize) t.fp = ContentHasher().add(t.fp).add(optimize_settings_fp(c)).digest();
   r.path = c.quant_dir + "/" + model_stem(c.o.model) + "-" + safe_label(r.label) + (c.imatrix ? "-imat" : "") + ".gguf";
   const std::string record = c.cache_dir + "/build-" + safe_label(r.label) + "-" + hex64(t.fp) + ".json";
   simdjson::dom::parser parser;
@@ -242,7 +243,8 @@ Target prepare_quant(Context& c, const SweepQuantSpec& spec) {
   c.log(stage + " -> " + r.path);
   const auto t0 = Clock::now();
   int imatrix_used = 0;
-  const WriteResult w = spec.at_target ? build_target_quant(c, ft, r.path, stage, imatrix_used)
+  const WriteResult w = spec.at_target  ? build_target_quant(c, ft, r.path, stage, imatrix_used)
+                       : spec.optimize ? build_optimized_quant(c, ft, r.path, stage, imatrix_used)
                                        : build_quant(c, quant_options(c, ft), r.path, stage, imatrix_used);
   r.build_seconds = seconds_since(t0);
   fill_from_write(r, w);

@@ -87,6 +87,13 @@ WriteResult build_target_quant(Context& c, FileType size_of, const std::string& 
 // Hash of what the target rows' results depend on besides the model and calibration.
 uint64_t target_settings_fp();
 
+// sweep_optimize.cpp
+// The `ft` file with error-feedback rounding (a TYPE+opt row), calibrated on c.calib_tokens.
+WriteResult build_optimized_quant(Context& c, FileType ft, const std::string& out, const std::string& stage,
+                                  int& imatrix_used);
+// Hash of what the +opt rows' results depend on besides the model, type and importance matrix.
+uint64_t optimize_settings_fp(const Context& c);
+
 // sweep_eval.cpp
 // KL-divergence statistics of every target against the baseline, in memory-bounded groups;
 // generations of every target. Calls ev.quant_ready as rows complete.

@@ -16,8 +16,13 @@ std::vector<SweepQuantSpec> parse_sweep_types(const std::string& list, bool have
   }
   const std::string suffix = kTargetSuffix;
   std::stringstream ss(list);
+  const std::string opt_suffix = "+opt";
   for (std::string name; std::getline(ss, name, ',');) {
     if (name.empty()) continue;
+    // "Q4_K_M+opt": error-feedback rounding of the Q4_K_M file (docs/optimize.md).
+    const bool optimize = name.size() > opt_suffix.size() &&
+                          name.compare(name.size() - opt_suffix.size(), opt_suffix.size(), opt_suffix) == 0;
+    if (optimize) name.resize(name.size() - opt_suffix.size());
     // "Q4_K_M@target": measured mixed precision at the size of the Q4_K_M file.
     const bool at_target = name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     if (at_target) name.resize(name.size() - suffix.size());
@@ -25,9 +30,11 @@ std::vector<SweepQuantSpec> parse_sweep_types(const std::string& list, bool have
     const FileTypeInfo& info = file_type_info(t);
     if (t == FileType::kAllF32 || t == FileType::kF16 || t == FileType::kBF16)
       throw UsageError(std::string(info.name) + " is not a quantization; the baseline is the full-precision model");
-    if (info.requires_imatrix && !have_imatrix)
+    if (optimize && at_target) throw UsageError(name + suffix + opt_suffix + ": +opt rows take a file type, not a target");
+    if (info.requires_imatrix && !have_imatrix && !optimize)
       throw UsageError(std::string(info.name) + " needs an importance matrix: add --imatrix auto (or a file)");
-    v.push_back({std::string(info.name) + (at_target ? suffix : ""), t, "", false, at_target});
+    v.push_back({std::string(info.name) + (at_target ? suffix : optimize ? opt_suffix : ""), t, "", false, at_target,
+                 optimize});
   }
   return v;
 }

@@ -19,7 +19,9 @@ written to $SMOLQ_BUILD_DIR/test-cache/optimize/results-<model>.json.
 """
 from __future__ import annotations
 
+import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -106,3 +108,54 @@ def test_optimize_table(model, smolq_bin, real_ckpt, synthetic, wikitext, run_sm
     for r in rows:
         if r["type"] != "Q5_K_M":
             assert r["opt"] < r["plain"], f"{r['type']}: optimised {r['opt']:.6f} vs plain {r['plain']:.6f}"
+
+
+def test_verify_row_optimized_next_to_plain(synthetic, wikitext, run_smolq, out_dir):
+    """`smolq verify --types Q4_K_M,Q4_K_M+opt`: both rows in one report, the +opt file the same
+    types and size as the plain one (plus the smolq.optimize.* keys) and a lower KLD on the
+    evaluation text (WikiText-2 test; calibration on a validation excerpt)."""
+    ckpt = synthetic("aligned256-small-bf16")
+    calib = calib_file(wikitext)
+    text = out_dir / "test.txt"
+    text.write_text(wikitext(40000, split="test"), encoding="utf-8")
+    run_smolq("verify", ckpt, "-f", text, "--types", "Q4_K_M,Q4_K_M+opt", "--calib", calib, "--ctx", 128,
+              "--chunks", 4, "--n-predict", 0, "-t", 2, "--out", out_dir / "v")
+    rep = json.loads((out_dir / "v" / "report.json").read_text())
+    rows = {q["label"]: q for q in rep["quants"]}
+    assert set(rows) == {"Q4_K_M", "Q4_K_M+opt"}
+    plain, opt = rows["Q4_K_M"], rows["Q4_K_M+opt"]
+    assert 0 < opt["file_size"] - plain["file_size"] < 1024
+    assert opt["kld_mean"] < plain["kld_mean"], (opt["kld_mean"], plain["kld_mean"])
+    meta = {k: v for k, (_, v) in fields(Path(opt["path"]), "smolq.optimize.").items()}
+    assert meta["smolq.optimize.method"] == "error-feedback"
+    assert meta["smolq.optimize.calib.ctx"] == 128
+    bad = run_smolq("verify", ckpt, "-f", text, "--types", "Q4_K_M@target+opt", "--out", out_dir / "w", check=False)
+    assert bad.returncode == 2 and "+opt" in bad.stderr
+
+
+@pytest.mark.skipif(not LONG, reason="SMOLQ_LONG_TESTS=1: issue 17's --target-size comparison (docs/optimize.md)")
+@pytest.mark.parametrize("model", ["aligned256", "real"])
+def test_optimize_with_target_size(model, smolq_bin, real_ckpt, synthetic, wikitext, run_smolq, out_dir):
+    """A --target-size file at the size of llama-quantize's Q4_K_M file (same imatrix): measured
+    allocation and error-feedback rounding together beat each alone (KLD by llama.cpp, 12 x 512
+    WikiText-2 test tokens). Both target files share one sensitivity profile."""
+    ckpt = real_ckpt if model == "real" else synthetic("aligned256-bf16")
+    f16 = smolq_f16(smolq_bin, ckpt, model)
+    calib = calib_file(wikitext)
+    imatrix = imatrix_for(f16, calib, f"{model}-opt", CALIB_CHUNKS)
+    chunks = env_chunks(12)
+    base = kld_base(f16, eval_file(wikitext, chunks), chunks)
+    llama = llama_file_kld(f16, "Q4_K_M", imatrix, base)
+    prof = out_dir / "profile.json"
+    target = ["--target-size", llama["size"], "--calib", calib, "--profile", prof]
+    files = {"target": ([], target), "target+opt": ([], target + optimize_args(calib, CALIB_CHUNKS)),
+             "Q4_K_M": (["Q4_K_M"], []), "Q4_K_M+opt": (["Q4_K_M"], optimize_args(calib, CALIB_CHUNKS))}
+    row = {"model": model, "size": llama["size"], "llama": llama["kld"]}
+    for name, (ftype, extra) in files.items():
+        out = out_dir / f"{name}.gguf"
+        run_smolq("quantize", f16, out, *ftype, "-q", "-t", 2, "--imatrix", imatrix, *extra)
+        assert out.stat().st_size <= llama["size"] + 1024
+        row[name] = mean_kld(out, base)
+    write_results(f"target-{model}", [row])
+    print(row)
+    assert row["target+opt"] < row["target"] and row["target+opt"] < row["Q4_K_M+opt"], row
