@@ -33,33 +33,6 @@ Tokenizer load_tokenizer(const Model& m) {
   throw Error(m.path() + " has no tokenizer (no tokenizer metadata / tokenizer.json): the sweep needs the model's tokenizer");
 }
 
-// The model's own chat template: GGUF tokenizer.chat_template, or tokenizer_config.json's
-// chat_template string. Empty when it has none; `why` says what was found instead.
-std::string model_chat_template(const Model& m, std::string& why) {
-  if (const GgufMetadata* meta = m.gguf_metadata()) {
-    if (auto t = meta->opt_string("tokenizer.chat_template")) return *t;
-    why = "the GGUF has no tokenizer.chat_template";
-    return "";
-  }
-  const std::string cfg = (fs::path(m.hf_dir()) / "tokenizer_config.json").string();
-  if (!file_exists(cfg)) {
-    why = "no tokenizer_config.json";
-    return "";
-  }
-  simdjson::dom::parser parser;
-  simdjson::dom::element root, t;
-  if (parser.load(cfg).get(root) || root["chat_template"].get(t)) {
-    why = "tokenizer_config.json has no chat_template";
-    return "";
-  }
-  std::string_view s;
-  if (t.get(s)) {
-    why = "tokenizer_config.json's chat_template is not a single template";
-    return "";
-  }
-  return std::string(s);
-}
-
 struct PromptSetup {
   std::vector<std::string> texts;
   std::vector<std::vector<int32_t>> ids;
