@@ -205,6 +205,28 @@ std::vector<ChatMessage> parse_chat_turns(const std::string& text) {
   return turns;
 }
 
+std::vector<std::vector<ChatMessage>> parse_chat_file(const std::string& text) {
+  std::vector<std::vector<ChatMessage>> convs;
+  std::istringstream in(text);
+  std::string conv;
+  auto flush = [&] {
+    auto turns = parse_chat_turns(conv);
+    if (!turns.empty() && !(turns.size() == 1 && turns[0].content.empty())) convs.push_back(std::move(turns));
+    conv.clear();
+  };
+  for (std::string line; std::getline(in, line);) {
+    std::string bare = line;
+    if (!bare.empty() && bare.back() == '\r') bare.pop_back();
+    if (bare == "===") {
+      flush();
+      continue;
+    }
+    conv += line + "\n";
+  }
+  flush();
+  return convs;
+}
+
 CategoryTokens tokenize_category(const Model& model, const Tokenizer& tok, const std::string& chat_template,
                                  const EvalCategory& cat, CategoryText which) {
   const std::vector<std::string>& files = which == CategoryText::kEval ? cat.files : cat.calib_files;
@@ -238,15 +260,17 @@ CategoryTokens tokenize_category(const Model& model, const Tokenizer& tok, const
   const std::string eos = tok.eos_id() >= 0 ? tok.token_text(tok.eos_id()) : "";
   std::string plain;
   for (size_t i = 0; i < texts.size(); ++i) {
-    const std::vector<ChatMessage> turns = parse_chat_turns(texts[i]);
-    if (turns.empty()) throw FormatError(files[i], "a chat file holds no turns");
-    if (tpl) {
-      // As HF's apply_chat_template(tokenize=True): the template places special tokens itself.
-      const std::string rendered = tpl->apply(turns, /*add_generation_prompt=*/false, bos, eos);
-      const auto ids = tok.encode(rendered, /*add_special=*/false, /*parse_special=*/true);
-      t.ids.insert(t.ids.end(), ids.begin(), ids.end());
-    } else {
-      for (const auto& m : turns) plain += (plain.empty() ? "" : "\n\n") + m.content;
+    const auto convs = parse_chat_file(texts[i]);
+    if (convs.empty()) throw FormatError(files[i], "a chat file holds no turns");
+    for (const auto& turns : convs) {
+      if (tpl) {
+        // As HF's apply_chat_template(tokenize=True): the template places special tokens itself.
+        const std::string rendered = tpl->apply(turns, /*add_generation_prompt=*/false, bos, eos);
+        const auto ids = tok.encode(rendered, /*add_special=*/false, /*parse_special=*/true);
+        t.ids.insert(t.ids.end(), ids.begin(), ids.end());
+      } else {
+        for (const auto& m : turns) plain += (plain.empty() ? "" : "\n\n") + m.content;
+      }
     }
   }
   if (tpl) {

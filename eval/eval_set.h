@@ -26,9 +26,10 @@
 // Paths are relative to the folder (they may not leave it). Texts of a plain category are
 // joined with a blank line between files and tokenized at once, as llama-perplexity tokenizes
 // its -f file (a category of one file gives exactly `smolq perplexity -f FILE`'s tokens).
-// In a chat category each file is one conversation: turns are separated by lines holding only
-// `---` and alternate user, assistant, user, ... starting with the user; every conversation
-// goes through the chat template (no generation prompt) and its token ids are concatenated.
+// In a chat category a file holds conversations separated by lines holding only `===`; the
+// turns of a conversation are separated by lines holding only `---` and alternate user,
+// assistant, user, ... starting with the user. Every conversation goes through the chat
+// template (no generation prompt) and the token ids of all of them are concatenated.
 // Unknown fields are refused (a typo would silently change the measurement), with the file and
 // the field in the message.
 #pragma once
@@ -87,7 +88,10 @@ enum class CategoryText { kEval, kCalib };
 CategoryTokens tokenize_category(const Model& model, const Tokenizer& tok, const std::string& chat_template,
                                  const EvalCategory& cat, CategoryText which);
 
-// The turns of one chat file (split at `---` lines, alternating user / assistant).
+// The turns of one conversation (split at `---` lines, alternating user / assistant).
 std::vector<ChatMessage> parse_chat_turns(const std::string& text);
+// The conversations of one chat file (split at `===` lines), each parsed by parse_chat_turns;
+// empty conversations are dropped.
+std::vector<std::vector<ChatMessage>> parse_chat_file(const std::string& text);
 
 }  // namespace smolq

@@ -117,6 +117,11 @@ TEST_SUITE("test_eval_set") {
     CHECK(t[2].role == "user");
     CHECK(t[2].content == "Thanks");
     CHECK(parse_chat_turns("one turn only").size() == 1);
+    const auto convs = parse_chat_file("Q1\n---\nA1\n===\nQ2\n---\nA2\n---\nQ3\n===\n");
+    REQUIRE(convs.size() == 2);
+    CHECK(convs[0].size() == 2);
+    CHECK(convs[1].size() == 3);
+    CHECK(convs[1][2].content == "Q3");
   }
 
   TEST_CASE("the bundled default set reads, with the categories the issue asks for") {
