@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/eval_set_args.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "formats/error.h"
@@ -55,6 +56,7 @@ int run_imatrix(const std::vector<std::string>& args) {
       ("no-ppl", "do not compute the perplexity of the calibration text")
       ("parse-special", "match special-token text (<|im_start|>...) in the text")
       (kOptQuiet, "no progress bar");
+  add_imatrix_eval_set_option(opts);
   po::positional_options_description pos;
   pos.add("model", 1);
   auto parsed = parse_args("imatrix", args, "smolq imatrix MODEL -f CALIB [-o imatrix.gguf] [options]", opts, pos);
@@ -68,7 +70,7 @@ int run_imatrix(const std::vector<std::string>& args) {
   const int threads = resolve_threads(vm["threads"].as<int>());
   const std::vector<std::string> in_files =
       vm.count("in-file") ? vm["in-file"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  const bool have_text = vm.count("file") || vm.count("tokens");
+  const bool have_text = vm.count("file") || vm.count("tokens") || vm.count("eval-set");
   if (vm.count("file") && vm.count("tokens")) throw UsageError("-f and --tokens are exclusive");
   if (!have_text && in_files.empty()) throw UsageError("give a calibration text with -f, or imatrix files to combine with --in-file");
   if (have_text && !vm.count("model")) throw UsageError("collecting an imatrix needs the MODEL");
@@ -91,8 +93,7 @@ int run_imatrix(const std::vector<std::string>& args) {
   if (have_text) {
     auto model = Model::open(resolve_model_ref(vm["model"].as<std::string>()).path);
     std::fprintf(stderr, "model: %s\n  %s\n", model->path().c_str(), model->describe().c_str());
-    const EvalTokens toks = vm.count("tokens") ? read_token_ids(*model, vm["tokens"].as<std::string>())
-                                               : tokenize_text_file(*model, vm["file"].as<std::string>(), vm.count("parse-special") > 0);
+    const EvalTokens toks = imatrix_input_tokens(vm, *model, n_ctx);
     EvalOptions o;
     o.n_ctx = n_ctx;
     o.n_chunks = vm["chunks"].as<int64_t>();

@@ -1,5 +1,7 @@
 #include "cli/eval_set_args.h"
 
+#include <cstdio>
+
 #include "formats/error.h"
 
 namespace smolq::cli {
@@ -34,9 +36,30 @@ void add_imatrix_eval_set_option(po::options_description& opts) {
       ("eval-set", po::value<std::string>(), "collect over every category of this evaluation set ('default': the bundled set): each category's calibration text (\"calib\"), through the chat template where the category asks for it");
 }
 
-std::optional<EvalSet> imatrix_eval_set(const po::variables_map& vm) {
-  if (!vm.count("eval-set")) return std::nullopt;
-  return read_eval_set(vm["eval-set"].as<std::string>());
+EvalTokens imatrix_input_tokens(const po::variables_map& vm, const Model& model, int64_t n_ctx) {
+  if (!vm.count("eval-set")) {
+    return vm.count("tokens") ? read_token_ids(model, vm["tokens"].as<std::string>())
+                              : tokenize_text_file(model, vm["file"].as<std::string>(), vm.count("parse-special") > 0);
+  }
+  if (vm.count("file") || vm.count("tokens")) throw UsageError("--eval-set and -f / --tokens are exclusive");
+  const EvalSet set = read_eval_set(vm["eval-set"].as<std::string>());
+  auto tok = model_tokenizer(model);
+  if (!tok) throw Error(model.path() + " has no tokenizer: --eval-set needs the model's tokenizer");
+  std::string why;
+  const std::string tpl = model_chat_template(model, why);
+  EvalTokens t;
+  t.add_bos = tok->add_bos();
+  t.bos_id = tok->bos_id();
+  t.source = set.manifest;
+  for (const EvalCategory& cat : set.categories) {
+    const CategoryTokens ct = tokenize_category(model, *tok, tpl, cat, CategoryText::kCalib);
+    const size_t whole = ct.ids.size() / static_cast<size_t>(n_ctx) * static_cast<size_t>(n_ctx);
+    std::fprintf(stderr, "eval set %s: category %s: %zu calibration tokens, %zu in %zu chunks%s%s\n", set.name.c_str(),
+                 cat.name.c_str(), ct.ids.size(), whole, whole / static_cast<size_t>(n_ctx),
+                 ct.note.empty() ? "" : "; ", ct.note.c_str());
+    t.ids.insert(t.ids.end(), ct.ids.begin(), ct.ids.begin() + static_cast<ptrdiff_t>(whole));
+  }
+  return t;
 }
 
 }  // namespace smolq::cli

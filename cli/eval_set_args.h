@@ -6,6 +6,7 @@
 
 #include "cli/options.h"
 #include "eval/eval_set.h"
+#include "eval/perplexity_input.h"
 #include "verify/sweep.h"
 
 namespace smolq::cli {
@@ -18,7 +19,9 @@ void apply_verify_eval_set_options(const po::variables_map& vm, SweepOptions& o)
 
 // imatrix: --eval-set.
 void add_imatrix_eval_set_option(po::options_description& opts);
-// The set named by --eval-set, if given.
-std::optional<EvalSet> imatrix_eval_set(const po::variables_map& vm);
+// The calibration tokens of an imatrix run: with --eval-set, every category's calibration text
+// ("calib"; through the chat template where the category asks for it), each cut to whole
+// chunks of `n_ctx` tokens so no chunk mixes two categories; else --tokens or the -f text.
+EvalTokens imatrix_input_tokens(const po::variables_map& vm, const Model& model, int64_t n_ctx);
 
 }  // namespace smolq::cli

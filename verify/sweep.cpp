@@ -267,6 +267,10 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   sweep::evaluate_targets(c, targets);
   res.base_ppl = targets.front().row.kld.ppl_base.value;
   res.base_ppl_unc = targets.front().row.kld.ppl_base.unc;
+  for (size_t i = 0; i < res.categories.size() && i < targets.front().row.category_kld.size(); ++i) {
+    res.categories[i].base_ppl = targets.front().row.category_kld[i].ppl_base.value;
+    res.categories[i].base_ppl_unc = targets.front().row.category_kld[i].ppl_base.unc;
+  }
   for (auto& t : targets) res.quants.push_back(std::move(t.row));
   std::stable_sort(res.quants.begin(), res.quants.end(),
                    [](const QuantRow& a, const QuantRow& b) { return a.file_size > b.file_size; });
