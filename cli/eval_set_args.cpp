@@ -51,14 +51,16 @@ EvalTokens imatrix_input_tokens(const po::variables_map& vm, const Model& model,
   t.add_bos = tok->add_bos();
   t.bos_id = tok->bos_id();
   t.source = set.manifest;
+  std::vector<std::vector<int32_t>> per_category;
   for (const EvalCategory& cat : set.categories) {
-    const CategoryTokens ct = tokenize_category(model, *tok, tpl, cat, CategoryText::kCalib);
-    const size_t whole = ct.ids.size() / static_cast<size_t>(n_ctx) * static_cast<size_t>(n_ctx);
-    std::fprintf(stderr, "eval set %s: category %s: %zu calibration tokens, %zu in %zu chunks%s%s\n", set.name.c_str(),
-                 cat.name.c_str(), ct.ids.size(), whole, whole / static_cast<size_t>(n_ctx),
-                 ct.note.empty() ? "" : "; ", ct.note.c_str());
-    t.ids.insert(t.ids.end(), ct.ids.begin(), ct.ids.begin() + static_cast<ptrdiff_t>(whole));
+    CategoryTokens ct = tokenize_category(model, *tok, tpl, cat, CategoryText::kCalib);
+    const size_t whole = ct.ids.size() / static_cast<size_t>(n_ctx);
+    std::fprintf(stderr, "eval set %s: category %s: %zu calibration tokens, %zu whole chunks%s%s\n", set.name.c_str(),
+                 cat.name.c_str(), ct.ids.size(), whole, ct.note.empty() ? "" : "; ", ct.note.c_str());
+    per_category.push_back(std::move(ct.ids));
   }
+  // Round-robin over the categories: --chunks N then samples every one of them.
+  t.ids = interleave_chunks(per_category, n_ctx);
   return t;
 }
 

@@ -179,6 +179,20 @@ EvalSet read_eval_set(const std::string& dir_or_manifest) {
   return s;
 }
 
+std::vector<int32_t> interleave_chunks(const std::vector<std::vector<int32_t>>& streams, int64_t n_ctx) {
+  std::vector<int32_t> out;
+  const size_t n = static_cast<size_t>(n_ctx);
+  for (size_t k = 0;; ++k) {
+    bool any = false;
+    for (const auto& s : streams) {
+      if ((k + 1) * n > s.size()) continue;
+      out.insert(out.end(), s.begin() + static_cast<ptrdiff_t>(k * n), s.begin() + static_cast<ptrdiff_t>((k + 1) * n));
+      any = true;
+    }
+    if (!any) return out;
+  }
+}
+
 std::vector<ChatMessage> parse_chat_turns(const std::string& text) {
   std::vector<ChatMessage> turns;
   std::istringstream in(text);

@@ -88,6 +88,11 @@ enum class CategoryText { kEval, kCalib };
 CategoryTokens tokenize_category(const Model& model, const Tokenizer& tok, const std::string& chat_template,
                                  const EvalCategory& cat, CategoryText which);
 
+// Whole chunks of `n_ctx` tokens from each stream, taken round-robin (chunk 0 of every stream,
+// then chunk 1, ...), so that the first N chunks sample every category; partial chunks at a
+// stream's end are dropped, and no chunk mixes two streams. For calibration over a set.
+std::vector<int32_t> interleave_chunks(const std::vector<std::vector<int32_t>>& streams, int64_t n_ctx);
+
 // The turns of one conversation (split at `---` lines, alternating user / assistant).
 std::vector<ChatMessage> parse_chat_turns(const std::string& text);
 // The conversations of one chat file (split at `===` lines), each parsed by parse_chat_turns;

@@ -39,6 +39,7 @@ void prepare_categories(Context& c, bool needs_calib, std::vector<int32_t>& cali
   const std::string tpl = c.o.chat_template.empty() ? model_chat_template(*c.base, why) : c.o.chat_template;
   const bool own_calib = needs_calib && c.o.calib_text.empty();
   int64_t n_chunks = 0, positions = 0, tokens = 0;
+  std::vector<std::vector<int32_t>> calib_streams;
   for (const EvalCategory& cat : set.categories) {
     CategoryTokens ct = tokenize_category(*c.base, *c.tokenizer, tpl, cat, CategoryText::kEval);
     Stream s;
@@ -86,10 +87,11 @@ void prepare_categories(Context& c, bool needs_calib, std::vector<int32_t>& cali
       if (cat.calib_files.empty())
         throw UsageError("category '" + cat.name + "' of " + set.manifest +
                          " has no calibration text (\"calib\"): give --calib for --imatrix auto / NAME@target");
-      const CategoryTokens cal = tokenize_category(*c.base, *c.tokenizer, tpl, cat, CategoryText::kCalib);
-      calib.insert(calib.end(), cal.ids.begin(), cal.ids.end());
+      calib_streams.push_back(tokenize_category(*c.base, *c.tokenizer, tpl, cat, CategoryText::kCalib).ids);
     }
   }
+  // Round-robin whole chunks: --calib-chunks N then samples every category.
+  if (own_calib) calib = interleave_chunks(calib_streams, c.eval.n_ctx);
   if (own_calib) calib_desc = "the calibration texts of the " + std::to_string(set.categories.size()) + " categories of " +
                               set.name + " (" + std::to_string(calib.size()) + " tokens)";
   c.res.eval_set_name = set.name;

@@ -124,6 +124,12 @@ TEST_SUITE("test_eval_set") {
     CHECK(convs[1][2].content == "Q3");
   }
 
+  TEST_CASE("calibration chunks interleave the categories") {
+    const std::vector<std::vector<int32_t>> streams{{1, 2, 3, 4, 5}, {10, 11}, {20, 21, 22, 23}};
+    CHECK(interleave_chunks(streams, 2) == std::vector<int32_t>{1, 2, 10, 11, 20, 21, 3, 4, 22, 23});
+    CHECK(interleave_chunks(streams, 8).empty());
+  }
+
   TEST_CASE("the bundled default set reads, with the categories the issue asks for") {
     const EvalSet s = read_eval_set("default");
     CHECK(s.categories.size() >= 7);
