@@ -11,9 +11,31 @@ import sys
 
 
 def load(arg):
-    name, _, path = arg.partition("=")
-    with open(path, encoding="utf-8") as f:
-        return name, json.load(f)
+    """NAME=report.json, or NAME=a/report.json+b/report.json: runs of the same set with other
+    types, merged (the quants of both, in file-size order)."""
+    name, _, paths = arg.partition("=")
+    merged = None
+    for path in paths.split("+"):
+        with open(path, encoding="utf-8") as f:
+            r = json.load(f)
+        if merged is None:
+            merged = r
+            continue
+        assert [c["name"] for c in r["categories"]] == [c["name"] for c in merged["categories"]], path
+        merged["quants"] += r["quants"]
+        for cm, c in zip(merged["categories"], r["categories"]):
+            cm["quants"] += c["quants"]
+    order = sorted(range(len(merged["quants"])), key=lambda i: -merged["quants"][i]["file_size"])
+    merged["quants"] = [merged["quants"][i] for i in order]
+    cats = merged["categories"]
+    for c in cats:
+        c["quants"] = [c["quants"][i] for i in order]
+        for q in c["quants"]:
+            q["worst"] = False
+    for qi in range(len(order)):  # each quant's worst category
+        ci = max(range(len(cats)), key=lambda k: cats[k]["quants"][qi]["kld_mean"])
+        cats[ci]["quants"][qi]["worst"] = True
+    return name, merged
 
 
 def table(name, r):
