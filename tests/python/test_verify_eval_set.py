@@ -130,3 +130,21 @@ def test_bad_manifest_is_one_error(run_smolq, real_ckpt, tmp_path):
     assert not (tmp_path / "o").exists()
     proc = run_smolq("verify", real_ckpt, "--eval-set", "default", "-f", tmp_path / "t.txt", check=False)
     assert proc.returncode == 2 and "exclusive" in proc.stderr
+
+
+def test_imatrix_over_the_set(run_smolq, real_ckpt, tmp_path):
+    out = tmp_path / "set.imatrix.gguf"
+    proc = run_smolq("imatrix", real_ckpt, "--eval-set", "default", "-c", 64, "--chunks", 8, "--no-ppl", "-t", 2, "-q",
+                     "-o", out, timeout=900)
+    names = [c["name"] for c in json.loads((EVALSET / "evalset.json").read_text(encoding="utf-8"))["categories"]]
+    for n in names:  # every category's calibration text is read
+        assert f"category {n}:" in proc.stderr
+    # Round-robin whole chunks: 8 chunks are one from each of the 8 categories.
+    assert "computing over 8 chunks" in proc.stderr
+    assert "8 chunks of 64 tokens" in proc.stderr
+    import gguf
+    r = gguf.GGUFReader(str(out))
+    assert len([t for t in r.tensors if t.name.endswith(".in_sum2")]) == 210
+    bad = run_smolq("imatrix", real_ckpt, "--eval-set", "default", "-f", EVALSET / "evalset.json", "-o", tmp_path / "x.gguf",
+                    check=False)
+    assert bad.returncode == 2 and "exclusive" in bad.stderr
