@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "eval/eval_set.h"
+#include "convert/naming.h"
 #include "quantize/mixtures.h"
 #include "text/chat_template.h"
 #include "eval/metrics.h"
@@ -70,6 +71,9 @@ struct SweepOptions {
   int64_t max_ctx = 0;
   // The recommendation's kld_budget must hold for the worst category's mean KLD.
   bool budget_every_category = false;
+  // general.* naming of files built from an HF folder (the repo id they are published from);
+  // empty: the folder's own name, as `smolq convert` without a repo id.
+  NamingInputs naming;
 };
 
 // Importance-weighted quantization error of one weight matrix, over all its rows:
@@ -139,6 +143,7 @@ struct SweepResult {
   int64_t eval_tokens = 0, n_chunks = 0, positions = 0;
   EvalOptions eval;
   std::string imatrix_desc;       // "none", the file, or how the automatic one was made
+  std::string imatrix_path;       // the importance matrix the builds used ("" when none)
   double base_ppl = 0, base_ppl_unc = 0;
   double base_eval_seconds = 0;
   std::string prompt_format;      // how prompts were turned into text
