@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "cli/eval_set_args.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "eval/imatrix.h"
@@ -62,6 +63,7 @@ po::options_description imatrix_options() {
       ("no-ppl", "do not compute the perplexity of the calibration text")
       ("parse-special", "match special-token text (<|im_start|>...) in the text")
       (kOptQuiet, "no progress bar");
+  add_imatrix_eval_set_option(opts);
   return opts;
 }
 
@@ -69,8 +71,7 @@ po::options_description imatrix_options() {
 // dataset name to record.
 std::string collect(const po::variables_map& vm, const Model& model, ImatrixCollector& collector, ImatrixCheckpoints ck,
                     int threads) {
-  const EvalTokens toks = vm.count("tokens") ? read_token_ids(model, vm["tokens"].as<std::string>())
-                                             : tokenize_text_file(model, vm["file"].as<std::string>(), vm.count("parse-special") > 0);
+  const EvalTokens toks = imatrix_input_tokens(vm, model, ck.chunk_size);
   EvalOptions o;
   o.n_ctx = ck.chunk_size;
   o.n_chunks = vm["chunks"].as<int64_t>();
@@ -129,7 +130,7 @@ int run_imatrix(const std::vector<std::string>& args) {
   const int threads = resolve_threads(vm["threads"].as<int>());
   const std::vector<std::string> in_files =
       vm.count("in-file") ? vm["in-file"].as<std::vector<std::string>>() : std::vector<std::string>{};
-  const bool have_text = vm.count("file") || vm.count("tokens");
+  const bool have_text = vm.count("file") || vm.count("tokens") || vm.count("eval-set");
   const bool show_stats = vm.count("show-statistics") > 0;
   if (vm.count("file") && vm.count("tokens")) throw UsageError("-f and --tokens are exclusive");
   if (!have_text && in_files.empty())

@@ -19,6 +19,7 @@
 #include <memory>
 #include <sstream>
 
+#include "cli/eval_set_args.h"
 #include "cli/options.h"
 #include "cli/progress.h"
 #include "formats/error.h"
@@ -243,6 +244,7 @@ void add_verify_options(po::options_description& opts) {
       ("no-base-cache", "do not keep the baseline's logits in the cache (saves disk; extending a run recomputes them)")
       ("show-prompts", "print the prompts as the model will see them (JSON) and exit")
       (kOptQuiet, "no progress bars");
+  add_verify_eval_set_options(opts);
 }
 
 // The output folder and the generations' prompts, template and length.
@@ -276,8 +278,9 @@ void show_prompts(const SweepOptions& o) {
 // The texts, the importance matrix and the rows: the types to build (--types) and the given
 // GGUF files (`paths` after the model).
 void set_texts_and_quants(const po::variables_map& vm, const std::vector<std::string>& paths, SweepOptions& o) {
-  if (!vm.count("file")) throw UsageError("give the evaluation text with -f (for example WikiText-2's wiki.test.raw)");
-  o.eval_text = vm["file"].as<std::string>();
+  if (!vm.count("file") && !vm.count("eval-set"))
+    throw UsageError("give the evaluation text with -f (for example WikiText-2's wiki.test.raw) or --eval-set");
+  if (vm.count("file")) o.eval_text = vm["file"].as<std::string>();
   // The calibration text of --imatrix auto and of NAME@target rows' profile.
   if (vm.count("calib")) o.calib_text = vm["calib"].as<std::string>();
   if (vm.count("imatrix")) {
@@ -326,7 +329,7 @@ void set_evaluation(const po::variables_map& vm, SweepOptions& o) {
 // was already there (an existing one is reused: its cache resumes a run).
 bool check_paths(const SweepOptions& o) {
   require_input(o.model);
-  require_input(o.eval_text);
+  if (!o.eval_text.empty()) require_input(o.eval_text);
   if (!o.calib_text.empty()) require_input(o.calib_text);
   if (o.imatrix == ImatrixMode::kFile) require_input(o.imatrix_file);
   for (const auto& q : o.quants)
@@ -402,6 +405,7 @@ int run_verify(const std::vector<std::string>& args) {
   }
   set_texts_and_quants(vm, paths, o);
   set_evaluation(vm, o);
+  apply_verify_eval_set_options(vm, o);
   const bool out_existed = check_paths(o);
   return sweep_and_report(o, out_existed);
 }

@@ -1,5 +1,7 @@
 #include "eval/perplexity_input.h"
 
+#include <simdjson.h>
+
 #include <cctype>
 #include <filesystem>
 
@@ -24,6 +26,33 @@ std::optional<Tokenizer> model_tokenizer(const Model& model) {
   const std::string json = (std::filesystem::path(model.hf_dir()) / "tokenizer.json").string();
   if (!file_exists(json)) return std::nullopt;
   return Tokenizer::from_hf_json(json);
+}
+
+// The model's own chat template: GGUF tokenizer.chat_template, or tokenizer_config.json's
+// chat_template string. Empty when it has none; `why` says what was found instead.
+std::string model_chat_template(const Model& m, std::string& why) {
+  if (const GgufMetadata* meta = m.gguf_metadata()) {
+    if (auto t = meta->opt_string("tokenizer.chat_template")) return *t;
+    why = "the GGUF has no tokenizer.chat_template";
+    return "";
+  }
+  const std::string cfg = (std::filesystem::path(m.hf_dir()) / "tokenizer_config.json").string();
+  if (!file_exists(cfg)) {
+    why = "no tokenizer_config.json";
+    return "";
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element root, t;
+  if (parser.load(cfg).get(root) || root["chat_template"].get(t)) {
+    why = "tokenizer_config.json has no chat_template";
+    return "";
+  }
+  std::string_view s;
+  if (t.get(s)) {
+    why = "tokenizer_config.json's chat_template is not a single template";
+    return "";
+  }
+  return std::string(s);
 }
 
 std::pair<bool, int32_t> model_bos(const Model& model) {

@@ -32,6 +32,10 @@ EvalTokens tokenize_text_file(const Model& model, const std::string& text_path, 
 // comes from the model's tokenizer metadata when it has any, else none.
 EvalTokens read_token_ids(const Model& model, const std::string& ids_path);
 
+// The model's own chat template: GGUF tokenizer.chat_template, or tokenizer_config.json's
+// chat_template string. Empty when it has none; `why` then says what was found instead.
+std::string model_chat_template(const Model& m, std::string& why);
+
 // BOS policy of the model's tokenizer without tokenizing anything: (add_bos, bos_id).
 std::pair<bool, int32_t> model_bos(const Model& model);
 

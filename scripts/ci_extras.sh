@@ -56,6 +56,7 @@ dict_for() {
     imatrix) echo imatrix ;;
     tokenizer_encode) echo encode ;;
     chat_template) echo chat_template ;;
+    eval_set) echo eval_set ;;
     *) echo "no dictionary for fuzz target $1" >&2; exit 1 ;;
   esac
 }

@@ -114,11 +114,13 @@ std::string recommendation_text(const SweepResult& r) {
     const QuantRow& q = r.quants[*r.recommended];
     s = fmt("Smallest quant within the KLD budget of %g: %s (%s, %.2f bpw, mean KLD %.5f, same top-1 %.1f%%).",
             r.kld_budget, q.label.c_str(), mib(q.file_size).c_str(), q.bpw, q.kld.kld.value, 100.0 * q.kld.same_top.value);
+    if (r.budget_every_category) s += fmt(" The budget holds in every category (worst: %.5f).", worst_category_kld(q));
   } else {
     size_t best = 0;
     for (size_t i = 1; i < r.quants.size(); ++i)
       if (r.quants[i].kld.kld.value < r.quants[best].kld.kld.value) best = i;
-    s = fmt("No quant is within the KLD budget of %g; the closest is %s (mean KLD %.5f).", r.kld_budget,
+    s = fmt(r.budget_every_category ? "No quant is within the KLD budget of %g in every category; the closest is %s (mean KLD %.5f)."
+                                    : "No quant is within the KLD budget of %g; the closest is %s (mean KLD %.5f).", r.kld_budget,
             r.quants.empty() ? "-" : r.quants[best].label.c_str(), r.quants.empty() ? 0.0 : r.quants[best].kld.kld.value);
   }
   s += " Pareto front (smaller file or lower KLD than every other quant):";

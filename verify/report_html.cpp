@@ -125,6 +125,7 @@ std::string report_html(const SweepResult& r) {
   s += "<div class=\"plots\">\n<div class=\"plot\"><h3>File size against mean KLD (Pareto front dashed, recommendation circled)</h3>\n" +
        report::svg_size_vs_kld(r) + "</div>\n";
   s += "<div class=\"plot\"><h3>Perplexity ± its uncertainty (baseline dashed; labels: ΔPPL)</h3>\n" + report::svg_ppl(r) + "</div>\n</div>\n";
+  s += report::category_html(r);
   s += "<h2>Where the error comes from</h2>\n<div class=\"wide\"><h3>Relative weight error per layer "
        "(sqrt of Σ w·(dq − x)² / Σ w·x² over the layer's matrices)</h3>\n" + report::svg_layer_heatmap(r) + "</div>\n";
   s += tensor_details(r);

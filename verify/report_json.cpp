@@ -73,6 +73,7 @@ std::string report_json(const SweepResult& r, const std::function<void(JsonWrite
   }
   j.end_array();
 
+  report::category_json(j, r);
   j.key("kld_budget").value(r.kld_budget).key("recommended");
   if (r.recommended) j.value(r.quants[*r.recommended].label);
   else j.null();

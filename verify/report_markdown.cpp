@@ -67,6 +67,8 @@ std::string report_markdown(const SweepResult& r) {
   }
   s += "\n★ recommended · ◆ on the Pareto front of size vs mean KLD\n\n";
 
+  s += report::category_markdown(r);
+
   s += "## Recommendation\n\n" + report::recommendation_text(r) + " Change the budget with `--kld-budget`.\n\n";
 
   s += "## Tensor types\n\n| type | file type | tensors by type | imatrix |\n|:---|:---|:---|:---|\n";

@@ -313,4 +313,43 @@ std::string svg_layer_heatmap(const SweepResult& r) {
   return s + "</svg>\n";
 }
 
+std::string svg_category_heatmap(const SweepResult& r) {
+  // Rows: quants (largest file first); columns: categories. Colour: log10 of the mean KLD over
+  // every cell; text: the mean KLD and the same-top-1 share.
+  const double left = 90, top = 28, row_h = 34, legend_h = 20;
+  const double width = 1160, cell_w = (width - left - 10) / static_cast<double>(std::max<size_t>(1, r.categories.size()));
+  const Frame f{width, top + row_h * static_cast<double>(r.quants.size()) + legend_h, left, width - 10, top, 0};
+  std::string s = svg_open(f, "mean KLD per category and quant");
+  double lmin = 1e300, lmax = -1e300;
+  for (const auto& q : r.quants)
+    for (const auto& k : q.category_kld)
+      if (k.kld.value > 0) lmin = std::min(lmin, std::log10(k.kld.value)), lmax = std::max(lmax, std::log10(k.kld.value));
+  if (lmin > lmax) lmin = -3, lmax = -1;
+  if (lmax - lmin < 1e-6) lmax = lmin + 1;
+  for (size_t c = 0; c < r.categories.size(); ++c)
+    s += text(left + cell_w * (static_cast<double>(c) + 0.5), top - 8, r.categories[c].name);
+  for (size_t i = 0; i < r.quants.size(); ++i) {
+    const QuantRow& q = r.quants[i];
+    const double y = top + row_h * static_cast<double>(i);
+    s += text(left - 8, y + row_h / 2 + 4, q.label, "end");
+    for (size_t c = 0; c < r.categories.size() && c < q.category_kld.size(); ++c) {
+      const double v = q.category_kld[c].kld.value;
+      const double t = v > 0 ? (std::log10(v) - lmin) / (lmax - lmin) : 0.0;
+      const double x = left + cell_w * static_cast<double>(c);
+      s += fmt("<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.1f\" fill=\"%s\" stroke=\"#ffffff\" stroke-width=\"1\"><title>",
+               x, y, cell_w, row_h, heat_colour(t).c_str()) +
+           xml_escape(q.label + " on " + r.categories[c].name + fmt(": mean KLD %.5f, same top-1 %.2f%%", v, 100.0 * q.category_kld[c].same_top.value)) +
+           "</title></rect>\n";
+      const char* ink = t > 0.6 ? " fill=\"#ffffff\"" : "";
+      s += text(x + cell_w / 2, y + row_h / 2 - 1, fmt("%.4f", v), "middle", ink);
+      s += text(x + cell_w / 2, y + row_h / 2 + 12, fmt("%.1f%%", 100.0 * q.category_kld[c].same_top.value), "middle",
+                t > 0.6 ? " font-size=\"10\" fill=\"#ffffff\"" : " font-size=\"10\"");
+    }
+  }
+  s += text(left, top + row_h * static_cast<double>(r.quants.size()) + 15,
+            fmt("colour: log10 mean KLD from %.4f (light) to %.4f (dark); second line: same top-1", std::pow(10.0, lmin), std::pow(10.0, lmax)),
+            "start", " font-size=\"11\"");
+  return s + "</svg>\n";
+}
+
 }  // namespace smolq::report

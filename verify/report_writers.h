@@ -54,6 +54,13 @@ std::string xml_escape(const std::string& s);
 std::string svg_size_vs_kld(const SweepResult& r);  // scatter, log KLD, Pareto front, budget line
 std::string svg_ppl(const SweepResult& r);          // PPL ± uncertainty per quant, baseline line
 std::string svg_layer_heatmap(const SweepResult& r);// quants x layers, relative weight error
+std::string svg_category_heatmap(const SweepResult& r);  // quants x categories, mean KLD (--eval-set)
+
+// The category x quant view of an --eval-set sweep (report_categories.cpp); "" / nothing
+// written without categories, except category_json, which always writes its keys.
+std::string category_markdown(const SweepResult& r);
+std::string category_html(const SweepResult& r);
+void category_json(JsonWriter& j, const SweepResult& r);
 
 }  // namespace report
 }  // namespace smolq

@@ -33,33 +33,6 @@ Tokenizer load_tokenizer(const Model& m) {
   throw Error(m.path() + " has no tokenizer (no tokenizer metadata / tokenizer.json): the sweep needs the model's tokenizer");
 }
 
-// The model's own chat template: GGUF tokenizer.chat_template, or tokenizer_config.json's
-// chat_template string. Empty when it has none; `why` says what was found instead.
-std::string model_chat_template(const Model& m, std::string& why) {
-  if (const GgufMetadata* meta = m.gguf_metadata()) {
-    if (auto t = meta->opt_string("tokenizer.chat_template")) return *t;
-    why = "the GGUF has no tokenizer.chat_template";
-    return "";
-  }
-  const std::string cfg = (fs::path(m.hf_dir()) / "tokenizer_config.json").string();
-  if (!file_exists(cfg)) {
-    why = "no tokenizer_config.json";
-    return "";
-  }
-  simdjson::dom::parser parser;
-  simdjson::dom::element root, t;
-  if (parser.load(cfg).get(root) || root["chat_template"].get(t)) {
-    why = "tokenizer_config.json has no chat_template";
-    return "";
-  }
-  std::string_view s;
-  if (t.get(s)) {
-    why = "tokenizer_config.json's chat_template is not a single template";
-    return "";
-  }
-  return std::string(s);
-}
-
 struct PromptSetup {
   std::vector<std::string> texts;
   std::vector<std::vector<int32_t>> ids;
@@ -118,6 +91,47 @@ std::vector<int32_t> stop_tokens(const Tokenizer& tok) {
   return v;
 }
 
+// The -f text as the one evaluation stream; without a separate calibration text and when one
+// is needed, its first half calibrates and only the second half is evaluated.
+void prepare_text(Context& c, bool needs_calib, bool has_targets, std::vector<int32_t>& calib, std::string& calib_desc) {
+  const EvalTokens toks = tokenize_text_file(*c.base, c.o.eval_text, /*parse_special=*/false);
+  c.eval = c.o.eval;
+  c.eval.add_bos = toks.add_bos;
+  c.eval.bos_id = toks.bos_id;
+  c.eval.score = true;
+  const std::string text_name = fs::path(c.o.eval_text).filename().string();
+  c.res.eval_text = c.o.eval_text;
+  if (needs_calib && c.o.calib_text.empty()) {
+    // No separate calibration text: calibrate on the first half, evaluate on the second.
+    const size_t half = toks.ids.size() / 2;
+    calib.assign(toks.ids.begin(), toks.ids.begin() + static_cast<ptrdiff_t>(half));
+    c.eval_tokens.assign(toks.ids.begin() + static_cast<ptrdiff_t>(half), toks.ids.end());
+    calib_desc = "the first half of " + text_name + " (tokens 0.." + std::to_string(half) + ")";
+    c.res.eval_desc = "the second half of " + text_name + " (tokens " + std::to_string(half) + ".." +
+                    std::to_string(toks.ids.size()) + "; the first half calibrated the " +
+                    (c.o.imatrix == ImatrixMode::kAuto ? (has_targets ? "imatrix and the target profile" : "imatrix")
+                                                     : has_targets ? "target profile" : "+opt rows") + ")";
+  } else {
+    c.eval_tokens = toks.ids;
+    c.res.eval_desc = text_name + " (" + std::to_string(toks.ids.size()) + " tokens)";
+    if (needs_calib) {
+      calib = tokenize_text_file(*c.base, c.o.calib_text, false).ids;
+      calib_desc = fs::path(c.o.calib_text).filename().string() + " (" + std::to_string(calib.size()) + " tokens)";
+    }
+  }
+  for (size_t i = 0; i < c.eval_tokens.size(); ++i)
+    if (c.eval_tokens[i] < 0 || static_cast<uint64_t>(c.eval_tokens[i]) >= c.base->config().n_vocab)
+      throw Error("token " + std::to_string(i) + " of the evaluation text is outside the model's vocabulary");
+  c.eval_tokens_hash = ContentHasher().add_bytes(c.eval_tokens.data(), c.eval_tokens.size() * sizeof(int32_t)).digest();
+  c.res.eval = c.eval;
+  c.res.eval_tokens = static_cast<int64_t>(c.eval_tokens.size());
+  c.res.n_chunks = plan_chunks(c.res.eval_tokens, c.eval);
+  c.res.positions = c.res.n_chunks * (c.eval.n_ctx - c.eval.n_ctx / 2 - 1);
+  c.log("evaluation: " + std::to_string(c.res.n_chunks) + " chunks of " + std::to_string(c.eval.n_ctx) + " tokens from " +
+        c.res.eval_desc + ", " + std::to_string(c.res.positions) + " scored positions per model");
+  c.streams.push_back(sweep::text_stream(c));
+}
+
 }  // namespace
 }  // namespace sweep
 
@@ -173,7 +187,7 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   using Clock = std::chrono::steady_clock;
   const auto t_start = Clock::now();
   if (o.quants.empty()) throw UsageError("nothing to compare: give --types or quantized GGUF files");
-  if (o.eval_text.empty()) throw UsageError("give the evaluation text with -f");
+  if (o.eval_text.empty() && !o.eval_set) throw UsageError("give the evaluation text with -f (or --eval-set)");
   SweepResult res;
   sweep::Context c(o, ev, res);
   fs::create_directories(c.cache_dir);
@@ -192,48 +206,28 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   c.base_fp = fingerprint_model(o.model);
   c.tokenizer = sweep::load_tokenizer(*c.base);
 
-  // 2. the evaluation text (and the calibration text of an automatic imatrix)
-  const EvalTokens toks = tokenize_text_file(*c.base, o.eval_text, /*parse_special=*/false);
-  c.eval = o.eval;
-  c.eval.add_bos = toks.add_bos;
-  c.eval.bos_id = toks.bos_id;
-  c.eval.score = true;
-  std::vector<int32_t> calib;
-  std::string calib_desc;
-  const std::string text_name = fs::path(o.eval_text).filename().string();
-  res.eval_text = o.eval_text;
+  // 2. the evaluation text or set (and the calibration text of an automatic imatrix)
   bool has_targets = false;
   bool has_opt = false;  // TYPE+opt rows calibrate on the same tokens (docs/optimize.md)
   for (const auto& q : o.quants) has_targets = has_targets || q.at_target, has_opt = has_opt || q.optimize;
   const bool needs_calib = o.imatrix == ImatrixMode::kAuto || has_targets || has_opt;
-  if (needs_calib && o.calib_text.empty()) {
-    // No separate calibration text: calibrate on the first half, evaluate on the second.
-    const size_t half = toks.ids.size() / 2;
-    calib.assign(toks.ids.begin(), toks.ids.begin() + static_cast<ptrdiff_t>(half));
-    c.eval_tokens.assign(toks.ids.begin() + static_cast<ptrdiff_t>(half), toks.ids.end());
-    calib_desc = "the first half of " + text_name + " (tokens 0.." + std::to_string(half) + ")";
-    res.eval_desc = "the second half of " + text_name + " (tokens " + std::to_string(half) + ".." +
-                    std::to_string(toks.ids.size()) + "; the first half calibrated the " +
-                    (o.imatrix == ImatrixMode::kAuto ? (has_targets ? "imatrix and the target profile" : "imatrix")
-                                                     : has_targets ? "target profile" : "+opt rows") + ")";
-  } else {
-    c.eval_tokens = toks.ids;
-    res.eval_desc = text_name + " (" + std::to_string(toks.ids.size()) + " tokens)";
-    if (needs_calib) {
+  std::vector<int32_t> calib;
+  std::string calib_desc;
+  if (o.eval_set) {
+    c.eval = o.eval;
+    std::tie(c.eval.add_bos, c.eval.bos_id) = model_bos(*c.base);
+    c.eval.score = true;
+    sweep::prepare_categories(c, needs_calib, calib, calib_desc);
+    if (needs_calib && !o.calib_text.empty()) {
       calib = tokenize_text_file(*c.base, o.calib_text, false).ids;
       calib_desc = fs::path(o.calib_text).filename().string() + " (" + std::to_string(calib.size()) + " tokens)";
     }
+    res.eval = c.eval;
+    c.log("evaluation: " + res.eval_desc + ", " + std::to_string(res.n_chunks) + " chunks, " +
+          std::to_string(res.positions) + " scored positions per model");
+  } else {
+    sweep::prepare_text(c, needs_calib, has_targets, calib, calib_desc);
   }
-  for (size_t i = 0; i < c.eval_tokens.size(); ++i)
-    if (c.eval_tokens[i] < 0 || static_cast<uint64_t>(c.eval_tokens[i]) >= c.base->config().n_vocab)
-      throw Error("token " + std::to_string(i) + " of the evaluation text is outside the model's vocabulary");
-  c.eval_tokens_hash = ContentHasher().add_bytes(c.eval_tokens.data(), c.eval_tokens.size() * sizeof(int32_t)).digest();
-  res.eval = c.eval;
-  res.eval_tokens = static_cast<int64_t>(c.eval_tokens.size());
-  res.n_chunks = plan_chunks(res.eval_tokens, c.eval);
-  res.positions = res.n_chunks * (c.eval.n_ctx - c.eval.n_ctx / 2 - 1);
-  c.log("evaluation: " + std::to_string(res.n_chunks) + " chunks of " + std::to_string(c.eval.n_ctx) + " tokens from " +
-        res.eval_desc + ", " + std::to_string(res.positions) + " scored positions per model");
 
   c.calib_tokens = calib;
   c.calib_desc = calib_desc;
@@ -274,6 +268,10 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   sweep::evaluate_targets(c, targets);
   res.base_ppl = targets.front().row.kld.ppl_base.value;
   res.base_ppl_unc = targets.front().row.kld.ppl_base.unc;
+  for (size_t i = 0; i < res.categories.size() && i < targets.front().row.category_kld.size(); ++i) {
+    res.categories[i].base_ppl = targets.front().row.category_kld[i].ppl_base.value;
+    res.categories[i].base_ppl_unc = targets.front().row.category_kld[i].ppl_base.unc;
+  }
   for (auto& t : targets) res.quants.push_back(std::move(t.row));
   std::stable_sort(res.quants.begin(), res.quants.end(),
                    [](const QuantRow& a, const QuantRow& b) { return a.file_size > b.file_size; });
@@ -286,6 +284,9 @@ SweepResult run_sweep(const SweepOptions& o, const SweepEvents& ev) {
   }
   res.pareto = pareto_front(size, kld);
   res.kld_budget = o.kld_budget;
+  res.budget_every_category = o.budget_every_category && !res.categories.empty();
+  if (res.budget_every_category)  // the budget must hold for every category: the worst one's KLD
+    for (size_t i = 0; i < res.quants.size(); ++i) kld[i] = worst_category_kld(res.quants[i]);
   res.recommended = smallest_within(size, kld, o.kld_budget);
   res.seconds = std::chrono::duration<double>(Clock::now() - t_start).count();
   return res;

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "eval/eval_set.h"
 #include "convert/naming.h"
 #include "quantize/mixtures.h"
 #include "text/chat_template.h"
@@ -66,6 +67,13 @@ struct SweepOptions {
   double kld_budget = 0.02;           // mean KLD (nats) a recommended quant may not exceed
   uint64_t max_memory = 0;            // bytes for models evaluated together; 0: no limit
   bool cache_base_logits = true;      // keep the baseline's logits (zstd) for later runs
+  // --eval-set (eval/eval_set.h): every category evaluated, each with its own text, context and
+  // chunk count, instead of eval_text. eval.n_chunks (> 0) then caps each category's chunks,
+  // max_ctx (> 0) each category's context; the rows' `kld` pools every category's positions.
+  std::optional<EvalSet> eval_set;
+  int64_t max_ctx = 0;
+  // The recommendation's kld_budget must hold for the worst category's mean KLD.
+  bool budget_every_category = false;
   // general.* naming of files built from an HF folder (the repo id they are published from);
   // empty: the folder's own name, as `smolq convert` without a repo id.
   NamingInputs naming;
@@ -107,6 +115,17 @@ struct QuantRow {
   std::vector<double> layer_rel;
   double embd_rel = 0, output_rel = 0;  // output_rel = embd_rel when tied
   std::vector<Generation> generations;  // one per prompt
+  // With an evaluation set: the statistics of each category (SweepResult::categories' order).
+  std::vector<KldReport> category_kld;
+};
+
+// One category of an evaluation set as the sweep evaluated it.
+struct CategoryResult {
+  std::string name, description;
+  bool chat = false, templated = false;  // templated: went through the model's chat template
+  int64_t n_ctx = 0, tokens = 0, n_chunks = 0, positions = 0;
+  std::string note;                       // a ctx cap, a chat category without a template
+  double base_ppl = 0, base_ppl_unc = 0;
 };
 
 struct SweepCacheStats {
@@ -134,6 +153,9 @@ struct SweepResult {
   std::vector<std::string> prompts;  // the user turn of each conversation (for display)
   std::vector<std::string> prompt_texts;  // what the model was given
   std::vector<Generation> base_generations;
+  std::string eval_set_name;      // with --eval-set: the set's name
+  std::vector<CategoryResult> categories;  // with --eval-set: what each category measured
+  bool budget_every_category = false;
   std::vector<QuantRow> quants;   // by file size, largest first
   std::vector<size_t> pareto;     // indices into quants, smallest file first
   std::optional<size_t> recommended;
@@ -163,6 +185,10 @@ std::vector<std::string> render_prompts(const SweepOptions& o, std::string& form
 std::vector<size_t> pareto_front(const std::vector<double>& size, const std::vector<double>& kld);
 // The smallest `size` whose `kld` is within `budget`; nullopt when none is.
 std::optional<size_t> smallest_within(const std::vector<double>& size, const std::vector<double>& kld, double budget);
+
+// The largest mean KLD of a row's categories (its pooled mean KLD without categories), and
+// the index of that category (-1 without categories).
+double worst_category_kld(const QuantRow& q, int* which = nullptr);
 
 // File types `--types all` stands for: every quantized llama.cpp file type that fits a dense,
 // normally trained model (no F32/F16/BF16, no MXFP4_MOE for experts, no TQ1_0/TQ2_0 for

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 
 #include "formats/atomic_file.h"
 #include "formats/error.h"
@@ -69,28 +70,27 @@ int64_t replay(const Context& c, const EvalState& s, QuantRow& row) {
   row.eval_seconds = secs;
   return n;
 }
-void finalize(Context& c, EvalState& s) { replay(c, s, s.t->row); }
 
 // The Forward buffers of one model for this protocol: what ChunkRunner allocates.
 uint64_t runner_bytes(const Model& m, const EvalOptions& o) { return ChunkRunner(m, o).buffer_bytes(); }
 
 // What the protocol puts into every cache key: the evaluation text and how it is cut.
-void add_protocol(const Context& c, ContentHasher& h) {
-  const EvalOptions& o = c.eval;
-  h.add(c.eval_tokens_hash).add(static_cast<uint64_t>(o.n_ctx)).add(static_cast<uint64_t>(o.add_bos));
+void add_protocol(const Stream& st, ContentHasher& h) {
+  const EvalOptions& o = st.eval;
+  h.add(st.tokens_hash).add(static_cast<uint64_t>(o.n_ctx)).add(static_cast<uint64_t>(o.add_bos));
   h.add(static_cast<uint64_t>(static_cast<uint32_t>(o.bos_id)));
 }
 
-// One state per target, with the chunk records already in the cache.
-std::vector<EvalState> read_states(Context& c, std::vector<Target>& targets) {
-  const int64_t n_chunks = c.res.n_chunks;
+// One state per target on stream `st`, with the chunk records already in the cache.
+std::vector<EvalState> read_states(Context& c, std::vector<Target>& targets, const Stream& st) {
+  const int64_t n_chunks = st.n_chunks;
   std::vector<EvalState> states(targets.size());
   for (size_t i = 0; i < targets.size(); ++i) {
     EvalState& s = states[i];
     s.t = &targets[i];
     ContentHasher h;
     h.add(kSweepCacheVersion).add("eval").add(c.base_fp).add(s.t->fp);
-    add_protocol(c, h);
+    add_protocol(st, h);
     s.key = h.digest();
     s.dir = c.cache_dir + "/eval-" + safe_label(s.t->row.label) + "-" + hex64(s.key);
     s.rec.resize(static_cast<size_t>(n_chunks));
@@ -103,14 +103,31 @@ std::vector<EvalState> read_states(Context& c, std::vector<Target>& targets) {
   return states;
 }
 
-// A row whose every chunk is evaluated: its statistics, its generations (with `open_model`,
-// else the file opened again), then the quant_ready event.
-void complete_row(Context& c, EvalState& s, const Model* open_model) {
-  finalize(c, s);
-  std::unique_ptr<Model> opened;
-  s.t->row.generations = generate_all(
-      c, open_model ? *open_model : *(opened = Model::open(s.t->row.path)), s.t->fp, s.t->row.label);
-  if (c.ev.quant_ready) c.ev.quant_ready(s.t->row);
+// A row whose every chunk of every stream is evaluated (`per_stream`: its state on each):
+// its statistics (pooled over the streams in order; with an evaluation set also per
+// category), its generations, then the quant_ready event.
+void complete_row(Context& c, const std::vector<const EvalState*>& per_stream) {
+  Target& t = *per_stream.front()->t;
+  KldStats pooled;
+  double secs = 0;
+  const int64_t V = static_cast<int64_t>(c.base->config().n_vocab);
+  t.row.category_kld.clear();
+  for (const EvalState* s : per_stream) {
+    KldStats one;
+    for (const auto& r : s->rec) {
+      for (const auto& p : r->positions) {
+        pooled.add(p, V);
+        if (c.o.eval_set) one.add(p, V);
+      }
+      secs += r->seconds;
+    }
+    if (c.o.eval_set) t.row.category_kld.push_back(one.report());
+  }
+  t.row.kld = pooled.report();
+  t.row.eval_seconds = secs;
+  const std::unique_ptr<Model> opened = Model::open(t.row.path);
+  t.row.generations = generate_all(c, *opened, t.fp, t.row.label);
+  if (c.ev.quant_ready) c.ev.quant_ready(t.row);
 }
 
 // Memory-bounded groups of the pending states: the baseline plus each quant's file and
@@ -137,6 +154,7 @@ std::vector<std::vector<EvalState*>> plan_groups(const Context& c, const std::ve
 // What the groups of one evaluation share: the protocol's shape, the baseline's logits of the
 // current chunk (from the cache under base_dir, else computed) and the logits buffers.
 struct EvalPass {
+  const Stream* st = nullptr;
   int64_t n_chunks = 0, first = 0, V = 0;
   uint64_t base_key = 0;
   std::string base_dir;
@@ -152,7 +170,7 @@ void baseline_logits(Context& c, EvalPass& p, std::span<const int32_t> chunk, in
     ++c.res.cache.base_chunks_reused;
     return;
   }
-  if (!p.base_runner) p.base_runner = std::make_unique<ChunkRunner>(*c.base, c.eval);
+  if (!p.base_runner) p.base_runner = std::make_unique<ChunkRunner>(*c.base, p.st->eval);
   const auto t0 = Clock::now();
   p.base_runner->run(chunk, p.first, p.lb);
   c.res.base_eval_seconds += seconds_since(t0);
@@ -164,7 +182,7 @@ void baseline_logits(Context& c, EvalPass& p, std::span<const int32_t> chunk, in
 void evaluate_chunk(Context& c, EvalPass& p, EvalState& s, ChunkRunner& runner, std::span<const int32_t> chunk,
                     int64_t ch) {
   const size_t ci = static_cast<size_t>(ch);
-  const int64_t first = p.first, V = p.V, n_ctx = c.eval.n_ctx;
+  const int64_t first = p.first, V = p.V, n_ctx = p.st->eval.n_ctx;
   const auto t0 = Clock::now();
   runner.run(chunk, first, p.lq);
   ChunkRecord r;
@@ -187,17 +205,16 @@ void evaluate_chunk(Context& c, EvalPass& p, EvalState& s, ChunkRunner& runner, 
     c.ev.quant_progress(partial, have, p.n_chunks);
   }
   c.progress("evaluate", p.done_forwards, p.total_forwards,
-             s.t->row.label + " chunk " + std::to_string(ch + 1) + "/" + std::to_string(p.n_chunks) +
+             s.t->row.label + (p.st->name.empty() ? "" : " " + p.st->name) + " chunk " + std::to_string(ch + 1) + "/" + std::to_string(p.n_chunks) +
                  fmt(" KLD %.4f", kld / std::max<size_t>(1, s.rec[ci]->positions.size())));
 }
 
-// Group `g` of `n_groups`: its models opened together, every chunk one of them lacks
-// evaluated, then each row completed.
+// Group `g` of `n_groups`: its models opened together, every chunk one of them lacks evaluated.
 void evaluate_group(Context& c, EvalPass& p, const std::vector<EvalState*>& group, size_t g, size_t n_groups) {
-  const EvalOptions& o = c.eval;
+  const EvalOptions& o = p.st->eval;
   std::string names;
   for (EvalState* s : group) names += (names.empty() ? "" : ", ") + s->t->row.label;
-  c.log("evaluate" + (n_groups > 1 ? " group " + std::to_string(g + 1) + "/" + std::to_string(n_groups) : std::string()) +
+  c.log("evaluate" + (p.st->name.empty() ? std::string() : " " + p.st->name) + (n_groups > 1 ? " group " + std::to_string(g + 1) + "/" + std::to_string(n_groups) : std::string()) +
         ": " + names + " (" + std::to_string(p.n_chunks) + " chunks of " + std::to_string(o.n_ctx) + " tokens)");
   std::vector<std::unique_ptr<Model>> models;
   std::vector<std::unique_ptr<ChunkRunner>> runners;
@@ -212,7 +229,7 @@ void evaluate_group(Context& c, EvalPass& p, const std::vector<EvalState*>& grou
   for (int64_t ch = 0; ch < p.n_chunks; ++ch) {
     const size_t ci = static_cast<size_t>(ch);
     if (std::all_of(group.begin(), group.end(), [&](EvalState* s) { return s->rec[ci].has_value(); })) continue;
-    const auto chunk = std::span<const int32_t>(c.eval_tokens).subspan(static_cast<size_t>(ch * o.n_ctx), static_cast<size_t>(o.n_ctx));
+    const auto chunk = std::span<const int32_t>(p.st->tokens).subspan(static_cast<size_t>(ch * o.n_ctx), static_cast<size_t>(o.n_ctx));
     baseline_logits(c, p, chunk, ch);
     check_interrupted();
     for (size_t k = 0; k < group.size(); ++k) {
@@ -221,42 +238,68 @@ void evaluate_group(Context& c, EvalPass& p, const std::vector<EvalState*>& grou
       check_interrupted();
     }
   }
-  for (size_t k = 0; k < group.size(); ++k) complete_row(c, *group[k], models[k].get());
 }
 
-}  // namespace
 
-void evaluate_targets(Context& c, std::vector<Target>& targets) {
-  const EvalOptions& o = c.eval;
+// Every pending state of one stream: memory-bounded groups, each a pass over the stream's chunks.
+void evaluate_stream(Context& c, const Stream& st, const std::vector<EvalState*>& pending,
+                     const std::function<void(EvalState&)>& done) {
+  const EvalOptions& o = st.eval;
   EvalPass p;
-  p.n_chunks = c.res.n_chunks;
+  p.st = &st;
+  p.n_chunks = st.n_chunks;
   p.first = o.n_ctx / 2;
   p.V = static_cast<int64_t>(c.base->config().n_vocab);
   const size_t n_logits = static_cast<size_t>((o.n_ctx - p.first) * p.V);
   ContentHasher bh;
   bh.add(kSweepCacheVersion).add("base-logits").add(c.base_fp);
-  add_protocol(c, bh);
+  add_protocol(st, bh);
   p.base_key = bh.digest();
   p.base_dir = c.cache_dir + "/base-" + hex64(p.base_key);
 
-  std::vector<EvalState> states = read_states(c, targets);
-  // Rows whose every chunk is cached are ready at once (generations may still run).
-  std::vector<EvalState*> pending;
-  for (auto& s : states) {
-    if (s.complete()) complete_row(c, s, nullptr);
-    else pending.push_back(&s);
-  }
-  if (pending.empty()) return;
-
   const uint64_t per_model = runner_bytes(*c.base, o) + n_logits * sizeof(float);
   const std::vector<std::vector<EvalState*>> groups = plan_groups(c, pending, per_model);
-
   if (c.o.cache_base_logits) fs::create_directories(p.base_dir);
   p.lb.resize(n_logits);
   p.lq.resize(n_logits);
   for (EvalState* s : pending)
     for (const auto& r : s->rec) p.total_forwards += r ? 0 : 1;
-  for (size_t g = 0; g < groups.size(); ++g) evaluate_group(c, p, groups[g], g, groups.size());
+  for (size_t g = 0; g < groups.size(); ++g) {
+    evaluate_group(c, p, groups[g], g, groups.size());
+    for (EvalState* s : groups[g]) done(*s);
+  }
+}
+
+}  // namespace
+
+void evaluate_targets(Context& c, std::vector<Target>& targets) {
+  const size_t n_streams = c.streams.size();
+  std::vector<std::vector<EvalState>> states;  // [stream][target]
+  for (const Stream& st : c.streams) states.push_back(read_states(c, targets, st));
+  auto per_stream = [&](size_t ti) {
+    std::vector<const EvalState*> v;
+    for (size_t si = 0; si < n_streams; ++si) v.push_back(&states[si][ti]);
+    return v;
+  };
+  auto complete_everywhere = [&](size_t ti) {
+    for (size_t si = 0; si < n_streams; ++si)
+      if (!states[si][ti].complete()) return false;
+    return true;
+  };
+  // Rows whose every chunk is cached are ready at once (generations may still run); the others
+  // when their last stream's group is done.
+  for (size_t ti = 0; ti < targets.size(); ++ti)
+    if (complete_everywhere(ti)) complete_row(c, per_stream(ti));
+  for (size_t si = 0; si < n_streams; ++si) {
+    std::vector<EvalState*> pending;
+    for (auto& s : states[si])
+      if (!s.complete()) pending.push_back(&s);
+    if (pending.empty()) continue;
+    evaluate_stream(c, c.streams[si], pending, [&](EvalState& s) {
+      const size_t ti = static_cast<size_t>(s.t - targets.data());
+      if (complete_everywhere(ti)) complete_row(c, per_stream(ti));
+    });
+  }
 }
 
 // ---- generations --------------------------------------------------------------------------

@@ -18,6 +18,15 @@
 
 namespace smolq::sweep {
 
+// One token stream the quants are evaluated on: the -f text, or one category of --eval-set.
+struct Stream {
+  std::string name;                // the category's name ("" for the -f text)
+  std::vector<int32_t> tokens;
+  uint64_t tokens_hash = 0;
+  EvalOptions eval;                // n_ctx and n_chunks of this stream, BOS as the tokenizer
+  int64_t n_chunks = 0;            // chunks plan_chunks gives
+};
+
 struct Context {
   Context(const SweepOptions& opt, const SweepEvents& events, SweepResult& result)
       : o(opt), ev(events), res(result), cache_dir(opt.out_dir + "/cache"), quant_dir(opt.out_dir + "/quants") {}
@@ -34,6 +43,8 @@ struct Context {
   std::vector<int32_t> eval_tokens;
   uint64_t eval_tokens_hash = 0;
   EvalOptions eval;                // with the tokenizer's BOS settings
+  // What the quants are evaluated on, in order: one stream of eval_tokens, or the categories.
+  std::vector<Stream> streams;
 
   // Calibration tokens (a separate text, or the first half of the evaluation text) for the
   // automatic imatrix and the target rows' sensitivity profile; calib_fp hashes them.
@@ -100,6 +111,13 @@ uint64_t optimize_settings_fp(const Context& c);
 void evaluate_targets(Context& c, std::vector<Target>& targets);
 // Greedy generations of `model` for every prompt (cached under `label` and `model_fp`).
 std::vector<Generation> generate_all(Context& c, const Model& model, uint64_t model_fp, const std::string& label);
+
+// sweep_categories.cpp
+// Tokenizes the evaluation set's categories into c.streams (and the result's categories), and
+// the calibration tokens: the categories' calibration texts, for --imatrix auto / target rows.
+void prepare_categories(Context& c, bool needs_calib, std::vector<int32_t>& calib, std::string& calib_desc);
+// The stream of the -f text (c.eval_tokens, c.eval).
+Stream text_stream(const Context& c);
 
 // sweep.cpp
 // A file-name-safe version of a label.

@@ -107,6 +107,7 @@ std::span<const Target> all_targets() {
       {"tokenizer_json", fuzz_tokenizer_json},
       {"tokenizer_meta", fuzz_tokenizer_meta},
       {"imatrix", fuzz_imatrix},
+      {"eval_set", fuzz_eval_set},
       {"tokenizer_encode", fuzz_tokenizer_encode},
       {"chat_template", fuzz_chat_template},
       {"model_card", fuzz_model_card},

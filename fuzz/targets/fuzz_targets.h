@@ -44,6 +44,9 @@ int fuzz_chat_template(const uint8_t* data, size_t size);
 // convert/model_card.cpp + convert/naming.cpp: load_model_metadata, write_general_metadata,
 // default_output_name on parts README.md | config.json | generation_config.json | metadata.json.
 int fuzz_model_card(const uint8_t* data, size_t size);
+// eval/eval_set.cpp: read_eval_set on parts evalset.json | a.txt | chat.txt, and the chat
+// turns of the third part.
+int fuzz_eval_set(const uint8_t* data, size_t size);
 
 struct Target {
   std::string_view name;  // also the folder name under fuzz/corpus and fuzz/regressions
