@@ -27,11 +27,14 @@ struct Batch {
   __m256 x[kN], w[kN];
 };
 
+// w null: every weight 1 (x * 1 is exact, so the weighted code runs unchanged).
 [[gnu::target("avx2")]] inline void load(const float* x, const float* w, Batch& b) {
   for (int h = 0; h < kN; h += 8) {
     transpose8(x + h, kN, b.x + h);
-    transpose8(w + h, kN, b.w + h);
+    if (w) transpose8(w + h, kN, b.w + h);
   }
+  if (!w)
+    for (int i = 0; i < kN; ++i) b.w[i] = _mm256_set1_ps(1.0f);
 }
 
 [[gnu::target("avx2")]] inline __m256 all_ones() { return _mm256_castsi256_ps(_mm256_set1_epi32(-1)); }
@@ -204,7 +207,8 @@ struct Batch {
 }  // namespace
 
 [[gnu::target("avx2")]] void encode_symmetric8_avx2(const float* x, const float* w, int lo, int hi,
-                                                    const qsearch::SymmetricSearch& cfg, uint16_t* d16, int8_t* L) {
+                                                    const qsearch::SymmetricSearch& cfg, F16Candidates f16c,
+                                                    uint16_t* d16, int8_t* L) {
   Batch b;
   load(x, w, b);
   const __m256 vlo = _mm256_set1_ps(static_cast<float>(lo)), vhi = _mm256_set1_ps(static_cast<float>(hi));
@@ -219,9 +223,10 @@ struct Batch {
     h[2][j] = h[0][j] == 0 ? 0 : f16_step(h[0][j], 1);
     for (int k = 0; k < 3; ++k) s[k][j] = h[k][j] == 0 ? 0.0f : f16_to_f32(h[k][j]);
   }
-  __m256 best_e = error_sym(b, _mm256_load_ps(s[0]), vlo, vhi);
   __m256 best_k = _mm256_setzero_ps();
-  for (int k = 1; k < 3; ++k) {
+  const int ncand = f16c == F16Candidates::kNeighbours ? 3 : 1;
+  __m256 best_e = ncand > 1 ? error_sym(b, _mm256_load_ps(s[0]), vlo, vhi) : _mm256_setzero_ps();
+  for (int k = 1; k < ncand; ++k) {
     const __m256 sk = _mm256_load_ps(s[k]);
     const __m256 e = error_sym(b, sk, vlo, vhi);
     const __m256 take = _mm256_and_ps(_mm256_cmp_ps(sk, _mm256_setzero_ps(), _CMP_NEQ_OQ), _mm256_cmp_ps(e, best_e, _CMP_LT_OQ));
@@ -240,8 +245,8 @@ struct Batch {
 }
 
 [[gnu::target("avx2")]] bool encode_affine8_avx2(const float* x, const float* w, int nmax,
-                                                 const qsearch::AffineSearch& cfg, uint16_t* d16, uint16_t* m16,
-                                                 uint8_t* L) {
+                                                 const qsearch::AffineSearch& cfg, F16Candidates f16c,
+                                                 uint16_t* d16, uint16_t* m16, uint8_t* L) {
   Batch b;
   load(x, w, b);
   const float fnmax = static_cast<float>(nmax);
@@ -309,8 +314,9 @@ struct Batch {
   d = _mm256_blendv_ps(_mm256_blendv_ps(_mm256_div_ps(range, vnmax), d, has), vzero, _mm256_andnot_ps(varies, all_ones()));
   m = _mm256_blendv_ps(mn, m, active);
 
-  // The stored (d, m): their f16 roundings and the 3 x 3 grid of f16 neighbours, in the
-  // scalar order (center first; then dd = -1..1, dm = -1..1), strictly better errors win.
+  // The stored (d, m): their f16 roundings, then (kNeighbours) the 3 x 3 grid of f16
+  // neighbours in the scalar order (dd = -1..1, dm = -1..1) or (kMinMaxRule) the min/max
+  // rule's point; strictly better errors win.
   alignas(32) float df[8], mf[8], s[9][8], mm[9][8];
   _mm256_store_ps(df, d);
   _mm256_store_ps(mf, m);
@@ -325,28 +331,37 @@ struct Batch {
     }
   uint16_t hd[9][8], hm[9][8];
   bool ok[9][8];
+  const int ncand = f16c == F16Candidates::kNeighbours ? 9 : f16c == F16Candidates::kMinMaxRule ? 2 : 1;
   for (int j = 0; j < 8; ++j) {
     const uint16_t dc = df[j] == 0.0f ? 0 : qsearch::scale_to_f16(df[j]), mc = f32_to_f16(mf[j]);
     int k = 0;
     hd[k][j] = dc;
     hm[k][j] = mc;
     ok[k++][j] = true;
-    for (int dd = -1; dd <= 1; ++dd)
-      for (int dm = -1; dm <= 1; ++dm) {
-        if (dd == 0 && dm == 0) continue;
-        hd[k][j] = dd == 0 ? dc : f16_step(dc, dd);
-        hm[k][j] = offset_step(mc, dm);
-        ok[k][j] = dc != 0 && hd[k][j] != 0 && (dm == 0 || hm[k][j] != 0);
-        ++k;
-      }
-    for (k = 0; k < 9; ++k) {
+    if (f16c == F16Candidates::kNeighbours) {
+      for (int dd = -1; dd <= 1; ++dd)
+        for (int dm = -1; dm <= 1; ++dm) {
+          if (dd == 0 && dm == 0) continue;
+          hd[k][j] = dd == 0 ? dc : f16_step(dc, dd);
+          hm[k][j] = offset_step(mc, dm);
+          ok[k][j] = dc != 0 && hd[k][j] != 0 && (dm == 0 || hm[k][j] != 0);
+          ++k;
+        }
+    } else if (f16c == F16Candidates::kMinMaxRule) {
+      float lo, hi;
+      qsearch::detail::lane_min_max(x + kN * j, kN, lo, hi);
+      minmax_rule_f16(lo, hi, fnmax, hd[k][j], hm[k][j]);
+      ok[k][j] = dc != 0 && hd[k][j] != 0;
+      ++k;
+    }
+    for (k = 0; k < ncand; ++k) {
       s[k][j] = f16_to_f32(hd[k][j]);
       mm[k][j] = -f16_to_f32(hm[k][j]);
     }
   }
-  __m256 best_e = error_aff(b, _mm256_load_ps(s[0]), _mm256_load_ps(mm[0]), vnmax);
+  __m256 best_e = ncand > 1 ? error_aff(b, _mm256_load_ps(s[0]), _mm256_load_ps(mm[0]), vnmax) : vzero;
   __m256 best_k = vzero;
-  for (int k = 1; k < 9; ++k) {
+  for (int k = 1; k < ncand; ++k) {
     alignas(32) float okf[8];
     for (int j = 0; j < 8; ++j) okf[j] = ok[k][j] ? 1.0f : 0.0f;
     const __m256 valid = _mm256_cmp_ps(_mm256_load_ps(okf), vzero, _CMP_NEQ_OQ);
@@ -373,8 +388,10 @@ struct Batch {
 #else
 
 namespace smolq::kernels::legacy {
-void encode_symmetric8_avx2(const float*, const float*, int, int, const qsearch::SymmetricSearch&, uint16_t*, int8_t*) {}
-bool encode_affine8_avx2(const float*, const float*, int, const qsearch::AffineSearch&, uint16_t*, uint16_t*, uint8_t*) {
+void encode_symmetric8_avx2(const float*, const float*, int, int, const qsearch::SymmetricSearch&, F16Candidates, uint16_t*,
+                            int8_t*) {}
+bool encode_affine8_avx2(const float*, const float*, int, const qsearch::AffineSearch&, F16Candidates, uint16_t*, uint16_t*,
+                         uint8_t*) {
   return false;
 }
 }  // namespace smolq::kernels::legacy
