@@ -150,6 +150,25 @@ struct Batch {
   return e;
 }
 
+// The stored f16 scale of each lane, h = v == 0 ? 0 : scale_to_f16(v), and its value s (0 for
+// h = 0). F16C rounds to nearest even as f32_to_f16 does; as scale_to_f16, a nonzero value
+// that rounds to a zero magnitude takes the smallest subnormal of its sign and one that
+// rounds to infinity the largest finite value.
+[[gnu::target("avx2,f16c")]] inline void scale_to_f16_8(__m256 v, uint16_t* h, float* s) {
+  __m128i r = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m128i mag_mask = _mm_set1_epi16(0x7fff), exp_mask = _mm_set1_epi16(0x7c00);
+  const __m128i sign = _mm_andnot_si128(mag_mask, r);
+  const __m256i nz32 = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+  const __m128i nz = _mm_packs_epi32(_mm256_castsi256_si128(nz32), _mm256_extracti128_si256(nz32, 1));
+  const __m128i under = _mm_and_si128(nz, _mm_cmpeq_epi16(_mm_and_si128(r, mag_mask), _mm_setzero_si128()));
+  const __m128i over = _mm_cmpeq_epi16(_mm_and_si128(r, exp_mask), exp_mask);
+  r = _mm_blendv_epi8(r, _mm_or_si128(sign, _mm_set1_epi16(1)), under);
+  r = _mm_blendv_epi8(r, _mm_or_si128(sign, _mm_set1_epi16(0x7bff)), over);
+  r = _mm_and_si128(r, nz);  // v == 0: h = 0 (also drops the sign of -0)
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h), r);
+  _mm256_store_ps(s, _mm256_cvtph_ps(r));  // h = 0 decodes to +0
+}
+
 // lane_sum (quant_search_kernels.h) of each lane: eight partial sums by element index mod 8,
 // combined in the same tree.
 [[gnu::target("avx2")]] inline __m256 lane_sum8(const __m256* v) {
@@ -206,7 +225,7 @@ struct Batch {
 
 }  // namespace
 
-[[gnu::target("avx2")]] void encode_symmetric8_avx2(const float* x, const float* w, int lo, int hi,
+[[gnu::target("avx2,f16c")]] void encode_symmetric8_avx2(const float* x, const float* w, int lo, int hi,
                                                     const qsearch::SymmetricSearch& cfg, F16Candidates f16c,
                                                     uint16_t* d16, int8_t* L) {
   Batch b;
@@ -217,14 +236,14 @@ struct Batch {
   // The stored scale: the f16 rounding of d and its two f16 neighbours (a neighbour that
   // leaves the finite range is skipped: scale 0 marks it).
   uint16_t h[3][8];
-  for (int j = 0; j < 8; ++j) {
-    h[0][j] = d[j] == 0.0f ? 0 : qsearch::scale_to_f16(d[j]);
+  const int ncand = f16c == F16Candidates::kNeighbours ? 3 : 1;
+  scale_to_f16_8(_mm256_load_ps(d), h[0], s[0]);
+  for (int j = 0; ncand > 1 && j < 8; ++j) {
     h[1][j] = h[0][j] == 0 ? 0 : f16_step(h[0][j], -1);
     h[2][j] = h[0][j] == 0 ? 0 : f16_step(h[0][j], 1);
-    for (int k = 0; k < 3; ++k) s[k][j] = h[k][j] == 0 ? 0.0f : f16_to_f32(h[k][j]);
+    for (int k = 1; k < 3; ++k) s[k][j] = h[k][j] == 0 ? 0.0f : f16_to_f32(h[k][j]);
   }
   __m256 best_k = _mm256_setzero_ps();
-  const int ncand = f16c == F16Candidates::kNeighbours ? 3 : 1;
   __m256 best_e = ncand > 1 ? error_sym(b, _mm256_load_ps(s[0]), vlo, vhi) : _mm256_setzero_ps();
   for (int k = 1; k < ncand; ++k) {
     const __m256 sk = _mm256_load_ps(s[k]);
@@ -244,7 +263,7 @@ struct Batch {
   }
 }
 
-[[gnu::target("avx2")]] bool encode_affine8_avx2(const float* x, const float* w, int nmax,
+[[gnu::target("avx2,f16c")]] bool encode_affine8_avx2(const float* x, const float* w, int nmax,
                                                  const qsearch::AffineSearch& cfg, F16Candidates f16c,
                                                  uint16_t* d16, uint16_t* m16, uint8_t* L) {
   Batch b;
@@ -332,13 +351,24 @@ struct Batch {
   uint16_t hd[9][8], hm[9][8];
   bool ok[9][8];
   const int ncand = f16c == F16Candidates::kNeighbours ? 9 : f16c == F16Candidates::kMinMaxRule ? 2 : 1;
+  // Center (d, m) and, for kMinMaxRule, ((mx - mn) / nmax, mn + 0) (minmax_rule_f16: the
+  // +0 makes a -0 minimum +0, so the order of the min reduction cannot show), in F16C.
+  scale_to_f16_8(_mm256_load_ps(df), hd[0], s[0]);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(hm[0]),
+                   _mm256_cvtps_ph(_mm256_load_ps(mf), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  if (f16c == F16Candidates::kMinMaxRule) {
+    const __m256 rd = _mm256_and_ps(varies, _mm256_div_ps(range, vnmax));
+    scale_to_f16_8(rd, hd[1], s[1]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hm[1]), _mm256_cvtps_ph(_mm256_add_ps(mn, vzero), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
   for (int j = 0; j < 8; ++j) {
-    const uint16_t dc = df[j] == 0.0f ? 0 : qsearch::scale_to_f16(df[j]), mc = f32_to_f16(mf[j]);
-    int k = 0;
-    hd[k][j] = dc;
-    hm[k][j] = mc;
-    ok[k++][j] = true;
-    if (f16c == F16Candidates::kNeighbours) {
+    const uint16_t dc = hd[0][j], mc = hm[0][j];
+    int k = 1;
+    ok[0][j] = true;
+    if (f16c == F16Candidates::kMinMaxRule) {
+      ok[k][j] = dc != 0 && hd[k][j] != 0;
+      ++k;
+    } else if (f16c == F16Candidates::kNeighbours) {
       for (int dd = -1; dd <= 1; ++dd)
         for (int dm = -1; dm <= 1; ++dm) {
           if (dd == 0 && dm == 0) continue;
@@ -347,17 +377,17 @@ struct Batch {
           ok[k][j] = dc != 0 && hd[k][j] != 0 && (dm == 0 || hm[k][j] != 0);
           ++k;
         }
-    } else if (f16c == F16Candidates::kMinMaxRule) {
-      float lo, hi;
-      qsearch::detail::lane_min_max(x + kN * j, kN, lo, hi);
-      minmax_rule_f16(lo, hi, fnmax, hd[k][j], hm[k][j]);
-      ok[k][j] = dc != 0 && hd[k][j] != 0;
-      ++k;
     }
-    for (k = 0; k < ncand; ++k) {
+    for (k = 0; f16c == F16Candidates::kNeighbours && k < ncand; ++k) {
       s[k][j] = f16_to_f32(hd[k][j]);
       mm[k][j] = -f16_to_f32(hm[k][j]);
     }
+  }
+  for (int k = 0; f16c != F16Candidates::kNeighbours && k < ncand; ++k) {  // the same, in F16C
+    const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hd[k])));
+    const __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hm[k])));
+    _mm256_store_ps(s[k], sv);
+    _mm256_store_ps(mm[k], _mm256_xor_ps(mv, _mm256_set1_ps(-0.0f)));
   }
   __m256 best_e = ncand > 1 ? error_aff(b, _mm256_load_ps(s[0]), _mm256_load_ps(mm[0]), vnmax) : vzero;
   __m256 best_k = vzero;

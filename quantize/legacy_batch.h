@@ -39,10 +39,11 @@ enum class F16Candidates : uint8_t {
 };
 
 // The min/max rule's stored (d, m) of a block with minimum lo and maximum hi: d = 0 (no
-// candidate) unless hi > lo.
+// candidate) unless hi > lo. lo + 0 turns a -0 minimum into +0: which zero a min reduction
+// returns for a block holding both depends on its order, the bytes must not.
 inline void minmax_rule_f16(float lo, float hi, float nmax, uint16_t& d16, uint16_t& m16) {
   d16 = hi > lo ? qsearch::scale_to_f16((hi - lo) / nmax) : 0;
-  m16 = f32_to_f16(lo);
+  m16 = f32_to_f16(lo + 0.0f);
 }
 
 // Eight consecutive 32-element blocks (x, w: 256 floats each, block j at offset 32 j; w null

@@ -76,7 +76,7 @@ constexpr LegacySearches kImportanceSearches{
 constexpr LegacySearches kPlainSearches{
     .sym4 = {.ntry = 0, .step = 0.3f, .both_ends = true, .refine_passes = 0},
     .sym5 = {.ntry = 0, .step = 0.2f, .both_ends = true, .refine_passes = 0},
-    .affine = {.rmin = -1.0f, .rdelta = 2.0f, .nstep = 1, .alternations = 1},
+    .affine = {.rmin = -1.0f, .rdelta = 2.0f, .nstep = 0, .alternations = 1},
     .weighted = false,
     .sym_f16 = F16Candidates::kRounded,
     .affine_f16 = F16Candidates::kMinMaxRule};
