@@ -3,11 +3,12 @@
 //   - nibbles: element j (j < 16) in the low nibble of qs[j], element j+16 in the high nibble;
 //   - Q5_x fifth bit: bit j of the little-endian uint32 qh is the high bit of element j.
 //
-// Encoding (ours, not ggml's): per block, a weighted scale search (quant_search.h) followed by
-// a search over the f16 neighbours of the scale(s) with every level re-rounded to the scale
-// the decoder will really use. ggml's plain path uses the bare "largest value maps to -8"
-// (or min/max) rule and its imatrix path does not re-round after the f16 conversion; both
-// candidates of those rules are inside our search, so our weighted error is never worse.
+// Encoding (ours, not ggml's): per block, a scale search (quant_search.h) followed by a
+// choice among stored f16 scales with every level re-rounded to the scale the decoder will
+// really use. With an importance matrix: a weighted search and the f16 neighbours of the
+// scale(s); ggml's imatrix path does not re-round after the f16 conversion. Without one
+// (ggml: the bare "largest value maps to -8", or min/max, rule): a short search
+// (kPlainSearches below: its measured error against ggml's and what it costs).
 #include <algorithm>
 #include <array>
 #include <cassert>
@@ -47,22 +48,24 @@ using legacy::minmax_rule_f16;
 // inverse scales spanning nmax-1 .. nmax+1 levels over the range, then up to 4
 // requantize/refit rounds. (Wider or denser sweeps measured no better on the golden data: the
 // f16 neighbour search and refinement below do the fine work.)
-// Without one (ggml rounds once with the max rule, or min/max, unweighted): the squared error
-// itself (every weight 1), two candidates (the largest magnitude mapped to either end level),
-// the least-squares scale of the better one's levels, its f16 rounding; affine: the min/max
-// rule and 2 more inverse scales (nmax -+ 1 levels over the range), one requantize/refit
-// round, then the f16 rounding of the fit or, when it is better, the min/max rule's own f16
-// point (which ggml's plain path stores: on weights that sit on a Q4_1 grid it is exact).
-// That is a quarter of the earlier plain sweep's work (descent, Lloyd step, f16 neighbours)
-// for most of its gain: rmse against ggml's (bench_kernels, plain; real = SmolLM2-135M
-// ffn_down rows, gaussian = 128 x 2048): Q4_0 0.93 / 0.97, Q5_0 0.91 / 0.96, Q4_1 0.96 /
-// 0.91, Q5_1 -- / 0.91 (the earlier sweep: 0.91 / 0.95, 0.90 / 0.95, 0.95 / 0.90, -- / 0.89).
+// Without one (ggml rounds once with the max rule, or min/max, unweighted) a short search:
+// symmetric: the weighted error, 5 candidates per end (the largest magnitude mapped to the
+// end level, +-1 and +-2 steps), the least-squares scale of the best one's levels and its f16
+// rounding (no descent, no f16 neighbours); affine: the squared error itself (every weight
+// 1), the min/max rule and one more inverse scale, one requantize/refit round, then the f16
+// rounding of the fit or, when better, the min/max rule's own f16 point (what ggml's plain
+// path stores, so no block's error exceeds ggml's; on weights that sit on a Q4_1 grid it is
+// exact). Chosen on SmolLM2-135M (Q4_0, KL-divergence from the F16 model over 6 x 256
+// WikiText-2 tokens, smolq perplexity --base): the earlier full sweep 0.297, this one 0.302,
+// llama-quantize 0.307; the unweighted 2-candidate search had the lowest rmse (0.93 of
+// ggml's) but 0.331, and 6 weighted candidates 0.312, so rmse alone did not pick it. Speed
+// (bench_kernels, one thread, plain): Q4_0 ~400 Mw/s (was ~210), Q4_1 ~620 (was ~155).
 // With an imatrix the short sweep would lose to ggml's own imatrix search on weighted error
 // (1.003 of it for Q4_0), so it stays full.
 struct LegacySearches {
   SymmetricSearch sym4, sym5;  // Q4_0 (levels -8..7), Q5_0 (-16..15)
   AffineSearch affine;         // Q4_1, Q5_1
-  bool weighted;               // element weights sqrt(sigma^2 + x^2) (* importance); else all 1
+  bool weighted_symmetric, weighted_affine;  // element weights sqrt(sigma^2 + x^2) (* importance); else all 1
   F16Candidates sym_f16, affine_f16;  // stored scales tried after the fit (legacy_batch.h)
   const SymmetricSearch& symmetric(int hi) const { return hi > 7 ? sym5 : sym4; }
 };
@@ -70,14 +73,16 @@ constexpr LegacySearches kImportanceSearches{
     .sym4 = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 2},
     .sym5 = {.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2},
     .affine = {.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4},
-    .weighted = true,
+    .weighted_symmetric = true,
+    .weighted_affine = true,
     .sym_f16 = F16Candidates::kNeighbours,
     .affine_f16 = F16Candidates::kNeighbours};
 constexpr LegacySearches kPlainSearches{
-    .sym4 = {.ntry = 0, .step = 0.3f, .both_ends = true, .refine_passes = 0},
-    .sym5 = {.ntry = 0, .step = 0.2f, .both_ends = true, .refine_passes = 0},
+    .sym4 = {.ntry = 2, .step = 0.3f, .both_ends = true, .refine_passes = 0},
+    .sym5 = {.ntry = 2, .step = 0.2f, .both_ends = true, .refine_passes = 0},
     .affine = {.rmin = -1.0f, .rdelta = 2.0f, .nstep = 0, .alternations = 1},
-    .weighted = false,
+    .weighted_symmetric = true,
+    .weighted_affine = false,
     .sym_f16 = F16Candidates::kRounded,
     .affine_f16 = F16Candidates::kMinMaxRule};
 const LegacySearches& searches_for(std::span<const float> imatrix) {
@@ -289,7 +294,7 @@ void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ4_0>(
-      src, dst, n_per_row, imatrix, ls.weighted,
+      src, dst, n_per_row, imatrix, ls.weighted_symmetric,
       [&](const float* x, const float* w, BlockQ4_0& b) { encode_q4_0(fits, ls, x, w, b); },
       [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, -8, 7, b, pack_q4_0); });
 }
@@ -339,7 +344,7 @@ void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ4_1>(
-      src, dst, n_per_row, imatrix, ls.weighted,
+      src, dst, n_per_row, imatrix, ls.weighted_affine,
       [&](const float* x, const float* w, BlockQ4_1& b) { encode_q4_1(fits, ls, x, w, b); },
       [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, 15, b, pack_q4_1); });
 }
@@ -390,7 +395,7 @@ void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ5_0>(
-      src, dst, n_per_row, imatrix, ls.weighted,
+      src, dst, n_per_row, imatrix, ls.weighted_symmetric,
       [&](const float* x, const float* w, BlockQ5_0& b) { encode_q5_0(fits, ls, x, w, b); },
       [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, -16, 15, b, pack_q5_0); });
 }
@@ -446,7 +451,7 @@ void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ5_1>(
-      src, dst, n_per_row, imatrix, ls.weighted,
+      src, dst, n_per_row, imatrix, ls.weighted_affine,
       [&](const float* x, const float* w, BlockQ5_1& b) { encode_q5_1(fits, ls, x, w, b); },
       [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, 31, b, pack_q5_1); });
 }
@@ -490,7 +495,8 @@ void quantize_legacy_block(GgmlType t, const float* x, const float* imatrix, flo
   // The plain kernel's search for the same weighting: the full one with importance data.
   const LegacySearches& ls = searches_for(imatrix ? std::span<const float>(imatrix, kQK) : std::span<const float>());
   float w[kQK];
-  if (ls.weighted) qsearch::element_weights(x, imatrix, sigma2, kQK, w);
+  const bool affine = t == GgmlType::Q4_1 || t == GgmlType::Q5_1;
+  if (affine ? ls.weighted_affine : ls.weighted_symmetric) qsearch::element_weights(x, imatrix, sigma2, kQK, w);
   else std::fill(w, w + kQK, 1.0f);
   auto put = [out](const auto& blk) { std::memcpy(out, &blk, sizeof blk); };
   switch (t) {
