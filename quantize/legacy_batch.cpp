@@ -27,14 +27,21 @@ struct Batch {
   __m256 x[kN], w[kN];
 };
 
-// w null: every weight 1 (x * 1 is exact, so the weighted code runs unchanged).
-[[gnu::target("avx2")]] inline void load(const float* x, const float* w, Batch& b) {
+// Weights: w given; else, with s2 (sigma^2 of each block's row), element_weights' sqrt(s2 + x^2)
+// made here, lane by lane the same operations; else every weight 1 (x * 1 is exact, so the
+// weighted code runs unchanged).
+[[gnu::target("avx2")]] inline void load(const float* x, const float* w, const float* s2, Batch& b) {
   for (int h = 0; h < kN; h += 8) {
     transpose8(x + h, kN, b.x + h);
     if (w) transpose8(w + h, kN, b.w + h);
   }
-  if (!w)
-    for (int i = 0; i < kN; ++i) b.w[i] = _mm256_set1_ps(1.0f);
+  if (w) return;
+  if (s2) {
+    const __m256 vs2 = _mm256_loadu_ps(s2);
+    for (int i = 0; i < kN; ++i) b.w[i] = _mm256_sqrt_ps(_mm256_add_ps(vs2, _mm256_mul_ps(b.x[i], b.x[i])));
+    return;
+  }
+  for (int i = 0; i < kN; ++i) b.w[i] = _mm256_set1_ps(1.0f);
 }
 
 [[gnu::target("avx2")]] inline __m256 all_ones() { return _mm256_castsi256_ps(_mm256_set1_epi32(-1)); }
@@ -225,11 +232,11 @@ struct Batch {
 
 }  // namespace
 
-[[gnu::target("avx2,f16c")]] void encode_symmetric8_avx2(const float* x, const float* w, int lo, int hi,
+[[gnu::target("avx2,f16c")]] void encode_symmetric8_avx2(const float* x, const float* w, const float* s2, int lo, int hi,
                                                     const qsearch::SymmetricSearch& cfg, F16Candidates f16c,
                                                     uint16_t* d16, int8_t* L) {
   Batch b;
-  load(x, w, b);
+  load(x, w, s2, b);
   const __m256 vlo = _mm256_set1_ps(static_cast<float>(lo)), vhi = _mm256_set1_ps(static_cast<float>(hi));
   alignas(32) float d[8], s[3][8];
   _mm256_store_ps(d, fit_symmetric8(b, lo, hi, cfg));
@@ -263,11 +270,11 @@ struct Batch {
   }
 }
 
-[[gnu::target("avx2,f16c")]] bool encode_affine8_avx2(const float* x, const float* w, int nmax,
+[[gnu::target("avx2,f16c")]] bool encode_affine8_avx2(const float* x, const float* w, const float* s2, int nmax,
                                                  const qsearch::AffineSearch& cfg, F16Candidates f16c,
                                                  uint16_t* d16, uint16_t* m16, uint8_t* L) {
   Batch b;
-  load(x, w, b);
+  load(x, w, s2, b);
   const float fnmax = static_cast<float>(nmax);
   const __m256 vnmax = _mm256_set1_ps(fnmax), vzero = _mm256_setzero_ps();
   __m256 mn = b.x[0], mx = b.x[0], wx[kN];
@@ -418,10 +425,10 @@ struct Batch {
 #else
 
 namespace smolq::kernels::legacy {
-void encode_symmetric8_avx2(const float*, const float*, int, int, const qsearch::SymmetricSearch&, F16Candidates, uint16_t*,
-                            int8_t*) {}
-bool encode_affine8_avx2(const float*, const float*, int, const qsearch::AffineSearch&, F16Candidates, uint16_t*, uint16_t*,
-                         uint8_t*) {
+void encode_symmetric8_avx2(const float*, const float*, const float*, int, int, const qsearch::SymmetricSearch&,
+                            F16Candidates, uint16_t*, int8_t*) {}
+bool encode_affine8_avx2(const float*, const float*, const float*, int, const qsearch::AffineSearch&, F16Candidates,
+                         uint16_t*, uint16_t*, uint8_t*) {
   return false;
 }
 }  // namespace smolq::kernels::legacy

@@ -46,17 +46,19 @@ inline void minmax_rule_f16(float lo, float hi, float nmax, uint16_t& d16, uint1
   m16 = f32_to_f16(lo + 0.0f);
 }
 
-// Eight consecutive 32-element blocks (x, w: 256 floats each, block j at offset 32 j; w null
-// means every weight is 1, i.e. the unweighted search, bit for bit the one given ones).
+// Eight consecutive 32-element blocks (x, w: 256 floats each, block j at offset 32 j). Weights:
+// w; or, w null, sqrt(s2[j] + x^2) for block j (qsearch::element_weights without importance,
+// made in the batch: the same floats); or, both null, every weight 1 (the same search as
+// given ones).
 // Symmetric formats (Q4_0: lo -8, hi 7; Q5_0: -16, 15): f16 scale bits d16[j] and levels
 // L[32 j + i] in [lo, hi], exactly as the single-block encoder with the same search.
-void encode_symmetric8_avx2(const float* x, const float* w, int lo, int hi, const qsearch::SymmetricSearch& cfg,
-                            F16Candidates f16c, uint16_t* d16, int8_t* L);
+void encode_symmetric8_avx2(const float* x, const float* w, const float* s2, int lo, int hi,
+                            const qsearch::SymmetricSearch& cfg, F16Candidates f16c, uint16_t* d16, int8_t* L);
 // Affine formats (Q4_1: nmax 15; Q5_1: 31), offset free in sign: f16 scale and offset bits
 // and levels in [0, nmax]. Returns false (writing nothing) when a block of the eight needs
 // the scalar search's rare paths (a candidate scale that underflows to zero, i.e. values
 // near the float range); the caller then encodes those eight blocks one by one.
-bool encode_affine8_avx2(const float* x, const float* w, int nmax, const qsearch::AffineSearch& cfg,
+bool encode_affine8_avx2(const float* x, const float* w, const float* s2, int nmax, const qsearch::AffineSearch& cfg,
                          F16Candidates f16c, uint16_t* d16, uint16_t* m16, uint8_t* L);
 
 }  // namespace smolq::kernels::legacy

@@ -106,8 +106,10 @@ float row_sigma2(const float* x, int64_t n) {
 struct Fits {
   float (*symmetric)(const float*, const float*, int, int, int, int8_t*, const SymmetricSearch&);
   qsearch::AffineFit (*affine)(const float*, const float*, int, int, uint8_t*, OffsetSign, const AffineSearch&);
-  void (*symmetric8)(const float*, const float*, int, int, const SymmetricSearch&, F16Candidates, uint16_t*, int8_t*);
-  bool (*affine8)(const float*, const float*, int, const AffineSearch&, F16Candidates, uint16_t*, uint16_t*, uint8_t*);
+  void (*symmetric8)(const float*, const float*, const float*, int, int, const SymmetricSearch&, F16Candidates, uint16_t*,
+                     int8_t*);
+  bool (*affine8)(const float*, const float*, const float*, int, const AffineSearch&, F16Candidates, uint16_t*, uint16_t*,
+                  uint8_t*);
 };
 constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine, nullptr, nullptr};
 constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2, legacy::encode_symmetric8_avx2,
@@ -200,8 +202,11 @@ void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, 
   const int64_t nrows = static_cast<int64_t>(src.size()) / n_per_row;
   const int64_t nb = n_per_row / kQK;
   assert(dst.size() == static_cast<size_t>(nrows * nb) * sizeof(Block));
-  // [nrows * nb blocks][kQK]; unweighted: none (encode8 takes null, encode the ones below)
-  std::vector<float> weights(weighted ? src.size() : 0);
+  // Weights: with an imatrix all of them up front ([nrows * nb blocks][kQK]); without one the
+  // batch makes them from each block's row sigma^2 (encode8 gets w null and s2), and without
+  // weighting there are none (both null; the one-block encoder gets ones).
+  const bool buffered = weighted && !imatrix.empty();
+  std::vector<float> weights(buffered ? src.size() : 0), sigma2(weighted && !buffered ? nrows : 0);
   static constexpr std::array<float, kQK> kOnes = [] {
     std::array<float, kQK> a{};
     a.fill(1.0f);
@@ -209,18 +214,29 @@ void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, 
   }();
   for (int64_t r = 0; weighted && r < nrows; ++r) {
     const float* row = src.data() + r * n_per_row;
-    const float sigma2 = row_sigma2(row, n_per_row);
+    const float s2 = row_sigma2(row, n_per_row);
+    if (!buffered) {
+      sigma2[r] = s2;
+      continue;
+    }
     for (int64_t b = 0; b < nb; ++b)
-      qsearch::element_weights(row + b * kQK, imatrix.empty() ? nullptr : imatrix.data() + b * kQK, sigma2, kQK,
-                               weights.data() + (r * nb + b) * kQK);
+      qsearch::element_weights(row + b * kQK, imatrix.data() + b * kQK, s2, kQK, weights.data() + (r * nb + b) * kQK);
   }
   const int64_t total = nrows * nb;
   Block blk[8];
   for (int64_t b = 0; b < total;) {
     const float* x = src.data() + b * kQK;
-    const float* w = weighted ? weights.data() + b * kQK : nullptr;
-    const int n = b + 8 <= total && encode8(x, w, blk) ? 8 : 1;
-    if (n == 1) encode(x, w ? w : kOnes.data(), blk[0]);
+    const float* w = buffered ? weights.data() + b * kQK : nullptr;
+    float s2[8];
+    const bool full = b + 8 <= total;
+    if (!sigma2.empty() && full)
+      for (int j = 0; j < 8; ++j) s2[j] = sigma2[static_cast<size_t>((b + j) / nb)];
+    const int n = full && encode8(x, w, sigma2.empty() ? nullptr : s2, blk) ? 8 : 1;
+    if (n == 1) {
+      float wb[kQK];
+      if (!w && !sigma2.empty()) qsearch::element_weights(x, nullptr, sigma2[static_cast<size_t>(b / nb)], kQK, wb);
+      encode(x, w ? w : !sigma2.empty() ? wb : kOnes.data(), blk[0]);
+    }
     std::memcpy(dst.data() + b * sizeof(Block), blk, n * sizeof(Block));
     b += n;
   }
@@ -251,19 +267,21 @@ void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
 // Eight blocks through the batched encoders of the fast fit set (false without one, or when
 // the affine batch hands the blocks back), packed with `pack`.
 template <class Block, class Pack>
-bool encode_symmetric8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int lo, int hi, Block* b, Pack pack) {
+bool encode_symmetric8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, const float* s2, int lo, int hi,
+                       Block* b, Pack pack) {
   if (!fits.symmetric8) return false;
   uint16_t d[8];
   int8_t L[8 * kQK];
-  fits.symmetric8(x, w, lo, hi, ls.symmetric(hi), ls.sym_f16, d, L);
+  fits.symmetric8(x, w, s2, lo, hi, ls.symmetric(hi), ls.sym_f16, d, L);
   for (int j = 0; j < 8; ++j) pack(d[j], L + j * kQK, b[j]);
   return true;
 }
 template <class Block, class Pack>
-bool encode_affine8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int nmax, Block* b, Pack pack) {
+bool encode_affine8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, const float* s2, int nmax,
+                    Block* b, Pack pack) {
   uint16_t d[8], m[8];
   uint8_t L[8 * kQK];
-  if (!fits.affine8 || !fits.affine8(x, w, nmax, ls.affine, ls.affine_f16, d, m, L)) return false;
+  if (!fits.affine8 || !fits.affine8(x, w, s2, nmax, ls.affine, ls.affine_f16, d, m, L)) return false;
   for (int j = 0; j < 8; ++j) pack(d[j], m[j], L + j * kQK, b[j]);
   return true;
 }
@@ -296,7 +314,7 @@ void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<
   quantize_rows_legacy<BlockQ4_0>(
       src, dst, n_per_row, imatrix, ls.weighted_symmetric,
       [&](const float* x, const float* w, BlockQ4_0& b) { encode_q4_0(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, -8, 7, b, pack_q4_0); });
+      [&](const float* x, const float* w, const float* s2, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, s2, -8, 7, b, pack_q4_0); });
 }
 }  // namespace
 
@@ -346,7 +364,7 @@ void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<
   quantize_rows_legacy<BlockQ4_1>(
       src, dst, n_per_row, imatrix, ls.weighted_affine,
       [&](const float* x, const float* w, BlockQ4_1& b) { encode_q4_1(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, 15, b, pack_q4_1); });
+      [&](const float* x, const float* w, const float* s2, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, s2, 15, b, pack_q4_1); });
 }
 }  // namespace
 
@@ -397,7 +415,7 @@ void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<
   quantize_rows_legacy<BlockQ5_0>(
       src, dst, n_per_row, imatrix, ls.weighted_symmetric,
       [&](const float* x, const float* w, BlockQ5_0& b) { encode_q5_0(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, -16, 15, b, pack_q5_0); });
+      [&](const float* x, const float* w, const float* s2, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, s2, -16, 15, b, pack_q5_0); });
 }
 }  // namespace
 
@@ -453,7 +471,7 @@ void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<
   quantize_rows_legacy<BlockQ5_1>(
       src, dst, n_per_row, imatrix, ls.weighted_affine,
       [&](const float* x, const float* w, BlockQ5_1& b) { encode_q5_1(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, 31, b, pack_q5_1); });
+      [&](const float* x, const float* w, const float* s2, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, s2, 31, b, pack_q5_1); });
 }
 }  // namespace
 
