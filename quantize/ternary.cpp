@@ -13,7 +13,8 @@
 //
 // ggml quantizes these with d = max |x| (or mean |x| for Q1_0), exact for weights that
 // really are ternary/binary but far from the least-squares optimum otherwise. We find the
-// weighted least-squares scale (an exact scan for the ternary and binary alphabets), which
+// weighted least-squares scale (a Lloyd iteration for the ternary alphabet, see ternary_scale;
+// the exact mean for the binary one), which
 // gives the same codes on truly ternary weights.
 #include <algorithm>
 #include <cmath>
