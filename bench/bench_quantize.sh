@@ -7,7 +7,8 @@
 #           llama-cpp-python wheel's libggml-base, through tests/python/quantize_tools.py), so
 #           independent of smolq; RMSE=0 skips it;
 #   ppl   = llama.cpp's perplexity (llama-cpp-python) on the first PPL_TOKENS tokens of the
-#           WikiText-2 test split, real model only (random weights have no meaningful PPL).
+#           WikiText-2 test split, real model only (random weights have no meaningful PPL);
+#           PPL_TOKENS=0 skips it (nan in the table).
 # Inputs: `smolq convert --outtype f16` of the real SmolLM2-135M-Instruct (576-wide rows: most
 # tensors take 32-element fallbacks) and of the synthetic aligned256-bf16 (every width a
 # multiple of 256, real 49k vocabulary). File types that need an importance matrix get
@@ -143,7 +144,7 @@ for model in models:
     sh(smolq, "convert", ckpts[model], "-o", f16, "--outtype", "f16", "-q", "-t", threads)
     imatrix = work / f"{model}-imatrix.gguf"
     sh(tools / "llama-imatrix", "-m", f16, "-f", calib, "-o", imatrix, "-c", 256, "--chunks", 4, "-t", threads, "--no-ppl")
-    base_ppl = perplexity(f16, test_text) if model == "real" else None
+    base_ppl = perplexity(f16, test_text) if model == "real" and ppl_tokens > 0 else None
     for t in types:
         dry = sh(smolq, "quantize", f16, t, "--dry-run", check=False)
         plan = dry.stdout + dry.stderr
@@ -162,7 +163,7 @@ for model in models:
         if os.environ["RMSE"] == "1":
             oe, le = rel_rmse(f16, ours), rel_rmse(f16, theirs)
         op = lp = float("nan")
-        if model == "real":
+        if model == "real" and ppl_tokens > 0:
             op, lp = perplexity(ours, test_text), perplexity(theirs, test_text)
         line = (f"{model:5} {t + ('*' if imat else ''):8} {ow:8.2f} {lw:8.2f} {lw / ow:6.2f}x {lc / oc:5.2f}x "
                 f"{oe:10.5f} {le:10.5f} {op:9.3f} {lp:9.3f} {load():5.1f}")

@@ -12,7 +12,7 @@ namespace smolq::cpu {
 enum class SimdLevel { kScalar = 0, kAvx2 = 1, kAvx512 = 2 };
 
 struct Features {
-  bool avx2 = false;         // AVX2 and FMA (x86-64-v3's vector part)
+  bool avx2 = false;         // AVX2, FMA and F16C (x86-64-v3's vector part)
   bool avx512 = false;       // AVX-512 F, BW, VL and DQ (x86-64-v4)
   bool avx512_vnni = false;  // AVX-512 VNNI: int8 dot products (vpdpbusd)
   bool avx512_bf16 = false;  // AVX-512 BF16: bf16 dot products (vdpbf16ps)

@@ -205,6 +205,7 @@ namespace {
 // e^m for the magnitude term. The profiles' exponents 1/2 and 1/4 are taken as (nested) square
 // roots: several times cheaper than pow() and within an ulp of it.
 inline float magnitude_pow(float e, float m) {
+  if (m == 0.0f) return 1.0f;  // pow(e, 0) is 1 for every e
   if (m == 0.5f) return std::sqrt(e);
   if (m == 0.25f) return std::sqrt(std::sqrt(e));
   return std::pow(e, m);

@@ -27,11 +27,21 @@ struct Batch {
   __m256 x[kN], w[kN];
 };
 
-[[gnu::target("avx2")]] inline void load(const float* x, const float* w, Batch& b) {
+// Weights: w given; else, with s2 (sigma^2 of each block's row), element_weights' sqrt(s2 + x^2)
+// made here, lane by lane the same operations; else every weight 1 (x * 1 is exact, so the
+// weighted code runs unchanged).
+[[gnu::target("avx2")]] inline void load(const float* x, const float* w, const float* s2, Batch& b) {
   for (int h = 0; h < kN; h += 8) {
     transpose8(x + h, kN, b.x + h);
-    transpose8(w + h, kN, b.w + h);
+    if (w) transpose8(w + h, kN, b.w + h);
   }
+  if (w) return;
+  if (s2) {
+    const __m256 vs2 = _mm256_loadu_ps(s2);
+    for (int i = 0; i < kN; ++i) b.w[i] = _mm256_sqrt_ps(_mm256_add_ps(vs2, _mm256_mul_ps(b.x[i], b.x[i])));
+    return;
+  }
+  for (int i = 0; i < kN; ++i) b.w[i] = _mm256_set1_ps(1.0f);
 }
 
 [[gnu::target("avx2")]] inline __m256 all_ones() { return _mm256_castsi256_ps(_mm256_set1_epi32(-1)); }
@@ -147,6 +157,25 @@ struct Batch {
   return e;
 }
 
+// The stored f16 scale of each lane, h = v == 0 ? 0 : scale_to_f16(v), and its value s (0 for
+// h = 0). F16C rounds to nearest even as f32_to_f16 does; as scale_to_f16, a nonzero value
+// that rounds to a zero magnitude takes the smallest subnormal of its sign and one that
+// rounds to infinity the largest finite value.
+[[gnu::target("avx2,f16c")]] inline void scale_to_f16_8(__m256 v, uint16_t* h, float* s) {
+  __m128i r = _mm256_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m128i mag_mask = _mm_set1_epi16(0x7fff), exp_mask = _mm_set1_epi16(0x7c00);
+  const __m128i sign = _mm_andnot_si128(mag_mask, r);
+  const __m256i nz32 = _mm256_castps_si256(_mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_NEQ_UQ));
+  const __m128i nz = _mm_packs_epi32(_mm256_castsi256_si128(nz32), _mm256_extracti128_si256(nz32, 1));
+  const __m128i under = _mm_and_si128(nz, _mm_cmpeq_epi16(_mm_and_si128(r, mag_mask), _mm_setzero_si128()));
+  const __m128i over = _mm_cmpeq_epi16(_mm_and_si128(r, exp_mask), exp_mask);
+  r = _mm_blendv_epi8(r, _mm_or_si128(sign, _mm_set1_epi16(1)), under);
+  r = _mm_blendv_epi8(r, _mm_or_si128(sign, _mm_set1_epi16(0x7bff)), over);
+  r = _mm_and_si128(r, nz);  // v == 0: h = 0 (also drops the sign of -0)
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h), r);
+  _mm256_store_ps(s, _mm256_cvtph_ps(r));  // h = 0 decodes to +0
+}
+
 // lane_sum (quant_search_kernels.h) of each lane: eight partial sums by element index mod 8,
 // combined in the same tree.
 [[gnu::target("avx2")]] inline __m256 lane_sum8(const __m256* v) {
@@ -203,25 +232,27 @@ struct Batch {
 
 }  // namespace
 
-[[gnu::target("avx2")]] void encode_symmetric8_avx2(const float* x, const float* w, int lo, int hi,
-                                                    const qsearch::SymmetricSearch& cfg, uint16_t* d16, int8_t* L) {
+[[gnu::target("avx2,f16c")]] void encode_symmetric8_avx2(const float* x, const float* w, const float* s2, int lo, int hi,
+                                                    const qsearch::SymmetricSearch& cfg, F16Candidates f16c,
+                                                    uint16_t* d16, int8_t* L) {
   Batch b;
-  load(x, w, b);
+  load(x, w, s2, b);
   const __m256 vlo = _mm256_set1_ps(static_cast<float>(lo)), vhi = _mm256_set1_ps(static_cast<float>(hi));
   alignas(32) float d[8], s[3][8];
   _mm256_store_ps(d, fit_symmetric8(b, lo, hi, cfg));
   // The stored scale: the f16 rounding of d and its two f16 neighbours (a neighbour that
   // leaves the finite range is skipped: scale 0 marks it).
   uint16_t h[3][8];
-  for (int j = 0; j < 8; ++j) {
-    h[0][j] = d[j] == 0.0f ? 0 : qsearch::scale_to_f16(d[j]);
+  const int ncand = f16c == F16Candidates::kNeighbours ? 3 : 1;
+  scale_to_f16_8(_mm256_load_ps(d), h[0], s[0]);
+  for (int j = 0; ncand > 1 && j < 8; ++j) {
     h[1][j] = h[0][j] == 0 ? 0 : f16_step(h[0][j], -1);
     h[2][j] = h[0][j] == 0 ? 0 : f16_step(h[0][j], 1);
-    for (int k = 0; k < 3; ++k) s[k][j] = h[k][j] == 0 ? 0.0f : f16_to_f32(h[k][j]);
+    for (int k = 1; k < 3; ++k) s[k][j] = h[k][j] == 0 ? 0.0f : f16_to_f32(h[k][j]);
   }
-  __m256 best_e = error_sym(b, _mm256_load_ps(s[0]), vlo, vhi);
   __m256 best_k = _mm256_setzero_ps();
-  for (int k = 1; k < 3; ++k) {
+  __m256 best_e = ncand > 1 ? error_sym(b, _mm256_load_ps(s[0]), vlo, vhi) : _mm256_setzero_ps();
+  for (int k = 1; k < ncand; ++k) {
     const __m256 sk = _mm256_load_ps(s[k]);
     const __m256 e = error_sym(b, sk, vlo, vhi);
     const __m256 take = _mm256_and_ps(_mm256_cmp_ps(sk, _mm256_setzero_ps(), _CMP_NEQ_OQ), _mm256_cmp_ps(e, best_e, _CMP_LT_OQ));
@@ -239,11 +270,11 @@ struct Batch {
   }
 }
 
-[[gnu::target("avx2")]] bool encode_affine8_avx2(const float* x, const float* w, int nmax,
-                                                 const qsearch::AffineSearch& cfg, uint16_t* d16, uint16_t* m16,
-                                                 uint8_t* L) {
+[[gnu::target("avx2,f16c")]] bool encode_affine8_avx2(const float* x, const float* w, const float* s2, int nmax,
+                                                 const qsearch::AffineSearch& cfg, F16Candidates f16c,
+                                                 uint16_t* d16, uint16_t* m16, uint8_t* L) {
   Batch b;
-  load(x, w, b);
+  load(x, w, s2, b);
   const float fnmax = static_cast<float>(nmax);
   const __m256 vnmax = _mm256_set1_ps(fnmax), vzero = _mm256_setzero_ps();
   __m256 mn = b.x[0], mx = b.x[0], wx[kN];
@@ -309,8 +340,9 @@ struct Batch {
   d = _mm256_blendv_ps(_mm256_blendv_ps(_mm256_div_ps(range, vnmax), d, has), vzero, _mm256_andnot_ps(varies, all_ones()));
   m = _mm256_blendv_ps(mn, m, active);
 
-  // The stored (d, m): their f16 roundings and the 3 x 3 grid of f16 neighbours, in the
-  // scalar order (center first; then dd = -1..1, dm = -1..1), strictly better errors win.
+  // The stored (d, m): their f16 roundings, then (kNeighbours) the 3 x 3 grid of f16
+  // neighbours in the scalar order (dd = -1..1, dm = -1..1) or (kMinMaxRule) the min/max
+  // rule's point; strictly better errors win.
   alignas(32) float df[8], mf[8], s[9][8], mm[9][8];
   _mm256_store_ps(df, d);
   _mm256_store_ps(mf, m);
@@ -325,28 +357,48 @@ struct Batch {
     }
   uint16_t hd[9][8], hm[9][8];
   bool ok[9][8];
+  const int ncand = f16c == F16Candidates::kNeighbours ? 9 : f16c == F16Candidates::kMinMaxRule ? 2 : 1;
+  // Center (d, m) and, for kMinMaxRule, ((mx - mn) / nmax, mn + 0) (minmax_rule_f16: the
+  // +0 makes a -0 minimum +0, so the order of the min reduction cannot show), in F16C.
+  scale_to_f16_8(_mm256_load_ps(df), hd[0], s[0]);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(hm[0]),
+                   _mm256_cvtps_ph(_mm256_load_ps(mf), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  if (f16c == F16Candidates::kMinMaxRule) {
+    const __m256 rd = _mm256_and_ps(varies, _mm256_div_ps(range, vnmax));
+    scale_to_f16_8(rd, hd[1], s[1]);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(hm[1]), _mm256_cvtps_ph(_mm256_add_ps(mn, vzero), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+  }
   for (int j = 0; j < 8; ++j) {
-    const uint16_t dc = df[j] == 0.0f ? 0 : qsearch::scale_to_f16(df[j]), mc = f32_to_f16(mf[j]);
-    int k = 0;
-    hd[k][j] = dc;
-    hm[k][j] = mc;
-    ok[k++][j] = true;
-    for (int dd = -1; dd <= 1; ++dd)
-      for (int dm = -1; dm <= 1; ++dm) {
-        if (dd == 0 && dm == 0) continue;
-        hd[k][j] = dd == 0 ? dc : f16_step(dc, dd);
-        hm[k][j] = offset_step(mc, dm);
-        ok[k][j] = dc != 0 && hd[k][j] != 0 && (dm == 0 || hm[k][j] != 0);
-        ++k;
-      }
-    for (k = 0; k < 9; ++k) {
+    const uint16_t dc = hd[0][j], mc = hm[0][j];
+    int k = 1;
+    ok[0][j] = true;
+    if (f16c == F16Candidates::kMinMaxRule) {
+      ok[k][j] = dc != 0 && hd[k][j] != 0;
+      ++k;
+    } else if (f16c == F16Candidates::kNeighbours) {
+      for (int dd = -1; dd <= 1; ++dd)
+        for (int dm = -1; dm <= 1; ++dm) {
+          if (dd == 0 && dm == 0) continue;
+          hd[k][j] = dd == 0 ? dc : f16_step(dc, dd);
+          hm[k][j] = offset_step(mc, dm);
+          ok[k][j] = dc != 0 && hd[k][j] != 0 && (dm == 0 || hm[k][j] != 0);
+          ++k;
+        }
+    }
+    for (k = 0; f16c == F16Candidates::kNeighbours && k < ncand; ++k) {
       s[k][j] = f16_to_f32(hd[k][j]);
       mm[k][j] = -f16_to_f32(hm[k][j]);
     }
   }
-  __m256 best_e = error_aff(b, _mm256_load_ps(s[0]), _mm256_load_ps(mm[0]), vnmax);
+  for (int k = 0; f16c != F16Candidates::kNeighbours && k < ncand; ++k) {  // the same, in F16C
+    const __m256 sv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hd[k])));
+    const __m256 mv = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(hm[k])));
+    _mm256_store_ps(s[k], sv);
+    _mm256_store_ps(mm[k], _mm256_xor_ps(mv, _mm256_set1_ps(-0.0f)));
+  }
+  __m256 best_e = ncand > 1 ? error_aff(b, _mm256_load_ps(s[0]), _mm256_load_ps(mm[0]), vnmax) : vzero;
   __m256 best_k = vzero;
-  for (int k = 1; k < 9; ++k) {
+  for (int k = 1; k < ncand; ++k) {
     alignas(32) float okf[8];
     for (int j = 0; j < 8; ++j) okf[j] = ok[k][j] ? 1.0f : 0.0f;
     const __m256 valid = _mm256_cmp_ps(_mm256_load_ps(okf), vzero, _CMP_NEQ_OQ);
@@ -373,8 +425,10 @@ struct Batch {
 #else
 
 namespace smolq::kernels::legacy {
-void encode_symmetric8_avx2(const float*, const float*, int, int, const qsearch::SymmetricSearch&, uint16_t*, int8_t*) {}
-bool encode_affine8_avx2(const float*, const float*, int, const qsearch::AffineSearch&, uint16_t*, uint16_t*, uint8_t*) {
+void encode_symmetric8_avx2(const float*, const float*, const float*, int, int, const qsearch::SymmetricSearch&,
+                            F16Candidates, uint16_t*, int8_t*) {}
+bool encode_affine8_avx2(const float*, const float*, const float*, int, const qsearch::AffineSearch&, F16Candidates,
+                         uint16_t*, uint16_t*, uint8_t*) {
   return false;
 }
 }  // namespace smolq::kernels::legacy

@@ -11,6 +11,7 @@
 #pragma once
 #include <cstdint>
 
+#include "formats/half.h"
 #include "quantize/quant_search.h"
 
 namespace smolq::kernels::legacy {
@@ -29,16 +30,35 @@ inline uint16_t offset_step(uint16_t m, int dm) {
   return (m & 0x7fffu) == 0 ? static_cast<uint16_t>(dm > 0 ? 0x0001u : 0x8001u) : f16_step(m, dm);
 }
 
-// Eight consecutive 32-element blocks (x, w: 256 floats each, block j at offset 32 j).
+// The stored (f16) scales an encoder tries once the search has fitted a float scale (and
+// offset); the first of them with the lowest error wins (ties keep the earlier one).
+enum class F16Candidates : uint8_t {
+  kRounded,     // the f16 rounding of the fit only
+  kNeighbours,  // it and its f16 neighbours: d -+ 1 step (symmetric), the 3 x 3 grid of (d, m) (affine)
+  kMinMaxRule,  // affine: it and the min/max rule's (d, m) = ((max - min) / nmax, min) in f16
+};
+
+// The min/max rule's stored (d, m) of a block with minimum lo and maximum hi: d = 0 (no
+// candidate) unless hi > lo. lo + 0 turns a -0 minimum into +0: which zero a min reduction
+// returns for a block holding both depends on its order, the bytes must not.
+inline void minmax_rule_f16(float lo, float hi, float nmax, uint16_t& d16, uint16_t& m16) {
+  d16 = hi > lo ? qsearch::scale_to_f16((hi - lo) / nmax) : 0;
+  m16 = f32_to_f16(lo + 0.0f);
+}
+
+// Eight consecutive 32-element blocks (x, w: 256 floats each, block j at offset 32 j). Weights:
+// w; or, w null, sqrt(s2[j] + x^2) for block j (qsearch::element_weights without importance,
+// made in the batch: the same floats); or, both null, every weight 1 (the same search as
+// given ones).
 // Symmetric formats (Q4_0: lo -8, hi 7; Q5_0: -16, 15): f16 scale bits d16[j] and levels
 // L[32 j + i] in [lo, hi], exactly as the single-block encoder with the same search.
-void encode_symmetric8_avx2(const float* x, const float* w, int lo, int hi, const qsearch::SymmetricSearch& cfg,
-                            uint16_t* d16, int8_t* L);
+void encode_symmetric8_avx2(const float* x, const float* w, const float* s2, int lo, int hi,
+                            const qsearch::SymmetricSearch& cfg, F16Candidates f16c, uint16_t* d16, int8_t* L);
 // Affine formats (Q4_1: nmax 15; Q5_1: 31), offset free in sign: f16 scale and offset bits
 // and levels in [0, nmax]. Returns false (writing nothing) when a block of the eight needs
 // the scalar search's rare paths (a candidate scale that underflows to zero, i.e. values
 // near the float range); the caller then encodes those eight blocks one by one.
-bool encode_affine8_avx2(const float* x, const float* w, int nmax, const qsearch::AffineSearch& cfg, uint16_t* d16,
-                         uint16_t* m16, uint8_t* L);
+bool encode_affine8_avx2(const float* x, const float* w, const float* s2, int nmax, const qsearch::AffineSearch& cfg,
+                         F16Candidates f16c, uint16_t* d16, uint16_t* m16, uint8_t* L);
 
 }  // namespace smolq::kernels::legacy

@@ -3,11 +3,14 @@
 //   - nibbles: element j (j < 16) in the low nibble of qs[j], element j+16 in the high nibble;
 //   - Q5_x fifth bit: bit j of the little-endian uint32 qh is the high bit of element j.
 //
-// Encoding (ours, not ggml's): per block, a weighted scale search (quant_search.h) followed by
-// a search over the f16 neighbours of the scale(s) with every level re-rounded to the scale
-// the decoder will really use. ggml's plain path uses the bare "largest value maps to -8"
-// (or min/max) rule and its imatrix path does not re-round after the f16 conversion; both
-// candidates of those rules are inside our search, so our weighted error is never worse.
+// Encoding (ours, not ggml's): per block, a scale search (quant_search.h) followed by a
+// choice among stored f16 scales with every level re-rounded to the scale the decoder will
+// really use. With an importance matrix: a weighted search and the f16 neighbours of the
+// scale(s); ggml's imatrix path does not re-round after the f16 conversion. Without one
+// (ggml: the bare "largest value maps to -8", or min/max, rule): a short search
+// (kPlainSearches below: its measured error against ggml's and what it costs).
+#include <algorithm>
+#include <array>
 #include <cassert>
 #include <cstring>
 #include <vector>
@@ -22,6 +25,7 @@
 #include "quantize/blocks.h"
 #include "quantize/legacy_batch.h"
 #include "quantize/quant_search.h"
+#include "quantize/quant_search_kernels.h"  // lane_min_max: the scalar min/max the batch uses too
 #include "quantize/quants_legacy_k.h"
 
 namespace smolq::kernels {
@@ -32,6 +36,8 @@ using qsearch::OffsetSign;
 using qsearch::SymmetricSearch;
 using legacy::f16_step;
 using legacy::offset_step;
+using legacy::F16Candidates;
+using legacy::minmax_rule_f16;
 
 // Candidate sweeps, one set per weighting.
 // With an importance matrix (ggml's imatrix path is itself a search, so the full sweep is
@@ -42,24 +48,43 @@ using legacy::offset_step;
 // inverse scales spanning nmax-1 .. nmax+1 levels over the range, then up to 4
 // requantize/refit rounds. (Wider or denser sweeps measured no better on the golden data: the
 // f16 neighbour search and refinement below do the fine work.)
-// Without one (ggml rounds with the plain max rule): 3 scales per end (5 for Q5_0), one
-// descent pass; affine 8 candidates and 2 rounds. Measured on gaussian rows (bench_kernels,
-// 128 x 2048) the plain rmse moves from 0.950 to 0.952 of ggml's (Q4_0), 0.896 -> 0.898 (Q4_1),
-// 0.942 -> 0.945 (Q5_0), 0.893 -> 0.894 (Q5_1), for 1.2-1.6x the speed; with an imatrix the
-// short sweep would lose to ggml on weighted error (1.003 of it for Q4_0), so it stays full.
+// Without one (ggml rounds once with the max rule, or min/max, unweighted) a short search:
+// symmetric: the weighted error, 5 candidates per end (the largest magnitude mapped to the
+// end level, +-1 and +-2 steps), the least-squares scale of the best one's levels and its f16
+// rounding (no descent, no f16 neighbours); affine: the squared error itself (every weight
+// 1), the min/max rule and one more inverse scale, one requantize/refit round, then the f16
+// rounding of the fit or, when better, the min/max rule's own f16 point (what ggml's plain
+// path stores, so no block's error exceeds ggml's; on weights that sit on a Q4_1 grid it is
+// exact). Chosen on SmolLM2-135M (Q4_0, KL-divergence from the F16 model over 6 x 256
+// WikiText-2 tokens, smolq perplexity --base): the earlier full sweep 0.297, this one 0.302,
+// llama-quantize 0.307; the unweighted 2-candidate search had the lowest rmse (0.93 of
+// ggml's) but 0.331, and 6 weighted candidates 0.312, so rmse alone did not pick it. Speed
+// (bench_kernels, one thread, plain): Q4_0 ~400 Mw/s (was ~210), Q4_1 ~620 (was ~155).
+// With an imatrix the short sweep would lose to ggml's own imatrix search on weighted error
+// (1.003 of it for Q4_0), so it stays full.
 struct LegacySearches {
   SymmetricSearch sym4, sym5;  // Q4_0 (levels -8..7), Q5_0 (-16..15)
   AffineSearch affine;         // Q4_1, Q5_1
+  bool weighted_symmetric, weighted_affine;  // element weights sqrt(sigma^2 + x^2) (* importance); else all 1
+  F16Candidates sym_f16, affine_f16;  // stored scales tried after the fit (legacy_batch.h)
   const SymmetricSearch& symmetric(int hi) const { return hi > 7 ? sym5 : sym4; }
 };
 constexpr LegacySearches kImportanceSearches{
     .sym4 = {.ntry = 3, .step = 0.3f, .both_ends = true, .refine_passes = 2},
     .sym5 = {.ntry = 9, .step = 0.1f, .both_ends = true, .refine_passes = 2},
-    .affine = {.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4}};
+    .affine = {.rmin = -1.0f, .rdelta = 2.0f / 14, .nstep = 14, .alternations = 4},
+    .weighted_symmetric = true,
+    .weighted_affine = true,
+    .sym_f16 = F16Candidates::kNeighbours,
+    .affine_f16 = F16Candidates::kNeighbours};
 constexpr LegacySearches kPlainSearches{
-    .sym4 = {.ntry = 1, .step = 0.3f, .both_ends = true, .refine_passes = 1},
-    .sym5 = {.ntry = 2, .step = 0.2f, .both_ends = true, .refine_passes = 1},
-    .affine = {.rmin = -1.0f, .rdelta = 2.0f / 6, .nstep = 6, .alternations = 2}};
+    .sym4 = {.ntry = 2, .step = 0.3f, .both_ends = true, .refine_passes = 0},
+    .sym5 = {.ntry = 2, .step = 0.2f, .both_ends = true, .refine_passes = 0},
+    .affine = {.rmin = -1.0f, .rdelta = 2.0f, .nstep = 0, .alternations = 1},
+    .weighted_symmetric = true,
+    .weighted_affine = false,
+    .sym_f16 = F16Candidates::kRounded,
+    .affine_f16 = F16Candidates::kMinMaxRule};
 const LegacySearches& searches_for(std::span<const float> imatrix) {
   return imatrix.empty() ? kPlainSearches : kImportanceSearches;
 }
@@ -81,8 +106,10 @@ float row_sigma2(const float* x, int64_t n) {
 struct Fits {
   float (*symmetric)(const float*, const float*, int, int, int, int8_t*, const SymmetricSearch&);
   qsearch::AffineFit (*affine)(const float*, const float*, int, int, uint8_t*, OffsetSign, const AffineSearch&);
-  void (*symmetric8)(const float*, const float*, int, int, const SymmetricSearch&, uint16_t*, int8_t*);
-  bool (*affine8)(const float*, const float*, int, const AffineSearch&, uint16_t*, uint16_t*, uint8_t*);
+  void (*symmetric8)(const float*, const float*, const float*, int, int, const SymmetricSearch&, F16Candidates, uint16_t*,
+                     int8_t*);
+  bool (*affine8)(const float*, const float*, const float*, int, const AffineSearch&, F16Candidates, uint16_t*, uint16_t*,
+                  uint8_t*);
 };
 constexpr Fits kScalarFits{qsearch::fit_symmetric, qsearch::fit_affine, nullptr, nullptr};
 constexpr Fits kAvx2Fits{qsearch::fit_symmetric_avx2, qsearch::fit_affine_avx2, legacy::encode_symmetric8_avx2,
@@ -102,6 +129,7 @@ uint16_t encode_symmetric(const Fits& fits, const LegacySearches& ls, const floa
   }
   int8_t Lt[kQK];
   float best_err = qsearch::requantize_symmetric(x, w, kQK, lo, hi, f16_to_f32(best), L);
+  if (ls.sym_f16 != F16Candidates::kNeighbours) return best;
   // The f16 neighbours: the rounding of d need not be the best stored scale once the levels
   // are re-rounded to it.
   const uint16_t center = best;
@@ -130,6 +158,18 @@ void encode_affine(const Fits& fits, const LegacySearches& ls, const float* x, c
   uint8_t Lt[kQK];
   float best_err = qsearch::requantize_affine(x, w, kQK, nmax, f16_to_f32(d16), -f16_to_f32(m16), L);
   if (d16 == 0) return;  // constant block: the offset alone is the best we can do
+  if (ls.affine_f16 == F16Candidates::kMinMaxRule) {
+    float lo, hi;
+    qsearch::detail::lane_min_max(x, kQK, lo, hi);
+    uint16_t hd, hm;
+    minmax_rule_f16(lo, hi, static_cast<float>(nmax), hd, hm);
+    if (hd != 0 && qsearch::requantize_affine(x, w, kQK, nmax, f16_to_f32(hd), -f16_to_f32(hm), Lt) < best_err) {
+      d16 = hd;
+      m16 = hm;
+      std::memcpy(L, Lt, kQK);
+    }
+  }
+  if (ls.affine_f16 != F16Candidates::kNeighbours) return;
   // 3 x 3 f16 neighbourhood of (d, m), levels re-rounded each time.
   const uint16_t dc = d16, mc = m16;
   for (int dd = -1; dd <= 1; ++dd) {
@@ -156,27 +196,47 @@ void encode_affine(const Fits& fits, const LegacySearches& ls, const float* x, c
 // through `encode(x, w, block)`. A block's bytes depend only on its values and weights.
 template <class Block, class Encode, class Encode8>
 void quantize_rows_legacy(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                          std::span<const float> imatrix, Encode encode, Encode8 encode8) {
+                          std::span<const float> imatrix, bool weighted, Encode encode, Encode8 encode8) {
   assert(n_per_row % kQK == 0 && src.size() % static_cast<size_t>(n_per_row) == 0);
   assert(imatrix.empty() || imatrix.size() == static_cast<size_t>(n_per_row));
   const int64_t nrows = static_cast<int64_t>(src.size()) / n_per_row;
   const int64_t nb = n_per_row / kQK;
   assert(dst.size() == static_cast<size_t>(nrows * nb) * sizeof(Block));
-  std::vector<float> weights(src.size());  // [nrows * nb blocks][kQK]
-  for (int64_t r = 0; r < nrows; ++r) {
+  // Weights: with an imatrix all of them up front ([nrows * nb blocks][kQK]); without one the
+  // batch makes them from each block's row sigma^2 (encode8 gets w null and s2), and without
+  // weighting there are none (both null; the one-block encoder gets ones).
+  const bool buffered = weighted && !imatrix.empty();
+  std::vector<float> weights(buffered ? src.size() : 0), sigma2(weighted && !buffered ? nrows : 0);
+  static constexpr std::array<float, kQK> kOnes = [] {
+    std::array<float, kQK> a{};
+    a.fill(1.0f);
+    return a;
+  }();
+  for (int64_t r = 0; weighted && r < nrows; ++r) {
     const float* row = src.data() + r * n_per_row;
-    const float sigma2 = row_sigma2(row, n_per_row);
+    const float s2 = row_sigma2(row, n_per_row);
+    if (!buffered) {
+      sigma2[r] = s2;
+      continue;
+    }
     for (int64_t b = 0; b < nb; ++b)
-      qsearch::element_weights(row + b * kQK, imatrix.empty() ? nullptr : imatrix.data() + b * kQK, sigma2, kQK,
-                               weights.data() + (r * nb + b) * kQK);
+      qsearch::element_weights(row + b * kQK, imatrix.data() + b * kQK, s2, kQK, weights.data() + (r * nb + b) * kQK);
   }
   const int64_t total = nrows * nb;
   Block blk[8];
   for (int64_t b = 0; b < total;) {
     const float* x = src.data() + b * kQK;
-    const float* w = weights.data() + b * kQK;
-    const int n = b + 8 <= total && encode8(x, w, blk) ? 8 : 1;
-    if (n == 1) encode(x, w, blk[0]);
+    const float* w = buffered ? weights.data() + b * kQK : nullptr;
+    float s2[8];
+    const bool full = b + 8 <= total;
+    if (!sigma2.empty() && full)
+      for (int j = 0; j < 8; ++j) s2[j] = sigma2[static_cast<size_t>((b + j) / nb)];
+    const int n = full && encode8(x, w, sigma2.empty() ? nullptr : s2, blk) ? 8 : 1;
+    if (n == 1) {
+      float wb[kQK];
+      if (!w && !sigma2.empty()) qsearch::element_weights(x, nullptr, sigma2[static_cast<size_t>(b / nb)], kQK, wb);
+      encode(x, w ? w : !sigma2.empty() ? wb : kOnes.data(), blk[0]);
+    }
     std::memcpy(dst.data() + b * sizeof(Block), blk, n * sizeof(Block));
     b += n;
   }
@@ -207,19 +267,21 @@ void pack_nibbles(const uint8_t* q, uint8_t* qs, uint32_t* qh) {
 // Eight blocks through the batched encoders of the fast fit set (false without one, or when
 // the affine batch hands the blocks back), packed with `pack`.
 template <class Block, class Pack>
-bool encode_symmetric8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int lo, int hi, Block* b, Pack pack) {
+bool encode_symmetric8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, const float* s2, int lo, int hi,
+                       Block* b, Pack pack) {
   if (!fits.symmetric8) return false;
   uint16_t d[8];
   int8_t L[8 * kQK];
-  fits.symmetric8(x, w, lo, hi, ls.symmetric(hi), d, L);
+  fits.symmetric8(x, w, s2, lo, hi, ls.symmetric(hi), ls.sym_f16, d, L);
   for (int j = 0; j < 8; ++j) pack(d[j], L + j * kQK, b[j]);
   return true;
 }
 template <class Block, class Pack>
-bool encode_affine8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, int nmax, Block* b, Pack pack) {
+bool encode_affine8(const Fits& fits, const LegacySearches& ls, const float* x, const float* w, const float* s2, int nmax,
+                    Block* b, Pack pack) {
   uint16_t d[8], m[8];
   uint8_t L[8 * kQK];
-  if (!fits.affine8 || !fits.affine8(x, w, nmax, ls.affine, d, m, L)) return false;
+  if (!fits.affine8 || !fits.affine8(x, w, s2, nmax, ls.affine, ls.affine_f16, d, m, L)) return false;
   for (int j = 0; j < 8; ++j) pack(d[j], m[j], L + j * kQK, b[j]);
   return true;
 }
@@ -250,9 +312,9 @@ void quantize_q4_0_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ4_0>(
-      src, dst, n_per_row, imatrix,
+      src, dst, n_per_row, imatrix, ls.weighted_symmetric,
       [&](const float* x, const float* w, BlockQ4_0& b) { encode_q4_0(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, -8, 7, b, pack_q4_0); });
+      [&](const float* x, const float* w, const float* s2, BlockQ4_0* b) { return encode_symmetric8(fits, ls, x, w, s2, -8, 7, b, pack_q4_0); });
 }
 }  // namespace
 
@@ -300,9 +362,9 @@ void quantize_q4_1_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ4_1>(
-      src, dst, n_per_row, imatrix,
+      src, dst, n_per_row, imatrix, ls.weighted_affine,
       [&](const float* x, const float* w, BlockQ4_1& b) { encode_q4_1(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, 15, b, pack_q4_1); });
+      [&](const float* x, const float* w, const float* s2, BlockQ4_1* b) { return encode_affine8(fits, ls, x, w, s2, 15, b, pack_q4_1); });
 }
 }  // namespace
 
@@ -351,9 +413,9 @@ void quantize_q5_0_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ5_0>(
-      src, dst, n_per_row, imatrix,
+      src, dst, n_per_row, imatrix, ls.weighted_symmetric,
       [&](const float* x, const float* w, BlockQ5_0& b) { encode_q5_0(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, -16, 15, b, pack_q5_0); });
+      [&](const float* x, const float* w, const float* s2, BlockQ5_0* b) { return encode_symmetric8(fits, ls, x, w, s2, -16, 15, b, pack_q5_0); });
 }
 }  // namespace
 
@@ -407,9 +469,9 @@ void quantize_q5_1_with(const Fits& fits, std::span<const float> src, std::span<
                        int64_t n_per_row, std::span<const float> imatrix) {
   const LegacySearches& ls = searches_for(imatrix);
   quantize_rows_legacy<BlockQ5_1>(
-      src, dst, n_per_row, imatrix,
+      src, dst, n_per_row, imatrix, ls.weighted_affine,
       [&](const float* x, const float* w, BlockQ5_1& b) { encode_q5_1(fits, ls, x, w, b); },
-      [&](const float* x, const float* w, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, 31, b, pack_q5_1); });
+      [&](const float* x, const float* w, const float* s2, BlockQ5_1* b) { return encode_affine8(fits, ls, x, w, s2, 31, b, pack_q5_1); });
 }
 }  // namespace
 
@@ -447,11 +509,13 @@ void dequantize_q5_1(std::span<const std::byte> src, std::span<float> dst) {
 float legacy_row_sigma2(std::span<const float> row) { return row_sigma2(row.data(), static_cast<int64_t>(row.size())); }
 
 void quantize_legacy_block(GgmlType t, const float* x, const float* imatrix, float sigma2, std::byte* out) {
-  float w[kQK];
-  qsearch::element_weights(x, imatrix, sigma2, kQK, w);
   const Fits& fits = fast_fits();
   // The plain kernel's search for the same weighting: the full one with importance data.
   const LegacySearches& ls = searches_for(imatrix ? std::span<const float>(imatrix, kQK) : std::span<const float>());
+  float w[kQK];
+  const bool affine = t == GgmlType::Q4_1 || t == GgmlType::Q5_1;
+  if (affine ? ls.weighted_affine : ls.weighted_symmetric) qsearch::element_weights(x, imatrix, sigma2, kQK, w);
+  else std::fill(w, w + kQK, 1.0f);
   auto put = [out](const auto& blk) { std::memcpy(out, &blk, sizeof blk); };
   switch (t) {
     case GgmlType::Q4_0: { BlockQ4_0 b; encode_q4_0(fits, ls, x, w, b); put(b); return; }

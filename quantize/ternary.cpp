@@ -13,13 +13,18 @@
 //
 // ggml quantizes these with d = max |x| (or mean |x| for Q1_0), exact for weights that
 // really are ternary/binary but far from the least-squares optimum otherwise. We find the
-// weighted least-squares scale (an exact scan for the ternary and binary alphabets), which
+// weighted least-squares scale (a Lloyd iteration for the ternary alphabet, see ternary_scale;
+// the exact mean for the binary one), which
 // gives the same codes on truly ternary weights.
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <numeric>
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#endif
 
 #include "formats/half.h"
 #include "quantize/blocks.h"
@@ -39,27 +44,79 @@ constexpr iq::WeightProfile kQ20Weights = iq::kLatticeWeights;
 
 using iq::HalfScale;
 
-// Ternary: the optimal code set is "the k largest |x| are +-d, the rest 0" for some k, and
-// for a given k the best d is the weighted mean of those |x|. Scan k (weights sorted by |x|).
-// The order is |x| descending, index ascending on ties: sorted as one 64-bit key per weight,
-// (complemented bits of |x|) << 32 | index (for non-negative floats the bit patterns order
-// like the values), which is the same strict total order without a comparator call per step.
+// Ternary: for the set S of weights coded +-d, the best d is the weighted mean of |x| over S
+// and the weighted error falls by gain(S) = (sum_S w|x|)^2 / sum_S w; for a given d the best
+// S is {|x| > d/2}. The optimum is a fixed point of alternating the two (a Lloyd iteration,
+// which never lowers the gain). We iterate from two starts and keep the larger gain:
+//   - ggml's scale d = max |x| (so the result is never worse than ggml's codes, in the
+//     weighted error before the f16 rounding);
+//   - d = 1.2 * rms(x), near the optimum of a gaussian block (1.224 sigma), so that start
+//     usually converges in a few steps.
+// (An exact scan over the |x|-sorted weights found the global optimum: measured on
+// SmolLM2-135M ffn_down rows and gaussian rows the two agree in rmse to 0.1%, and the
+// iteration is ~10x cheaper than the sort.)
+constexpr int kTernaryIterations = 12;
+
+// Over the weights with a > thr: sum w and sum w*a, in eight interleaved partial sums (fixed
+// order, so the loop vectorises without changing a result).
+// The SSE2 form (x86-64's baseline: no dispatch) does lane k's operations of the portable
+// loop in lane k % 4 of register k / 4, so both give the same sums.
+void ternary_sums(const float* a, const float* w, int n, float thr, float& sw, float& swa) {
+  alignas(16) float pw[8] = {}, pwa[8] = {};
+#if defined(__SSE2__)
+  const __m128 t = _mm_set1_ps(thr);
+  __m128 w0 = _mm_setzero_ps(), w1 = w0, wa0 = w0, wa1 = w0;
+  for (int i = 0; i < n; i += 8) {
+    const __m128 a0 = _mm_loadu_ps(a + i), a1 = _mm_loadu_ps(a + i + 4);
+    const __m128 in0 = _mm_and_ps(_mm_cmpgt_ps(a0, t), _mm_loadu_ps(w + i));
+    const __m128 in1 = _mm_and_ps(_mm_cmpgt_ps(a1, t), _mm_loadu_ps(w + i + 4));
+    w0 = _mm_add_ps(w0, in0);
+    w1 = _mm_add_ps(w1, in1);
+    wa0 = _mm_add_ps(wa0, _mm_mul_ps(in0, a0));
+    wa1 = _mm_add_ps(wa1, _mm_mul_ps(in1, a1));
+  }
+  _mm_store_ps(pw, w0);
+  _mm_store_ps(pw + 4, w1);
+  _mm_store_ps(pwa, wa0);
+  _mm_store_ps(pwa + 4, wa1);
+#else
+  for (int i = 0; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      const float in = a[i + k] > thr ? w[i + k] : 0.0f;
+      pw[k] += in;
+      pwa[k] += in * a[i + k];
+    }
+#endif
+  sw = ((pw[0] + pw[1]) + (pw[2] + pw[3])) + ((pw[4] + pw[5]) + (pw[6] + pw[7]));
+  swa = ((pwa[0] + pwa[1]) + (pwa[2] + pwa[3])) + ((pwa[4] + pwa[5]) + (pwa[6] + pwa[7]));
+}
+
 float ternary_scale(const float* x, const float* w, int n) {
-  uint64_t key[kQKK];
-  for (int i = 0; i < n; ++i)
-    key[i] = (static_cast<uint64_t>(~f32_bits(std::fabs(x[i]))) << 32) | static_cast<uint32_t>(i);
-  std::sort(key, key + n);
-  double sw = 0, swa = 0, best_gain = 0;
+  float a[kQKK], p2[8] = {};
+  float amax = 0.0f;
+  for (int i = 0; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      a[i + k] = std::fabs(x[i + k]);
+      amax = std::max(amax, a[i + k]);
+      p2[k] += a[i + k] * a[i + k];
+    }
+  if (!(amax > 0.0f)) return 0.0f;
+  const float s2 = ((p2[0] + p2[1]) + (p2[2] + p2[3])) + ((p2[4] + p2[5]) + (p2[6] + p2[7]));
   float best_d = 0.0f;
-  for (int k = 0; k < n; ++k) {
-    const int i = static_cast<int>(key[k] & 0xffffffffu);
-    sw += w[i];
-    swa += w[i] * std::fabs(x[i]);
-    if (!(sw > 0)) continue;
-    const double gain = swa * swa / sw;  // error reduction from coding the top k+1 weights
-    if (gain > best_gain) {
-      best_gain = gain;
-      best_d = static_cast<float>(swa / sw);
+  double best_gain = 0.0;
+  for (float d : {amax, 1.2f * std::sqrt(s2 / static_cast<float>(n))}) {
+    for (int it = 0; it < kTernaryIterations; ++it) {
+      float sw, swa;
+      ternary_sums(a, w, n, 0.5f * d, sw, swa);
+      if (!(sw > 0.0f)) break;
+      const double gain = static_cast<double>(swa) * swa / sw;
+      const float nd = swa / sw;
+      if (gain > best_gain) {
+        best_gain = gain;
+        best_d = nd;
+      }
+      if (nd == d) break;  // fixed point
+      d = nd;
     }
   }
   return best_d;
@@ -67,13 +124,19 @@ float ternary_scale(const float* x, const float* w, int n) {
 
 // Ternary codes (t + 1, i.e. 0..2) for scale d: the nearest of -d, 0, d.
 void ternary_codes(const float* x, int n, float d, uint8_t* q) {
+  if (!(d > 0.0f)) {
+    std::memset(q, 1, static_cast<size_t>(n));
+    return;
+  }
   const float half = 0.5f * d;
-  for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(d > 0.0f && x[i] > half ? 2 : d > 0.0f && x[i] < -half ? 0 : 1);
+  for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(1 + (x[i] > half) - (x[i] < -half));  // branch-free: vectorises
 }
 
 HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q) {
   float w[kQKK];
-  iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kTernaryWeights);
+  static_assert(kTernaryWeights.magnitude_plain == 0.0f, "without an imatrix every weight is 1");
+  if (qw) iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kTernaryWeights);
+  else std::fill(w, w + kQKK, 1.0f);
   const HalfScale d = iq::round_half(ternary_scale(x, w, kQKK));
   ternary_codes(x, kQKK, d.value, q);
   return d;
@@ -144,8 +207,12 @@ void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, in
   iq::encode_rows<BlockTQ2_0, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockTQ2_0& b) {
     uint8_t q[kQKK];
     b.d = ternary_fit(x, qw, q).bits;
-    std::memset(b.qs, 0, sizeof b.qs);
-    for (int e = 0; e < kQKK; ++e) b.qs[(e / 128) * 32 + e % 32] |= static_cast<uint8_t>(q[e] << (2 * ((e % 128) / 32)));
+    // weight 128 h + 32 l + m -> bits 2l of byte 32 h + m
+    for (int h = 0; h < 2; ++h)
+      for (int m = 0; m < 32; ++m) {
+        const uint8_t* e = q + 128 * h + m;
+        b.qs[32 * h + m] = static_cast<uint8_t>(e[0] | (e[32] << 2) | (e[64] << 4) | (e[96] << 6));
+      }
   });
 }
 
