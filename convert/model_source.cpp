@@ -13,6 +13,12 @@
 namespace smolq {
 namespace {
 
+std::vector<ModelFileOutput> model_files(const std::vector<ModelSource::PlannedFile>& files) {
+  std::vector<ModelFileOutput> out;
+  for (const auto& f : files) out.push_back({f.path, &f.plan->metadata, &f.plan->outputs});
+  return out;
+}
+
 class HfSource final : public ModelSource {
  public:
   HfSource(const std::string& dir, const HfBuildSettings& s)
@@ -21,10 +27,18 @@ class HfSource final : public ModelSource {
   bool is_gguf() const override { return false; }
 
   BuildPlan plan(const std::optional<QuantizeOptions>& q) const override {
+    return plan_with(q, settings_.weight_type, settings_.file_type);
+  }
+
+  BuildPlan plan_plain(GgmlType weight_type, FileType file_type) const override {
+    return plan_with(std::nullopt, weight_type, file_type);
+  }
+
+  BuildPlan plan_with(const std::optional<QuantizeOptions>& q, GgmlType weight_type, FileType file_type) const {
     ConvertOptions opt;
     opt.input_dir = path();
-    opt.weight_type = settings_.weight_type;
-    opt.file_type = q ? q->ftype : settings_.file_type;
+    opt.weight_type = weight_type;
+    opt.file_type = q ? q->ftype : file_type;
     opt.quant = q;
     opt.naming = settings_.naming;
     opt.tokenizer = settings_.tokenizer;
@@ -40,21 +54,22 @@ class HfSource final : public ModelSource {
     return p;
   }
 
-  WriteResult write(const BuildPlan& p, const std::string& out, int threads,
-                    const std::function<void(const WriteProgress&)>& on_progress) const override {
-    // Release each source tensor's pages once it has been written: RSS stays ~ one tensor.
+  std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
+                                     const std::function<void(const WriteProgress&)>& on_progress) const override {
+    // Release the mapped pages of every source tensor before the one in progress (all its
+    // chunks have been handed out, to every file): RSS stays ~ the tensors in flight. A page
+    // still being read by a slower thread is simply read again from the page cache.
     const ModelConfig cfg = parse_hf_config(path() + "/config.json");
     std::map<std::string, const StTensor*> source_of;
     for (const auto& m : map_checkpoint(cfg, *ck_)) source_of[m.gguf_name] = m.source;
-    const OutputTensor* current = nullptr;
+    const std::vector<OutputTensor>& order = files.front().plan->outputs;
+    size_t dropped = 0;  // tensors [0, dropped) released
     auto progress = [&](const WriteProgress& wp) {
-      if (wp.tensor != current) {
-        if (current && source_of.count(current->name)) ck_->drop(*source_of[current->name]);
-        current = wp.tensor;
-      }
+      for (; dropped < wp.tensor_index && dropped < order.size(); ++dropped)
+        if (auto it = source_of.find(order[dropped].name); it != source_of.end()) ck_->drop(*it->second);
       if (on_progress) on_progress(wp);
     };
-    return write_gguf_model(out, p.metadata, p.outputs, threads, progress);
+    return write_gguf_models(model_files(files), threads, progress);
   }
 
  private:
@@ -87,9 +102,9 @@ class GgufSource final : public ModelSource {
     return p;
   }
 
-  WriteResult write(const BuildPlan& p, const std::string& out, int threads,
-                    const std::function<void(const WriteProgress&)>& on_progress) const override {
-    return write_gguf_model(out, p.metadata, p.outputs, threads, on_progress);
+  std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
+                                     const std::function<void(const WriteProgress&)>& on_progress) const override {
+    return write_gguf_models(model_files(files), threads, on_progress);
   }
 
  private:
@@ -98,6 +113,10 @@ class GgufSource final : public ModelSource {
 };
 
 }  // namespace
+
+BuildPlan ModelSource::plan_plain(GgmlType, FileType) const {
+  throw Error("internal: a plain conversion needs a checkpoint folder, not a GGUF file");
+}
 
 const std::vector<std::string>& BuildPlan::warnings() const {
   static const std::vector<std::string> kNone;
