@@ -154,8 +154,15 @@ std::vector<SourceTensor> gguf_sources(const GgufReader& reader) {
     s.encoded = bytes;
     const GgmlType st = t.type;
     const uint64_t ncols = t.shape[0];
-    s.rows = [st, ncols, bytes](uint64_t r0, uint64_t n, std::span<float> dst) {
+    // The pages of rows just decoded are released (as convert does with a checkpoint): a
+    // requantization holds the chunks in flight, not the whole input mapping (it held all of
+    // a 3.4 GB F16 before). A later read of the same rows faults them in again.
+    const uint64_t rb = row_bytes(st, ncols).value_or(0);
+    const uint64_t base = reader.tensor_data(t).file_offset();
+    const MappedFile* file = &reader.file();
+    s.rows = [st, ncols, bytes, rb, base, file](uint64_t r0, uint64_t n, std::span<float> dst) {
       dequantize_tensor_rows(st, bytes, ncols, r0, n, dst);
+      file->drop_pages(base + r0 * rb, n * rb);
     };
     sources.push_back(std::move(s));
   }
