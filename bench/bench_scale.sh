@@ -52,7 +52,7 @@ if [ -x "$peer/llama-quantize" ] && [ -x "$peer/llama-perplexity" ] && [ -x "$pe
   has_peer=1
   cache=$(dirname "$peer")/cmake/CMakeCache.txt
   echo "peer: $peer"
-  [ -f "$cache" ] && echo "peer build options: $(grep -oE '^GGML_(AVX[A-Z0-9_]*|AMX[A-Z_]*|NATIVE|FMA|F16C|BMI2):BOOL=[A-Z]+' "$cache" | sed 's/:BOOL//' | tr '\n' ' ')"
+  [ -f "$cache" ] && echo "peer build options: $(grep -oE '^GGML_(AVX[A-Z0-9_]*|AMX[A-Z0-9_]*|NATIVE|FMA|F16C|BMI2):BOOL=[A-Z]+' "$cache" | sed 's/:BOOL//' | tr '\n' ' ')"
   flags=$(find "$(dirname "$peer")/cmake" -path '*ggml-cpu*' -name flags.make 2>/dev/null | head -1)
   [ -n "$flags" ] && echo "peer ggml-cpu flags: $(grep -oE ' -m[a-z0-9-]+' "$flags" | sort -u | tr -d '\n')"
 else
