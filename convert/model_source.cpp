@@ -34,6 +34,26 @@ class HfSource final : public ModelSource {
     return plan_with(std::nullopt, weight_type, file_type);
   }
 
+  std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
+                                     const std::function<void(const WriteProgress&)>& on_progress) const override {
+    // Release the mapped pages of every source tensor before the one in progress (all its
+    // chunks have been handed out, to every file): RSS stays ~ the tensors in flight. A page
+    // still being read by a slower thread is simply read again from the page cache.
+    const ModelConfig cfg = parse_hf_config(path() + "/config.json");
+    std::map<std::string, const StTensor*> source_of;
+    for (const auto& m : map_checkpoint(cfg, *ck_)) source_of[m.gguf_name] = m.source;
+    const std::vector<OutputTensor>& order = files.front().plan->outputs;
+    size_t dropped = 0;  // tensors [0, dropped) released
+    auto progress = [&](const WriteProgress& wp) {
+      for (; dropped < wp.tensor_index && dropped < order.size(); ++dropped)
+        if (auto it = source_of.find(order[dropped].name); it != source_of.end()) ck_->drop(*it->second);
+      if (on_progress) on_progress(wp);
+    };
+    return write_gguf_models(model_files(files), threads, progress);
+  }
+
+ private:
+  // A plan at the given plain type (unused with `q`, which has its own file type).
   BuildPlan plan_with(const std::optional<QuantizeOptions>& q, GgmlType weight_type, FileType file_type) const {
     ConvertOptions opt;
     opt.input_dir = path();
@@ -54,25 +74,6 @@ class HfSource final : public ModelSource {
     return p;
   }
 
-  std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
-                                     const std::function<void(const WriteProgress&)>& on_progress) const override {
-    // Release the mapped pages of every source tensor before the one in progress (all its
-    // chunks have been handed out, to every file): RSS stays ~ the tensors in flight. A page
-    // still being read by a slower thread is simply read again from the page cache.
-    const ModelConfig cfg = parse_hf_config(path() + "/config.json");
-    std::map<std::string, const StTensor*> source_of;
-    for (const auto& m : map_checkpoint(cfg, *ck_)) source_of[m.gguf_name] = m.source;
-    const std::vector<OutputTensor>& order = files.front().plan->outputs;
-    size_t dropped = 0;  // tensors [0, dropped) released
-    auto progress = [&](const WriteProgress& wp) {
-      for (; dropped < wp.tensor_index && dropped < order.size(); ++dropped)
-        if (auto it = source_of.find(order[dropped].name); it != source_of.end()) ck_->drop(*it->second);
-      if (on_progress) on_progress(wp);
-    };
-    return write_gguf_models(model_files(files), threads, progress);
-  }
-
- private:
   HfBuildSettings settings_;
   std::unique_ptr<SafetensorsCheckpoint> ck_;
 };
