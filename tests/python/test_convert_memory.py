@@ -117,3 +117,21 @@ def test_convert_two_outputs_streams(smolq_bin, sharded_ckpt, out_dir):
     subprocess.run([*map(str, base), "-o", str(q4b), "--type", "Q4_K_M"], check=True, capture_output=True)
     assert f16.read_bytes() == f16b.read_bytes()
     assert q4.read_bytes() == q4b.read_bytes()
+
+
+def test_also_usage_errors(run_smolq, synthetic, out_dir):
+    ckpt = synthetic("smollm2-tiny-bf16-sharded")
+    bad = [
+        (["--also", "Q9_K=x.gguf"], "unknown file type 'Q9_K'"),
+        (["--also", "=x.gguf"], "--also needs TYPE[=PATH]"),
+        (["--also", "Q4_K_M", "--target-bpw", "5"], "--also writes fixed types"),
+        (["--also", "Q4_K_M", "--json"], "--json prints one file's summary"),
+    ]
+    for extra, message in bad:
+        r = run_smolq("convert", ckpt, "-o", out_dir / "a.gguf", *extra, check=False)
+        assert r.returncode != 0 and message in r.stderr, (extra, r.stderr)
+        assert not (out_dir / "a.gguf").exists()
+    # A dry run prints every file's plan and writes nothing.
+    r = run_smolq("convert", ckpt, "-o", out_dir / "a.gguf", "--also", f"Q4_K_M={out_dir / 'b.gguf'}", "--dry-run")
+    assert "--also" in r.stdout
+    assert not (out_dir / "a.gguf").exists() and not (out_dir / "b.gguf").exists()
