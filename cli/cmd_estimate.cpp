@@ -27,6 +27,7 @@
 #include "formats/model_config.h"
 #include "formats/safetensors.h"
 #include "inspect/devices.h"
+#include "inspect/estimate_file.h"
 #include "inspect/estimate_report.h"
 #include "quantize/mixtures.h"
 #include "quantize/quantize_model.h"
@@ -281,9 +282,7 @@ int run_estimate(const std::vector<std::string>& args) {
   req.metadata_exact = src.metadata_exact;
   req.metadata_note = src.metadata_note;
   const ModelConfig& c = src.config;
-  req.shape = {c.n_vocab, c.n_embd, c.n_layer, c.n_head, c.n_head_kv, c.head_dim, c.n_ff, 0};
-  if (const GgufValue* m = src.metadata.find("tokenizer.ggml.merges"); m && m->type == GgufType::ARRAY)
-    req.shape.n_merges = m->as_array().items.size();
+  req.shape = memory_shape(c, src.metadata);
   req.contexts = parse_u64_list(p.vm["ctx-size"].as<std::string>(), "--ctx-size");
 
   const std::string kv = p.vm.count("kv-type") ? p.vm["kv-type"].as<std::string>() : "f16";

@@ -28,6 +28,7 @@
 #include "verify/report_writers.h"
 #include "verify/sweep_cache.h"
 #include "verify/sweep.h"
+#include "verify/sweep_types.h"
 
 namespace smolq::cli {
 namespace {
@@ -61,12 +62,6 @@ uint64_t parse_size(const std::string& s) {
   else if (!unit.empty() && unit != "B") throw UsageError("--max-memory: unknown unit in '" + s + "'");
   if (v <= 0) throw UsageError("--max-memory must be positive");
   return static_cast<uint64_t>(v * mult);
-}
-
-// Half of the machine's memory: room for the page cache and everything else running.
-uint64_t default_max_memory() {
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  return pages > 0 && page > 0 ? static_cast<uint64_t>(pages) * static_cast<uint64_t>(page) / 2 : 0;
 }
 
 // --prompts FILE: a .json file holding a list whose items are strings (one user turn) or lists
@@ -104,29 +99,6 @@ std::vector<std::vector<ChatMessage>> read_prompts(const std::string& path) {
   }
   if (out.empty()) throw UsageError(path + " holds no prompts");
   return out;
-}
-
-std::vector<SweepQuantSpec> parse_types(const std::string& list, bool have_imatrix) {
-  std::vector<SweepQuantSpec> v;
-  if (list == "all") {
-    for (FileType t : sweep_all_types(have_imatrix)) v.push_back({std::string(file_type_info(t).name), t, "", true});
-    return v;
-  }
-  std::stringstream ss(list);
-  for (std::string name; std::getline(ss, name, ',');) {
-    if (name.empty()) continue;
-    // "Q4_K_M@target": measured mixed precision at the size of the Q4_K_M file.
-    const bool at_target = name.size() > 7 && name.compare(name.size() - 7, 7, "@target") == 0;
-    if (at_target) name.resize(name.size() - 7);
-    const FileType t = parse_file_type(name);
-    const FileTypeInfo& info = file_type_info(t);
-    if (t == FileType::kAllF32 || t == FileType::kF16 || t == FileType::kBF16)
-      throw UsageError(std::string(info.name) + " is not a quantization; the baseline is the full-precision model");
-    if (info.requires_imatrix && !have_imatrix)
-      throw UsageError(std::string(info.name) + " needs an importance matrix: add --imatrix auto (or a file)");
-    v.push_back({std::string(info.name) + (at_target ? "@target" : ""), t, "", false, at_target});
-  }
-  return v;
 }
 
 // Progress on stderr: one bar per stage, replaced when the stage changes. The summary table goes
@@ -321,7 +293,7 @@ void set_texts_and_quants(const po::variables_map& vm, const std::vector<std::st
   }
   const bool have_imatrix = o.imatrix != ImatrixMode::kNone;
   if (vm.count("types") || paths.size() == 1)
-    o.quants = parse_types(vm.count("types") ? vm["types"].as<std::string>() : kDefaultTypes, have_imatrix);
+    o.quants = parse_sweep_types(vm.count("types") ? vm["types"].as<std::string>() : kDefaultTypes, have_imatrix);
   bool has_targets = false;
   for (const auto& q : o.quants) has_targets = has_targets || q.at_target;
   if (vm.count("calib") && o.imatrix != ImatrixMode::kAuto && !has_targets)
@@ -346,7 +318,7 @@ void set_evaluation(const po::variables_map& vm, SweepOptions& o) {
   if (o.eval.n_chunks == 0 || o.eval.n_chunks < -1) throw UsageError("--chunks must be positive (or -1 for all)");
   o.kld_budget = vm["kld-budget"].as<double>();
   if (!(o.kld_budget > 0)) throw UsageError("--kld-budget must be positive");
-  o.max_memory = vm.count("max-memory") ? parse_size(vm["max-memory"].as<std::string>()) : default_max_memory();
+  o.max_memory = vm.count("max-memory") ? parse_size(vm["max-memory"].as<std::string>()) : default_sweep_memory();
   o.cache_base_logits = vm.count("no-base-cache") == 0;
 }
 

@@ -37,6 +37,7 @@ constexpr OptionAlias kAliases[] = {
     // estimate's --batch sized the micro-batch (llama.cpp's -ub); elsewhere it was -b.
     {"--batch", "--ubatch-size", "estimate"},
     {"--batch", "--batch-size", "perplexity,imatrix,verify"},
+    {"--from-chunk", "--chunk", "imatrix"},  // llama-imatrix's second spelling
 };
 
 bool applies(const OptionAlias& a, std::string_view command) {

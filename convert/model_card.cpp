@@ -3,6 +3,7 @@
 #include <simdjson.h>
 #include <yaml-cpp/yaml.h>
 
+#include <cctype>
 #include <cstdio>
 #include <sstream>
 
@@ -139,6 +140,73 @@ MetaTree read_model_card(const std::string& dir) {
   if (!root.IsMap()) return {};
   size_t budget = kMaxNodes;
   return from_yaml(root, path, 0, budget);
+}
+
+namespace {
+
+// Whether a YAML reader could take `s` for something other than a string: YAML 1.1's booleans
+// and nulls (PyYAML reads `yes` as true), and anything that starts like a number, a special
+// float or an alias. Those are written quoted; every other string is written plain.
+bool needs_quotes(const std::string& s) {
+  if (s.empty()) return true;
+  std::string low;
+  for (char ch : s) low += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  static const char* const kWords[] = {"null", "~", "true", "false", "yes", "no", "on", "off", "y", "n"};
+  for (const char* w : kWords)
+    if (low == w) return true;
+  const unsigned char c = static_cast<unsigned char>(s[0]);
+  return !std::isalpha(c);
+}
+
+void emit(YAML::Emitter& out, const MetaTree& t) {
+  switch (t.kind) {
+    case MetaTree::Kind::Null: out << YAML::Null; break;
+    case MetaTree::Kind::Scalar:
+      if (needs_quotes(t.scalar)) out << YAML::DoubleQuoted << t.scalar;
+      else out << t.scalar;
+      break;
+    case MetaTree::Kind::List:
+      out << YAML::BeginSeq;
+      for (const auto& item : t.items) emit(out, item);
+      out << YAML::EndSeq;
+      break;
+    case MetaTree::Kind::Map:
+      out << YAML::BeginMap;
+      for (const auto& [k, v] : t.fields) {
+        out << YAML::Key << k << YAML::Value;
+        emit(out, v);
+      }
+      out << YAML::EndMap;
+      break;
+  }
+}
+
+}  // namespace
+
+std::string write_front_matter(const MetaTree& tree) {
+  YAML::Emitter out;
+  out.SetIndent(2);
+  out.SetSeqFormat(YAML::Block);
+  out.SetMapFormat(YAML::Block);
+  emit(out, tree);
+  if (!out.good()) throw Error("model card front matter: " + out.GetLastError());
+  std::string body = out.c_str();
+  if (!body.empty() && body.back() != '\n') body += '\n';
+  return "---\n" + body + "---\n";
+}
+
+MetaTree meta_scalar(std::string s) {
+  MetaTree t;
+  t.kind = MetaTree::Kind::Scalar;
+  t.scalar = std::move(s);
+  return t;
+}
+
+MetaTree meta_list(const std::vector<std::string>& items) {
+  MetaTree t;
+  t.kind = MetaTree::Kind::List;
+  for (const auto& s : items) t.items.push_back(meta_scalar(s));
+  return t;
 }
 
 MetaTree read_json_tree(const std::string& path) {

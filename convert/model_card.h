@@ -44,6 +44,15 @@ struct MetaField {
 // is malformed. A front matter that is not a mapping is ignored (Null), as llama.cpp does.
 MetaTree read_model_card(const std::string& dir);
 
+// `tree` (a Map) as a model card's front matter: "---\n", block-style YAML written by yaml-cpp
+// (strings quoted where YAML needs it, so a reader gets back exactly these scalars), "---\n".
+// The inverse of read_model_card's parse for the trees it returns.
+std::string write_front_matter(const MetaTree& tree);
+
+// Small builders for writing trees.
+MetaTree meta_scalar(std::string s);
+MetaTree meta_list(const std::vector<std::string>& items);
+
 // A JSON file as a tree (FormatError when malformed).
 MetaTree read_json_tree(const std::string& path);
 

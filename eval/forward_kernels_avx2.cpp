@@ -11,6 +11,9 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#if defined(__clang__)  // clang ignores the GCC pragma: the same target through its own
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#endif
 
 namespace smolq::detail {
 namespace {
@@ -164,6 +167,9 @@ double kl_sum_avx2(const float* p, double p_norm, const float* q, double q_norm,
 
 }  // namespace smolq::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 #else

@@ -58,9 +58,76 @@ ImatrixData ImatrixCollector::data(const std::vector<std::string>& datasets, int
   return d;
 }
 
+int32_t ImatrixCollector::chunks_done(int32_t chunk_size) const {
+  if (chunk_size <= 0) return 0;
+  int64_t most = 0;
+  for (const auto& [name, e] : entries_) {
+    int64_t n = e.count;
+    if (const ImatrixEntry* m = merged_.find(name))
+      for (int64_t c : m->counts) n = std::max(n, e.count + c);
+    most = std::max(most, n);
+  }
+  for (const auto& [name, m] : merged_.entries)
+    for (int64_t c : m.counts) most = std::max(most, c);
+  return static_cast<int32_t>(most / chunk_size);
+}
+
+void ImatrixCollector::set_checkpoints(ImatrixCheckpoints c) {
+  if (c.save_every < 0 || c.output_every < 0) throw UsageError("--save-frequency and --output-frequency must be >= 0");
+  checkpoints_ = std::move(c);
+  last_chunk_ = chunks_done(checkpoints_.chunk_size);
+}
+
+std::vector<std::string> ImatrixCollector::end_chunk() {
+  const ImatrixCheckpoints& c = checkpoints_;
+  std::vector<std::string> written;
+  if (c.path.empty() || (c.save_every == 0 && c.output_every == 0)) return written;
+  const int32_t now = chunks_done(c.chunk_size);
+  const int32_t before = last_chunk_ < 0 ? 0 : last_chunk_;
+  last_chunk_ = now;
+  // Due when a multiple of the frequency lies in (before, now].
+  auto due = [&](int64_t every) { return every > 0 && now > before && now / every > before / every; };
+  const bool keep = due(c.save_every), rewrite = due(c.output_every);
+  if (!keep && !rewrite) return written;
+  const ImatrixData d = data(c.datasets, c.chunk_size);
+  if (rewrite) {
+    write_imatrix(c.path, d, c.format);
+    written.push_back(c.path);
+  }
+  if (keep) {
+    const std::string copy = c.path + ".at_" + std::to_string(now);
+    write_imatrix(copy, d, c.format);
+    written.push_back(copy);
+  }
+  return written;
+}
+
+std::vector<std::string> imatrix_weight_names(const Model& model, bool process_output) {
+  std::vector<std::string> names;
+  for (const WeightMatrix* w : model.matrices())
+    if (wanted(w->name, process_output)) names.push_back(w->name);
+  return names;
+}
+
+std::span<const int32_t> skip_chunks(std::span<const int32_t> tokens, int64_t n_skip, int64_t n_ctx) {
+  if (n_skip < 0) throw UsageError("--chunk must be >= 0");
+  if (n_skip == 0) return tokens;
+  if (static_cast<uint64_t>((n_skip + 2) * n_ctx) >= tokens.size())
+    throw UsageError("--chunk " + std::to_string(n_skip) + ": the text has " + std::to_string(tokens.size()) +
+                     " tokens; skipping " + std::to_string(n_skip * n_ctx) + " leaves fewer than two chunks of " +
+                     std::to_string(n_ctx) + " (and one token)");
+  return tokens.subspan(static_cast<size_t>(n_skip * n_ctx));
+}
+
 PerplexityResult collect_imatrix(const Model& model, std::span<const int32_t> tokens, const EvalOptions& o,
                                  ImatrixCollector& collector, const PerplexityCallback& on_chunk) {
-  return run_perplexity(model, tokens, o, on_chunk, &collector);
+  return run_perplexity(
+      model, tokens, o,
+      [&](const ChunkProgress& p, const PerplexityStats& s) {
+        collector.end_chunk();
+        if (on_chunk) on_chunk(p, s);
+      },
+      &collector);
 }
 
 }  // namespace smolq

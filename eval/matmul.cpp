@@ -2,6 +2,7 @@
 // The AVX2/FMA kernels live in matmul_avx2.cpp; see matmul.h for the reduction order both keep.
 #include "formats/cpu_features.h"
 #include "eval/matmul.h"
+#include "eval/matmul_int.h"
 
 #include <omp.h>
 
@@ -14,7 +15,7 @@ namespace {
 
 constexpr int kLanes = 8;        // f32 lanes of one AVX2 register: the reduction's lane count
 constexpr int kTileRows = 4;     // weight rows per micro-kernel call
-constexpr int kTileTokens = 3;   // token rows per micro-kernel call
+constexpr int kMaxTileTokens = 6;  // token rows per micro-kernel call: 3 (AVX2, portable) or 6
 // Cache budgets: a dequantized weight tile and a block of token rows should both stay in a
 // core's L2 (512 KiB on the machines we bench; 256 KiB+ on anything recent).
 constexpr int64_t kWeightTileBytes = 96 << 10;
@@ -75,10 +76,18 @@ void weighted_rows(const float* p, const float* v, int64_t v_stride, int64_t n_r
 }
 
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads) {
+  if (uses_int_matmul(w)) return matmul_int(w, x, n_tokens, y, n_threads, false);
+  matmul_f32(w, x, n_tokens, y, n_threads);
+}
+
+void matmul_f32(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads) {
   const int64_t K = static_cast<int64_t>(w.cols);
   const int64_t R = static_cast<int64_t>(w.rows);
   if (n_tokens <= 0 || R == 0) return;
-  const detail::TileFn tile = cpu::has_avx2() ? detail::tile_avx2 : detail::tile_portable;
+  const detail::TileFn tile = cpu::has_avx512() ? detail::tile_avx512
+                              : cpu::has_avx2()   ? detail::tile_avx2
+                                                  : detail::tile_portable;
+  const int tile_tokens = cpu::has_avx512() ? 6 : 3;
   n_threads = std::max(1, n_threads);
 
   // Weight tile: as many rows as fit the budget, a multiple of the kernel's rows, and small
@@ -87,8 +96,8 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, i
   const int64_t per_thread = (R + 4 * n_threads - 1) / (4 * n_threads);
   tile_rows = std::min(tile_rows, std::max<int64_t>(kTileRows, per_thread));
   tile_rows = std::max<int64_t>(kTileRows, tile_rows / kTileRows * kTileRows);
-  int64_t block_tokens = std::max<int64_t>(kTileTokens, kTokenBlockBytes / (K * 4));
-  block_tokens = block_tokens / kTileTokens * kTileTokens;
+  int64_t block_tokens = std::max<int64_t>(tile_tokens, kTokenBlockBytes / (K * 4));
+  block_tokens = block_tokens / tile_tokens * tile_tokens;
   const int64_t n_tiles = (R + tile_rows - 1) / tile_rows;
   // f32 rows can be read in place when they are 4-byte aligned (safetensors need not be).
   const bool in_place = w.is_plain_f32() && reinterpret_cast<uintptr_t>(w.data) % alignof(float) == 0;
@@ -113,9 +122,9 @@ void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, i
         const int64_t tn = std::min(block_tokens, n_tokens - t0);
         for (int64_t rg = 0; rg < rt; rg += kTileRows) {
           const int rm = static_cast<int>(std::min<int64_t>(kTileRows, rt - rg));
-          for (int64_t tg = t0; tg < t0 + tn; tg += kTileTokens) {
-            const int rn = static_cast<int>(std::min<int64_t>(kTileTokens, t0 + tn - tg));
-            const float* xr[kTileTokens];
+          for (int64_t tg = t0; tg < t0 + tn; tg += tile_tokens) {
+            const int rn = static_cast<int>(std::min<int64_t>(tile_tokens, t0 + tn - tg));
+            const float* xr[kMaxTileTokens];
             for (int j = 0; j < rn; ++j) xr[j] = x + (tg + j) * K;
             tile(wrows.data() + rg, rm, xr, rn, K, y + tg * R + r0 + rg, R);
           }

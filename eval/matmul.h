@@ -4,7 +4,7 @@
 // Speed: W is never expanded whole. Each thread dequantizes a tile of rows (sized for L2)
 // into a scratch buffer and multiplies it with blocks of tokens in a register-blocked
 // micro-kernel (4 weight rows x 3 tokens, 8 f32 lanes, runtime-dispatched AVX2/FMA with a
-// portable fallback). Threads split the output rows (OpenMP).
+// portable fallback; 4 x 6 with AVX-512VL's extra registers, same arithmetic). Threads split the output rows (OpenMP).
 //
 // Determinism: every output value is one dot product whose reduction order is fixed —
 // lane l (of 8) accumulates the products of columns k = l mod 8 with fused multiply-adds in
@@ -19,7 +19,14 @@
 namespace smolq {
 
 // y[t * w.rows + r] = sum_k w(r, k) * x[t * w.cols + k]   for t < n_tokens, r < w.rows.
+// With SMOLQ_EVAL_MATMUL=int, block-quantized weights with an integer form
+// (quantize/weight_ints.h) take the integer path (eval/matmul_int.h: split int8 activations,
+// AVX-512 VNNI) on CPUs that have it; everything else — the default, F32/F16/BF16, the other
+// types, other CPUs, SMOLQ_SIMD=avx2|scalar — takes matmul_f32.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads);
+
+// The f32 path described above for any weight type: rows dequantized to f32 by tiles.
+void matmul_f32(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads);
 
 // The same fixed-order dot product on plain arrays (n may be any length).
 float dot_f32(const float* a, const float* b, int64_t n);
@@ -33,12 +40,15 @@ void dot_rows(const float* const* q, int nq, const float* k, int64_t k_stride, i
 void weighted_rows(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out);
 
 namespace detail {
-// One micro-kernel call: rm (1..4) weight rows x rn (1..3) token rows of length k; writes
+// One micro-kernel call: rm (1..4) weight rows x rn (1..3; 1..6 for tile_avx512) token rows of
+// length k; writes
 // y[t * ldy + r]. Both implementations follow the reduction order described above.
 using TileFn = void (*)(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y,
                         int64_t ldy);
 void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
 void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
+// The same arithmetic on up to 4 x 6 tiles (AVX-512VL registers); rn may be 1..6.
+void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
 void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
                    int64_t ldo);
 void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out);

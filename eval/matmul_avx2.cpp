@@ -13,44 +13,14 @@
 #if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
+#if defined(__clang__)  // clang ignores the GCC pragma: the same target through its own
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#endif
+
+#include "eval/matmul_tile.h"
 
 namespace smolq::detail {
 namespace {
-
-// (l0+l4, l1+l5, l2+l6, l3+l7) -> ((l0+l4)+(l2+l6), (l1+l5)+(l3+l7)) -> one float: the order
-// matmul.cpp's portable lane_sum mirrors.
-inline float hsum(__m256 v) {
-  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-// RM weight rows x RN token rows: RM*RN independent accumulators hide the FMA latency
-// (4 x 3 = 12 accumulators + 4 weight registers fill the 16 ymm registers; token rows are
-// read as memory operands).
-template <int RM, int RN>
-void tile(const float* const* w, const float* const* x, int64_t k, float* y, int64_t ldy) {
-  __m256 acc[RN][RM];
-  for (int t = 0; t < RN; ++t)
-    for (int r = 0; r < RM; ++r) acc[t][r] = _mm256_setzero_ps();
-  const int64_t k8 = k - k % 8;
-  for (int64_t i = 0; i < k8; i += 8) {
-    __m256 wv[RM];
-    for (int r = 0; r < RM; ++r) wv[r] = _mm256_loadu_ps(w[r] + i);
-    for (int t = 0; t < RN; ++t) {
-      const __m256 xv = _mm256_loadu_ps(x[t] + i);
-      for (int r = 0; r < RM; ++r) acc[t][r] = _mm256_fmadd_ps(wv[r], xv, acc[t][r]);
-    }
-  }
-  for (int t = 0; t < RN; ++t) {
-    for (int r = 0; r < RM; ++r) {
-      float s = hsum(acc[t][r]);
-      for (int64_t i = k8; i < k; ++i) s = __builtin_fmaf(w[r][i], x[t][i], s);
-      y[t * ldy + r] = s;
-    }
-  }
-}
 
 using Tile = void (*)(const float* const*, const float* const*, int64_t, float*, int64_t);
 // Indexed [rm - 1][rn - 1].
@@ -110,6 +80,9 @@ void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_
 
 }  // namespace smolq::detail
 
+#if defined(__clang__)
+#pragma clang attribute pop
+#endif
 #pragma GCC pop_options
 
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx2() is false), kept linkable.

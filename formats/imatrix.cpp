@@ -219,9 +219,17 @@ void write_imatrix_gguf(const std::string& path, const ImatrixData& d) {
 void write_imatrix_dat(const std::string& path, const ImatrixData& d) {
   if (d.entries.empty()) throw Error("no importance data to write");
   if (!d.legacy && d.chunk_size <= 0) throw Error("the legacy imatrix format needs the chunk size");
+  // llama.cpp leaves out entries without a single counted token: the format cannot say "no
+  // data" (a partial entry stores 1 for the matrices that have none, see below).
+  auto has_data = [&](const ImatrixEntry& e) {
+    return std::any_of(e.counts.begin(), e.counts.end(), [](int64_t c) { return c > 0; });
+  };
+  const auto n_stored = std::count_if(d.entries.begin(), d.entries.end(), [&](const auto& kv) { return has_data(kv.second); });
+  if (n_stored == 0) throw Error("no importance data to write (every entry has a zero count)");
   std::string out;
-  append_i32(out, static_cast<int32_t>(d.entries.size()));
+  append_i32(out, static_cast<int32_t>(n_stored));
   for (const auto& [name, e] : d.entries) {
+    if (!has_data(e)) continue;
     append_i32(out, static_cast<int32_t>(name.size()));
     out += name;
     std::vector<float> vals;
@@ -260,6 +268,9 @@ void merge_imatrix(ImatrixData& into, const ImatrixData& from, int32_t chunk_siz
     if (dst.sums.empty()) {
       dst.sums.assign(src.sums.size(), 0.0f);
       dst.counts.assign(from.legacy ? 1 : src.counts.size(), 0);
+    } else if (!from.legacy && dst.counts.size() == 1 && src.counts.size() > 1) {
+      // A single count (legacy data, or a dense-layout file) stands for every matrix.
+      dst.counts.assign(src.counts.size(), dst.counts[0]);
     }
     if (dst.sums.size() != src.sums.size() || (!from.legacy && dst.counts.size() != src.counts.size()))
       throw Error("imatrix entry '" + name + "' has " + std::to_string(src.sums.size()) + " values here and " +

@@ -15,7 +15,9 @@ void generations(JsonWriter& j, const std::vector<Generation>& g) {
 
 }  // namespace
 
-std::string report_json(const SweepResult& r) {
+std::string report_json(const SweepResult& r) { return report_json(r, {}); }
+
+std::string report_json(const SweepResult& r, const std::function<void(JsonWriter&)>& extra) {
   JsonWriter j(2, 10);
   j.begin_object();
   j.key("tool").value("smolq verify").key("version").value(SMOLQ_VERSION);
@@ -85,6 +87,7 @@ std::string report_json(const SweepResult& r) {
   j.key("generations_done").value(r.cache.generations_done).key("generations_reused").value(r.cache.generations_reused);
   j.key("imatrix_reused").value(r.cache.imatrix_reused).end_object();
   j.key("seconds").value(r.seconds);
+  if (extra) extra(j);
   j.end_object();
   return j.str() + "\n";
 }

@@ -4,15 +4,20 @@
 // scripts, no network) with hand-written SVG plots: size vs KLD with the Pareto front, PPL per
 // quant, and a per-layer error heatmap.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "formats/json_writer.h"
 #include "verify/sweep.h"
 
 namespace smolq {
 
 std::string report_markdown(const SweepResult& r);
 std::string report_json(const SweepResult& r);
+// report.json with `extra` writing further keys at the end of the top-level object (smolq
+// release adds its "release" section this way).
+std::string report_json(const SweepResult& r, const std::function<void(JsonWriter&)>& extra);
 std::string report_html(const SweepResult& r);
 
 // Writes report.md, report.json and report.html into `dir` (each atomically); returns the paths.

@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "convert/naming.h"
 #include "quantize/mixtures.h"
 #include "text/chat_template.h"
 #include "eval/metrics.h"
@@ -62,6 +63,9 @@ struct SweepOptions {
   double kld_budget = 0.02;           // mean KLD (nats) a recommended quant may not exceed
   uint64_t max_memory = 0;            // bytes for models evaluated together; 0: no limit
   bool cache_base_logits = true;      // keep the baseline's logits (zstd) for later runs
+  // general.* naming of files built from an HF folder (the repo id they are published from);
+  // empty: the folder's own name, as `smolq convert` without a repo id.
+  NamingInputs naming;
 };
 
 // Importance-weighted quantization error of one weight matrix, over all its rows:
@@ -120,6 +124,7 @@ struct SweepResult {
   int64_t eval_tokens = 0, n_chunks = 0, positions = 0;
   EvalOptions eval;
   std::string imatrix_desc;       // "none", the file, or how the automatic one was made
+  std::string imatrix_path;       // the importance matrix the builds used ("" when none)
   double base_ppl = 0, base_ppl_unc = 0;
   double base_eval_seconds = 0;
   std::string prompt_format;      // how prompts were turned into text

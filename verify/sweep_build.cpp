@@ -108,7 +108,11 @@ QuantizeOptions quant_options(const Context& c, FileType ftype) {
 }
 
 const ModelSource& build_source(Context& c) {
-  if (!c.source) c.source = ModelSource::open(c.o.model);
+  if (!c.source) {
+    HfBuildSettings hf;
+    hf.naming = c.o.naming;
+    c.source = ModelSource::open(c.o.model, hf);
+  }
   return *c.source;
 }
 
@@ -145,6 +149,7 @@ void prepare_imatrix(Context& c, std::span<const int32_t> calib_tokens, const st
     c.imatrix_path = c.o.imatrix_file;
     c.imatrix_fp = ContentHasher().add("imatrix-file").add(fingerprint_file(c.o.imatrix_file)).digest();
     c.res.imatrix_desc = "file " + c.o.imatrix_file + " (" + std::to_string(c.imatrix->entries.size()) + " entries)";
+    c.res.imatrix_path = c.o.imatrix_file;
     c.log("imatrix: " + c.res.imatrix_desc);
     return;
   }
@@ -174,6 +179,7 @@ void prepare_imatrix(Context& c, std::span<const int32_t> calib_tokens, const st
     write_imatrix(path, *c.imatrix, ImatrixFormat::Gguf);
   }
   c.imatrix_path = path;
+  c.res.imatrix_path = path;
   c.imatrix_fp = key;
 }
 
@@ -208,6 +214,10 @@ Target prepare_quant(Context& c, const SweepQuantSpec& spec) {
   r.built = true;
   r.file_type = std::string(file_type_info(ft).name);
   t.fp = ContentHasher().add(kSweepCacheVersion).add("build").add(c.base_fp).add(static_cast<uint64_t>(ft)).add(c.imatrix_fp).digest();
+  // Naming changes the files' general.* keys (not their tensors): part of the key when set.
+  const NamingInputs& nm = c.o.naming;
+  if (!nm.repo_id.empty() || !nm.metadata_path.empty() || !nm.name_override.empty())
+    t.fp = ContentHasher().add(t.fp).add("naming").add(nm.repo_id).add(nm.metadata_path).add(nm.name_override).digest();
   if (spec.at_target) {
     // Same size as the `ft` file, types chosen by the allocator (verify/sweep_target.cpp). The
     // key adds the calibration tokens the profile is measured on and the solver's inputs.

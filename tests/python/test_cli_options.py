@@ -19,7 +19,7 @@ import pytest
 
 from conftest import SOURCE_DIR
 
-COMMANDS = ["convert", "quantize", "inspect", "estimate", "perplexity", "imatrix", "verify"]
+COMMANDS = ["convert", "quantize", "inspect", "estimate", "perplexity", "imatrix", "verify", "release"]
 TICKED = re.compile(r"`([^`]+)`")
 
 

@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import struct
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-import zlib
 from pathlib import Path
 
 import pytest
+
+import browser_tools
 
 TYPES = ["Q8_0", "Q6_K", "Q4_K_M", "Q2_K"]  # largest to smallest
 CTX, CHUNKS = 64, 2
@@ -129,25 +128,7 @@ def test_values_equal_perplexity_base(sweep, run_smolq, real_ckpt):
     assert_same_kld(q, perplexity_base(run_smolq, q["path"], real_ckpt, sweep["dir"] / "wiki.txt"))
 
 
-def png_size_and_colours(path: Path):
-    """Width, height and the number of distinct row bytes of a PNG (enough to tell a blank page)."""
-    data = path.read_bytes()
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", data[16:24])
-    pos, idat = 8, b""
-    while pos < len(data):
-        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
-        if kind == b"IDAT":
-            idat += data[pos + 8:pos + 8 + n]
-        pos += 12 + n
-    raw = zlib.decompress(idat)
-    return width, height, len(set(raw[: 1 << 20]))
-
-
 def test_html_renders_in_headless_chromium(sweep, tmp_path):
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("chromium not installed (scripts/setup.sh installs Debian's)")
     html = sweep["out"] / "report.html"
     text = html.read_text(encoding="utf-8")
     # Well-formed XML, three inline plots, nothing to fetch.
@@ -158,23 +139,15 @@ def test_html_renders_in_headless_chromium(sweep, tmp_path):
     rows = [e for e in root.iter("tr")]
     assert len(rows) >= len(TYPES) + 1
 
-    base = [chromium, "--headless", "--disable-gpu", "--no-sandbox", f"--user-data-dir={tmp_path / 'profile'}",
-            "--enable-logging=stderr", "--v=0", "--window-size=1280,2000"]
-    shot = tmp_path / "report.png"
-    proc = subprocess.run(base + [f"--screenshot={shot}", html.as_uri()], capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    console = [line for line in proc.stderr.splitlines() if "CONSOLE" in line or "Failed to load resource" in line]
-    assert not console, "\n".join(console)
-    width, height, distinct = png_size_and_colours(shot)
-    assert (width, height) == (1280, 2000)
-    assert distinct > 20, "the screenshot looks blank"
+    page = browser_tools.render(html, tmp_path)
+    assert not page.console, "\n".join(page.console)
+    assert (page.width, page.height) == (1280, 2000)
+    assert page.distinct > 20, "the screenshot looks blank"
 
     # What the browser built from it: the plots and every quant's row are in the DOM.
-    dom = subprocess.run(base + ["--dump-dom", html.as_uri()], capture_output=True, text=True, timeout=180)
-    assert dom.returncode == 0
-    assert dom.stdout.count("<svg") == 3
+    assert page.dom.count("<svg") == 3
     for name in TYPES:
-        assert f"<b>{name}</b>" in dom.stdout
+        assert f"<b>{name}</b>" in page.dom
 
 
 def test_resume_after_kill(sweep, smolq_bin, run_smolq, real_ckpt):

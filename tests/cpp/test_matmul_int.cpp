@@ -1,0 +1,176 @@
+// The integer matmul (eval/matmul_int.h): every integer decoder reproduces the registry's
+// dequantizer exactly; the AVX-512 VNNI kernel and activation quantizer write the reference
+// kernel's bits; results do not depend on the thread count or the batch split; the error
+// against a double-precision product of the dequantized weights stays inside the bound the
+// 16-bit activation split allows; non-finite activations reach the outputs.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "eval/matmul.h"
+#include "eval/matmul_int.h"
+#include "quantize/weight_ints.h"
+#include "formats/cpu_features.h"
+#include "quantize/registry.h"
+
+using namespace smolq;
+
+namespace {
+
+constexpr GgmlType kTypes[] = {GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1,
+                               GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K};
+
+std::vector<float> gaussian(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+// A quantized matrix and the storage it points into.
+struct QMatrix {
+  std::vector<std::byte> bytes;
+  std::vector<float> deq;  // the registry's dequantization, rows x cols
+  WeightMatrix m;
+};
+
+QMatrix make(GgmlType t, int rows, int cols, uint32_t seed) {
+  QMatrix q;
+  const auto w = gaussian(static_cast<size_t>(rows) * cols, seed, 0.05f);
+  const uint64_t rb = *row_bytes(t, cols);
+  q.bytes.resize(rb * rows);
+  quantize_rows(t, w, q.bytes, cols);
+  q.deq.resize(w.size());
+  dequantize_rows(t, q.bytes, q.deq);
+  q.m.name = "w";
+  q.m.type = t;
+  q.m.rows = rows;
+  q.m.cols = cols;
+  q.m.row_bytes = rb;
+  q.m.data = q.bytes.data();
+  return q;
+}
+
+// Columns for a type: a whole number of its blocks, with a partial last kernel super-step.
+int cols_for(GgmlType t) { return type_info(t).block_elems == 256 ? 768 : 608; }
+
+}  // namespace
+
+TEST_SUITE("test_matmul_int") {
+  TEST_CASE("integer decoders reproduce the dequantizer exactly") {
+    for (GgmlType t : kTypes) {
+      CAPTURE(type_info(t).name);
+      const IntWeightFormat* f = int_weight_format(t);
+      REQUIRE(f != nullptr);
+      const int rows = 5, cols = cols_for(t);
+      const QMatrix q = make(t, rows, cols, 11);
+      std::vector<uint8_t> ints(cols);
+      std::vector<float> scale(cols / f->group), bias(cols / f->group, 0.0f);
+      for (int r = 0; r < rows; ++r) {
+        f->decode(q.m.row_ptr(r), cols, ints.data(), scale.data(), bias.data());
+        int mismatches = 0;
+        for (int k = 0; k < cols; ++k) {
+          const int g = k / f->group;
+          const float w = scale[g] * static_cast<float>(ints[k] - f->offset);
+          const float v = f->has_bias ? w + bias[g] : w;
+          mismatches += v != q.deq[static_cast<size_t>(r) * cols + k];
+        }
+        CHECK(mismatches == 0);
+      }
+    }
+    CHECK(int_weight_format(GgmlType::F16) == nullptr);
+    CHECK(int_weight_format(GgmlType::Q2_K) == nullptr);
+  }
+
+  TEST_CASE("AVX-512 kernel == reference kernel, for any thread count and batch split") {
+    if (!cpu::has_avx512_vnni()) {
+      MESSAGE("no AVX-512 VNNI here: only the reference kernel is checked");
+    }
+    const int rows = 37, n = 11;
+    for (GgmlType t : kTypes) {
+      CAPTURE(type_info(t).name);
+      const int cols = cols_for(t);
+      const QMatrix q = make(t, rows, cols, 21);
+      auto x = gaussian(static_cast<size_t>(n) * cols, 22);
+      x[5] = 40.0f;  // an outlier channel, as LLM activations have
+      std::vector<float> ref(static_cast<size_t>(n) * rows);
+      matmul_int(q.m, x.data(), n, ref.data(), 1, true);
+      if (cpu::has_avx512_vnni()) {
+        for (int threads : {1, 2, 3}) {
+          std::vector<float> y(ref.size());
+          matmul_int(q.m, x.data(), n, y.data(), threads, false);
+          CHECK(y == ref);
+        }
+        std::vector<float> y(ref.size());
+        matmul(q.m, x.data(), n, y.data(), 2);  // the dispatcher: this path when enabled
+        if (int_matmul_enabled()) {
+          CHECK(y == ref);
+        } else {
+          std::vector<float> yf(ref.size());
+          matmul_f32(q.m, x.data(), n, yf.data(), 2);
+          CHECK(y == yf);
+        }
+      }
+      // Token by token: the same values.
+      for (int tk = 0; tk < n; ++tk) {
+        std::vector<float> y(rows);
+        matmul_int(q.m, x.data() + static_cast<size_t>(tk) * cols, 1, y.data(), 2, !cpu::has_avx512_vnni());
+        CHECK(std::equal(y.begin(), y.end(), ref.begin() + static_cast<ptrdiff_t>(tk) * rows));
+      }
+    }
+  }
+
+  TEST_CASE("error against a double product of the dequantized weights stays within the split's bound") {
+    const int rows = 29, n = 6;
+    for (GgmlType t : kTypes) {
+      CAPTURE(type_info(t).name);
+      const int cols = cols_for(t);
+      const QMatrix q = make(t, rows, cols, 31);
+      const auto x = gaussian(static_cast<size_t>(n) * cols, 32, 3.0f);
+      std::vector<float> y(static_cast<size_t>(n) * rows);
+      matmul_int(q.m, x.data(), n, y.data(), 2, true);
+      for (int tk = 0; tk < n; ++tk) {
+        const float* xt = x.data() + static_cast<size_t>(tk) * cols;
+        for (int r = 0; r < rows; ++r) {
+          const float* wr = q.deq.data() + static_cast<size_t>(r) * cols;
+          double exact = 0, bound = 0, mag = 0;
+          for (int k = 0; k < cols; ++k) {
+            exact += static_cast<double>(wr[k]) * xt[k];
+            mag += std::fabs(static_cast<double>(wr[k]) * xt[k]);
+          }
+          // |x - x~| <= d / 512 per activation, d = block max / 127 (blocks of 32).
+          for (int b = 0; b < cols; b += 32) {
+            double amax = 0;
+            for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(static_cast<double>(xt[b + j])));
+            for (int j = 0; j < 32; ++j) bound += std::fabs(static_cast<double>(wr[b + j])) * amax / 127.0 / 512.0;
+          }
+          const double err = std::fabs(y[static_cast<size_t>(tk) * rows + r] - exact);
+          CHECK(err <= 1.01 * bound + 1e-6 * mag);
+          // And far inside what 8-bit activations would allow (the bound's 256x).
+          CHECK(bound < 0.01 * mag);
+        }
+      }
+    }
+  }
+
+  TEST_CASE("a non-finite activation makes the outputs it reaches NaN") {
+    const QMatrix q = make(GgmlType::Q8_0, 8, 64, 41);
+    auto x = gaussian(2 * 64, 42);
+    x[64 + 3] = std::numeric_limits<float>::infinity();
+    std::vector<float> y(2 * 8);
+    matmul_int(q.m, x.data(), 2, y.data(), 1, true);
+    for (int r = 0; r < 8; ++r) {
+      CHECK(std::isfinite(y[r]));
+      CHECK(std::isnan(y[8 + r]));
+    }
+    if (cpu::has_avx512_vnni()) {
+      std::vector<float> z(2 * 8);
+      matmul_int(q.m, x.data(), 2, z.data(), 1, false);
+      for (int r = 0; r < 8; ++r) CHECK(std::isnan(z[8 + r]));
+    }
+  }
+}
