@@ -34,7 +34,7 @@ f16_of() {  # model -> F16 GGUF (cached in $work)
       ckpt="$here/testdata/generated/smollm2-135m-instruct"
     else
       ckpt="$work/hf-1.7b"
-      [ -f "$ckpt/model.safetensors" ] || "$py" "$here/bench/make_shaped_model.py" "$ckpt" >&2
+      [ -f "$ckpt/model.safetensors.index.json" ] || "$py" "$here/bench/make_shaped_model.py" "$ckpt" >&2
     fi
     "$smolq" convert "$ckpt" -o "$f16.tmp" --outtype f16 -t "$threads" -q >/dev/null
     mv "$f16.tmp" "$f16"

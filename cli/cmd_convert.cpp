@@ -32,10 +32,19 @@ constexpr OutType kOutTypes[] = {{"f32", GgmlType::F32, FileType::kAllF32},
                                  {"q8_0", GgmlType::Q8_0, FileType::kQ8_0}};
 
 
+// The plain type named `name` (any case), or nullptr.
+const OutType* find_out_type(const std::string& name) {
+  const std::string l = lower_ascii(name);
+  for (const auto& o : kOutTypes)
+    if (l == o.name) return &o;
+  return nullptr;
+}
+
 // Every option of `smolq convert`, as parsed.
 struct ConvertArgs {
   std::string input, output, outtype, type, imatrix, name, metadata, pre, output_tensor_type, token_embedding_type;
   std::vector<std::string> tensor_types, include, exclude;
+  std::vector<std::string> also;  // --also TYPE[=PATH]
   int threads = 0;
   TargetArgs target;
   OptimizeArgs optimize;
@@ -59,6 +68,7 @@ void add_convert_options(po::options_description& opts, ConvertArgs& a) {
       ("name", po::value<std::string>(&a.name), "general.name to record (default: from the model card, repo id or folder, as llama.cpp names it)")
       ("metadata", po::value<std::string>(&a.metadata), "JSON file of general.* keys that override the model card (llama.cpp's --metadata)")
       ("pre-tokenizer", po::value<std::string>(&a.pre), "override BPE pre-tokenizer detection: smollm, llama-bpe, gpt-2")
+      ("also", po::value<std::vector<std::string>>(&a.also), "TYPE[=PATH]: also write the checkpoint as TYPE (f16, bf16, f32, q8_0 or a file type such as Q4_K_M; PATH defaults to the default name) in the same pass, reading the checkpoint once (repeatable)")
       (kOptQuiet, "no progress bar")
       (kOptJson, "print the summary of the written file as one JSON object (its path, size, types)");
   add_target_options(opts, a.target);
@@ -73,9 +83,22 @@ void check_convert_args(const ConvertArgs& a, const po::variables_map& vm) {
   if (a.optimize.optimize && a.type.empty() && !target) throw UsageError("--optimize needs --type or --target-bpw / --target-size");
   if (target && (!a.outtype.empty() || !a.type.empty()))
     throw UsageError("--target-bpw / --target-size choose every type: give no --type or --outtype");
-  if (a.type.empty() && !target && (!a.imatrix.empty() || !a.tensor_types.empty() || !a.output_tensor_type.empty() ||
+  if (!a.also.empty() && (target || a.optimize.optimize))
+    throw UsageError("--also writes fixed types: not with --target-bpw / --target-size or --optimize");
+  if (!a.also.empty() && vm.count("json")) throw UsageError("--json prints one file's summary: not with --also");
+  bool quantized_also = false;
+  for (const auto& x : a.also) {
+    const std::string t = x.substr(0, x.find('='));
+    if (t.empty()) throw UsageError("--also needs TYPE[=PATH] (got '" + x + "')");
+    if (!find_out_type(t)) {
+      parse_file_type(t);  // a mistyped type is reported before anything is read
+      quantized_also = true;
+    }
+  }
+  if (a.type.empty() && !target && !quantized_also && (!a.imatrix.empty() || !a.tensor_types.empty() || !a.output_tensor_type.empty() ||
                                     !a.token_embedding_type.empty() || vm.count("pure")))
-    throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type");
+    throw UsageError("--imatrix, --tensor-type, --output-tensor-type, --token-embedding-type and --pure need --type "
+                     "(or a quantized --also)");
   if (!a.type.empty()) parse_file_type(a.type);  // a mistyped type is reported before anything is read
 }
 
@@ -132,6 +155,45 @@ void print_dry_run(const BuildPlan& plan, const std::optional<TargetBuild>& tb) 
   }
 }
 
+// One --also file: its plan and where it goes.
+struct AlsoFile {
+  BuildPlan plan;
+  std::string path;
+};
+
+// Plans every --also TYPE[=PATH]: a plain type as --outtype plans it, a file type with the
+// quantize options of --type (imatrix, overrides) and that file type.
+std::vector<AlsoFile> plan_also(const ConvertArgs& a, const po::variables_map& vm, const ModelSource& src,
+                                const std::optional<QuantizeOptions>& quant, ImatrixData& imat, bool dry_run) {
+  std::vector<AlsoFile> files;
+  std::optional<QuantizeOptions> base = quant;
+  for (const auto& x : a.also) {
+    const size_t eq = x.find('=');
+    const std::string t = x.substr(0, eq);
+    AlsoFile f;
+    std::string label;
+    if (const OutType* o = find_out_type(t)) {
+      f.plan = src.plan_plain(o->type, o->file_type);
+      label = o->name;
+    } else {
+      if (!base) {  // plain main output: the quantize options come from the first quantized --also
+        ConvertArgs b = a;
+        b.type = t;
+        base = quant_options_from(b, vm, std::string(), imat);
+      }
+      QuantizeOptions q = *base;
+      q.ftype = parse_file_type(t);
+      f.plan = src.plan(q);
+      label = file_type_info(q.ftype).name;
+    }
+    f.path = eq == std::string::npos ? default_output_name(f.plan.metadata, label) : x.substr(eq + 1);
+    if (f.path.empty()) throw UsageError("--also " + x + ": empty PATH");
+    if (!dry_run) prepare_output(f.path);
+    files.push_back(std::move(f));
+  }
+  return files;
+}
+
 }  // namespace
 
 int run_convert(const std::vector<std::string>& args) {
@@ -181,8 +243,13 @@ int run_convert(const std::vector<std::string>& args) {
   std::optional<TargetBuild> tb;
   if (target) tb = build_target(a.target, *src, *quant, out_path, a.imatrix, nthreads);
   BuildPlan plan = tb ? std::move(tb->file) : std::move(*fixed);
+  std::vector<AlsoFile> also = plan_also(a, parsed.vm, *src, quant, imat, dry_run);
   if (dry_run) {
     print_dry_run(plan, tb);
+    for (const auto& f : also) {
+      std::printf("\n--also %s:\n", f.path.c_str());
+      print_dry_run(f.plan, std::nullopt);
+    }
     return 0;
   }
 
@@ -192,9 +259,14 @@ int run_convert(const std::vector<std::string>& args) {
   std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
   if (a.optimize.optimize)
     optimized = run_optimize(a.optimize, ref.path, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
-  const WriteResult written = src->write(plan, out_path, nthreads, progress_printer(show));
+  std::vector<ModelSource::PlannedFile> files{{&plan, out_path}};
+  for (const auto& f : also) files.push_back({&f.plan, f.path});
+  const std::vector<WriteResult> results = src->write_all(files, nthreads, progress_printer(show));
+  const WriteResult& written = results.front();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   for (const auto& w : plan.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  for (const auto& f : also)
+    for (const auto& w : f.plan.warnings()) std::fprintf(stderr, "warning: %s: %s\n", f.path.c_str(), w.c_str());
   if (parsed.vm.count("json")) {
     print_write_summary_json(out_path, written, secs, nthreads, plan.imatrix_used(),
                              {{"size_label", plan.size_label}, {"pre_tokenizer", plan.pre_tokenizer},
@@ -204,6 +276,8 @@ int run_convert(const std::vector<std::string>& args) {
   std::printf("%s parameters, pre-tokenizer '%s' (by %s)\n", plan.size_label.c_str(), plan.pre_tokenizer.c_str(),
               plan.pre_detected_by.c_str());
   print_write_summary(out_path, written, secs, nthreads, plan.imatrix_used());
+  for (size_t k = 0; k < also.size(); ++k)
+    print_write_summary(also[k].path, results[k + 1], secs, nthreads, also[k].plan.imatrix_used());
   return 0;
 }
 

@@ -31,21 +31,27 @@ GgufMetadata conversion_metadata(const std::string& hf_dir, const ModelConfig& c
   return m;
 }
 
-static RowSource row_source_for(const MappedTensor& m, const ModelConfig& cfg) {
+// Rows of a mapped tensor as f32, in llama.cpp's Q/K row order. The pages of the rows read are
+// released at once (each output tensor reads its rows once; a second file of the same pass, or
+// a tool that reads them again, faults them back in from the page cache), so a conversion holds
+// the chunks in flight, not whole tensors, of the checkpoint.
+static RowSource row_source_for(const MappedTensor& m, const ModelConfig& cfg, const SafetensorsCheckpoint& ck) {
   const StTensor* t = m.source;
   const uint64_t cols = t->cols();
   const uint64_t rows = t->rows();
   uint64_t heads = 0;
   if (m.permute == RowPermute::QueryHeads) heads = cfg.n_head;
   if (m.permute == RowPermute::KeyHeads) heads = cfg.n_head_kv;
-  return [t, cols, rows, heads](uint64_t r0, uint64_t n, std::span<float> out) {
+  return [t, cols, rows, heads, ck = &ck](uint64_t r0, uint64_t n, std::span<float> out) {
     if (heads == 0) {
       SafetensorsCheckpoint::read_f32(*t, r0 * cols, out);
+      ck->drop_elements(*t, r0 * cols, n * cols);
       return;
     }
     for (uint64_t r = 0; r < n; ++r) {
       const uint64_t src = permuted_source_row(r0 + r, rows, heads);
       SafetensorsCheckpoint::read_f32(*t, src * cols, out.subspan(r * cols, cols));
+      ck->drop_elements(*t, src * cols, cols);
     }
   };
 }
@@ -77,7 +83,7 @@ ConvertPlan plan_conversion(const ConvertOptions& opt, const SafetensorsCheckpoi
     o.name = m.gguf_name;
     o.shape = m.gguf_shape;
     o.type = plain_type_for(o.shape, opt.weight_type);
-    o.source = row_source_for(m, cfg);
+    o.source = row_source_for(m, cfg, ck);
     p.outputs.push_back(std::move(o));
     uint64_t n = 1;
     for (uint64_t d : m.gguf_shape) n *= d;

@@ -13,6 +13,12 @@
 namespace smolq {
 namespace {
 
+std::vector<ModelFileOutput> model_files(const std::vector<ModelSource::PlannedFile>& files) {
+  std::vector<ModelFileOutput> out;
+  for (const auto& f : files) out.push_back({f.path, &f.plan->metadata, &f.plan->outputs});
+  return out;
+}
+
 class HfSource final : public ModelSource {
  public:
   HfSource(const std::string& dir, const HfBuildSettings& s)
@@ -21,10 +27,38 @@ class HfSource final : public ModelSource {
   bool is_gguf() const override { return false; }
 
   BuildPlan plan(const std::optional<QuantizeOptions>& q) const override {
+    return plan_with(q, settings_.weight_type, settings_.file_type);
+  }
+
+  BuildPlan plan_plain(GgmlType weight_type, FileType file_type) const override {
+    return plan_with(std::nullopt, weight_type, file_type);
+  }
+
+  std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
+                                     const std::function<void(const WriteProgress&)>& on_progress) const override {
+    // Release the mapped pages of every source tensor before the one in progress (all its
+    // chunks have been handed out, to every file): RSS stays ~ the tensors in flight. A page
+    // still being read by a slower thread is simply read again from the page cache.
+    const ModelConfig cfg = parse_hf_config(path() + "/config.json");
+    std::map<std::string, const StTensor*> source_of;
+    for (const auto& m : map_checkpoint(cfg, *ck_)) source_of[m.gguf_name] = m.source;
+    const std::vector<OutputTensor>& order = files.front().plan->outputs;
+    size_t dropped = 0;  // tensors [0, dropped) released
+    auto progress = [&](const WriteProgress& wp) {
+      for (; dropped < wp.tensor_index && dropped < order.size(); ++dropped)
+        if (auto it = source_of.find(order[dropped].name); it != source_of.end()) ck_->drop(*it->second);
+      if (on_progress) on_progress(wp);
+    };
+    return write_gguf_models(model_files(files), threads, progress);
+  }
+
+ private:
+  // A plan at the given plain type (unused with `q`, which has its own file type).
+  BuildPlan plan_with(const std::optional<QuantizeOptions>& q, GgmlType weight_type, FileType file_type) const {
     ConvertOptions opt;
     opt.input_dir = path();
-    opt.weight_type = settings_.weight_type;
-    opt.file_type = q ? q->ftype : settings_.file_type;
+    opt.weight_type = weight_type;
+    opt.file_type = q ? q->ftype : file_type;
     opt.quant = q;
     opt.naming = settings_.naming;
     opt.tokenizer = settings_.tokenizer;
@@ -40,24 +74,6 @@ class HfSource final : public ModelSource {
     return p;
   }
 
-  WriteResult write(const BuildPlan& p, const std::string& out, int threads,
-                    const std::function<void(const WriteProgress&)>& on_progress) const override {
-    // Release each source tensor's pages once it has been written: RSS stays ~ one tensor.
-    const ModelConfig cfg = parse_hf_config(path() + "/config.json");
-    std::map<std::string, const StTensor*> source_of;
-    for (const auto& m : map_checkpoint(cfg, *ck_)) source_of[m.gguf_name] = m.source;
-    const OutputTensor* current = nullptr;
-    auto progress = [&](const WriteProgress& wp) {
-      if (wp.tensor != current) {
-        if (current && source_of.count(current->name)) ck_->drop(*source_of[current->name]);
-        current = wp.tensor;
-      }
-      if (on_progress) on_progress(wp);
-    };
-    return write_gguf_model(out, p.metadata, p.outputs, threads, progress);
-  }
-
- private:
   HfBuildSettings settings_;
   std::unique_ptr<SafetensorsCheckpoint> ck_;
 };
@@ -87,9 +103,9 @@ class GgufSource final : public ModelSource {
     return p;
   }
 
-  WriteResult write(const BuildPlan& p, const std::string& out, int threads,
-                    const std::function<void(const WriteProgress&)>& on_progress) const override {
-    return write_gguf_model(out, p.metadata, p.outputs, threads, on_progress);
+  std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
+                                     const std::function<void(const WriteProgress&)>& on_progress) const override {
+    return write_gguf_models(model_files(files), threads, on_progress);
   }
 
  private:
@@ -98,6 +114,10 @@ class GgufSource final : public ModelSource {
 };
 
 }  // namespace
+
+BuildPlan ModelSource::plan_plain(GgmlType, FileType) const {
+  throw Error("internal: a plain conversion needs a checkpoint folder, not a GGUF file");
+}
 
 const std::vector<std::string>& BuildPlan::warnings() const {
   static const std::vector<std::string> kNone;
@@ -135,8 +155,15 @@ std::vector<SourceTensor> gguf_sources(const GgufReader& reader) {
     s.encoded = bytes;
     const GgmlType st = t.type;
     const uint64_t ncols = t.shape[0];
-    s.rows = [st, ncols, bytes](uint64_t r0, uint64_t n, std::span<float> dst) {
+    // The pages of rows just decoded are released (as convert does with a checkpoint): a
+    // requantization holds the chunks in flight, not the whole input mapping (it held all of
+    // a 3.4 GB F16 before). A later read of the same rows faults them in again.
+    const uint64_t rb = row_bytes(st, ncols).value_or(0);
+    const uint64_t base = reader.tensor_data(t).file_offset();
+    const MappedFile* file = &reader.file();
+    s.rows = [st, ncols, bytes, rb, base, file](uint64_t r0, uint64_t n, std::span<float> dst) {
       dequantize_tensor_rows(st, bytes, ncols, r0, n, dst);
+      file->drop_pages(base + r0 * rb, n * rb);
     };
     sources.push_back(std::move(s));
   }

@@ -58,9 +58,26 @@ class ModelSource {
   // to this source, which must outlive it.
   virtual BuildPlan plan(const std::optional<QuantizeOptions>& q) const = 0;
 
+  // The plain conversion at another weight type than HfBuildSettings' (`convert --also f16`);
+  // a GGUF source has none (throws).
+  virtual BuildPlan plan_plain(GgmlType weight_type, FileType file_type) const;
+
   // Writes a plan of this source atomically at `out`; bytes do not depend on `threads`.
-  virtual WriteResult write(const BuildPlan& p, const std::string& out, int threads,
-                            const std::function<void(const WriteProgress&)>& on_progress = {}) const = 0;
+  WriteResult write(const BuildPlan& p, const std::string& out, int threads,
+                    const std::function<void(const WriteProgress&)>& on_progress = {}) const {
+    return write_all({{&p, out}}, threads, on_progress).front();
+  }
+
+  // Several plans of this source (e.g. F16 and Q4_K_M) written in one pass over the input: each
+  // source tensor is read once for all files (quantize/model_writer.h write_gguf_models), and
+  // each file gets the bytes `write` would give it alone. The plans must list the same tensors
+  // in the same order (every plan of one source does).
+  struct PlannedFile {
+    const BuildPlan* plan = nullptr;
+    std::string path;
+  };
+  virtual std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
+                                             const std::function<void(const WriteProgress&)>& on_progress = {}) const = 0;
 
  protected:
   explicit ModelSource(std::string path) : path_(std::move(path)) {}

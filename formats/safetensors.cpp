@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cassert>
 #include <set>
 
 #include "formats/checked.h"
@@ -254,6 +255,13 @@ void SafetensorsCheckpoint::read_f32(const StTensor& t, uint64_t begin, std::spa
 void SafetensorsCheckpoint::drop(const StTensor& t) const {
   for (const auto& m : maps_)
     if (m->path() == t.file) m->drop_pages(t.data.file_offset(), t.data.size());
+}
+
+void SafetensorsCheckpoint::drop_elements(const StTensor& t, uint64_t begin, uint64_t n) const {
+  const uint64_t es = st_dtype_size(t.dtype);
+  assert(begin + n <= t.n_elements);
+  for (const auto& m : maps_)
+    if (m->path() == t.file) m->drop_pages(t.data.file_offset() + begin * es, n * es);
 }
 
 }  // namespace smolq

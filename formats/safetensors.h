@@ -47,6 +47,10 @@ class SafetensorsCheckpoint {
   std::string source() const { return source_; }
   // Release page cache of a tensor after it has been consumed (keeps RSS low).
   void drop(const StTensor& t) const;
+  // The same for elements [begin, begin + n) of `t` once read: only pages wholly inside them
+  // are released, so rows that share a page with their neighbours stay readable without a
+  // second fault. Safe at any time (a released page of a read-only mapping is read again).
+  void drop_elements(const StTensor& t, uint64_t begin, uint64_t n) const;
 
  private:
   void add_file(const std::string& path, const std::vector<std::string>* expected);

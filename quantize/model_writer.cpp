@@ -1,5 +1,7 @@
 #include "quantize/model_writer.h"
 
+#include <memory>
+
 #include "formats/error.h"
 #include "formats/finite_scan.h"
 #include "formats/interrupt.h"
@@ -27,64 +29,89 @@ WriteResult tally_tensors(const std::vector<OutputTensor>& tensors) {
   return r;
 }
 
+// Refuses a copied tensor with a NaN or Inf, before anything is written: a NaN in an
+// unchanged tensor breaks the model as surely as a quantized one.
+static void check_passthrough(const OutputTensor& t) {
+  if (auto bad = find_non_finite_tensor(t.type, t.passthrough, t.shape[0])) {
+    const uint64_t ncols = t.shape[0];
+    std::vector<float> row(ncols);
+    dequantize_tensor_rows(t.type, t.passthrough, ncols, *bad / ncols, 1, row);
+    throw Error("tensor '" + t.name + "': non-finite weight " + float_text(row[*bad % ncols]) + " at " +
+                element_position(*bad, ncols));
+  }
+}
+
 WriteResult write_gguf_model(const std::string& path, const GgufMetadata& meta, const std::vector<OutputTensor>& tensors,
                              int threads, const std::function<void(const WriteProgress&)>& on_progress) {
-  WriteResult result = tally_tensors(tensors);
-  // Keep the source's alignment (general.alignment) when it has one.
-  GgufWriter w(path, static_cast<uint32_t>(meta.opt_u64("general.alignment").value_or(32)));
-  w.metadata() = meta;
-  for (const auto& t : tensors) w.add_tensor(t.name, t.shape, t.type);
-  w.begin_data();
+  return write_gguf_models({{path, &meta, &tensors}}, threads, on_progress).front();
+}
 
-  // One team of threads for all tensors (quantize_tensors_in_order), written in file order.
+std::vector<WriteResult> write_gguf_models(const std::vector<ModelFileOutput>& files, int threads,
+                                           const std::function<void(const WriteProgress&)>& on_progress) {
+  const size_t nf = files.size();
+  const std::vector<OutputTensor>& first = *files.front().tensors;
+  const size_t nt = first.size();
+  for (const auto& f : files) {
+    if (f.tensors->size() != nt) throw Error("internal: files of one pass list different tensors");
+    for (size_t i = 0; i < nt; ++i)
+      if ((*f.tensors)[i].name != first[i].name) throw Error("internal: files of one pass list different tensors");
+  }
+  std::vector<WriteResult> results;
+  std::vector<std::unique_ptr<GgufWriter>> writers;
   WriteProgress prog;
-  prog.n_tensors = tensors.size();
-  prog.elements_total = result.elements;
-  std::vector<TensorQuantizeJob> jobs(tensors.size());
-  std::vector<const TensorQuantizeJob*> order(tensors.size(), nullptr);
-  for (size_t i = 0; i < tensors.size(); ++i) {
-    const OutputTensor& t = tensors[i];
+  prog.n_tensors = nt;
+  for (const auto& f : files) {
+    results.push_back(tally_tensors(*f.tensors));
+    prog.elements_total += results.back().elements;
+    // Keep the source's alignment (general.alignment) when it has one.
+    auto w = std::make_unique<GgufWriter>(f.path, static_cast<uint32_t>(f.metadata->opt_u64("general.alignment").value_or(32)));
+    w->metadata() = *f.metadata;
+    for (const auto& t : *f.tensors) w->add_tensor(t.name, t.shape, t.type);
+    writers.push_back(std::move(w));
+  }
+  for (auto& w : writers) w->begin_data();
+
+  // One team of threads for all tensors of all files (quantize_tensors_in_order); job
+  // i * nf + k is tensor i of file k, so each file is written in its own order.
+  const auto tensor_of = [&](size_t job) -> const OutputTensor& { return (*files[job % nf].tensors)[job / nf]; };
+  std::vector<TensorQuantizeJob> jobs(nt * nf);
+  std::vector<const TensorQuantizeJob*> order(nt * nf, nullptr);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    const OutputTensor& t = tensor_of(j);
     if (!t.passthrough.empty()) {
-      // Copied bytes are checked too, before anything is written: a NaN in an unchanged tensor
-      // breaks the model as surely.
-      if (auto bad = find_non_finite_tensor(t.type, t.passthrough, t.shape[0])) {
-        const uint64_t ncols = t.shape[0];
-        std::vector<float> row(ncols);
-        dequantize_tensor_rows(t.type, t.passthrough, ncols, *bad / ncols, 1, row);
-        throw Error("tensor '" + t.name + "': non-finite weight " + float_text(row[*bad % ncols]) + " at " +
-                    element_position(*bad, ncols));
-      }
+      check_passthrough(t);
       continue;
     }
-    TensorQuantizeJob& job = jobs[i];
+    TensorQuantizeJob& job = jobs[j];
     job.type = t.type;
     job.ncols = t.shape[0];
     job.nrows = elements_of(t.shape) / job.ncols;
     job.source = t.source;
     job.imatrix = t.imatrix;
     job.label = t.name;
-    order[i] = &job;
+    order[j] = &job;
   }
   check_interrupted();
   if (on_progress) on_progress(prog);
   quantize_tensors_in_order(
       order, threads,
-      [&](size_t i, std::span<const std::byte> bytes) {
-        w.write_tensor(tensors[i].name, tensors[i].passthrough.empty() ? bytes : tensors[i].passthrough);
+      [&](size_t j, std::span<const std::byte> bytes) {
+        const OutputTensor& t = tensor_of(j);
+        writers[j % nf]->write_tensor(t.name, t.passthrough.empty() ? bytes : t.passthrough);
       },
-      [&](size_t i, uint64_t elements_done) {
+      [&](size_t j, uint64_t elements_done) {
         check_interrupted();
-        prog.tensor_index = i;
-        prog.tensor = &tensors[i];
+        prog.tensor_index = j / nf;
+        prog.tensor = &first[j / nf];
         prog.elements_done = elements_done;
         if (on_progress) on_progress(prog);
       });
-  prog.tensor_index = tensors.size();
+  prog.tensor_index = nt;
   prog.tensor = nullptr;
-  prog.elements_done = result.elements;
+  prog.elements_done = prog.elements_total;
   if (on_progress) on_progress(prog);
-  result.file_size = w.commit();
-  return result;
+  for (size_t k = 0; k < nf; ++k) results[k].file_size = writers[k]->commit();
+  return results;
 }
 
 }  // namespace smolq

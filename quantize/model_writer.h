@@ -46,6 +46,22 @@ struct WriteResult {
 WriteResult write_gguf_model(const std::string& path, const GgufMetadata& meta, const std::vector<OutputTensor>& tensors,
                              int threads, const std::function<void(const WriteProgress&)>& on_progress = {});
 
+// One file of write_gguf_models.
+struct ModelFileOutput {
+  std::string path;
+  const GgufMetadata* metadata = nullptr;
+  const std::vector<OutputTensor>* tensors = nullptr;
+};
+
+// Several files of the same model in one pass (`convert --outtype f16 --also Q4_K_M=...`): every
+// file lists the same tensor names in the same order, and tensor i of every file is quantized
+// before tensor i + 1 of any, so a tensor's source is read once, while it is hot, for all the
+// files, and only the tensors in flight (their outputs in every file) are held in memory. Each
+// file is written and committed atomically; its bytes are those write_gguf_model writes alone.
+// Progress reports tensor i of files[0] with elements summed over all files.
+std::vector<WriteResult> write_gguf_models(const std::vector<ModelFileOutput>& files, int threads,
+                                           const std::function<void(const WriteProgress&)>& on_progress = {});
+
 // Tally of types and sizes of a list of tensors without writing anything (for plans).
 WriteResult tally_tensors(const std::vector<OutputTensor>& tensors);
 
