@@ -20,6 +20,13 @@ std::string fmt(const char* f, ...) {
 
 std::string mib(uint64_t bytes) { return fmt("%.1f MiB", static_cast<double>(bytes) / (1024.0 * 1024.0)); }
 
+std::string chunks_desc(const SweepResult& r) {
+  if (r.categories.empty())
+    return fmt("%lld chunks of %lld tokens", static_cast<long long>(r.n_chunks), static_cast<long long>(r.eval.n_ctx));
+  return fmt("%lld chunks over %zu categories, each at its own context", static_cast<long long>(r.n_chunks),
+             r.categories.size());
+}
+
 std::string seconds(double s) {
   if (s < 100) return fmt("%.1f s", s);
   const int t = static_cast<int>(s + 0.5);

@@ -108,9 +108,9 @@ std::string report_html(const SweepResult& r) {
   s += "<h1>Which quant of " + xml_escape(name) + "?</h1>\n<div class=\"meta\">";
   s += "Baseline <code>" + xml_escape(r.model) + "</code>: " + xml_escape(r.model_desc) +
        fmt(" — %.1fM parameters, %s, perplexity %.4f ± %.4f.<br/>", r.n_params / 1e6, report::mib(r.model_bytes).c_str(), r.base_ppl, r.base_ppl_unc);
-  s += "Evaluated on " + xml_escape(r.eval_desc) +
-       fmt(": %lld chunks of %lld tokens, %lld scored positions per quant (llama-perplexity's KL-divergence protocol).<br/>",
-           static_cast<long long>(r.n_chunks), static_cast<long long>(r.eval.n_ctx), static_cast<long long>(r.positions));
+  s += "Evaluated on " + xml_escape(r.eval_desc) + ": " + report::chunks_desc(r) +
+       fmt(", %lld scored positions per quant (llama-perplexity's KL-divergence protocol).<br/>",
+           static_cast<long long>(r.positions));
   s += "Importance matrix: " + xml_escape(r.imatrix_desc) + ".";
   for (const auto& n : r.notes) s += "<br/>Note: " + xml_escape(n);
   s += "</div>\n";

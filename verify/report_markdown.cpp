@@ -35,9 +35,9 @@ std::string report_markdown(const SweepResult& r) {
   std::string s = "# smolq verify: " + report::model_name(r) + "\n\n";
   s += "- Baseline: `" + r.model + "` — " + r.model_desc + fmt(" (%.1fM parameters, %s of weights)\n", r.n_params / 1e6, report::mib(r.model_bytes).c_str());
   s += fmt("- Baseline perplexity: %.4f ± %.4f\n", r.base_ppl, r.base_ppl_unc);
-  s += "- Text: " + r.eval_desc + fmt("; %lld chunks of %lld tokens, %lld scored positions per quant (llama-perplexity's protocol)%s\n",
-                                      static_cast<long long>(r.n_chunks), static_cast<long long>(r.eval.n_ctx),
-                                      static_cast<long long>(r.positions), r.eval.add_bos ? ", BOS at each chunk" : "");
+  s += "- Text: " + r.eval_desc + "; " + report::chunks_desc(r) +
+       fmt(", %lld scored positions per quant (llama-perplexity's protocol)%s\n", static_cast<long long>(r.positions),
+           r.eval.add_bos ? ", BOS at each chunk" : "");
   s += "- Importance matrix: " + r.imatrix_desc + "\n";
   if (r.positions < 1000) s += "- Note: fewer than 1,000 scored positions: the statistics are rough; use more `--chunks`.\n";
   for (const auto& n : r.notes) s += "- Note: " + n + "\n";

@@ -28,6 +28,9 @@ namespace report {
 // Shared formatting (report_format.cpp).
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string mib(uint64_t bytes);             // "101.2 MiB"
+// "8 chunks of 512 tokens", or with an evaluation set (each category at its own context)
+// "16 chunks over 8 categories, each at its own context".
+std::string chunks_desc(const SweepResult& r);
 std::string seconds(double s);               // "15.3 s", "2m05s"
 double delta_ppl_percent(const QuantRow& q); // (PPL(Q) / PPL(base) - 1) * 100
 double kld_percentile(const QuantRow& q, const std::string& name);  // "median", "99.0", "max"

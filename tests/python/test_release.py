@@ -265,7 +265,11 @@ def test_rerun_interrupt_and_extension(release, smolq_bin, run_smolq, real_ckpt)
     r = json.loads((out / "report.json").read_text(encoding="utf-8"))
     c = r["cache"]
     assert c["builds_reused"] >= len(LADDER) and c["builds_done"] + c["builds_reused"] == len(ladder)
-    assert c["chunks_reused"] == len(LADDER) * CHUNKS and c["chunks_computed"] == CHUNKS
+    # The interrupted run may have cached some of Q5_0's chunks before the signal landed (how
+    # many depends on the machine's speed): the earlier ladder's are all reused, at most Q5_0's
+    # are computed, and together they are every chunk of the new ladder.
+    assert c["chunks_reused"] >= len(LADDER) * CHUNKS and c["chunks_computed"] <= CHUNKS
+    assert c["chunks_reused"] + c["chunks_computed"] == len(ladder) * CHUNKS
     assert (out / f"{NAME}-Q5_0.gguf").is_file()
     assert "Q5_0" in [row[1] for row in table((out / "README.md").read_text(encoding="utf-8"), "| file | type |")]
     assert not list(d.glob(".out.smolq-tmp-*"))
