@@ -17,19 +17,15 @@
 #include "eval/imatrix.h"
 #include "eval/model.h"
 
+#include "temp_dir.h"
+
 namespace fs = std::filesystem;
 using namespace smolq;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("smolq-test-imatrix-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-test-imatrix-") {}
 };
 
 ImatrixData sample(int32_t chunk_size = 512) {

@@ -14,19 +14,15 @@
 #include "formats/error.h"
 #include "formats/imatrix.h"
 
+#include "temp_dir.h"
+
 namespace fs = std::filesystem;
 using namespace smolq;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("smolq-test-imatrix-stats-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-test-imatrix-stats-") {}
 };
 
 const ImatrixTensorStats& find(const ImatrixStatistics& s, const std::string& name) {
