@@ -73,6 +73,7 @@ class GramPass {
         throw Error("calibration token id " + std::to_string(tok) + " is outside the vocabulary");
       m.tok_embd().dequantize_row(static_cast<uint64_t>(tok), x_.data() + t * E_);
     }
+    m.release_pages(m.tok_embd().name);
   }
 
   void run() {
@@ -154,6 +155,8 @@ class GramPass {
     }
     emit(GramSite::kFfnDown, li, {L.ffn_down.name}, g_.data(), n_ff);
     add_matmul(L.ffn_down, g_.data(), xn_.data());
+    // The pass never reads this layer's stored weights again.
+    for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) m_.release_pages(w->name);
   }
 
   const Model& m_;

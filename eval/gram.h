@@ -20,7 +20,8 @@
 // "sequential" calibration of GPTQ; one that does not leaves the pass in full precision. Either
 // way the calibration costs one forward pass plus the Gram products.
 //
-// Memory: the residual stream, one normalised copy, the attention output and the gated FFN
+// Memory: each layer's stored weights are released from the resident set once the pass is past
+// them (Model::release_pages), so the model file counts about one layer at a time; the residual stream, one normalised copy, the attention output and the gated FFN
 // activations of all calibration tokens (N x (2 n_embd + q_dim + n_ff) floats), one H and a
 // block of its product at a time. Arithmetic: f32 products through the forward pass's
 // fixed-order matmul, summed into H in double per block of tokens — the result does not depend

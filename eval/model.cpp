@@ -232,6 +232,20 @@ void Model::restore_weight(const std::string& name) {
     }
 }
 
+void Model::release_pages(const std::string& name) const {
+  if (!gguf_) return;
+  const WeightMatrix* w = nullptr;
+  for (const auto& [n, orig] : substituted_)
+    if (n == name) w = &orig;
+  for (const WeightMatrix* m : matrices())
+    if (!w && m->name == name) w = m;
+  if (!w) throw Error("no weight matrix named '" + name + "' in " + path_);
+  const MappedFile& f = gguf_->file();
+  const std::byte* base = f.view().data();
+  if (w->data < base || w->data >= base + f.size()) return;
+  f.drop_pages(static_cast<uint64_t>(w->data - base), w->rows * w->row_bytes);
+}
+
 uint64_t Model::weight_bytes() const {
   uint64_t n = tok_embd_.rows * tok_embd_.row_bytes + (tied_ ? 0 : output_.rows * output_.row_bytes);
   for (const auto& L : layers_)

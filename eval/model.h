@@ -90,6 +90,11 @@ class Model {
   // Throws Error for an unknown name.
   void substitute_weight(const std::string& name, GgmlType type, const std::byte* data, uint64_t row_bytes);
   void restore_weight(const std::string& name);
+  // Memory hint: the pages of the file mapping that hold matrix `name` as stored (the original,
+  // also while substituted) are no longer needed; a later read faults them in again. Keeps the
+  // resident set of a pass that reads each matrix once (eval/gram.h) near one layer. A no-op
+  // for matrices not read from a GGUF mapping.
+  void release_pages(const std::string& name) const;
 
   // Total bytes of the weight tensors as stored, and the most common matrix type (for logs).
   uint64_t weight_bytes() const;
