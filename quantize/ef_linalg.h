@@ -3,8 +3,10 @@
 // product of the sweep's deferred update. Row-major storage, sizes multiples of 32 (every
 // d_in the quantizer sees is a multiple of a block size). Work is split into fixed tiles whose
 // arithmetic does not depend on the thread that runs them, so results never depend on the
-// thread count. The tile products run in AVX2+FMA kernels when the CPU has them (scalar
-// loops otherwise; the two differ in the last bits, a machine gives the same bytes every run).
+// thread count. The tile products and the deferred update run in AVX-512 or AVX2+FMA kernels
+// chosen by the project's one CPU-feature check (formats/cpu_features.h; scalar loops
+// otherwise). The SIMD levels may differ in the last bits; a machine gives the same bytes every
+// run.
 #pragma once
 #include <cstdint>
 
@@ -12,11 +14,14 @@ namespace smolq::ef::linalg {
 
 // In place: the lower triangle of the symmetric n x n matrix A becomes L with A = L L^T (the
 // strict upper triangle is scratch). Returns -1 on success, else the row whose pivot was not
-// positive (or not finite).
-int64_t cholesky_lower(double* A, int64_t n, int n_threads);
+// positive (or not finite). T = float (what prepare() uses) or double (the reference the tests
+// compare it with).
+template <class T>
+int64_t cholesky_lower(T* A, int64_t n, int n_threads);
 
 // In place: the lower-triangular L (lower triangle of A) becomes L^-1 (lower triangle).
-void invert_lower(double* A, int64_t n, int n_threads);
+template <class T>
+void invert_lower(T* A, int64_t n, int n_threads);
 
 // W[r][c1 .. n) -= sum_k E[r][k] * U[k][c1 .. n) for r < nr, k < nk: the deferred update of a
 // chunk of rows. W: nr rows of stride n; E: nr rows of stride ldE; U: nk row pointers (the

@@ -63,8 +63,8 @@ struct Factor {
 // x x^T for the layer's input (any overall scale). block_elems: the block size of the type to be
 // quantized (registry geometry). Throws UsageError (formats/error.h) when H is not finite or not
 // positive definite after dampening, or sizes do not match.
-// Memory: the overload taking the vector works in its storage (std::move H in to avoid a copy:
-// peak = H + the factor, 8 d_in^2 + 2 d_in^2 bytes); the span overload copies H first.
+// Memory: besides H, a float copy in visiting order that the factorisation works in (4 d_in^2
+// bytes) and the factor (2 d_in^2 bytes). The vector overload is kept for callers that own H.
 Factor prepare(std::vector<double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 Factor prepare(std::span<const double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 
