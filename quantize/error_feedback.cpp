@@ -12,7 +12,7 @@
 //
 // Lazy batches: the update of the columns after the current batch is deferred and applied for
 // the whole batch and a chunk of rows at once (a small matrix product); inside a batch it is
-// applied per column. Rows are independent given U: chunks of kRowChunk rows run in parallel and
+// applied per column. Rows are independent given U: chunks of row_chunk(d_in) rows run in parallel and
 // each writes its own rows, so bytes never depend on the thread count.
 #include "quantize/error_feedback.h"
 
@@ -37,8 +37,13 @@ using detail::ElementGrid;
 using detail::LatticeCodec;
 using detail::ScalarCodec;
 
-// Rows per parallel work item: the deferred update reads a batch of U's rows once per chunk.
-constexpr int64_t kRowChunk = 16;
+// Rows per parallel work item: the deferred update streams a batch's rows of U once per chunk,
+// so more rows per chunk mean less memory traffic (U is 2 d_in^2 bytes: at d_in = 8192 it does
+// not stay in any cache), fewer mean better balance on small tensors. Measured at 2048 x 8192
+// (Q4_K, 2 threads, CPU seconds of the sweep): 16 rows 5.3 s, 32 rows 3.8 s, 64 rows 3.0 s.
+// The chunking never changes the bytes (rows are independent).
+constexpr int64_t kRowChunk = 64;
+int64_t row_chunk(int64_t d_in) { return d_in >= 4096 ? kRowChunk : kRowChunk / 2; }
 // Columns per lazy batch: one K-quant super-block, a multiple of every block size (a block never
 // straddles two batches).
 constexpr int64_t kBatch = 256;
@@ -238,14 +243,15 @@ void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int6
     throw UsageError("error feedback: tensor, factor, imatrix or output sizes do not match");
   job.row_bytes = static_cast<int64_t>(*rb);
   job.imatrix = imatrix.empty() ? nullptr : imatrix.data();
-  const int64_t nchunks = (rows + kRowChunk - 1) / kRowChunk;
+  const int64_t rc = row_chunk(d_in);
+  const int64_t nchunks = (rows + rc - 1) / rc;
 #pragma omp parallel num_threads(std::max(1, n_threads))
   {
-    std::vector<float> Wc(static_cast<size_t>(kRowChunk * d_in)), E(static_cast<size_t>(kRowChunk * kBatch));
+    std::vector<float> Wc(static_cast<size_t>(rc * d_in)), E(static_cast<size_t>(rc * kBatch));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ch = 0; ch < nchunks; ++ch) {
-      const int64_t r0 = ch * kRowChunk;
-      sweep_rows(job, W, r0, std::min(kRowChunk, rows - r0), out.data(), Wc, E);
+      const int64_t r0 = ch * rc;
+      sweep_rows(job, W, r0, std::min(rc, rows - r0), out.data(), Wc, E);
     }
   }
 }
