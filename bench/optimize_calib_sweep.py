@@ -5,11 +5,12 @@ plain file with llama-imatrix's importance (8 x 512 tokens of WikiText-2 validat
 optimised files calibrated on 2, 4, 8 ... chunks of 512 tokens of the same text; mean KLD from
 the F16 file measured by llama.cpp (`llama-perplexity --kl-divergence`, N x 512 WikiText-2 test
 tokens: the protocol of tests/python/test_optimize.py, helpers in optimize_tools.py) and the CPU
-seconds (user + system) of each smolq run. `--bin LABEL=PATH` (repeatable) compares smolq builds
-(e.g. a double-precision factorisation against the float one) on the same files.
+seconds (user + system) of each smolq run. `--bin LABEL=PATH[@C,C..]` (repeatable) compares smolq
+builds (e.g. a double-precision factorisation against the float one) on the same files, at the
+given chunk counts (default: --chunks).
 
   .venv/bin/python bench/optimize_calib_sweep.py [--models real,aligned256] [--types Q4_K_M,Q2_K,IQ4_XS]
-      [--chunks 2,4,8] [--eval-chunks 12] [--bin float=build/smolq --bin double=/tmp/smolq-double]
+      [--chunks 2,4,8] [--eval-chunks 12] [--bin float=build/smolq --bin double=/tmp/smolq-double@8]
 
 Results: a markdown table on stdout and build/test-cache/optimize/calib-sweep-*.json.
 """
@@ -61,7 +62,11 @@ def main():
     ap.add_argument("--bin", action="append", default=[], help="LABEL=PATH of a smolq build (default: build/smolq)")
     ap.add_argument("--out", default=str(HERE / "build" / "calib-sweep"))
     args = ap.parse_args()
-    bins = [b.split("=", 1) for b in args.bin] or [["smolq", str(HERE / "build" / "smolq")]]
+    bins = []
+    for spec in args.bin or [f"smolq={HERE / 'build' / 'smolq'}"]:
+        label, rest = spec.split("=", 1)
+        exe, _, chunks = rest.partition("@")
+        bins.append((label, exe, [int(c) for c in (chunks or args.chunks).split(",")]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     calib = calib_file(wikitext_excerpt)
@@ -77,8 +82,8 @@ def main():
             common = ["quantize", f16, None, ftype, "-q", "-t", THREADS, "--imatrix", imatrix]
             cpu_plain = timed([bins[0][1]] + [plain if c is None else c for c in common])
             kld_plain = mean_kld(plain, base)
-            for label, exe in bins:
-                for ch in [int(c) for c in args.chunks.split(",")]:
+            for label, exe, chunk_counts in bins:
+                for ch in chunk_counts:
                     f = out / f"{model}-{ftype}-{label}-{ch}.gguf"
                     cpu = timed([exe] + [f if c is None else c for c in common] +
                                 ["--optimize", "--calib", calib, "--opt-chunks", ch, "--opt-ctx", 512])
