@@ -76,3 +76,4 @@ for m in $models; do
     'BEGIN { printf "%-6s %-10s %9.2f %12.1f %9.2f %8.2fx %8.2fx %8.2fx\n", m, "optimize", to, ro, co, to / tp, ro / rp, co / cp }'
   rm -f "$work/$m-plain.gguf" "$work/$m-opt.gguf"
 done
+echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
