@@ -58,7 +58,7 @@ const std::array<QTypeInfo, 35>& table() {
       {geo(G::MXFP4), k::quantize_mxfp4_ref, k::quantize_mxfp4, k::dequantize_mxfp4, G::MXFP4, 0.25},
       {geo(G::NVFP4), k::quantize_nvfp4_ref, k::quantize_nvfp4, k::dequantize_nvfp4, G::NVFP4, 0.25},
       {geo(G::Q1_0), k::quantize_q1_0_ref, k::quantize_q1_0_ref, k::dequantize_q1_0, G::Q1_0, 1.0},
-      {geo(G::Q2_0), k::quantize_q2_0_ref, k::quantize_q2_0_ref, k::dequantize_q2_0, G::Q4_0, 1.0},
+      {geo(G::Q2_0), k::quantize_q2_0_ref, k::quantize_q2_0, k::dequantize_q2_0, G::Q4_0, 1.0},
   }};
   return t;
 }
