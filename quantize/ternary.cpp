@@ -32,6 +32,7 @@
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
 #include "quantize/iq_rows.h"
+#include "quantize/q2_0_lanes.h"
 #include "quantize/quants_iq.h"
 
 namespace smolq::kernels {
@@ -144,185 +145,6 @@ HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q) {
   return d;
 }
 
-// Q2_0: levels {-1, 0, 1, 2} * d; both signs of d, a fan of starts, least-squares refits.
-constexpr float kQ20Trials[] = {1.0f, 0.9f, 0.8f, 0.7f, 0.6f, 0.5f};
-constexpr int kQ20Refine = 2;
-constexpr int kQ20N = 64;
-
-// The level (-1..2) nearest to t, as a float: floor(t + 1/2) clamped with the x86 min/max
-// rule (a < b ? a : b, the second operand when either is NaN), which is what the vector
-// kernels below compute, so all of them agree even on a NaN t.
-inline float q20_level(float t) {
-  float v = std::floor(t + 0.5f);
-  v = v < 2.0f ? v : 2.0f;
-  return v > -1.0f ? v : -1.0f;
-}
-
-// The Q2_0 search runs on L blocks at once, lane j = block j, every lane doing the scalar
-// reference's float operations in the reference's order (so the bytes never depend on L or on
-// the CPU). The only vectorised step is the scoring of one candidate scale per lane:
-//   K::sums(xT, wxT, wT, inv, P, Q): for each lane j, over i = 0..63 in order,
-//     v = q20_level(x_i * inv_j), P_j += (w_i x_i) v, Q_j += (w_i v) v
-// on transposed blocks (xT[i * L + j] = element i of block j). Q20Scalar is the reference
-// (one lane); Q20Avx2 runs 16 lanes (two registers), Q20Avx512 32.
-struct Q20Scalar {
-  static constexpr int kLanes = 1;
-  static void sums(const float* x, const float* wx, const float* w, const float* inv, float* P, float* Q) {
-    float p = 0.0f, q = 0.0f;
-    for (int i = 0; i < kQ20N; ++i) {
-      const float v = q20_level(x[i] * inv[0]);
-      p += wx[i] * v;
-      q += w[i] * v * v;
-    }
-    P[0] = p;
-    Q[0] = q;
-  }
-};
-
-#if defined(__x86_64__)
-struct Q20Avx2 {
-  static constexpr int kLanes = 16;
-  [[gnu::target("avx2")]] static void sums(const float* x, const float* wx, const float* w, const float* inv, float* P,
-                                           float* Q) {
-    const __m256 half = _mm256_set1_ps(0.5f), two = _mm256_set1_ps(2.0f), m1 = _mm256_set1_ps(-1.0f);
-    const __m256 i0 = _mm256_loadu_ps(inv), i1 = _mm256_loadu_ps(inv + 8);
-    __m256 p0 = _mm256_setzero_ps(), p1 = p0, q0 = p0, q1 = p0;
-    for (int i = 0; i < kQ20N; ++i, x += kLanes, wx += kLanes, w += kLanes) {
-      __m256 v0 = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x), i0), half));
-      __m256 v1 = _mm256_floor_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(x + 8), i1), half));
-      v0 = _mm256_max_ps(_mm256_min_ps(v0, two), m1);
-      v1 = _mm256_max_ps(_mm256_min_ps(v1, two), m1);
-      p0 = _mm256_add_ps(p0, _mm256_mul_ps(_mm256_loadu_ps(wx), v0));
-      p1 = _mm256_add_ps(p1, _mm256_mul_ps(_mm256_loadu_ps(wx + 8), v1));
-      q0 = _mm256_add_ps(q0, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w), v0), v0));
-      q1 = _mm256_add_ps(q1, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(w + 8), v1), v1));
-    }
-    _mm256_storeu_ps(P, p0);
-    _mm256_storeu_ps(P + 8, p1);
-    _mm256_storeu_ps(Q, q0);
-    _mm256_storeu_ps(Q + 8, q1);
-  }
-};
-
-// GCC 12's AVX-512 headers pass _mm512_undefined_ps() through, which its uninitialized-use
-// analysis reports: not a real read.
-#if !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
-struct Q20Avx512 {
-  static constexpr int kLanes = 32;
-  [[gnu::target("avx512f")]] static void sums(const float* x, const float* wx, const float* w, const float* inv,
-                                              float* P, float* Q) {
-    const __m512 half = _mm512_set1_ps(0.5f), two = _mm512_set1_ps(2.0f), m1 = _mm512_set1_ps(-1.0f);
-    const __m512 i0 = _mm512_loadu_ps(inv), i1 = _mm512_loadu_ps(inv + 16);
-    constexpr int kFloor = _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC;
-    __m512 p0 = _mm512_setzero_ps(), p1 = p0, q0 = p0, q1 = p0;
-    for (int i = 0; i < kQ20N; ++i, x += kLanes, wx += kLanes, w += kLanes) {
-      __m512 v0 = _mm512_roundscale_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x), i0), half), kFloor);
-      __m512 v1 = _mm512_roundscale_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_loadu_ps(x + 16), i1), half), kFloor);
-      v0 = _mm512_max_ps(_mm512_min_ps(v0, two), m1);
-      v1 = _mm512_max_ps(_mm512_min_ps(v1, two), m1);
-      p0 = _mm512_add_ps(p0, _mm512_mul_ps(_mm512_loadu_ps(wx), v0));
-      p1 = _mm512_add_ps(p1, _mm512_mul_ps(_mm512_loadu_ps(wx + 16), v1));
-      q0 = _mm512_add_ps(q0, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(w), v0), v0));
-      q1 = _mm512_add_ps(q1, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(w + 16), v1), v1));
-    }
-    _mm512_storeu_ps(P, p0);
-    _mm512_storeu_ps(P + 16, p1);
-    _mm512_storeu_ps(Q, q0);
-    _mm512_storeu_ps(Q + 16, q1);
-  }
-};
-#if !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
-#endif
-
-// Blocks b0 .. b0 + L - 1 of src (the ones past nb are copies of the last block, their
-// results dropped) into dst. qw of block b: imatrix + (b % per_row) * 64, or none.
-template <class K>
-void q20_encode_lanes(const float* src, size_t b0, size_t nb, size_t per_row, const float* imatrix, BlockQ2_0* dst) {
-  constexpr int L = K::kLanes;
-  alignas(64) float xT[kQ20N * L], wxT[kQ20N * L], wT[kQ20N * L];
-  float amax[L], max[L];
-  for (int j = 0; j < L; ++j) {
-    const size_t b = std::min(b0 + static_cast<size_t>(j), nb - 1);
-    const float* x = src + b * kQ20N;
-    const float* qw = imatrix ? imatrix + (b % per_row) * kQ20N : nullptr;
-    float w[kQ20N];
-    iq::iq_weights({x, static_cast<size_t>(kQ20N)}, qw, {w, static_cast<size_t>(kQ20N)}, kQ20Weights);
-    amax[j] = max[j] = 0.0f;
-    for (int i = 0; i < kQ20N; ++i) {
-      if (std::fabs(x[i]) > amax[j]) {
-        amax[j] = std::fabs(x[i]);
-        max[j] = x[i];
-      }
-      xT[i * L + j] = x[i];
-      wT[i * L + j] = w[i];
-      wxT[i * L + j] = w[i] * x[i];
-    }
-  }
-  // The largest weight goes to level 2 (same sign as d) or to level -1 (d of the opposite
-  // sign), at a fan of fractions of that level; each start is refitted kQ20Refine times and
-  // the least weighted error d * (d Q - 2 P) of all candidates wins.
-  float best_d[L] = {}, best_e[L] = {}, d[L], inv[L], P[L], Q[L];
-  bool live[L];
-  for (float end : {2.0f, -1.0f})
-    for (float f : kQ20Trials) {
-      int n_live = 0;
-      for (int j = 0; j < L; ++j) {
-        live[j] = amax[j] > 1e-30f;
-        n_live += live[j];
-        d[j] = live[j] ? max[j] / (end * f) : 1.0f;
-      }
-      for (int it = 0; it <= kQ20Refine && n_live > 0; ++it) {
-        for (int j = 0; j < L; ++j) inv[j] = live[j] ? 1.0f / d[j] : 0.0f;
-        K::sums(xT, wxT, wT, inv, P, Q);
-        for (int j = 0; j < L; ++j) {
-          if (!live[j]) continue;
-          const float e = d[j] * (d[j] * Q[j] - 2.0f * P[j]);
-          if (e < best_e[j]) {
-            best_e[j] = e;
-            best_d[j] = d[j];
-          }
-          if (!(Q[j] > 0.0f) || P[j] == 0.0f) {
-            live[j] = false;
-            --n_live;
-          } else {
-            d[j] = P[j] / Q[j];
-          }
-        }
-      }
-    }
-  for (int j = 0; j < L && b0 + static_cast<size_t>(j) < nb; ++j) {
-    BlockQ2_0& b = dst[j];
-    const HalfScale hd = iq::round_half(best_d[j]);
-    b.d = hd.bits;
-    std::memset(b.qs, 0, sizeof b.qs);
-    for (int i = 0; i < kQ20N; ++i) {
-      const int code = hd.value != 0.0f ? static_cast<int>(q20_level(xT[i * L + j] / hd.value)) + 1 : 1;
-      b.qs[i / 4] |= static_cast<uint8_t>(code << (2 * (i % 4)));
-    }
-  }
-}
-
-template <class K>
-void quantize_q2_0_t(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                     std::span<const float> imatrix) {
-  assert(n_per_row > 0 && n_per_row % kQ20N == 0 && src.size() % static_cast<size_t>(n_per_row) == 0);
-  assert(imatrix.empty() || imatrix.size() == static_cast<size_t>(n_per_row));
-  const size_t nb = src.size() / kQ20N, per_row = static_cast<size_t>(n_per_row) / kQ20N;
-  assert(dst.size() == nb * sizeof(BlockQ2_0));
-  const float* im = imatrix.empty() ? nullptr : imatrix.data();
-  for (size_t b0 = 0; b0 < nb; b0 += K::kLanes) {
-    BlockQ2_0 out[K::kLanes];
-    q20_encode_lanes<K>(src.data(), b0, nb, per_row, im, out);
-    std::memcpy(dst.data() + b0 * sizeof(BlockQ2_0), out, std::min<size_t>(K::kLanes, nb - b0) * sizeof(BlockQ2_0));
-  }
-}
-
 }  // namespace
 
 // ---- TQ1_0 --------------------------------------------------------------------------------
@@ -418,17 +240,17 @@ void dequantize_q1_0(std::span<const std::byte> src, std::span<float> dst) {
 
 void quantize_q2_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  quantize_q2_0_t<Q20Scalar>(src, dst, n_per_row, imatrix);
+  q2_0::quantize_t<q2_0::Kernels<q2_0::ScalarV, 1>>(src, dst, n_per_row, imatrix);
 }
 
 // The same search with the candidate scoring of 32 (AVX-512) or 16 (AVX2) blocks in lanes.
 void quantize_q2_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                    std::span<const float> imatrix) {
 #if defined(__x86_64__)
-  if (cpu::has_avx512()) return quantize_q2_0_t<Q20Avx512>(src, dst, n_per_row, imatrix);
-  if (cpu::has_avx2()) return quantize_q2_0_t<Q20Avx2>(src, dst, n_per_row, imatrix);
+  if (cpu::has_avx512()) return q2_0::quantize_avx512(src, dst, n_per_row, imatrix);
+  if (cpu::has_avx2()) return q2_0::quantize_avx2(src, dst, n_per_row, imatrix);
 #endif
-  quantize_q2_0_t<Q20Scalar>(src, dst, n_per_row, imatrix);
+  q2_0::quantize_t<q2_0::Kernels<q2_0::ScalarV, 1>>(src, dst, n_per_row, imatrix);
 }
 
 void dequantize_q2_0(std::span<const std::byte> src, std::span<float> dst) {
