@@ -57,7 +57,7 @@ struct Avx512V {
 
 void quantize_avx512(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                     std::span<const float> imatrix) {
-  quantize_t<Kernels<Avx512V, 4>>(src, dst, n_per_row, imatrix);
+  quantize_t<Kernels<Avx512V, 2>>(src, dst, n_per_row, imatrix);
 }
 
 }  // namespace smolq::kernels::q2_0
