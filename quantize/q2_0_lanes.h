@@ -21,8 +21,8 @@ namespace {
 
 // Q2_0: levels {-1, 0, 1, 2} * d. The largest weight goes to level 2 (same sign as d) or to
 // level -1 (d of the opposite sign), at a fan of fractions of that level; each start is
-// refitted (least squares) kRefine times; the least weighted error wins. The lattice types'
-// importance profile.
+// refitted (least squares) kRefine times; the least weighted error wins. Four levels leave
+// more freedom than the ternary ones: the lattice types' importance profile works.
 inline constexpr iq::WeightProfile kWeights = iq::kLatticeWeights;
 constexpr float kTrials[] = {1.0f, 0.9f, 0.8f, 0.7f, 0.6f, 0.5f};
 constexpr int kRefine = 2;
@@ -105,7 +105,8 @@ struct Kernels {
   // d = max / (end f); then kRefine + 1 times: codes v_i = round(x_i / d) clamped to -1..2
   // (as floor(x_i * (1/d) + 1/2)), P = sum (w_i x_i) v_i and Q = sum (w_i v_i) v_i in order
   // i = 0..63, error e = d (d Q - 2 P) (kept if below the best so far), then the least-squares
-  // refit d = P / Q, stopping a lane when Q <= 0 or P == 0. The products (w x) v and (w v) v
+  // refit d = P / Q, stopping a lane when Q <= 0 or P == 0, or when the refit returns d
+  // itself (the remaining steps would repeat this one: same codes, same error, not better). The products (w x) v and (w v) v
   // are exact (v is -1, 0, 1 or 2), so V::fmadd (an FMA where the register has one) rounds
   // each sum exactly as the reference's multiply-then-add does.
   static void search(const float* x, const float* wx, const float* w, const float* amax, const float* max,
@@ -148,7 +149,9 @@ struct Kernels {
             be[g] = V::blend(better, e, be[g]);
             bd[g] = V::blend(better, d[g], bd[g]);
             live[g] = V::mand(live[g], V::mand(V::gt(q[g], zero), V::neq(p[g], zero)));
-            d[g] = V::blend(live[g], V::div(p[g], q[g]), d[g]);
+            const T refit = V::div(p[g], q[g]);
+            live[g] = V::mand(live[g], V::neq(refit, d[g]));  // a fixed point repeats itself: done
+            d[g] = V::blend(live[g], refit, d[g]);
             any = any || V::any(live[g]);
           }
         }

@@ -14,8 +14,9 @@
 // ggml quantizes these with d = max |x| (or mean |x| for Q1_0), exact for weights that
 // really are ternary/binary but far from the least-squares optimum otherwise. We find the
 // weighted least-squares scale (a Lloyd iteration for the ternary alphabet, see ternary_scale;
-// the exact mean for the binary one), which
-// gives the same codes on truly ternary weights.
+// the exact mean for the binary one), which gives the same codes on truly ternary weights.
+// Q2_0's search (a fan of starts with least-squares refits) is in quantize/q2_0_lanes.h, run
+// on 16 or 32 blocks at once by ternary_avx2.cpp / ternary_avx512.cpp.
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -42,8 +43,6 @@ namespace {
 // column importance drags it towards a few heavy columns (on the golden outlier rows the
 // plain error rose 15%); 0.3 keeps most of the weighted gain.
 constexpr iq::WeightProfile kTernaryWeights{0.3f, 0.1f, 0.0f};
-// Q2_0's four levels leave more freedom: the lattice types' profile works.
-constexpr iq::WeightProfile kQ20Weights = iq::kLatticeWeights;
 
 using iq::HalfScale;
 

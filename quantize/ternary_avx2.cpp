@@ -4,13 +4,22 @@
 // Same bytes as the scalar reference.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <span>
 
+#include "quantize/blocks.h"
+#include "quantize/iq_lattice.h"  // q2_0_lanes.h's includes, outside the target region
+
 #if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__clang__)  // clang has no GCC target pragma: the same target through its own
+#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
-#if defined(__clang__)  // clang ignores the GCC pragma: the same target through its own
-#pragma clang attribute push(__attribute__((target("avx2,fma"))), apply_to = function)
 #endif
 
 #include "quantize/q2_0_lanes.h"
@@ -19,7 +28,6 @@ namespace smolq::kernels::q2_0 {
 namespace {
 
 // One operation of q2_0_lanes.h's Kernels on a register of lanes.
-
 struct Avx2V {
   using T = __m256;
   static constexpr int kWidth = 8;
@@ -60,6 +68,7 @@ void quantize_avx2(std::span<const float> src, std::span<std::byte> dst, int64_t
 
 #if defined(__clang__)
 #pragma clang attribute pop
-#endif
+#else
 #pragma GCC pop_options
+#endif
 #endif

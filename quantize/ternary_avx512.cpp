@@ -1,16 +1,25 @@
 // Q2_0's block search, 32 blocks per call (two AVX-512 registers of sixteen lanes):
-// quantize/q2_0_lanes.h's templates compiled for avx512f (the whole file under the target pragma,
+// quantize/q2_0_lanes.h's templates compiled for AVX-512F (the whole file under the target pragma,
 // as in eval/matmul_avx512.cpp); quantize_q2_0 (ternary.cpp) selects it when the CPU has it.
 // Same bytes as the scalar reference.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cassert>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <span>
 
+#include "quantize/blocks.h"
+#include "quantize/iq_lattice.h"  // q2_0_lanes.h's includes, outside the target region
+
 #if defined(__GNUC__) && defined(__x86_64__)
+#if defined(__clang__)  // clang has no GCC target pragma: the same target through its own
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#else
 #pragma GCC push_options
 #pragma GCC target("avx512f")
-#if defined(__clang__)  // clang ignores the GCC pragma: the same target through its own
-#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
 #endif
 // GCC 12's AVX-512 headers pass _mm512_undefined_ps() through, which its own uninitialized-use
 // analysis then reports: not a real read.
@@ -24,7 +33,6 @@ namespace smolq::kernels::q2_0 {
 namespace {
 
 // One operation of q2_0_lanes.h's Kernels on a register of lanes.
-
 struct Avx512V {
   using T = __m512;
   static constexpr int kWidth = 16;
@@ -53,10 +61,11 @@ struct Avx512V {
   static bool any(M m) { return m != 0; }
   static void store_int(int32_t* p, T v) { _mm512_storeu_si512(p, _mm512_cvttps_epi32(v)); }
 };
+
 }  // namespace
 
 void quantize_avx512(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                    std::span<const float> imatrix) {
+                     std::span<const float> imatrix) {
   quantize_t<Kernels<Avx512V, 2>>(src, dst, n_per_row, imatrix);
 }
 
@@ -64,6 +73,7 @@ void quantize_avx512(std::span<const float> src, std::span<std::byte> dst, int64
 
 #if defined(__clang__)
 #pragma clang attribute pop
-#endif
+#else
 #pragma GCC pop_options
+#endif
 #endif

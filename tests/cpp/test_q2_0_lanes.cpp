@@ -65,6 +65,7 @@ void check_same_bytes(Quantizer fast) {
 }  // namespace
 
 TEST_SUITE("test_q2_0_lanes") {
+#if defined(__x86_64__)
   TEST_CASE("the AVX2 search writes the reference's bytes") {
     if (!cpu::has_avx2()) return;
     check_same_bytes(kernels::q2_0::quantize_avx2);
@@ -74,6 +75,7 @@ TEST_SUITE("test_q2_0_lanes") {
     if (!cpu::has_avx512()) return;
     check_same_bytes(kernels::q2_0::quantize_avx512);
   }
+#endif
 
   TEST_CASE("zero and sub-cutoff blocks code every weight as level 0 with d = 0") {
     std::vector<float> x(128, 0.0f);
