@@ -93,7 +93,38 @@ void ternary_sums(const float* a, const float* w, int n, float thr, float& sw, f
   swa = ((pwa[0] + pwa[1]) + (pwa[2] + pwa[3])) + ((pwa[4] + pwa[5]) + (pwa[6] + pwa[7]));
 }
 
-float ternary_scale(const float* x, const float* w, int n) {
+using TernarySums = void (*)(const float*, const float*, int, float, float&, float&);
+
+#if defined(__x86_64__)
+// The AVX2 form: lane k of one register does lane k of the portable loop (the SSE2 form's two
+// registers side by side), so the same sums.
+[[gnu::target("avx2")]] void ternary_sums_avx2(const float* a, const float* w, int n, float thr, float& sw,
+                                               float& swa) {
+  alignas(32) float pw[8], pwa[8];
+  const __m256 t = _mm256_set1_ps(thr);
+  __m256 w0 = _mm256_setzero_ps(), wa0 = w0;
+  for (int i = 0; i < n; i += 8) {
+    const __m256 a0 = _mm256_loadu_ps(a + i);
+    const __m256 in0 = _mm256_and_ps(_mm256_cmp_ps(a0, t, _CMP_GT_OQ), _mm256_loadu_ps(w + i));
+    w0 = _mm256_add_ps(w0, in0);
+    wa0 = _mm256_add_ps(wa0, _mm256_mul_ps(in0, a0));
+  }
+  _mm256_store_ps(pw, w0);
+  _mm256_store_ps(pwa, wa0);
+  sw = ((pw[0] + pw[1]) + (pw[2] + pw[3])) + ((pw[4] + pw[5]) + (pw[6] + pw[7]));
+  swa = ((pwa[0] + pwa[1]) + (pwa[2] + pwa[3])) + ((pwa[4] + pwa[5]) + (pwa[6] + pwa[7]));
+}
+#endif
+
+// The fast quantizers' choice (formats/cpu_features.h); the _ref ones use ternary_sums.
+TernarySums fast_ternary_sums() {
+#if defined(__x86_64__)
+  if (cpu::has_avx2()) return ternary_sums_avx2;
+#endif
+  return ternary_sums;
+}
+
+float ternary_scale(const float* x, const float* w, int n, TernarySums sums) {
   float a[kQKK], p2[8] = {};
   float amax = 0.0f;
   for (int i = 0; i < n; i += 8)
@@ -109,7 +140,7 @@ float ternary_scale(const float* x, const float* w, int n) {
   for (float d : {amax, 1.2f * std::sqrt(s2 / static_cast<float>(n))}) {
     for (int it = 0; it < kTernaryIterations; ++it) {
       float sw, swa;
-      ternary_sums(a, w, n, 0.5f * d, sw, swa);
+      sums(a, w, n, 0.5f * d, sw, swa);
       if (!(sw > 0.0f)) break;
       const double gain = static_cast<double>(swa) * swa / sw;
       const float nd = swa / sw;
@@ -134,12 +165,12 @@ void ternary_codes(const float* x, int n, float d, uint8_t* q) {
   for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(1 + (x[i] > half) - (x[i] < -half));  // branch-free: vectorises
 }
 
-HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q) {
+HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q, TernarySums sums) {
   float w[kQKK];
   static_assert(kTernaryWeights.magnitude_plain == 0.0f, "without an imatrix every weight is 1");
   if (qw) iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kTernaryWeights);
   else std::fill(w, w + kQKK, 1.0f);
-  const HalfScale d = iq::round_half(ternary_scale(x, w, kQKK));
+  const HalfScale d = iq::round_half(ternary_scale(x, w, kQKK, sums));
   ternary_codes(x, kQKK, d.value, q);
   return d;
 }
@@ -148,11 +179,13 @@ HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q) {
 
 // ---- TQ1_0 --------------------------------------------------------------------------------
 
-void quantize_tq1_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
-  iq::encode_rows<BlockTQ1_0, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockTQ1_0& b) {
+namespace {
+
+void quantize_tq1_0_with(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix, TernarySums sums) {
+  iq::encode_rows<BlockTQ1_0, kQKK>(src, dst, n_per_row, imatrix, [sums](const float* x, const float* qw, BlockTQ1_0& b) {
     uint8_t q[kQKK];
-    b.d = ternary_fit(x, qw, q).bits;
+    b.d = ternary_fit(x, qw, q, sums).bits;
     // Pack five (or four) base-3 digits, most significant first, then store the fraction
     // v / 243 as a rounded-up byte.
     auto pack = [](const uint8_t* digits, int count, int stride) {
@@ -164,6 +197,18 @@ void quantize_tq1_0_ref(std::span<const float> src, std::span<std::byte> dst, in
     for (int m = 0; m < 16; ++m) b.qs[32 + m] = pack(q + 160 + m, 5, 16);
     for (int m = 0; m < 4; ++m) b.qh[m] = pack(q + 240 + m, 4, 4);
   });
+}
+
+}  // namespace
+
+void quantize_tq1_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                        std::span<const float> imatrix) {
+  quantize_tq1_0_with(src, dst, n_per_row, imatrix, ternary_sums);
+}
+
+void quantize_tq1_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix) {
+  quantize_tq1_0_with(src, dst, n_per_row, imatrix, fast_ternary_sums());
 }
 
 void dequantize_tq1_0(std::span<const std::byte> src, std::span<float> dst) {
@@ -185,11 +230,13 @@ void dequantize_tq1_0(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- TQ2_0 --------------------------------------------------------------------------------
 
-void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
-  iq::encode_rows<BlockTQ2_0, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockTQ2_0& b) {
+namespace {
+
+void quantize_tq2_0_with(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix, TernarySums sums) {
+  iq::encode_rows<BlockTQ2_0, kQKK>(src, dst, n_per_row, imatrix, [sums](const float* x, const float* qw, BlockTQ2_0& b) {
     uint8_t q[kQKK];
-    b.d = ternary_fit(x, qw, q).bits;
+    b.d = ternary_fit(x, qw, q, sums).bits;
     // weight 128 h + 32 l + m -> bits 2l of byte 32 h + m
     for (int h = 0; h < 2; ++h)
       for (int m = 0; m < 32; ++m) {
@@ -197,6 +244,18 @@ void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, in
         b.qs[32 * h + m] = static_cast<uint8_t>(e[0] | (e[32] << 2) | (e[64] << 4) | (e[96] << 6));
       }
   });
+}
+
+}  // namespace
+
+void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                        std::span<const float> imatrix) {
+  quantize_tq2_0_with(src, dst, n_per_row, imatrix, ternary_sums);
+}
+
+void quantize_tq2_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix) {
+  quantize_tq2_0_with(src, dst, n_per_row, imatrix, fast_ternary_sums());
 }
 
 void dequantize_tq2_0(std::span<const std::byte> src, std::span<float> dst) {
