@@ -95,7 +95,40 @@ void ternary_sums(const float* a, const float* w, int n, float thr, float& sw, f
 
 using TernarySums = void (*)(const float*, const float*, int, float, float&, float&);
 
+// a = |x|, amax = max a and s2 = sum a^2 in eight interleaved partial sums (lane k: i % 8 == k,
+// combined in a fixed tree).
+void ternary_abs(const float* x, int n, float* a, float& amax, float& s2) {
+  float p2[8] = {};
+  amax = 0.0f;
+  for (int i = 0; i < n; i += 8)
+    for (int k = 0; k < 8; ++k) {
+      a[i + k] = std::fabs(x[i + k]);
+      amax = std::max(amax, a[i + k]);
+      p2[k] += a[i + k] * a[i + k];
+    }
+  s2 = ((p2[0] + p2[1]) + (p2[2] + p2[3])) + ((p2[4] + p2[5]) + (p2[6] + p2[7]));
+}
+using TernaryAbs = void (*)(const float*, int, float*, float&, float&);
+
 #if defined(__x86_64__)
+// ternary_abs with lane k of the portable loop in lane k of one register (the maximum of
+// finite values does not depend on the order).
+[[gnu::target("avx2")]] void ternary_abs_avx2(const float* x, int n, float* a, float& amax, float& s2) {
+  alignas(32) float p2[8], m[8];
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 vmax = _mm256_setzero_ps(), vs = vmax;
+  for (int i = 0; i < n; i += 8) {
+    const __m256 v = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+    _mm256_storeu_ps(a + i, v);
+    vmax = _mm256_max_ps(vmax, v);
+    vs = _mm256_add_ps(vs, _mm256_mul_ps(v, v));
+  }
+  _mm256_store_ps(p2, vs);
+  _mm256_store_ps(m, vmax);
+  amax = std::max(std::max(std::max(m[0], m[1]), std::max(m[2], m[3])), std::max(std::max(m[4], m[5]), std::max(m[6], m[7])));
+  s2 = ((p2[0] + p2[1]) + (p2[2] + p2[3])) + ((p2[4] + p2[5]) + (p2[6] + p2[7]));
+}
+
 // The AVX2 form: lane k of one register does lane k of the portable loop (the SSE2 form's two
 // registers side by side), so the same sums.
 [[gnu::target("avx2")]] void ternary_sums_avx2(const float* a, const float* w, int n, float thr, float& sw,
@@ -116,31 +149,30 @@ using TernarySums = void (*)(const float*, const float*, int, float, float&, flo
 }
 #endif
 
-// The fast quantizers' choice (formats/cpu_features.h); the _ref ones use ternary_sums.
-TernarySums fast_ternary_sums() {
+// The two loops of the ternary scale: portable/SSE2 (the _ref quantizers) or AVX2 (the fast
+// ones when the CPU has it, formats/cpu_features.h), same floats.
+struct TernaryKernels {
+  TernaryAbs abs;
+  TernarySums sums;
+};
+constexpr TernaryKernels kRefTernary{ternary_abs, ternary_sums};
+TernaryKernels fast_ternary() {
 #if defined(__x86_64__)
-  if (cpu::has_avx2()) return ternary_sums_avx2;
+  if (cpu::has_avx2()) return {ternary_abs_avx2, ternary_sums_avx2};
 #endif
-  return ternary_sums;
+  return kRefTernary;
 }
 
-float ternary_scale(const float* x, const float* w, int n, TernarySums sums) {
-  float a[kQKK], p2[8] = {};
-  float amax = 0.0f;
-  for (int i = 0; i < n; i += 8)
-    for (int k = 0; k < 8; ++k) {
-      a[i + k] = std::fabs(x[i + k]);
-      amax = std::max(amax, a[i + k]);
-      p2[k] += a[i + k] * a[i + k];
-    }
+float ternary_scale(const float* x, const float* w, int n, const TernaryKernels& k) {
+  float a[kQKK], amax, s2;
+  k.abs(x, n, a, amax, s2);
   if (!(amax > 0.0f)) return 0.0f;
-  const float s2 = ((p2[0] + p2[1]) + (p2[2] + p2[3])) + ((p2[4] + p2[5]) + (p2[6] + p2[7]));
   float best_d = 0.0f;
   double best_gain = 0.0;
   for (float d : {amax, 1.2f * std::sqrt(s2 / static_cast<float>(n))}) {
     for (int it = 0; it < kTernaryIterations; ++it) {
       float sw, swa;
-      sums(a, w, n, 0.5f * d, sw, swa);
+      k.sums(a, w, n, 0.5f * d, sw, swa);
       if (!(sw > 0.0f)) break;
       const double gain = static_cast<double>(swa) * swa / sw;
       const float nd = swa / sw;
@@ -165,12 +197,12 @@ void ternary_codes(const float* x, int n, float d, uint8_t* q) {
   for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(1 + (x[i] > half) - (x[i] < -half));  // branch-free: vectorises
 }
 
-HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q, TernarySums sums) {
+HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q, const TernaryKernels& k) {
   float w[kQKK];
   static_assert(kTernaryWeights.magnitude_plain == 0.0f, "without an imatrix every weight is 1");
   if (qw) iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kTernaryWeights);
   else std::fill(w, w + kQKK, 1.0f);
-  const HalfScale d = iq::round_half(ternary_scale(x, w, kQKK, sums));
+  const HalfScale d = iq::round_half(ternary_scale(x, w, kQKK, k));
   ternary_codes(x, kQKK, d.value, q);
   return d;
 }
@@ -182,10 +214,10 @@ HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q, TernarySums s
 namespace {
 
 void quantize_tq1_0_with(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                         std::span<const float> imatrix, TernarySums sums) {
-  iq::encode_rows<BlockTQ1_0, kQKK>(src, dst, n_per_row, imatrix, [sums](const float* x, const float* qw, BlockTQ1_0& b) {
+                         std::span<const float> imatrix, const TernaryKernels& k) {
+  iq::encode_rows<BlockTQ1_0, kQKK>(src, dst, n_per_row, imatrix, [&k](const float* x, const float* qw, BlockTQ1_0& b) {
     uint8_t q[kQKK];
-    b.d = ternary_fit(x, qw, q, sums).bits;
+    b.d = ternary_fit(x, qw, q, k).bits;
     // Pack five (or four) base-3 digits, most significant first, then store the fraction
     // v / 243 as a rounded-up byte.
     auto pack = [](const uint8_t* digits, int count, int stride) {
@@ -203,12 +235,12 @@ void quantize_tq1_0_with(std::span<const float> src, std::span<std::byte> dst, i
 
 void quantize_tq1_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                         std::span<const float> imatrix) {
-  quantize_tq1_0_with(src, dst, n_per_row, imatrix, ternary_sums);
+  quantize_tq1_0_with(src, dst, n_per_row, imatrix, kRefTernary);
 }
 
 void quantize_tq1_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                     std::span<const float> imatrix) {
-  quantize_tq1_0_with(src, dst, n_per_row, imatrix, fast_ternary_sums());
+  quantize_tq1_0_with(src, dst, n_per_row, imatrix, fast_ternary());
 }
 
 void dequantize_tq1_0(std::span<const std::byte> src, std::span<float> dst) {
@@ -233,10 +265,10 @@ void dequantize_tq1_0(std::span<const std::byte> src, std::span<float> dst) {
 namespace {
 
 void quantize_tq2_0_with(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                         std::span<const float> imatrix, TernarySums sums) {
-  iq::encode_rows<BlockTQ2_0, kQKK>(src, dst, n_per_row, imatrix, [sums](const float* x, const float* qw, BlockTQ2_0& b) {
+                         std::span<const float> imatrix, const TernaryKernels& k) {
+  iq::encode_rows<BlockTQ2_0, kQKK>(src, dst, n_per_row, imatrix, [&k](const float* x, const float* qw, BlockTQ2_0& b) {
     uint8_t q[kQKK];
-    b.d = ternary_fit(x, qw, q, sums).bits;
+    b.d = ternary_fit(x, qw, q, k).bits;
     // weight 128 h + 32 l + m -> bits 2l of byte 32 h + m
     for (int h = 0; h < 2; ++h)
       for (int m = 0; m < 32; ++m) {
@@ -250,12 +282,12 @@ void quantize_tq2_0_with(std::span<const float> src, std::span<std::byte> dst, i
 
 void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                         std::span<const float> imatrix) {
-  quantize_tq2_0_with(src, dst, n_per_row, imatrix, ternary_sums);
+  quantize_tq2_0_with(src, dst, n_per_row, imatrix, kRefTernary);
 }
 
 void quantize_tq2_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                     std::span<const float> imatrix) {
-  quantize_tq2_0_with(src, dst, n_per_row, imatrix, fast_ternary_sums());
+  quantize_tq2_0_with(src, dst, n_per_row, imatrix, fast_ternary());
 }
 
 void dequantize_tq2_0(std::span<const std::byte> src, std::span<float> dst) {
