@@ -41,14 +41,19 @@ void weighted_rows(const float* p, const float* v, int64_t v_stride, int64_t n_r
 
 namespace detail {
 // One micro-kernel call: rm (1..4) weight rows x rn (1..3; 1..6 for tile_avx512) token rows of
-// length k; writes
-// y[t * ldy + r]. Both implementations follow the reduction order described above.
-using TileFn = void (*)(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y,
-                        int64_t ldy);
-void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
-void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
+// length k, columns [k0, k1) of them (k0 a multiple of 8, k1 too unless it is k). A call with
+// k0 > 0 continues the 8-lane accumulators saved in acc (rn x rm x 8 floats) by the call that
+// ended at k0; the call with k1 == k writes y[t * ldy + r]. Every implementation follows the
+// reduction order described above, whatever the slicing.
+using TileFn = void (*)(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1,
+                        int64_t k, float* acc, float* y, int64_t ldy);
+void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1, int64_t k,
+                   float* acc, float* y, int64_t ldy);
+void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1, int64_t k,
+               float* acc, float* y, int64_t ldy);
 // The same arithmetic on up to 4 x 6 tiles (AVX-512VL registers); rn may be 1..6.
-void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
+void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1, int64_t k,
+                 float* acc, float* y, int64_t ldy);
 void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
                    int64_t ldo);
 void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_t n_rows, int64_t d, float* out);

@@ -21,7 +21,7 @@
 namespace smolq::detail {
 namespace {
 
-using Tile = void (*)(const float* const*, const float* const*, int64_t, float*, int64_t);
+using Tile = void (*)(const float* const*, const float* const*, int64_t, int64_t, int64_t, float*, float*, int64_t);
 // Indexed [rm - 1][rn - 1].
 const Tile kTiles[4][6] = {
     {tile<1, 1>, tile<1, 2>, tile<1, 3>, tile<1, 4>, tile<1, 5>, tile<1, 6>},
@@ -32,8 +32,9 @@ const Tile kTiles[4][6] = {
 
 }  // namespace
 
-void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
-  kTiles[rm - 1][rn - 1](w, x, k, y, ldy);
+void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1, int64_t k, float* acc,
+                 float* y, int64_t ldy) {
+  kTiles[rm - 1][rn - 1](w, x, k0, k1, k, acc, y, ldy);
 }
 
 }  // namespace smolq::detail
@@ -46,8 +47,9 @@ void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, i
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx512() is false), kept linkable.
 
 namespace smolq::detail {
-void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
-  tile_portable(w, rm, x, rn, k, y, ldy);
+void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1, int64_t k, float* acc,
+                 float* y, int64_t ldy) {
+  tile_portable(w, rm, x, rn, k0, k1, k, acc, y, ldy);
 }
 }  // namespace smolq::detail
 

@@ -85,6 +85,23 @@ TEST_SUITE("test_forward_matmul") {
     }
   }
 
+  TEST_CASE("rows cut into slices (d_in above 4096) give the bits of one pass") {
+    // 5004 columns: four 1024-column slices, then a last one with a 4-column tail; 101 tokens:
+    // one full token block and a partial one; 37 rows: a partial kernel tile.
+    const int rows = 37, cols = 5004, n = 101;
+    const auto w = gaussian(rows * cols, 11);
+    const auto x = gaussian(n * cols, 12);
+    std::vector<float> y1(n * rows), y3(n * rows);
+    matmul_f32(f32_matrix(w, rows, cols), x.data(), n, y1.data(), 1);
+    matmul_f32(f32_matrix(w, rows, cols), x.data(), n, y3.data(), 3);
+    CHECK(y1 == y3);
+    int mismatches = 0;
+    for (int t = 0; t < n; ++t)
+      for (int r = 0; r < rows; ++r)
+        mismatches += dot_f32(w.data() + r * cols, x.data() + t * cols, cols) != y1[t * rows + r];
+    CHECK(mismatches == 0);
+  }
+
   TEST_CASE("quantized weights multiply exactly like their dequantized copy") {
     const int rows = 24, cols = 256, n = 9;
     const auto wf = gaussian(rows * cols, 5, 0.05f);
