@@ -27,6 +27,7 @@
 #include "quantize/blocks.h"
 #include "quantize/ef_codec.h"
 #include "quantize/ef_linalg.h"
+#include "quantize/ef_refit.h"
 #include "quantize/quants_legacy_k.h"
 #include "quantize/registry.h"
 
@@ -92,6 +93,23 @@ void permute_symmetric(double* A, int64_t d, const std::vector<int64_t>& src, in
   }
 }
 
+// For the scale refit (ef_refit.h): H~ in visiting order (position a is the permuted, reversed
+// index d - 1 - a), and whether any off-diagonal entry is nonzero.
+void keep_refit_gram(const double* A, int64_t d, Factor& f, int n_threads) {
+  f.h.resize(static_cast<size_t>(d * d));
+  bool coupled = false;
+#pragma omp parallel for num_threads(n_threads) schedule(static) reduction(|| : coupled)
+  for (int64_t a = 0; a < d; ++a) {
+    const double* src = A + (d - 1 - a) * d;
+    float* dst = f.h.data() + a * d;
+    for (int64_t b = 0; b < d; ++b) {
+      dst[b] = static_cast<float>(src[d - 1 - b]);
+      coupled = coupled || (a != b && src[d - 1 - b] != 0.0);
+    }
+  }
+  f.coupled = coupled;
+}
+
 // Inside the batch: after column k's error e, w[k+1 .. c1) -= e * U[k][k+1 .. c1).
 inline void batch_update(float* w, const float* uk, int64_t k, int64_t c1, float e) {
   linalg::axpy_update(w, uk, k + 1, c1, e);
@@ -104,6 +122,7 @@ struct TensorJob {
   int64_t d, row_bytes;
   const Factor* f;
   const float* imatrix;       // d entries or nullptr
+  GgmlType type;
 };
 
 // One block of one row with a scalar codec, visiting columns [c, c + be) of the batch that ends
@@ -175,7 +194,7 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
 // Rows [r0, r0 + nr) of the tensor: copy them in visiting order, sweep batch by batch, write
 // every block to its own place in the output row.
 void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
-                std::vector<float>& Wc, std::vector<float>& E) {
+                std::vector<float>& Wc, std::vector<float>& E, detail::RefitScratch& refit) {
   const int64_t d = job.d, be = job.be, nb = d / be;
   const std::vector<int32_t>& ord = job.f->order;
   const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
@@ -204,6 +223,19 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
       linalg::deferred_update(Wc.data(), nr, d, c1, E.data(), kBatch, c1 - c0, urows);
     }
   }
+  // The scale refit, row by row on the finished blocks (only when H couples the columns: with a
+  // diagonal H the plain search's scales stand, and the bytes stay the plain kernel's).
+  if (job.f->refit_rounds <= 0 || !job.f->coupled || job.f->h.empty()) return;
+  std::vector<std::byte*> blocks(static_cast<size_t>(nb));
+  for (int64_t r = 0; r < nr; ++r) {
+    const float* src = W.data() + (r0 + r) * d;
+    float* w0 = Wc.data() + r * d;  // the swept copy is done with: the original in visiting order
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(w0 + b * be, src + ord[b] * be, sizeof(float) * be);
+      blocks[b] = out + (r0 + r) * job.row_bytes + ord[b] * bb;
+    }
+    detail::refit_row(*job.f, job.scalar, job.lattice, job.type, w0, blocks.data(), refit);
+  }
 }
 
 }  // namespace
@@ -230,6 +262,8 @@ Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int 
   }
   permute_symmetric(H.data(), d, src, n_threads);
   for (int64_t i = 0; i < d; ++i) H[i * d + i] += damp;
+  if (s.refit_rounds > 0) keep_refit_gram(H.data(), d, f, n_threads);
+  f.refit_rounds = s.refit_rounds;
   const int64_t bad = linalg::cholesky_lower(H.data(), d, n_threads);  // J H~ J = M M^T
   if (bad >= 0)
     throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +
@@ -252,7 +286,7 @@ bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::latt
 
 void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int64_t d_in, const Factor& f,
                      std::span<const float> imatrix, std::span<std::byte> out, int n_threads) {
-  TensorJob job{detail::scalar_codec(type), detail::lattice_codec(type), 0, d_in, 0, &f, nullptr};
+  TensorJob job{detail::scalar_codec(type), detail::lattice_codec(type), 0, d_in, 0, &f, nullptr, type};
   if (!job.scalar && !job.lattice)
     throw UsageError(std::string("error feedback: no codec for ") + std::string(type_info(type).name));
   job.be = job.scalar ? job.scalar->block_elems : job.lattice->block_elems;
@@ -266,10 +300,11 @@ void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int6
 #pragma omp parallel num_threads(std::max(1, n_threads))
   {
     std::vector<float> Wc(static_cast<size_t>(kRowChunk * d_in)), E(static_cast<size_t>(kRowChunk * kBatch));
+    detail::RefitScratch refit;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ch = 0; ch < nchunks; ++ch) {
       const int64_t r0 = ch * kRowChunk;
-      sweep_rows(job, W, r0, std::min(kRowChunk, rows - r0), out.data(), Wc, E);
+      sweep_rows(job, W, r0, std::min(kRowChunk, rows - r0), out.data(), Wc, E, refit);
     }
   }
 }

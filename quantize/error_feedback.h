@@ -42,6 +42,11 @@ struct Settings {
   // (tests/cpp/test_error_feedback.cpp, docs/optimize.md "Settings").
   double damp = 0.3;
   ColumnOrder order = ColumnOrder::kDescendingDiag;
+  // Scale refits after the sweep (docs/optimize.md, "Scale refit"): 0 = none; 1 = with every
+  // row's integer levels fixed, the block scales (the f16 d, and the f16 min where the family
+  // has one) are solved jointly by H~-weighted least squares, rounded to f16 and kept when that
+  // lowers the row's error. Skipped when H is diagonal (the plain search's choice stands).
+  int refit_rounds = 1;
 };
 
 // The factorisation of one input Gram matrix, reusable by every tensor that reads that input
@@ -54,6 +59,11 @@ struct Factor {
   // is the k-th visited column): its upper triangle packed row by row, d_in (d_in + 1) / 2
   // floats (float is enough: the factor only scales the errors that are passed on).
   std::vector<float> u;
+  // For the scale refit (Settings::refit_rounds > 0): the damped H~ in visiting order, d_in x
+  // d_in floats row-major, and whether it has any off-diagonal entry (no refit when not).
+  std::vector<float> h;
+  bool coupled = false;
+  int refit_rounds = 0;
   // Row k of U: row(k)[j] = U[k][j] for k <= j < d_in.
   const float* row(int64_t k) const { return u.data() + k * d_in - k * (k - 1) / 2 - k; }
   float* row(int64_t k) { return u.data() + k * d_in - k * (k - 1) / 2 - k; }
