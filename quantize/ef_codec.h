@@ -52,9 +52,10 @@ struct LatticeCodec {
   int group;  // weights coded jointly: one sign group of 8
   // The plain kernel's search on the block's current weights x (imatrix slice or nullptr).
   void (*choose)(const float* x, const float* imatrix, LatticeState& st);
-  // Re-codes group g for targets x[0..group) with the fixed scales and writes the decoded
-  // values to y; false (nothing changed) when the group's sub-block scale is zero.
-  bool (*recode)(LatticeState& st, int g, const float* x, float* y);
+  // Re-codes group g for targets x[0..group) with the fixed scales, weighting the elements by
+  // w (nullptr: the search's own weights st.w), and writes the decoded values to y; false
+  // (nothing changed) when the group's sub-block scale is zero.
+  bool (*recode)(LatticeState& st, int g, const float* x, const float* w, float* y);
   void (*pack)(const LatticeState& st, std::byte* blk);
 };
 

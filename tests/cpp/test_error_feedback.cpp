@@ -318,6 +318,13 @@ TEST_SUITE("test_error_feedback") {
                   output_error(t, c.type, q_off, &t.H_test) / p, output_error(t, c.type, q_on, &t.H_test) / p);
       CHECK(e_on <= e_off * (1.0 + 1e-6));
       CHECK(q_on != q_off);
+      for (int rounds : {2, 3}) {
+        ef::Settings more;
+        more.refit_rounds = rounds;
+        const std::vector<std::byte> q = optimised(t, c.type, more, 2);
+        std::printf("      rounds %d: damped %.4f of no refit, held out EF/plain %.3f\n", rounds,
+                    output_error(t, c.type, q, &damped) / e_off, output_error(t, c.type, q, &t.H_test) / p);
+      }
     }
   }
 
