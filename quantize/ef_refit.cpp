@@ -9,7 +9,9 @@
 // sweep's objective. The cost is one product H~ B per row (d_in^2 per basis kind).
 #include "quantize/ef_refit.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 
 #include "formats/half.h"
