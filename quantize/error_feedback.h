@@ -46,7 +46,7 @@ struct Settings {
   // row's integer levels fixed, the block scales (the f16 d, and the f16 min where the family
   // has one) are solved jointly by H~-weighted least squares, rounded to f16 and kept when that
   // lowers the row's error. Skipped when H is diagonal (the plain search's choice stands).
-  int refit_rounds = 1;
+  int refit_rounds = 0;
 };
 
 // The factorisation of one input Gram matrix, reusable by every tensor that reads that input
