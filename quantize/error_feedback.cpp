@@ -315,12 +315,15 @@ void refit_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int6
 }
 
 // The sweep, then (when H couples the columns: with a diagonal H the plain search's scales
-// stand and the bytes stay the plain kernel's) the scale refit; from the second round on, the
+// stand and the bytes stay the plain kernel's; by default only for the families with a min)
+// the scale refit; from the second round on, the
 // scalar families re-sweep with the refitted scales fixed and refit again.
 void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
                 std::vector<float>& Wc, std::vector<float>& E, detail::RefitScratch& refit) {
   sweep_pass(job, W, r0, nr, out, Wc, E, false);
   if (job.f->refit_rounds <= 0 || !job.f->coupled || job.f->h.empty()) return;
+  const bool has_min = job.scalar && job.scalar->m_off >= 0;
+  if (!has_min && !job.f->refit_scale_only) return;
   refit_pass(job, W, r0, nr, out, Wc, refit);
   for (int round = 1; round < job.f->refit_rounds && job.scalar; ++round) {
     sweep_pass(job, W, r0, nr, out, Wc, E, true);
@@ -354,6 +357,7 @@ Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int 
   for (int64_t i = 0; i < d; ++i) H[i * d + i] += damp;
   if (s.refit_rounds > 0) keep_refit_gram(H.data(), d, f, n_threads);
   f.refit_rounds = s.refit_rounds;
+  f.refit_scale_only = s.refit_scale_only;
   const int64_t bad = linalg::cholesky_lower(H.data(), d, n_threads);  // J H~ J = M M^T
   if (bad >= 0)
     throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +

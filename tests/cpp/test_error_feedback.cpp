@@ -293,6 +293,7 @@ TEST_SUITE("test_error_feedback") {
       CHECK(optimised(t, c.type, ef::Settings{}, 2, &diag, false) == plain(t, c.type, false));
       ef::Settings refit;  // the scale refit is skipped for a diagonal H: still the plain bytes
       refit.refit_rounds = 2;
+      refit.refit_scale_only = true;
       CHECK(optimised(t, c.type, refit, 2, &diag) == plain(t, c.type));
     }
   }
@@ -309,6 +310,7 @@ TEST_SUITE("test_error_feedback") {
       const ToyLayer& t = make_layer(width_for(c.type), kRows, kSeed);
       ef::Settings on, off;
       on.refit_rounds = 1;
+      on.refit_scale_only = true;  // every family, not only those with a min
       off.refit_rounds = 0;
       std::vector<double> damped = t.H;
       double mean = 0.0;
@@ -327,6 +329,7 @@ TEST_SUITE("test_error_feedback") {
       for (int rounds : {2, 3}) {
         ef::Settings more;
         more.refit_rounds = rounds;
+        more.refit_scale_only = true;
         const std::vector<std::byte> q = optimised(t, c.type, more, 2);
         std::printf("      rounds %d: damped %.4f of no refit, held out EF/plain %.3f\n", rounds,
                     output_error(t, c.type, q, &damped) / e_off, output_error(t, c.type, q, &t.H_test) / p);
