@@ -18,6 +18,7 @@
 #include "quantize/registry.h"
 #include "eval/forward.h"
 #include "eval/model.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace smolq;
@@ -135,13 +136,8 @@ std::string write_stories_gguf(const fs::path& dir, GgmlType type) {
   return path;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("smolq-test-forward-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-test-forward-") {}
 };
 
 // ---- naive reference: HF formulation in double, straight from the safetensors ----------
