@@ -6,6 +6,7 @@
 #include <cmath>
 #include <numbers>
 
+#include "formats/cpu_features.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
 #include "eval/forward_kernels.h"
@@ -79,12 +80,18 @@ Forward::Forward(const Model& model, int64_t n_ctx, int64_t max_batch, int n_thr
   gate_.resize(B * c_.n_ff);
   up_.resize(B * c_.n_ff);
   tmp_.resize(B * E);
-  scores_.resize(static_cast<size_t>(n_threads_) * kQueryBlock * n_ctx);
+  scores_.resize(static_cast<size_t>(n_threads_) * kMaxQueryBlock * n_ctx);
+  packed_keys_ = cpu::has_avx512();
+  query_block_ = packed_keys_ ? 6 : 3;
+  if (packed_keys_) {
+    key_groups_ = (n_ctx + 7) / 8;
+    k_packed_.assign(c_.n_layer * c_.n_head_kv * key_groups_ * 8 * c_.head_dim, 0.0f);
+  }
 }
 
 uint64_t Forward::buffer_bytes() const {
   const size_t floats = k_cache_.size() + v_cache_.size() + x_.size() + xn_.size() + q_.size() + attn_.size() +
-                        gate_.size() + up_.size() + tmp_.size() + scores_.size() + rope_cs_.size();
+                        gate_.size() + up_.size() + tmp_.size() + scores_.size() + rope_cs_.size() + k_packed_.size();
   return floats * sizeof(float);
 }
 
@@ -93,32 +100,56 @@ void Forward::matmul_obs(const WeightMatrix& w, const float* x, int64_t n, float
   matmul(w, x, n, y, n_threads_);
 }
 
+void Forward::pack_keys(size_t il, int64_t pos0, int64_t n) {
+  // Every group holding one of this batch's keys, from its first key: a group the previous
+  // batch left partly filled is packed again whole.
+  const int64_t hd = static_cast<int64_t>(c_.head_dim), kv_dim = static_cast<int64_t>(c_.kv_dim());
+  const int64_t n_kv = static_cast<int64_t>(c_.n_head_kv), end = pos0 + n;
+  const int64_t g0 = pos0 / 8, g1 = (end + 7) / 8;
+  const float* kc = k_cache_.data() + il * n_ctx_ * kv_dim;
+#pragma omp parallel for num_threads(n_threads_)
+  for (int64_t task = 0; task < (g1 - g0) * n_kv; ++task) {
+    const int64_t grp = g0 + task / n_kv, h = task % n_kv;
+    const float* rows[8];
+    const int nr = static_cast<int>(std::min<int64_t>(8, end - grp * 8));
+    for (int r = 0; r < nr; ++r) rows[r] = kc + (grp * 8 + r) * kv_dim + h * hd;
+    detail::pack_group8(rows, nr, hd, k_packed_.data() + ((il * n_kv + h) * key_groups_ + grp) * 8 * hd);
+  }
+}
+
 void Forward::attention(size_t il, int64_t n, int64_t pos0) {
   const int64_t hd = static_cast<int64_t>(c_.head_dim);
   const int64_t n_head = static_cast<int64_t>(c_.n_head);
+  const int64_t n_kv = static_cast<int64_t>(c_.n_head_kv);
   const int64_t n_gqa = static_cast<int64_t>(c_.n_gqa());
   const int64_t kv_dim = static_cast<int64_t>(c_.kv_dim());
   const int64_t q_dim = static_cast<int64_t>(c_.q_dim());
   const float* kc = k_cache_.data() + il * n_ctx_ * kv_dim;
   const float* vc = v_cache_.data() + il * n_ctx_ * kv_dim;
-  // One task per (block of up to kQueryBlock tokens, head): the block's queries share the key
-  // loads; each query then uses only its causal prefix [0, pos0 + t] of the scores.
-  const int64_t n_blocks = (n + kQueryBlock - 1) / kQueryBlock;
+  if (packed_keys_) pack_keys(il, pos0, n);
+  // One task per (block of up to query_block_ tokens, head): the block's queries share the key
+  // and value loads; each query then uses only its causal prefix [0, pos0 + t] of the scores.
+  // Every score and output is computed the same way whatever the block (bit-identical).
+  const int qb = query_block_;
+  const int64_t n_blocks = (n + qb - 1) / qb;
 #pragma omp parallel for schedule(dynamic, 2) num_threads(n_threads_)
   for (int64_t task = 0; task < n_blocks * n_head; ++task) {
-    const int64_t t0 = (task / n_head) * kQueryBlock, h = task % n_head, g = h / n_gqa;
-    const int nq = static_cast<int>(std::min<int64_t>(kQueryBlock, n - t0));
-    float* sc = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * kQueryBlock * n_ctx_;
-    const float* q[kQueryBlock];
+    const int64_t t0 = (task / n_head) * qb, h = task % n_head, g = h / n_gqa;
+    const int nq = static_cast<int>(std::min<int64_t>(qb, n - t0));
+    float* sc = scores_.data() + static_cast<size_t>(omp_get_thread_num()) * kMaxQueryBlock * n_ctx_;
+    const float* q[kMaxQueryBlock];
     for (int i = 0; i < nq; ++i) q[i] = q_.data() + (t0 + i) * q_dim + h * hd;
-    dot_rows(q, nq, kc + g * hd, kv_dim, pos0 + t0 + nq, hd, sc, n_ctx_);
+    if (packed_keys_)
+      dot_rows_packed(q, nq, k_packed_.data() + (il * n_kv + g) * key_groups_ * 8 * hd, pos0 + t0 + nq, hd, sc, n_ctx_);
+    else
+      dot_rows(q, nq, kc + g * hd, kv_dim, pos0 + t0 + nq, hd, sc, n_ctx_);
     for (int i = 0; i < nq; ++i) {
       float* s = sc + i * n_ctx_;
       const int64_t n_keys = pos0 + t0 + i + 1;
       for (int64_t j = 0; j < n_keys; ++j) s[j] *= kq_scale_;
       softmax_inplace(s, n_keys);
-      weighted_rows(s, vc + g * hd, kv_dim, n_keys, hd, attn_.data() + (t0 + i) * q_dim + h * hd);
     }
+    weighted_rows_block(sc, n_ctx_, nq, vc + g * hd, kv_dim, pos0 + t0 + 1, hd, attn_.data() + t0 * q_dim + h * hd, q_dim);
   }
 }
 

@@ -52,7 +52,9 @@ class Forward {
   void attention(size_t il, int64_t n, int64_t pos0);
   void matmul_obs(const WeightMatrix& w, const float* x, int64_t n, float* y, ActivationObserver* obs);
 
-  static constexpr int kQueryBlock = 3;  // queries per attention task (the matmul tile's tokens)
+  void pack_keys(size_t il, int64_t pos0, int64_t n);
+
+  static constexpr int kMaxQueryBlock = 6;  // queries per attention task (the matmul tile's tokens)
 
   const Model& m_;
   const ModelConfig& c_;
@@ -71,7 +73,13 @@ class Forward {
   std::vector<float> attn_;     // [B][q_dim] attention output (heads concatenated)
   std::vector<float> gate_, up_;// [B][n_ff]
   std::vector<float> tmp_;      // [B][n_embd] output of attn_output / ffn_down
-  std::vector<float> scores_;   // [n_threads][kQueryBlock][n_ctx] attention probabilities
+  std::vector<float> scores_;   // [n_threads][kMaxQueryBlock][n_ctx] attention probabilities
+  // AVX-512: the K cache again, packed for the 8-row kernel (dot_rows_packed): per layer and KV
+  // head, groups of 8 positions, 8 * head_dim floats each. Empty on other CPUs.
+  bool packed_keys_ = false;
+  int query_block_ = 3;         // 6 with packed keys (AVX-512 tiles), else 3
+  int64_t key_groups_ = 0;      // ceil(n_ctx / 8)
+  std::vector<float> k_packed_;
 };
 
 // cos/sin of every rotary pair at positions [0, n_pos) for the model's RoPE settings (base,
