@@ -131,9 +131,13 @@ void matmul_f32(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
 
 #pragma omp parallel num_threads(n_threads)
   {
-    std::vector<float> wbuf(in_place ? 0 : static_cast<size_t>(tile_rows * K));
-    std::vector<float> pbuf(packed ? static_cast<size_t>(tile_rows * K) : 0);
-    std::vector<const float*> wrows(tile_rows);
+    // Per-thread scratch kept across calls (a fresh ~100 KiB buffer per call costs page faults).
+    thread_local std::vector<float> wbuf, pbuf;
+    thread_local std::vector<const float*> wrows;
+    const size_t tile_floats = static_cast<size_t>(tile_rows * K);
+    if (!in_place && wbuf.size() < tile_floats) wbuf.resize(tile_floats);
+    if (packed && pbuf.size() < tile_floats) pbuf.resize(tile_floats);
+    if (wrows.size() < static_cast<size_t>(tile_rows)) wrows.resize(tile_rows);
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ti = 0; ti < n_tiles; ++ti) {
       const int64_t r0 = ti * tile_rows;
