@@ -4,7 +4,8 @@
 // Speed: W is never expanded whole. Each thread dequantizes a tile of rows (sized for L2)
 // into a scratch buffer and multiplies it with blocks of tokens in a register-blocked
 // micro-kernel (4 weight rows x 3 tokens, 8 f32 lanes, runtime-dispatched AVX2/FMA with a
-// portable fallback; 4 x 6 with AVX-512VL's extra registers, same arithmetic). Threads split the output rows (OpenMP).
+// portable fallback; with AVX-512, 8 packed rows x 6 tokens, two rows per 512-bit register,
+// same arithmetic). Threads split the output rows (OpenMP).
 //
 // Determinism: every output value is one dot product whose reduction order is fixed —
 // lane l (of 8) accumulates the products of columns k = l mod 8 with fused multiply-adds in
@@ -52,15 +53,12 @@ void weighted_rows_block(const float* p, int64_t ldp, int nq, const float* v, in
                          int64_t d, float* out, int64_t ldo);
 
 namespace detail {
-// One micro-kernel call: rm (1..4) weight rows x rn (1..3; 1..6 for tile_avx512) token rows of
-// length k; writes
+// One micro-kernel call: rm (1..4) weight rows x rn (1..3) token rows of length k; writes
 // y[t * ldy + r]. Both implementations follow the reduction order described above.
 using TileFn = void (*)(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y,
                         int64_t ldy);
 void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
 void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
-// The same arithmetic on up to 4 x 6 tiles (AVX-512VL registers); rn may be 1..6.
-void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy);
 // The same arithmetic on 8 weight rows x rn (1..6) tokens, two rows per 512-bit register, reading
 // the rows from one packed group (pack_group8 in matmul.cpp: per 8 columns the 8 rows' values,
 // then the tail columns row by row; 8 * k floats). Writes rows r < rm (1..8) only.

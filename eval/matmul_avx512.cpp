@@ -1,8 +1,8 @@
-// The f32 micro-kernel with AVX-512VL's 32 vector registers: the same 8-lane arithmetic as
-// matmul_avx2.cpp (eval/matmul_tile.h, one template) on tiles of up to 4 weight rows x 6 tokens
-// instead of 4 x 3, so each weight load serves twice the fused multiply-adds. Every output is
-// computed exactly as on AVX2 (same bits); matmul.cpp selects it when cpu::has_avx512().
-// Same linkage rules as matmul_avx2.cpp.
+// The f32 kernels with AVX-512's 32 registers of 512 bits: the same 8-lane arithmetic as
+// matmul_avx2.cpp (eval/matmul_tile.h) with two weight rows per register — 8 packed rows x up to
+// 6 tokens per call, so one load and one FMA instruction serve two rows — and the attention
+// outputs of up to 6 queries at once. Every output is computed exactly as on AVX2 (same bits);
+// matmul.cpp selects these when cpu::has_avx512(). Same linkage rules as matmul_avx2.cpp.
 #include <immintrin.h>
 
 #include <cstdint>
@@ -19,19 +19,8 @@
 #pragma clang attribute push(__attribute__((target("avx512f,avx512vl,avx512dq,avx2,fma"))), apply_to = function)
 #endif
 
-#include "eval/matmul_tile.h"
-
 namespace smolq::detail {
 namespace {
-
-using Tile = void (*)(const float* const*, const float* const*, int64_t, float*, int64_t);
-// Indexed [rm - 1][rn - 1].
-const Tile kTiles[4][6] = {
-    {tile<1, 1>, tile<1, 2>, tile<1, 3>, tile<1, 4>, tile<1, 5>, tile<1, 6>},
-    {tile<2, 1>, tile<2, 2>, tile<2, 3>, tile<2, 4>, tile<2, 5>, tile<2, 6>},
-    {tile<3, 1>, tile<3, 2>, tile<3, 3>, tile<3, 4>, tile<3, 5>, tile<3, 6>},
-    {tile<4, 1>, tile<4, 2>, tile<4, 3>, tile<4, 4>, tile<4, 5>, tile<4, 6>},
-};
 
 // 8 packed weight rows x RN tokens in 512-bit registers: register p holds rows 2p (low 256 bits)
 // and 2p + 1 (high 256 bits), so every lane still accumulates exactly what lane l of the 8-lane
@@ -132,10 +121,6 @@ const Tile8 kTiles8[6] = {tile8<1>, tile8<2>, tile8<3>, tile8<4>, tile8<5>, tile
 
 }  // namespace
 
-void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
-  kTiles[rm - 1][rn - 1](w, x, k, y, ldy);
-}
-
 void tile8_avx512(const float* wp, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
   kTiles8[rn - 1](wp, rm, x, k, y, ldy);
 }
@@ -155,9 +140,6 @@ void weighted_rows_block_avx512(const float* p, int64_t ldp, int nq, const float
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx512() is false), kept linkable.
 
 namespace smolq::detail {
-void tile_avx512(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
-  tile_portable(w, rm, x, rn, k, y, ldy);
-}
 void tile8_avx512(const float*, int, const float* const*, int, int64_t, float*, int64_t) {}
 void weighted_rows_block_avx512(const float*, int64_t, int, const float*, int64_t, int64_t, int64_t, float*, int64_t) {}
 }  // namespace smolq::detail
