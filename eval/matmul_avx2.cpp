@@ -22,7 +22,7 @@
 namespace smolq::detail {
 namespace {
 
-using Tile = void (*)(const float* const*, const float* const*, int64_t, int64_t, int64_t, float*, float*, int64_t);
+using Tile = void (*)(const float* const*, const float* const*, int64_t, float*, int64_t);
 // Indexed [rm - 1][rn - 1].
 const Tile kTiles[4][3] = {
     {tile<1, 1>, tile<1, 2>, tile<1, 3>},
@@ -33,9 +33,8 @@ const Tile kTiles[4][3] = {
 
 }  // namespace
 
-void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1, int64_t k, float* acc,
-                 float* y, int64_t ldy) {
-  kTiles[rm - 1][rn - 1](w, x, k0, k1, k, acc, y, ldy);
+void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
+  kTiles[rm - 1][rn - 1](w, x, k, y, ldy);
 }
 
 void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stride, int64_t n_keys, int64_t d, float* out,
@@ -44,11 +43,11 @@ void dot_rows_avx2(const float* const* q, int nq, const float* k, int64_t k_stri
   int64_t j = 0;
   for (; j + 4 <= n_keys; j += 4) {
     const float* kr[4] = {k + j * k_stride, k + (j + 1) * k_stride, k + (j + 2) * k_stride, k + (j + 3) * k_stride};
-    kTiles[3][nq - 1](kr, q, 0, d, d, nullptr, out + j, ldo);
+    kTiles[3][nq - 1](kr, q, d, out + j, ldo);
   }
   for (; j < n_keys; ++j) {
     const float* kr = k + j * k_stride;
-    kTiles[0][nq - 1](&kr, q, 0, d, d, nullptr, out + j, ldo);
+    kTiles[0][nq - 1](&kr, q, d, out + j, ldo);
   }
 }
 
@@ -89,9 +88,8 @@ void weighted_rows_avx2(const float* p, const float* v, int64_t v_stride, int64_
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx2() is false), kept linkable.
 
 namespace smolq::detail {
-void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k0, int64_t k1, int64_t k, float* acc,
-                 float* y, int64_t ldy) {
-  tile_portable(w, rm, x, rn, k0, k1, k, acc, y, ldy);
+void tile_avx2(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
+  tile_portable(w, rm, x, rn, k, y, ldy);
 }
 void dot_rows_avx2(const float* const*, int, const float*, int64_t, int64_t, int64_t, float*, int64_t) {}
 void weighted_rows_avx2(const float*, const float*, int64_t, int64_t, int64_t, float*) {}
