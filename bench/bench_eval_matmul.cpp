@@ -5,12 +5,17 @@
 // (eval/matmul_int.h, AVX-512 VNNI CPUs only) on the same matrix.
 //
 //   smolq_bench_eval_matmul [threads] [tokens]
+//   SMOLQ_BENCH_SHAPES="2048x8192,8192x2048" SMOLQ_BENCH_TYPES="F16,Q4_K" smolq_bench_eval_matmul 2 512
+// (rows x cols; the 1.7B shape's FFN is 8192 x 2048 up and 2048 x 8192 down)
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "formats/cpu_features.h"
@@ -21,6 +26,17 @@
 using namespace smolq;
 
 namespace {
+
+// "a,b,c" -> {"a", "b", "c"}; empty when the variable is unset.
+std::vector<std::string> env_list(const char* name) {
+  std::vector<std::string> out;
+  const char* v = std::getenv(name);
+  if (v == nullptr) return out;
+  std::stringstream ss(v);
+  for (std::string item; std::getline(ss, item, ',');)
+    if (!item.empty()) out.push_back(item);
+  return out;
+}
 
 double cpu_seconds() {
   rusage ru{};
@@ -40,9 +56,20 @@ int main(int argc, char** argv) {
   struct Shape {
     uint64_t rows, cols;
   };
+  std::vector<Shape> shapes = {{1536, 576}, {576, 1536}, {576, 576}, {49152, 576}, {2048, 2048}};
+  if (auto list = env_list("SMOLQ_BENCH_SHAPES"); !list.empty()) {
+    shapes.clear();
+    for (const auto& item : list) {
+      const auto x = item.find('x');
+      if (x == std::string::npos) { std::fprintf(stderr, "SMOLQ_BENCH_SHAPES: %s is not ROWSxCOLS\n", item.c_str()); return 2; }
+      shapes.push_back({std::stoull(item.substr(0, x)), std::stoull(item.substr(x + 1))});
+    }
+  }
+  const auto only_types = env_list("SMOLQ_BENCH_TYPES");
   for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K}) {
     if (!qtype(t).can_quantize() || !qtype(t).can_dequantize()) continue;
-    for (Shape s : {Shape{1536, 576}, Shape{576, 1536}, Shape{576, 576}, Shape{49152, 576}, Shape{2048, 2048}}) {
+    if (!only_types.empty() && std::find(only_types.begin(), only_types.end(), std::string(type_info(t).name)) == only_types.end()) continue;
+    for (Shape s : shapes) {
       if (s.cols % type_info(t).block_elems != 0) continue;
       std::vector<float> w(s.rows * s.cols), x(static_cast<size_t>(n) * s.cols), y(static_cast<size_t>(n) * s.rows);
       for (auto& v : w) v = nd(rng);

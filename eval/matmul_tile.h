@@ -1,8 +1,7 @@
-// The f32 micro-kernel of matmul.cpp, written once for every x86 level that runs it: included
-// by matmul_avx2.cpp (16 vector registers: up to 4 x 3 tiles) and matmul_avx512.cpp (AVX-512VL:
-// 32 registers, up to 4 x 6 tiles), each after its own target pragma and inside an anonymous
-// namespace. The arithmetic of one output value does not depend on the tile it is computed in,
-// so both files produce the same bits.
+// The 8-lane f32 micro-kernel of matmul.cpp (16 vector registers: up to 4 x 3 tiles), included by
+// matmul_avx2.cpp after its target pragma. matmul_avx512.cpp's 8-row kernel performs the same
+// per-lane operations and the same lane sums (hsum's order), so every output has the same bits
+// whichever kernel computes it.
 // Not a public header: include it only after `#pragma GCC target(... "avx2,fma" ...)`.
 #pragma once
 #include <immintrin.h>

@@ -24,9 +24,34 @@ void check_tokens(std::span<const int32_t> tokens, const Model& m) {
 
 }  // namespace
 
-ChunkRunner::ChunkRunner(const Model& m, const EvalOptions& o)
-    : o_(o), n_vocab_(static_cast<int64_t>(m.config().n_vocab)),
-      fwd_(m, o.n_ctx, std::min(o.n_batch, o.n_ctx), o.n_threads) {}
+int chunks_per_pass(const Model& m, const EvalOptions& o, bool observed) {
+  if (observed || o.n_batch < o.n_ctx) return 1;
+  if (o.chunks_per_pass > 0) return o.chunks_per_pass;
+  const ModelConfig& c = m.config();
+  // Per chunk: its logits, K/V caches and the widest activations (gate and up).
+  const double per_chunk = 4.0 * static_cast<double>(o.n_ctx) *
+                           (static_cast<double>(c.n_vocab) / 2 + 2.0 * c.n_layer * c.kv_dim() + 2.0 * c.n_ff);
+  constexpr double kBudget = 256.0 * (1 << 20);
+  return static_cast<int>(std::clamp(kBudget / per_chunk, 1.0, 4.0));
+}
+
+ChunkRunner::ChunkRunner(const Model& m, const EvalOptions& o, int max_chunks)
+    : o_(o), n_vocab_(static_cast<int64_t>(m.config().n_vocab)), max_chunks_(std::max(1, max_chunks)),
+      fwd_(m, o.n_ctx, std::min(o.n_batch, o.n_ctx), o.n_threads, max_chunks_) {}
+
+void ChunkRunner::run_many(std::span<const int32_t> chunks, int k, int64_t first, std::span<float> out) {
+  const size_t per_out = static_cast<size_t>((o_.n_ctx - first) * n_vocab_);
+  if (k == 1 || max_chunks_ == 1) {
+    for (int i = 0; i < k; ++i)
+      run(chunks.subspan(static_cast<size_t>(i * o_.n_ctx), static_cast<size_t>(o_.n_ctx)), first,
+          out.subspan(i * per_out, per_out));
+    return;
+  }
+  std::vector<int32_t> toks(chunks.begin(), chunks.end());
+  if (o_.add_bos)
+    for (int i = 0; i < k; ++i) toks[static_cast<size_t>(i * o_.n_ctx)] = o_.bos_id;
+  fwd_.eval_sequences(toks, k, first, out.subspan(0, k * per_out));
+}
 
 void ChunkRunner::run(std::span<const int32_t> chunk, int64_t first, std::span<float> out, ActivationObserver* obs) {
   std::vector<int32_t> toks(chunk.begin(), chunk.end());
@@ -61,21 +86,29 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
   const int64_t V = static_cast<int64_t>(model.config().n_vocab);
   // Without scoring no position needs logits: `first` moves past the end of the chunk.
   const int64_t first = o.score ? o.n_ctx / 2 : o.n_ctx;
-  ChunkRunner runner(model, o);
-  std::vector<float> logits(static_cast<size_t>((o.n_ctx - first) * V));
+  const int per_pass = chunks_per_pass(model, o, observer != nullptr);
+  ChunkRunner runner(model, o, per_pass);
+  const size_t per_chunk = static_cast<size_t>((o.n_ctx - first) * V);
+  std::vector<float> logits(per_pass * per_chunk);
   const auto t0 = Clock::now();
-  for (int64_t c = 0; c < res.n_chunks; ++c) {
-    const auto chunk = tokens.subspan(static_cast<size_t>(c * o.n_ctx), static_cast<size_t>(o.n_ctx));
-    runner.run(chunk, first, logits, observer);
-    // Row j of `logits` is position first + j and predicts token first + j + 1.
-    for (int64_t j = 0; j + first + 1 < o.n_ctx; ++j) {
-      const std::span<const float> row(logits.data() + j * V, static_cast<size_t>(V));
-      res.stats.add(score_token(row, chunk[first + j + 1]).nll);
+  for (int64_t c0 = 0; c0 < res.n_chunks; c0 += per_pass) {
+    const int k = static_cast<int>(std::min<int64_t>(per_pass, res.n_chunks - c0));
+    const auto chunks = tokens.subspan(static_cast<size_t>(c0 * o.n_ctx), static_cast<size_t>(k * o.n_ctx));
+    if (observer) runner.run(chunks, first, logits, observer);
+    else runner.run_many(chunks, k, first, logits);
+    for (int i = 0; i < k; ++i) {
+      const int64_t c = c0 + i;
+      const auto chunk = chunks.subspan(static_cast<size_t>(i * o.n_ctx), static_cast<size_t>(o.n_ctx));
+      // Row j of the chunk's logits is position first + j and predicts token first + j + 1.
+      for (int64_t j = 0; j + first + 1 < o.n_ctx; ++j) {
+        const std::span<const float> row(logits.data() + i * per_chunk + j * V, static_cast<size_t>(V));
+        res.stats.add(score_token(row, chunk[first + j + 1]).nll);
+      }
+      if (o.score) res.running_ppl.push_back(res.stats.ppl());
+      res.tokens_evaluated += o.n_ctx;
+      res.seconds = seconds_since(t0);
+      if (on_chunk) on_chunk({c + 1, res.n_chunks, res.tokens_evaluated, res.n_chunks * o.n_ctx, res.seconds}, res.stats);
     }
-    if (o.score) res.running_ppl.push_back(res.stats.ppl());
-    res.tokens_evaluated += o.n_ctx;
-    res.seconds = seconds_since(t0);
-    if (on_chunk) on_chunk({c + 1, res.n_chunks, res.tokens_evaluated, res.n_chunks * o.n_ctx, res.seconds}, res.stats);
     check_interrupted();
   }
   return res;
@@ -91,21 +124,29 @@ KldResult run_kl_divergence(const Model& base, const Model& quant, std::span<con
   res.n_chunks = plan_chunks(static_cast<int64_t>(tokens.size()), o);
   const int64_t V = static_cast<int64_t>(base.config().n_vocab);
   const int64_t first = o.n_ctx / 2;
-  // One chunk of logits per model; the caches of both models are alive together.
-  ChunkRunner run_base(base, o), run_quant(quant, o);
-  std::vector<float> lb(static_cast<size_t>((o.n_ctx - first) * V)), lq(lb.size());
+  // A pass of chunks per model; the caches of both models are alive together.
+  const int per_pass = std::min(chunks_per_pass(base, o, false), chunks_per_pass(quant, o, false));
+  ChunkRunner run_base(base, o, per_pass), run_quant(quant, o, per_pass);
+  const size_t per_chunk = static_cast<size_t>((o.n_ctx - first) * V);
+  std::vector<float> lb(per_pass * per_chunk), lq(lb.size());
   const auto t0 = Clock::now();
-  for (int64_t c = 0; c < res.n_chunks; ++c) {
-    const auto chunk = tokens.subspan(static_cast<size_t>(c * o.n_ctx), static_cast<size_t>(o.n_ctx));
-    run_base.run(chunk, first, lb, nullptr);
-    run_quant.run(chunk, first, lq, nullptr);
-    for (int64_t j = 0; j + first + 1 < o.n_ctx; ++j) {
-      const std::span<const float> b(lb.data() + j * V, static_cast<size_t>(V)), q(lq.data() + j * V, static_cast<size_t>(V));
-      res.stats.add(compare_position(b, q, chunk[first + j + 1]), V);
+  for (int64_t c0 = 0; c0 < res.n_chunks; c0 += per_pass) {
+    const int k = static_cast<int>(std::min<int64_t>(per_pass, res.n_chunks - c0));
+    const auto chunks = tokens.subspan(static_cast<size_t>(c0 * o.n_ctx), static_cast<size_t>(k * o.n_ctx));
+    run_base.run_many(chunks, k, first, lb);
+    run_quant.run_many(chunks, k, first, lq);
+    for (int i = 0; i < k; ++i) {
+      const int64_t c = c0 + i;
+      const auto chunk = chunks.subspan(static_cast<size_t>(i * o.n_ctx), static_cast<size_t>(o.n_ctx));
+      for (int64_t j = 0; j + first + 1 < o.n_ctx; ++j) {
+        const size_t at = i * per_chunk + static_cast<size_t>(j * V);
+        const std::span<const float> b(lb.data() + at, static_cast<size_t>(V)), q(lq.data() + at, static_cast<size_t>(V));
+        res.stats.add(compare_position(b, q, chunk[first + j + 1]), V);
+      }
+      res.tokens_evaluated += o.n_ctx;
+      res.seconds = seconds_since(t0);
+      if (on_chunk) on_chunk({c + 1, res.n_chunks, res.tokens_evaluated, res.n_chunks * o.n_ctx, res.seconds}, res.stats);
     }
-    res.tokens_evaluated += o.n_ctx;
-    res.seconds = seconds_since(t0);
-    if (on_chunk) on_chunk({c + 1, res.n_chunks, res.tokens_evaluated, res.n_chunks * o.n_ctx, res.seconds}, res.stats);
     check_interrupted();
   }
   return res;

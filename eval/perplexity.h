@@ -28,7 +28,16 @@ struct EvalOptions {
   bool add_bos = false;   // replace each chunk's first token with bos_id
   int32_t bos_id = 1;
   bool score = true;      // false: compute no logits and no perplexity (imatrix --no-ppl)
+  // Chunks evaluated together in one forward pass (results do not depend on it); 0: as many as
+  // fit a memory budget (chunks_per_pass()).
+  int chunks_per_pass = 0;
 };
+
+// How many chunks run_perplexity / run_kl_divergence evaluate per pass: 1 when a chunk takes
+// several batches or an observer is attached, else o.chunks_per_pass, or when that is 0 up to 4
+// while the logits and caches of the pass stay under ~256 MiB per model. Small models gain most:
+// every weight tile is decoded once per pass instead of once per chunk.
+int chunks_per_pass(const Model& m, const EvalOptions& o, bool observed);
 
 // Chunks the protocol will evaluate; throws Error when the text has fewer than 2 * n_ctx
 // tokens (llama.cpp's requirement) or the options are inconsistent.
@@ -61,15 +70,20 @@ PerplexityResult run_perplexity(const Model& model, std::span<const int32_t> tok
 // see the same logits bit for bit.
 class ChunkRunner {
  public:
-  ChunkRunner(const Model& m, const EvalOptions& o);
+  // max_chunks: most chunks per run_many() call.
+  ChunkRunner(const Model& m, const EvalOptions& o, int max_chunks = 1);
   // Evaluate one chunk of n_ctx tokens from an empty cache (BOS substituted as configured) and
   // write the logits of positions [first, n_ctx) to `out` ([n_ctx - first][n_vocab]).
   void run(std::span<const int32_t> chunk, int64_t first, std::span<float> out, ActivationObserver* obs = nullptr);
+  // The same for k (1..max_chunks) consecutive chunks in one pass: `chunks` holds k * n_ctx
+  // tokens, `out` k * (n_ctx - first) rows, chunk after chunk; the same values as k run() calls.
+  void run_many(std::span<const int32_t> chunks, int k, int64_t first, std::span<float> out);
   uint64_t buffer_bytes() const { return fwd_.buffer_bytes(); }
 
  private:
   EvalOptions o_;
   int64_t n_vocab_;
+  int max_chunks_;
   Forward fwd_;
 };
 

@@ -32,6 +32,10 @@ struct ScalarCodec {
   void (*unpack)(const std::byte* blk, ElementGrid* grid, int* level);
   // Writes the levels back into the block's quant bits (scales untouched).
   void (*pack)(std::byte* blk, const int* level);
+  // Byte offsets in the block of the f16 fields the scale refit may rescale: the scale every
+  // element's step is a multiple of (d), and the min / offset (m, dmin; -1 when none).
+  int d_off;
+  int m_off;
 };
 
 // Lattice families (IQ2 / IQ3): each sign group of 8 weights is one or two codebook points
@@ -48,11 +52,16 @@ struct LatticeCodec {
   int group;  // weights coded jointly: one sign group of 8
   // The plain kernel's search on the block's current weights x (imatrix slice or nullptr).
   void (*choose)(const float* x, const float* imatrix, LatticeState& st);
-  // Re-codes group g for targets x[0..group) with the fixed scales and writes the decoded
-  // values to y; false (nothing changed) when the group's sub-block scale is zero.
-  bool (*recode)(LatticeState& st, int g, const float* x, float* y);
+  // Re-codes group g for targets x[0..group) with the fixed scales, weighting the elements by
+  // w (nullptr: the search's own weights st.w), and writes the decoded values to y; false
+  // (nothing changed) when the group's sub-block scale is zero.
+  bool (*recode)(LatticeState& st, int g, const float* x, const float* w, float* y);
   void (*pack)(const LatticeState& st, std::byte* blk);
 };
+
+// Every lattice block (IQ2_XXS .. IQ3_S) starts with its f16 super-block scale d; every element
+// decodes as d times a function of the codes (the scale refit's only unknown for them).
+constexpr int kLatticeDOff = 0;
 
 // nullptr when the type has no codec of that kind.
 const ScalarCodec* scalar_codec(GgmlType t);

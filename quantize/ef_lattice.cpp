@@ -30,13 +30,13 @@ void choose(const float* x, const float* imatrix, LatticeState& st) {
 }
 
 template <GgmlType T>
-bool recode(LatticeState& st, int g, const float* x, float* y) {
+bool recode(LatticeState& st, int g, const float* x, const float* w, float* y) {
   const iq::ScaledLatticeSpec& spec = *fmt<T>().spec;
   const int sub = 8 * g / spec.sub_size;
   const float s = st.codes.d.value * spec.scale_mult[st.codes.scale[sub]];
   if (!(s > 0.0f)) return false;
   const int per_group = 8 / spec.lattice->dim();
-  iq::code_group(spec, x, st.w + 8 * g, s, st.codes.grid + per_group * g, st.codes.signs[g], y);
+  iq::code_group(spec, x, w ? w : st.w + 8 * g, s, st.codes.grid + per_group * g, st.codes.signs[g], y);
   return true;
 }
 

@@ -9,6 +9,7 @@
 // with the encoders.
 #include <cassert>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 
 #include "formats/half.h"
@@ -260,20 +261,33 @@ const int8_t* iq4_table() { return iq::kValuesIq4nl.data(); }
 
 const ScalarCodec* scalar_codec(GgmlType t) {
   using G = GgmlType;
-  static const ScalarCodec kQ4_0{kQK, sizeof(BlockQ4_0), nullptr, choose_legacy<G::Q4_0>, unpack_q4_0, pack_q4_0};
-  static const ScalarCodec kQ4_1{kQK, sizeof(BlockQ4_1), nullptr, choose_legacy<G::Q4_1>, unpack_q4_1, pack_q4_1};
-  static const ScalarCodec kQ5_0{kQK, sizeof(BlockQ5_0), nullptr, choose_legacy<G::Q5_0>, unpack_q5_0, pack_q5_0};
-  static const ScalarCodec kQ5_1{kQK, sizeof(BlockQ5_1), nullptr, choose_legacy<G::Q5_1>, unpack_q5_1, pack_q5_1};
-  static const ScalarCodec kQ8_0{kQK, sizeof(BlockQ8_0), nullptr, choose_registry<G::Q8_0, kQK>, unpack_q8_0, pack_q8_0};
+  constexpr int kNone = -1;
+#define SMOLQ_OFF(B, f) static_cast<int>(offsetof(B, f))
+  static const ScalarCodec kQ4_0{kQK, sizeof(BlockQ4_0), nullptr, choose_legacy<G::Q4_0>, unpack_q4_0, pack_q4_0,
+                                 SMOLQ_OFF(BlockQ4_0, d), kNone};
+  static const ScalarCodec kQ4_1{kQK, sizeof(BlockQ4_1), nullptr, choose_legacy<G::Q4_1>, unpack_q4_1, pack_q4_1,
+                                 SMOLQ_OFF(BlockQ4_1, d), SMOLQ_OFF(BlockQ4_1, m)};
+  static const ScalarCodec kQ5_0{kQK, sizeof(BlockQ5_0), nullptr, choose_legacy<G::Q5_0>, unpack_q5_0, pack_q5_0,
+                                 SMOLQ_OFF(BlockQ5_0, d), kNone};
+  static const ScalarCodec kQ5_1{kQK, sizeof(BlockQ5_1), nullptr, choose_legacy<G::Q5_1>, unpack_q5_1, pack_q5_1,
+                                 SMOLQ_OFF(BlockQ5_1, d), SMOLQ_OFF(BlockQ5_1, m)};
+  static const ScalarCodec kQ8_0{kQK, sizeof(BlockQ8_0), nullptr, choose_registry<G::Q8_0, kQK>, unpack_q8_0, pack_q8_0,
+                                 SMOLQ_OFF(BlockQ8_0, d), kNone};
   static const ScalarCodec kIQ4_NL{kQK, sizeof(BlockIQ4_NL), iq4_table(), choose_registry<G::IQ4_NL, kQK>, unpack_iq4_nl,
-                                   pack_iq4_nl};
-  static const ScalarCodec kQ2_K{kQKK, sizeof(BlockQ2_K), nullptr, choose_registry<G::Q2_K, kQKK>, unpack_q2_k, pack_q2_k};
-  static const ScalarCodec kQ3_K{kQKK, sizeof(BlockQ3_K), nullptr, choose_registry<G::Q3_K, kQKK>, unpack_q3_k, pack_q3_k};
-  static const ScalarCodec kQ4_K{kQKK, sizeof(BlockQ4_K), nullptr, choose_registry<G::Q4_K, kQKK>, unpack_q4_k, pack_q4_k};
-  static const ScalarCodec kQ5_K{kQKK, sizeof(BlockQ5_K), nullptr, choose_registry<G::Q5_K, kQKK>, unpack_q5_k, pack_q5_k};
-  static const ScalarCodec kQ6_K{kQKK, sizeof(BlockQ6_K), nullptr, choose_registry<G::Q6_K, kQKK>, unpack_q6_k, pack_q6_k};
+                                   pack_iq4_nl, SMOLQ_OFF(BlockIQ4_NL, d), kNone};
+  static const ScalarCodec kQ2_K{kQKK, sizeof(BlockQ2_K), nullptr, choose_registry<G::Q2_K, kQKK>, unpack_q2_k, pack_q2_k,
+                                 SMOLQ_OFF(BlockQ2_K, d), SMOLQ_OFF(BlockQ2_K, dmin)};
+  static const ScalarCodec kQ3_K{kQKK, sizeof(BlockQ3_K), nullptr, choose_registry<G::Q3_K, kQKK>, unpack_q3_k, pack_q3_k,
+                                 SMOLQ_OFF(BlockQ3_K, d), kNone};
+  static const ScalarCodec kQ4_K{kQKK, sizeof(BlockQ4_K), nullptr, choose_registry<G::Q4_K, kQKK>, unpack_q4_k, pack_q4_k,
+                                 SMOLQ_OFF(BlockQ4_K, d), SMOLQ_OFF(BlockQ4_K, dmin)};
+  static const ScalarCodec kQ5_K{kQKK, sizeof(BlockQ5_K), nullptr, choose_registry<G::Q5_K, kQKK>, unpack_q5_k, pack_q5_k,
+                                 SMOLQ_OFF(BlockQ5_K, d), SMOLQ_OFF(BlockQ5_K, dmin)};
+  static const ScalarCodec kQ6_K{kQKK, sizeof(BlockQ6_K), nullptr, choose_registry<G::Q6_K, kQKK>, unpack_q6_k, pack_q6_k,
+                                 SMOLQ_OFF(BlockQ6_K, d), kNone};
   static const ScalarCodec kIQ4_XS{kQKK, sizeof(BlockIQ4_XS), iq4_table(), choose_registry<G::IQ4_XS, kQKK>,
-                                   unpack_iq4_xs, pack_iq4_xs};
+                                   unpack_iq4_xs, pack_iq4_xs, SMOLQ_OFF(BlockIQ4_XS, d), kNone};
+#undef SMOLQ_OFF
   switch (t) {
     case G::Q4_0: return &kQ4_0;
     case G::Q4_1: return &kQ4_1;

@@ -27,6 +27,7 @@
 #include "quantize/blocks.h"
 #include "quantize/ef_codec.h"
 #include "quantize/ef_linalg.h"
+#include "quantize/ef_refit.h"
 #include "quantize/quants_legacy_k.h"
 #include "quantize/registry.h"
 
@@ -64,6 +65,24 @@ std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, C
   return ord;
 }
 
+// For the scale refit (ef_refit.h): H~ in visiting order (position a is the permuted, reversed
+// index d - 1 - a), and whether any off-diagonal entry is nonzero. A: the damped, permuted
+// float matrix the factorisation is about to work in.
+void keep_refit_gram(const float* A, int64_t d, Factor& f, int n_threads) {
+  f.h.resize(static_cast<size_t>(d * d));
+  bool coupled = false;
+#pragma omp parallel for num_threads(n_threads) schedule(static) reduction(|| : coupled)
+  for (int64_t a = 0; a < d; ++a) {
+    const float* src = A + (d - 1 - a) * d;
+    float* dst = f.h.data() + a * d;
+    for (int64_t b = 0; b < d; ++b) {
+      dst[b] = src[d - 1 - b];
+      coupled = coupled || (a != b && src[d - 1 - b] != 0.0f);
+    }
+  }
+  f.coupled = coupled;
+}
+
 // Inside the batch: after column k's error e, w[k+1 .. c1) -= e * U[k][k+1 .. c1).
 inline void batch_update(float* w, const float* uk, int64_t k, int64_t c1, float e) {
   linalg::axpy_update(w, uk, k + 1, c1, e);
@@ -76,6 +95,7 @@ struct TensorJob {
   int64_t d, row_bytes;
   const Factor* f;
   const float* imatrix;       // d entries or nullptr
+  GgmlType type;
 };
 
 // One block of one row with a scalar codec, visiting columns [c, c + be) of the batch that ends
@@ -84,7 +104,7 @@ struct TensorJob {
 // whose value has not moved since the scales were chosen keeps the level the search picked
 // together with them (with a diagonal H nothing moves and the block is the plain kernel's).
 void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, float sigma2,
-                        std::byte* blk, float* E) {
+                        std::byte* blk, float* E, bool fixed) {
   const ScalarCodec& sc = *job.scalar;
   const int be = job.be;
   const int64_t ob = job.f->order[c / be];
@@ -93,7 +113,10 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
   ElementGrid g[kQKK];
   int L[kQKK];
   std::memcpy(x0, w + c, sizeof(float) * be);
-  sc.choose(x0, imat, sigma2, blk);
+  if (fixed)  // a re-sweep: the block keeps its (refitted) scales and every level is re-rounded
+    std::fill(x0, x0 + be, std::nanf(""));
+  else
+    sc.choose(x0, imat, sigma2, blk);
   sc.unpack(blk, g, L);
   bool moved = false;
   for (int j = 0; j < be; ++j) {
@@ -112,10 +135,55 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
   if (moved) sc.pack(blk, L);
 }
 
+// The OBQ metric of a lattice group (visiting columns k .. k + 8): with the columns from k on
+// still free, rounding the group to y raises the damped error by  e^T (M^T M)^-1 e,  e = x - y,
+// M the 8 x 8 diagonal block of U at k (its rows restricted to the group: U is upper, so the
+// inverse of H~ over the free columns, U^T U there, has M^T M as its group block). cost(e) =
+// |M^-T e|^2 by forward substitution; diag_precision() gives the diagonal of (M^T M)^-1 as
+// per-element weights for the codebook search.
+struct GroupMetric {
+  float m[8][8];  // M[i][j] = U[k + i][k + j], j >= i
+  explicit GroupMetric(const Factor& f, int64_t k) {
+    for (int i = 0; i < 8; ++i) {
+      const float* ui = f.row(k + i);
+      for (int j = 0; j < 8; ++j) m[i][j] = j >= i ? ui[k + j] : 0.0f;
+    }
+  }
+  double cost(const float* x, const float* y) const {  // |z|^2 with M^T z = x - y
+    double z[8], c = 0.0;
+    for (int i = 0; i < 8; ++i) {
+      double v = static_cast<double>(x[i]) - y[i];
+      for (int j = 0; j < i; ++j) v -= static_cast<double>(m[j][i]) * z[j];
+      z[i] = v / m[i][i];
+      c += z[i] * z[i];
+    }
+    return c;
+  }
+  void diag_precision(float* w) const {  // diag((M^T M)^-1) = row sums of squares of M^-1
+    double inv[8][8] = {};
+    for (int j = 7; j >= 0; --j) {  // column-wise back substitution of M inv = I
+      inv[j][j] = 1.0 / m[j][j];
+      for (int i = j - 1; i >= 0; --i) {
+        double v = 0.0;
+        for (int l = i + 1; l <= j; ++l) v += static_cast<double>(m[i][l]) * inv[l][j];
+        inv[i][j] = -v / m[i][i];
+      }
+    }
+    for (int i = 0; i < 8; ++i) {
+      double s = 0.0;
+      for (int j = i; j < 8; ++j) s += inv[i][j] * inv[i][j];
+      w[i] = static_cast<float>(s);
+    }
+  }
+};
+
 // One block with a lattice codec: scales from the current values; then group by group, a group
 // that moved is re-coded jointly with the fixed scales, and its columns' errors are fed forward
 // one after the other (the group's later columns keep the joint code: their updated values only
 // change the error they pass on). Unmoved groups keep the search's codes, as in the scalar case.
+// A moved group takes, of three codes, the one with the lowest OBQ group cost (GroupMetric):
+// the search's code from the block start, the re-code with the search's weights and the
+// re-code with the group's conditional precisions as weights.
 void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, std::byte* blk,
                          float* E) {
   const LatticeCodec& lc = *job.lattice;
@@ -132,7 +200,29 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
   for (int g0 = 0; g0 < be; g0 += gs) {
     bool moved = false;
     for (int j = 0; j < gs; ++j) moved |= w[c + g0 + j] != x0[g0 + j];
-    if (moved) any |= lc.recode(st, g0 / gs, w + c + g0, y + g0);
+    if (moved) {
+      const GroupMetric gm(*job.f, c + g0);
+      const float* x = w + c + g0;
+      const iq::ScaledLatticeCodes keep = st.codes;
+      double best = gm.cost(x, y + g0);
+      iq::ScaledLatticeCodes best_codes = st.codes;
+      float best_y[8], yt[8], wp[8];
+      std::copy(y + g0, y + g0 + gs, best_y);
+      gm.diag_precision(wp);
+      for (const float* wt : {static_cast<const float*>(nullptr), static_cast<const float*>(wp)}) {
+        st.codes = keep;
+        if (!lc.recode(st, g0 / gs, x, wt, yt)) break;
+        const double cst = gm.cost(x, yt);
+        if (cst < best) {
+          best = cst;
+          best_codes = st.codes;
+          std::copy(yt, yt + gs, best_y);
+          any = true;
+        }
+      }
+      st.codes = best_codes;
+      std::copy(best_y, best_y + gs, y + g0);
+    }
     for (int j = 0; j < gs; ++j) {
       const int64_t k = c + g0 + j;
       const float* uk = job.f->row(k);
@@ -145,9 +235,10 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
 }
 
 // Rows [r0, r0 + nr) of the tensor: copy them in visiting order, sweep batch by batch, write
-// every block to its own place in the output row.
-void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
-                std::vector<float>& Wc, std::vector<float>& E) {
+// every block to its own place in the output row. fixed: a re-sweep that keeps every block's
+// scales (as the refit left them) and only re-rounds the levels.
+void sweep_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
+                std::vector<float>& Wc, std::vector<float>& E, bool fixed) {
   const int64_t d = job.d, be = job.be, nb = d / be;
   const std::vector<int32_t>& ord = job.f->order;
   const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
@@ -165,7 +256,7 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
       for (int64_t c = c0; c < c1; c += be) {
         std::byte* blk = orow + ord[c / be] * bb;
         if (job.scalar)
-          sweep_block_scalar(job, w, c, c0, c1, sigma2[r], blk, E.data() + r * kBatch);
+          sweep_block_scalar(job, w, c, c0, c1, sigma2[r], blk, E.data() + r * kBatch, fixed);
         else
           sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch);
       }
@@ -175,6 +266,41 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
       for (int64_t k = c0; k < c1; ++k) urows[k - c0] = job.f->row(k);
       linalg::deferred_update(Wc.data(), nr, d, c1, E.data(), kBatch, c1 - c0, urows);
     }
+  }
+}
+
+// The scale refit of rows [r0, r0 + nr) on their finished blocks (ef_refit.h); Wc is scratch.
+void refit_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
+                std::vector<float>& Wc, detail::RefitScratch& refit) {
+  const int64_t d = job.d, be = job.be, nb = d / be;
+  const std::vector<int32_t>& ord = job.f->order;
+  const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
+  std::vector<std::byte*> blocks(static_cast<size_t>(nb));
+  for (int64_t r = 0; r < nr; ++r) {
+    const float* src = W.data() + (r0 + r) * d;
+    float* w0 = Wc.data() + r * d;  // the original row in visiting order
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(w0 + b * be, src + ord[b] * be, sizeof(float) * be);
+      blocks[b] = out + (r0 + r) * job.row_bytes + ord[b] * bb;
+    }
+    detail::refit_row(*job.f, job.scalar, job.lattice, job.type, w0, blocks.data(), refit);
+  }
+}
+
+// The sweep, then (when H couples the columns: with a diagonal H the plain search's scales
+// stand and the bytes stay the plain kernel's; by default only for the families with a min)
+// the scale refit; from the second round on, the
+// scalar families re-sweep with the refitted scales fixed and refit again.
+void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
+                std::vector<float>& Wc, std::vector<float>& E, detail::RefitScratch& refit) {
+  sweep_pass(job, W, r0, nr, out, Wc, E, false);
+  if (job.f->refit_rounds <= 0 || !job.f->coupled || job.f->h.empty()) return;
+  const bool has_min = job.scalar && job.scalar->m_off >= 0;
+  if (!has_min && !job.f->refit_scale_only) return;
+  refit_pass(job, W, r0, nr, out, Wc, refit);
+  for (int round = 1; round < job.f->refit_rounds && job.scalar; ++round) {
+    sweep_pass(job, W, r0, nr, out, Wc, E, true);
+    refit_pass(job, W, r0, nr, out, Wc, refit);
   }
 }
 
@@ -211,6 +337,9 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
     for (int64_t j = 0; j < d; ++j) ar[j] = static_cast<float>(hr[src[j]]);
     ar[i] = static_cast<float>(hr[src[i]] + damp);
   }
+  if (s.refit_rounds > 0) keep_refit_gram(A.data(), d, f, n_threads);
+  f.refit_rounds = s.refit_rounds;
+  f.refit_scale_only = s.refit_scale_only;
   const int64_t bad = linalg::cholesky_lower(A.data(), d, n_threads);  // J H~ J = M M^T
   if (bad >= 0)
     throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +
@@ -233,7 +362,7 @@ bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::latt
 
 void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int64_t d_in, const Factor& f,
                      std::span<const float> imatrix, std::span<std::byte> out, int n_threads) {
-  TensorJob job{detail::scalar_codec(type), detail::lattice_codec(type), 0, d_in, 0, &f, nullptr};
+  TensorJob job{detail::scalar_codec(type), detail::lattice_codec(type), 0, d_in, 0, &f, nullptr, type};
   if (!job.scalar && !job.lattice)
     throw UsageError(std::string("error feedback: no codec for ") + std::string(type_info(type).name));
   job.be = job.scalar ? job.scalar->block_elems : job.lattice->block_elems;
@@ -248,10 +377,11 @@ void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int6
 #pragma omp parallel num_threads(std::max(1, n_threads))
   {
     std::vector<float> Wc(static_cast<size_t>(rc * d_in)), E(static_cast<size_t>(rc * kBatch));
+    detail::RefitScratch refit;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ch = 0; ch < nchunks; ++ch) {
       const int64_t r0 = ch * rc;
-      sweep_rows(job, W, r0, std::min(rc, rows - r0), out.data(), Wc, E);
+      sweep_rows(job, W, r0, std::min(rc, rows - r0), out.data(), Wc, E, refit);
     }
   }
 }

@@ -42,6 +42,15 @@ struct Settings {
   // (tests/cpp/test_error_feedback.cpp, docs/optimize.md "Settings").
   double damp = 0.3;
   ColumnOrder order = ColumnOrder::kDescendingDiag;
+  // Scale refits after the sweep (docs/optimize.md, "Scale refit"): 0 = none; 1 = with every
+  // row's integer levels fixed, the block scales (the f16 d, and the f16 min where the family
+  // has one) are solved jointly by H~-weighted least squares, rounded to f16 and kept when that
+  // lowers the row's error; 2+ = re-sweep with the refitted scales fixed and refit again.
+  // Skipped when H is diagonal (the plain search's choice stands). By default only the families
+  // with a min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K): measured by llama.cpp's KLD, the refit helped
+  // those and cost the scale-only families (Q4_0, Q3_K, IQ4, the lattices) on both test models.
+  int refit_rounds = 1;
+  bool refit_scale_only = false;  // also refit the families without a min
 };
 
 // The factorisation of one input Gram matrix, reusable by every tensor that reads that input
@@ -54,6 +63,12 @@ struct Factor {
   // is the k-th visited column): its upper triangle packed row by row, d_in (d_in + 1) / 2
   // floats (float is enough: the factor only scales the errors that are passed on).
   std::vector<float> u;
+  // For the scale refit (Settings::refit_rounds > 0): the damped H~ in visiting order, d_in x
+  // d_in floats row-major, and whether it has any off-diagonal entry (no refit when not).
+  std::vector<float> h;
+  bool coupled = false;
+  int refit_rounds = 0;
+  bool refit_scale_only = false;
   // Row k of U: row(k)[j] = U[k][j] for k <= j < d_in.
   const float* row(int64_t k) const { return u.data() + k * d_in - k * (k - 1) / 2 - k; }
   float* row(int64_t k) { return u.data() + k * d_in - k * (k - 1) / 2 - k; }

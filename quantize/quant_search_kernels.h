@@ -126,8 +126,9 @@ struct ScalarKernels {
 // The same kernels with candidates in AVX2 lanes. Lanes past nc repeat the last candidate and
 // are discarded. Each lane walks the elements in order and performs exactly the scalar
 // sequence of multiplies, adds, min/max and magic-number rounding, so its sums are bitwise
-// equal to the scalar loop's (the compiler may not contract mul+add into FMA: ISO C++ mode
-// keeps -ffp-contract=off, and the target enables AVX2 only, not FMA).
+// equal to the scalar loop's. The compiler cannot contract mul+add into FMA here because the
+// target enables AVX2 only, not FMA (GCC's C++ default is -ffp-contract=fast: files whose
+// target has FMA turn it off explicitly, CMakeLists.txt).
 struct Avx2Kernels {
   [[gnu::target("avx2")]] static __m256 load_lanes(const float* v, int c0, int nc) {
     alignas(32) float t[8];

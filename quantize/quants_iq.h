@@ -43,5 +43,13 @@ void quantize_nvfp4(std::span<const float> src, std::span<std::byte> dst, int64_
 // (the _ref kernel otherwise). Output bytes are identical to the _ref kernels'.
 void quantize_iq4_xs(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                      std::span<const float> imatrix);
+// TQ1_0 / TQ2_0 with the ternary scale's sums in AVX2 (same bytes as _ref).
+void quantize_tq1_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix);
+void quantize_tq2_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix);
+// Q2_0 with 16 (AVX2) or 32 (AVX-512) blocks searched at once, one per lane.
+void quantize_q2_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix);
 
 }  // namespace smolq::kernels

@@ -53,12 +53,12 @@ const std::array<QTypeInfo, 35>& table() {
       {geo(G::I64), nullptr, nullptr, nullptr, G::I64, 0.0},
       {geo(G::F64), nullptr, nullptr, nullptr, G::F64, 0.0},
       {geo(G::IQ1_M), k::quantize_iq1_m_ref, k::quantize_iq1_m_ref, k::dequantize_iq1_m, G::IQ4_NL, 0.80},
-      {geo(G::TQ1_0), k::quantize_tq1_0_ref, k::quantize_tq1_0_ref, k::dequantize_tq1_0, G::Q4_0, 1.0},
-      {geo(G::TQ2_0), k::quantize_tq2_0_ref, k::quantize_tq2_0_ref, k::dequantize_tq2_0, G::Q4_0, 1.0},
+      {geo(G::TQ1_0), k::quantize_tq1_0_ref, k::quantize_tq1_0, k::dequantize_tq1_0, G::Q4_0, 1.0},
+      {geo(G::TQ2_0), k::quantize_tq2_0_ref, k::quantize_tq2_0, k::dequantize_tq2_0, G::Q4_0, 1.0},
       {geo(G::MXFP4), k::quantize_mxfp4_ref, k::quantize_mxfp4, k::dequantize_mxfp4, G::MXFP4, 0.25},
       {geo(G::NVFP4), k::quantize_nvfp4_ref, k::quantize_nvfp4, k::dequantize_nvfp4, G::NVFP4, 0.25},
       {geo(G::Q1_0), k::quantize_q1_0_ref, k::quantize_q1_0_ref, k::dequantize_q1_0, G::Q1_0, 1.0},
-      {geo(G::Q2_0), k::quantize_q2_0_ref, k::quantize_q2_0_ref, k::dequantize_q2_0, G::Q4_0, 1.0},
+      {geo(G::Q2_0), k::quantize_q2_0_ref, k::quantize_q2_0, k::dequantize_q2_0, G::Q4_0, 1.0},
   }};
   return t;
 }

@@ -14,9 +14,11 @@
 // ggml quantizes these with d = max |x| (or mean |x| for Q1_0), exact for weights that
 // really are ternary/binary but far from the least-squares optimum otherwise. We find the
 // weighted least-squares scale (a Lloyd iteration for the ternary alphabet, see ternary_scale;
-// the exact mean for the binary one), which
-// gives the same codes on truly ternary weights.
+// the exact mean for the binary one), which gives the same codes on truly ternary weights.
+// Q2_0's search (a fan of starts with least-squares refits) is in quantize/q2_0_lanes.h, run
+// on 16 or 32 blocks at once by ternary_avx2.cpp / ternary_avx512.cpp.
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -26,10 +28,12 @@
 #include <immintrin.h>
 #endif
 
+#include "formats/cpu_features.h"
 #include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/iq_lattice.h"
 #include "quantize/iq_rows.h"
+#include "quantize/q2_0_lanes.h"
 #include "quantize/quants_iq.h"
 
 namespace smolq::kernels {
@@ -39,8 +43,6 @@ namespace {
 // column importance drags it towards a few heavy columns (on the golden outlier rows the
 // plain error rose 15%); 0.3 keeps most of the weighted gain.
 constexpr iq::WeightProfile kTernaryWeights{0.3f, 0.1f, 0.0f};
-// Q2_0's four levels leave more freedom: the lattice types' profile works.
-constexpr iq::WeightProfile kQ20Weights = iq::kLatticeWeights;
 
 using iq::HalfScale;
 
@@ -91,23 +93,86 @@ void ternary_sums(const float* a, const float* w, int n, float thr, float& sw, f
   swa = ((pwa[0] + pwa[1]) + (pwa[2] + pwa[3])) + ((pwa[4] + pwa[5]) + (pwa[6] + pwa[7]));
 }
 
-float ternary_scale(const float* x, const float* w, int n) {
-  float a[kQKK], p2[8] = {};
-  float amax = 0.0f;
+using TernarySums = void (*)(const float*, const float*, int, float, float&, float&);
+
+// a = |x|, amax = max a and s2 = sum a^2 in eight interleaved partial sums (lane k: i % 8 == k,
+// combined in a fixed tree).
+void ternary_abs(const float* x, int n, float* a, float& amax, float& s2) {
+  float p2[8] = {};
+  amax = 0.0f;
   for (int i = 0; i < n; i += 8)
     for (int k = 0; k < 8; ++k) {
       a[i + k] = std::fabs(x[i + k]);
       amax = std::max(amax, a[i + k]);
       p2[k] += a[i + k] * a[i + k];
     }
+  s2 = ((p2[0] + p2[1]) + (p2[2] + p2[3])) + ((p2[4] + p2[5]) + (p2[6] + p2[7]));
+}
+using TernaryAbs = void (*)(const float*, int, float*, float&, float&);
+
+#if defined(__x86_64__)
+// ternary_abs with lane k of the portable loop in lane k of one register (the maximum of
+// finite values does not depend on the order).
+[[gnu::target("avx2")]] void ternary_abs_avx2(const float* x, int n, float* a, float& amax, float& s2) {
+  alignas(32) float p2[8], m[8];
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 vmax = _mm256_setzero_ps(), vs = vmax;
+  for (int i = 0; i < n; i += 8) {
+    const __m256 v = _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i));
+    _mm256_storeu_ps(a + i, v);
+    vmax = _mm256_max_ps(vmax, v);
+    vs = _mm256_add_ps(vs, _mm256_mul_ps(v, v));
+  }
+  _mm256_store_ps(p2, vs);
+  _mm256_store_ps(m, vmax);
+  amax = std::max(std::max(std::max(m[0], m[1]), std::max(m[2], m[3])), std::max(std::max(m[4], m[5]), std::max(m[6], m[7])));
+  s2 = ((p2[0] + p2[1]) + (p2[2] + p2[3])) + ((p2[4] + p2[5]) + (p2[6] + p2[7]));
+}
+
+// The AVX2 form: lane k of one register does lane k of the portable loop (the SSE2 form's two
+// registers side by side), so the same sums.
+[[gnu::target("avx2")]] void ternary_sums_avx2(const float* a, const float* w, int n, float thr, float& sw,
+                                               float& swa) {
+  alignas(32) float pw[8], pwa[8];
+  const __m256 t = _mm256_set1_ps(thr);
+  __m256 w0 = _mm256_setzero_ps(), wa0 = w0;
+  for (int i = 0; i < n; i += 8) {
+    const __m256 a0 = _mm256_loadu_ps(a + i);
+    const __m256 in0 = _mm256_and_ps(_mm256_cmp_ps(a0, t, _CMP_GT_OQ), _mm256_loadu_ps(w + i));
+    w0 = _mm256_add_ps(w0, in0);
+    wa0 = _mm256_add_ps(wa0, _mm256_mul_ps(in0, a0));
+  }
+  _mm256_store_ps(pw, w0);
+  _mm256_store_ps(pwa, wa0);
+  sw = ((pw[0] + pw[1]) + (pw[2] + pw[3])) + ((pw[4] + pw[5]) + (pw[6] + pw[7]));
+  swa = ((pwa[0] + pwa[1]) + (pwa[2] + pwa[3])) + ((pwa[4] + pwa[5]) + (pwa[6] + pwa[7]));
+}
+#endif
+
+// The two loops of the ternary scale: portable/SSE2 (the _ref quantizers) or AVX2 (the fast
+// ones when the CPU has it, formats/cpu_features.h), same floats.
+struct TernaryKernels {
+  TernaryAbs abs;
+  TernarySums sums;
+};
+constexpr TernaryKernels kRefTernary{ternary_abs, ternary_sums};
+TernaryKernels fast_ternary() {
+#if defined(__x86_64__)
+  if (cpu::has_avx2()) return {ternary_abs_avx2, ternary_sums_avx2};
+#endif
+  return kRefTernary;
+}
+
+float ternary_scale(const float* x, const float* w, int n, const TernaryKernels& k) {
+  float a[kQKK], amax, s2;
+  k.abs(x, n, a, amax, s2);
   if (!(amax > 0.0f)) return 0.0f;
-  const float s2 = ((p2[0] + p2[1]) + (p2[2] + p2[3])) + ((p2[4] + p2[5]) + (p2[6] + p2[7]));
   float best_d = 0.0f;
   double best_gain = 0.0;
   for (float d : {amax, 1.2f * std::sqrt(s2 / static_cast<float>(n))}) {
     for (int it = 0; it < kTernaryIterations; ++it) {
       float sw, swa;
-      ternary_sums(a, w, n, 0.5f * d, sw, swa);
+      k.sums(a, w, n, 0.5f * d, sw, swa);
       if (!(sw > 0.0f)) break;
       const double gain = static_cast<double>(swa) * swa / sw;
       const float nd = swa / sw;
@@ -132,44 +197,27 @@ void ternary_codes(const float* x, int n, float d, uint8_t* q) {
   for (int i = 0; i < n; ++i) q[i] = static_cast<uint8_t>(1 + (x[i] > half) - (x[i] < -half));  // branch-free: vectorises
 }
 
-HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q) {
+HalfScale ternary_fit(const float* x, const float* qw, uint8_t* q, const TernaryKernels& k) {
   float w[kQKK];
   static_assert(kTernaryWeights.magnitude_plain == 0.0f, "without an imatrix every weight is 1");
   if (qw) iq::iq_weights({x, static_cast<size_t>(kQKK)}, qw, {w, static_cast<size_t>(kQKK)}, kTernaryWeights);
   else std::fill(w, w + kQKK, 1.0f);
-  const HalfScale d = iq::round_half(ternary_scale(x, w, kQKK));
+  const HalfScale d = iq::round_half(ternary_scale(x, w, kQKK, k));
   ternary_codes(x, kQKK, d.value, q);
   return d;
-}
-
-// Q2_0: levels {-1, 0, 1, 2} * d; both signs of d, a fan of starts, least-squares refits.
-constexpr float kQ20Trials[] = {1.0f, 0.9f, 0.8f, 0.7f, 0.6f, 0.5f};
-constexpr int kQ20Refine = 2;
-
-inline int q20_code(float t) {  // nearest of -1, 0, 1, 2 as a code 0..3
-  return std::clamp(static_cast<int>(std::floor(t + 0.5f)), -1, 2) + 1;
-}
-
-float q20_error(const float* x, const float* w, int n, float d, float& P, float& Q) {
-  P = Q = 0.0f;
-  const float inv = 1.0f / d;
-  for (int i = 0; i < n; ++i) {
-    const float v = static_cast<float>(q20_code(x[i] * inv) - 1);
-    P += w[i] * x[i] * v;
-    Q += w[i] * v * v;
-  }
-  return d * (d * Q - 2.0f * P);
 }
 
 }  // namespace
 
 // ---- TQ1_0 --------------------------------------------------------------------------------
 
-void quantize_tq1_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
-  iq::encode_rows<BlockTQ1_0, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockTQ1_0& b) {
+namespace {
+
+void quantize_tq1_0_with(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix, const TernaryKernels& k) {
+  iq::encode_rows<BlockTQ1_0, kQKK>(src, dst, n_per_row, imatrix, [&k](const float* x, const float* qw, BlockTQ1_0& b) {
     uint8_t q[kQKK];
-    b.d = ternary_fit(x, qw, q).bits;
+    b.d = ternary_fit(x, qw, q, k).bits;
     // Pack five (or four) base-3 digits, most significant first, then store the fraction
     // v / 243 as a rounded-up byte.
     auto pack = [](const uint8_t* digits, int count, int stride) {
@@ -181,6 +229,18 @@ void quantize_tq1_0_ref(std::span<const float> src, std::span<std::byte> dst, in
     for (int m = 0; m < 16; ++m) b.qs[32 + m] = pack(q + 160 + m, 5, 16);
     for (int m = 0; m < 4; ++m) b.qh[m] = pack(q + 240 + m, 4, 4);
   });
+}
+
+}  // namespace
+
+void quantize_tq1_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                        std::span<const float> imatrix) {
+  quantize_tq1_0_with(src, dst, n_per_row, imatrix, kRefTernary);
+}
+
+void quantize_tq1_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix) {
+  quantize_tq1_0_with(src, dst, n_per_row, imatrix, fast_ternary());
 }
 
 void dequantize_tq1_0(std::span<const std::byte> src, std::span<float> dst) {
@@ -202,11 +262,13 @@ void dequantize_tq1_0(std::span<const std::byte> src, std::span<float> dst) {
 
 // ---- TQ2_0 --------------------------------------------------------------------------------
 
-void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
-                        std::span<const float> imatrix) {
-  iq::encode_rows<BlockTQ2_0, kQKK>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockTQ2_0& b) {
+namespace {
+
+void quantize_tq2_0_with(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                         std::span<const float> imatrix, const TernaryKernels& k) {
+  iq::encode_rows<BlockTQ2_0, kQKK>(src, dst, n_per_row, imatrix, [&k](const float* x, const float* qw, BlockTQ2_0& b) {
     uint8_t q[kQKK];
-    b.d = ternary_fit(x, qw, q).bits;
+    b.d = ternary_fit(x, qw, q, k).bits;
     // weight 128 h + 32 l + m -> bits 2l of byte 32 h + m
     for (int h = 0; h < 2; ++h)
       for (int m = 0; m < 32; ++m) {
@@ -214,6 +276,18 @@ void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, in
         b.qs[32 * h + m] = static_cast<uint8_t>(e[0] | (e[32] << 2) | (e[64] << 4) | (e[96] << 6));
       }
   });
+}
+
+}  // namespace
+
+void quantize_tq2_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                        std::span<const float> imatrix) {
+  quantize_tq2_0_with(src, dst, n_per_row, imatrix, kRefTernary);
+}
+
+void quantize_tq2_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                    std::span<const float> imatrix) {
+  quantize_tq2_0_with(src, dst, n_per_row, imatrix, fast_ternary());
 }
 
 void dequantize_tq2_0(std::span<const std::byte> src, std::span<float> dst) {
@@ -256,43 +330,17 @@ void dequantize_q1_0(std::span<const std::byte> src, std::span<float> dst) {
 
 void quantize_q2_0_ref(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
                        std::span<const float> imatrix) {
-  constexpr int kN = 64;
-  iq::encode_rows<BlockQ2_0, kN>(src, dst, n_per_row, imatrix, [](const float* x, const float* qw, BlockQ2_0& b) {
-    float w[kN];
-    iq::iq_weights({x, static_cast<size_t>(kN)}, qw, {w, static_cast<size_t>(kN)}, kQ20Weights);
-    float amax = 0.0f, max = 0.0f;
-    for (int i = 0; i < kN; ++i)
-      if (std::fabs(x[i]) > amax) {
-        amax = std::fabs(x[i]);
-        max = x[i];
-      }
-    float best_d = 0.0f, best_e = 0.0f;
-    if (amax > 1e-30f) {
-      // The largest weight goes to level 2 (same sign as d) or to level -1 (d of the
-      // opposite sign), at a fan of fractions of that level.
-      for (float end : {2.0f, -1.0f})
-        for (float f : kQ20Trials) {
-          float d = max / (end * f);
-          for (int it = 0; it <= kQ20Refine; ++it) {
-            float P, Q;
-            const float e = q20_error(x, w, kN, d, P, Q);
-            if (e < best_e) {
-              best_e = e;
-              best_d = d;
-            }
-            if (!(Q > 0.0f) || P == 0.0f) break;
-            d = P / Q;
-          }
-        }
-    }
-    const HalfScale d = iq::round_half(best_d);
-    b.d = d.bits;
-    std::memset(b.qs, 0, sizeof b.qs);
-    for (int j = 0; j < kN; ++j) {
-      const int code = d.value != 0.0f ? q20_code(x[j] / d.value) : 1;
-      b.qs[j / 4] |= static_cast<uint8_t>(code << (2 * (j % 4)));
-    }
-  });
+  q2_0::quantize_t<q2_0::Kernels<q2_0::ScalarV, 1>>(src, dst, n_per_row, imatrix);
+}
+
+// The same search with the candidate scoring of 32 (AVX-512) or 16 (AVX2) blocks in lanes.
+void quantize_q2_0(std::span<const float> src, std::span<std::byte> dst, int64_t n_per_row,
+                   std::span<const float> imatrix) {
+#if defined(__x86_64__)
+  if (cpu::has_avx512()) return q2_0::quantize_avx512(src, dst, n_per_row, imatrix);
+  if (cpu::has_avx2()) return q2_0::quantize_avx2(src, dst, n_per_row, imatrix);
+#endif
+  q2_0::quantize_t<q2_0::Kernels<q2_0::ScalarV, 1>>(src, dst, n_per_row, imatrix);
 }
 
 void dequantize_q2_0(std::span<const std::byte> src, std::span<float> dst) {

@@ -291,6 +291,49 @@ TEST_SUITE("test_error_feedback") {
       for (int64_t i = 0; i < t.d; ++i) diag[i * t.d + i] = t.H[i * t.d + i];
       CHECK(optimised(t, c.type, ef::Settings{}, 2, &diag) == plain(t, c.type));
       CHECK(optimised(t, c.type, ef::Settings{}, 2, &diag, false) == plain(t, c.type, false));
+      ef::Settings refit;  // the scale refit is skipped for a diagonal H: still the plain bytes
+      refit.refit_rounds = 2;
+      refit.refit_scale_only = true;
+      CHECK(optimised(t, c.type, refit, 2, &diag) == plain(t, c.type));
+    }
+  }
+
+  // The scale refit (Settings::refit_rounds, ef_refit.h) minimises the damped H~ error with the
+  // levels fixed and keeps a row's new scales only when that error drops: per family, the damped
+  // error with the refit is at most the error without it (up to float rounding of the decode),
+  // and it changes bytes at all (the rule is not a no-op). With a diagonal H it is skipped by
+  // rule (the case above checks the plain bytes with the refit on).
+  // SMOLQ_LONG_TESTS=1 also prints the held-out ratios with 2 and 3 rounds (re-sweeps).
+  TEST_CASE("the scale refit never raises the damped error and lowers it") {
+    for (const Case& c : kCases) {
+      CAPTURE(type_info(c.type).name);
+      const ToyLayer& t = make_layer(width_for(c.type), kRows, kSeed);
+      ef::Settings on, off;
+      on.refit_rounds = 1;
+      on.refit_scale_only = true;  // every family, not only those with a min
+      off.refit_rounds = 0;
+      std::vector<double> damped = t.H;
+      double mean = 0.0;
+      for (int64_t i = 0; i < t.d; ++i) mean += t.H[i * t.d + i] / static_cast<double>(t.d);
+      for (int64_t i = 0; i < t.d; ++i) damped[i * t.d + i] += on.damp * mean;
+      const std::vector<std::byte> q_on = optimised(t, c.type, on, 2), q_off = optimised(t, c.type, off, 2);
+      const double e_on = output_error(t, c.type, q_on, &damped), e_off = output_error(t, c.type, q_off, &damped);
+      const double p = output_error(t, c.type, plain(t, c.type), &t.H_test);
+      std::printf("  %-7s refit: damped error %.4f of no refit; held out EF/plain %.3f -> %.3f\n",
+                  std::string(type_info(c.type).name).c_str(), e_on / e_off,
+                  output_error(t, c.type, q_off, &t.H_test) / p, output_error(t, c.type, q_on, &t.H_test) / p);
+      CHECK(e_on <= e_off * (1.0 + 1e-6));
+      CHECK(q_on != q_off);
+      const char* env = std::getenv("SMOLQ_LONG_TESTS");  // more rounds: printed, opt-in
+      if (!env || std::string(env) != "1") continue;
+      for (int rounds : {2, 3}) {
+        ef::Settings more;
+        more.refit_rounds = rounds;
+        more.refit_scale_only = true;
+        const std::vector<std::byte> q = optimised(t, c.type, more, 2);
+        std::printf("      rounds %d: damped %.4f of no refit, held out EF/plain %.3f\n", rounds,
+                    output_error(t, c.type, q, &damped) / e_off, output_error(t, c.type, q, &t.H_test) / p);
+      }
     }
   }
 

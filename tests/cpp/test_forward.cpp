@@ -4,6 +4,7 @@
 // from scratch (rotate-half RoPE on the unpermuted weights).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -18,6 +19,8 @@
 #include "quantize/registry.h"
 #include "eval/forward.h"
 #include "eval/model.h"
+#include "eval/perplexity.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace smolq;
@@ -135,13 +138,8 @@ std::string write_stories_gguf(const fs::path& dir, GgmlType type) {
   return path;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("smolq-test-forward-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-test-forward-") {}
 };
 
 // ---- naive reference: HF formulation in double, straight from the safetensors ----------
@@ -257,6 +255,55 @@ TEST_SUITE("test_forward") {
     CHECK(all_logits(*m, toks, 16, 2) == ref);
     CHECK(all_logits(*m, toks, 1, 1) == ref);
     CHECK(all_logits(*m, toks, 5, 3) == ref);
+  }
+
+  TEST_CASE("several chunks in one pass: the logits, perplexity and KL divergence of one at a time") {
+    auto m = Model::open(kStories + "/hf");
+    std::mt19937 rng(11);
+    std::vector<int32_t> toks;
+    for (int i = 0; i < 5 * 40 + 7; ++i) toks.push_back(static_cast<int32_t>(rng() % 512));
+    const std::span<const int32_t> all(toks);
+    // Forward::eval_sequences against eval() of each sequence alone.
+    const int64_t ctx = 40, first = 25, V = 512;
+    Forward one(*m, ctx, ctx, 2), many(*m, ctx, ctx, 3, 3);
+    std::vector<float> got(3 * (ctx - first) * V);
+    many.eval_sequences(all.subspan(0, 3 * ctx), 3, first, got);
+    for (int s = 0; s < 3; ++s) {
+      std::vector<float> ref((ctx - first) * V);
+      one.reset();
+      one.eval(all.subspan(s * ctx, ctx), first, ref);
+      CHECK(std::equal(ref.begin(), ref.end(), got.begin() + s * static_cast<int64_t>(ref.size())));
+    }
+    // The runs: 1, 2 or 3 chunks per pass (5 chunks: the last pass is partial), KL against a
+    // copy of the model with one matrix in Q8_0.
+    auto q = Model::open(kStories + "/hf");
+    const WeightMatrix& w = q->layer(1).ffn_up;
+    std::vector<float> wf(w.rows * w.cols);
+    for (uint64_t r = 0; r < w.rows; ++r) w.dequantize_row(r, wf.data() + r * w.cols);
+    const uint64_t rb = *row_bytes(GgmlType::Q8_0, w.cols);
+    std::vector<std::byte> wq(rb * w.rows);
+    quantize_rows(GgmlType::Q8_0, wf, wq, static_cast<int64_t>(w.cols));
+    q->substitute_weight(w.name, GgmlType::Q8_0, wq.data(), rb);
+    EvalOptions o;
+    o.n_ctx = ctx;
+    o.n_threads = 2;
+    o.add_bos = true;
+    o.chunks_per_pass = 1;
+    const auto p1 = run_perplexity(*m, toks, o);
+    const KldReport k1 = run_kl_divergence(*m, *q, toks, o).stats.report();
+    CHECK(p1.running_ppl.size() == 5);
+    CHECK(k1.kld.value > 0);
+    for (int k : {2, 3}) {
+      o.chunks_per_pass = k;
+      const auto pk = run_perplexity(*m, toks, o);
+      CHECK(pk.running_ppl == p1.running_ppl);
+      CHECK(pk.stats.ppl_uncertainty() == p1.stats.ppl_uncertainty());
+      const KldReport kk = run_kl_divergence(*m, *q, toks, o).stats.report();
+      CHECK(kk.kld.value == k1.kld.value);
+      CHECK(kk.ppl_q.value == k1.ppl_q.value);
+      CHECK(kk.max_logit_drift == k1.max_logit_drift);
+      CHECK(kk.kld_percentiles == k1.kld_percentiles);
+    }
   }
 
   TEST_CASE("matches a naive double-precision HF implementation (rotate-half RoPE, unpermuted weights)") {

@@ -4,10 +4,12 @@
 // kernels against libm.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <vector>
 
+#include "formats/cpu_features.h"
 #include "quantize/registry.h"
 #include "eval/forward_kernels.h"
 #include "eval/matmul.h"
@@ -83,6 +85,65 @@ TEST_SUITE("test_forward_matmul") {
       dot_rows(qs, nq, w.data(), cols, rows, cols, s.data(), rows);
       CHECK(std::equal(s.begin(), s.begin() + nq * rows, ref.begin() + 9 * rows));
     }
+  }
+
+  TEST_CASE("AVX-512 8-row tiles, packed keys and blocked attention outputs keep the same bits") {
+    // Tail columns (587 = 73 * 8 + 3) and a last group of 3 rows (203 = 25 * 8 + 3).
+    const int rows = 203, cols = 587, n = 13;
+    const auto w = gaussian(rows * cols, 21);
+    const auto x = gaussian(n * cols, 22);
+    std::vector<float> y(n * rows);
+    matmul(f32_matrix(w, rows, cols), x.data(), n, y.data(), 2);
+    for (int t = 0; t < n; ++t)
+      for (int r = 0; r < rows; ++r) CHECK(y[t * rows + r] == dot_f32(w.data() + r * cols, x.data() + t * cols, cols));
+    if (cpu::has_avx512()) {
+      // Keys (rows of w) packed by 8, as the forward pass's K cache; up to 6 queries.
+      std::vector<float> packed((rows + 7) / 8 * 8 * cols);
+      for (int g = 0; g * 8 < rows; ++g) {
+        const float* kr[8];
+        const int nr = std::min(8, rows - g * 8);
+        for (int r = 0; r < nr; ++r) kr[r] = w.data() + (g * 8 + r) * cols;
+        detail::pack_group8(kr, nr, cols, packed.data() + g * 8 * cols);
+      }
+      const float* qs[6];
+      for (int i = 0; i < 6; ++i) qs[i] = x.data() + i * cols;
+      for (int nq = 1; nq <= 6; ++nq) {
+        std::vector<float> s(6 * rows, -1.0f);
+        dot_rows_packed(qs, nq, packed.data(), rows, cols, s.data(), rows);
+        CHECK(std::equal(s.begin(), s.begin() + nq * rows, y.begin()));
+      }
+    }
+    // weighted_rows_block: query i of the block sees n_keys + i rows of v; head sizes that
+    // take the 64-column groups, a masked part and both.
+    const auto p = gaussian(6 * 40, 23);
+    for (int d : {64, 72, 13, 136}) {
+      const auto v = gaussian(40 * d, 24 + d);
+      for (int nq = 1; nq <= 6; ++nq) {
+        std::vector<float> out(6 * d, -1.0f), ref(d);
+        weighted_rows_block(p.data(), 40, nq, v.data(), d, 34, d, out.data(), d);
+        for (int i = 0; i < nq; ++i) {
+          weighted_rows(p.data() + i * 40, v.data(), d, 34 + i, d, ref.data());
+          CHECK(std::equal(ref.begin(), ref.end(), out.begin() + i * d));
+        }
+      }
+    }
+  }
+
+  TEST_CASE("long rows (d_in above 4096: the 1.7B/3B ffn_down) give the bits of dot_f32") {
+    // 5004 columns with a 4-column tail; 101 tokens: several token blocks and a partial one;
+    // 37 rows: a partial kernel tile.
+    const int rows = 37, cols = 5004, n = 101;
+    const auto w = gaussian(rows * cols, 11);
+    const auto x = gaussian(n * cols, 12);
+    std::vector<float> y1(n * rows), y3(n * rows);
+    matmul_f32(f32_matrix(w, rows, cols), x.data(), n, y1.data(), 1);
+    matmul_f32(f32_matrix(w, rows, cols), x.data(), n, y3.data(), 3);
+    CHECK(y1 == y3);
+    int mismatches = 0;
+    for (int t = 0; t < n; ++t)
+      for (int r = 0; r < rows; ++r)
+        mismatches += dot_f32(w.data() + r * cols, x.data() + t * cols, cols) != y1[t * rows + r];
+    CHECK(mismatches == 0);
   }
 
   TEST_CASE("quantized weights multiply exactly like their dequantized copy") {

@@ -16,19 +16,15 @@
 #include "inspect/inspect_render.h"
 #include "formats/json_writer.h"
 #include "inspect/model_report.h"
+#include "temp_dir.h"
 
 using namespace smolq;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("smolq-test-inspect-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-test-inspect-") {}
 };
 
 std::string read_all(const fs::path& p) {

@@ -13,6 +13,7 @@
 #include "formats/error.h"
 #include "formats/hf_cache.h"
 #include "formats/suggest.h"
+#include "temp_dir.h"
 
 using namespace smolq;
 namespace fs = std::filesystem;
@@ -24,13 +25,8 @@ void write(const fs::path& p, const std::string& text) {
   std::ofstream(p) << text;
 }
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("smolq-naming-" + std::to_string(::getpid()) + "-" + std::to_string(std::rand()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-naming-") {}
 };
 
 // A repo laid out as huggingface_hub writes it: blobs, a snapshot of symlinks, refs/main.

@@ -19,21 +19,15 @@
 #include "quantize/model_writer.h"
 #include "quantize/quantize_model.h"
 #include "quantize/registry.h"
+#include "temp_dir.h"
 
 namespace fs = std::filesystem;
 using namespace smolq;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    path = fs::temp_directory_path() / ("smolq-test-qdriver-" + std::to_string(std::random_device{}()));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string file(const std::string& name) const { return (path / name).string(); }
-  size_t entries() const { return static_cast<size_t>(std::distance(fs::directory_iterator(path), {})); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-test-qdriver-") {}
 };
 
 std::string read_bytes(const std::string& path) {

@@ -24,23 +24,15 @@
 #include "quantize/registry.h"
 #include "quantize/tensor_quantizer.h"
 #include "eval/forward_kernels.h"
+#include "temp_dir.h"
 
 using namespace smolq;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    char tmpl[] = "/tmp/smolq-safety-XXXXXX";
-    path = ::mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-  std::string operator/(const std::string& name) const { return (path / name).string(); }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq-safety-") {}
 };
 
 std::string read_all(const std::string& p) {

@@ -14,6 +14,7 @@
 #include "formats/gguf.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
+#include "temp_dir.h"
 
 using namespace smolq;
 namespace fs = std::filesystem;
@@ -46,20 +47,8 @@ std::string json_escape(std::string_view s) {
 std::string byte_level(std::string_view s) { return unicode::bytes_to_byte_level(s); }
 
 // A scratch folder, removed at the end of the test.
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    static int counter = 0;
-    path = fs::temp_directory_path() / ("smolq_test_tokenizer_" + std::to_string(::getpid()) + "_" +
-                                        std::to_string(counter++));
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-  std::string write(const std::string& name, const std::string& text) const {
-    const fs::path p = path / name;
-    std::ofstream(p, std::ios::binary) << text;
-    return p.string();
-  }
+struct TempDir : test::TempDir {
+  TempDir() : test::TempDir("smolq_test_tokenizer_") {}
 };
 
 // A tiny tokenizer.json: the 256 byte tokens (ids 0..255 in byte order), then `extra` tokens

@@ -95,8 +95,9 @@ def smolq_file(run_smolq, f16: Path, out: Path, ftype: str, imatrix: Path | None
     return float(m.group(1)) if m else 0.0
 
 
-def optimize_args(calib: Path, chunks: int, *extra, ctx: int = CTX) -> list:
-    return ["--optimize", "--calib", calib, "--opt-chunks", chunks, "--opt-ctx", ctx] + list(extra)
+def optimize_args(calib: Path | None, chunks: int, *extra, ctx: int = CTX) -> list:
+    """--optimize's options; calib None when the command line already has --calib (--target-size)."""
+    return ["--optimize"] + (["--calib", calib] if calib else []) + ["--opt-chunks", chunks, "--opt-ctx", ctx] + list(extra)
 
 
 def write_results(name: str, rows: list[dict]):

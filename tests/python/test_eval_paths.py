@@ -1,6 +1,6 @@
 """The evaluator's kernel paths end to end (docs/evaluator.md): the same logits, byte for byte,
-whatever the SIMD level picked on an AVX-512 machine (AVX2 4x3 tiles or AVX-512VL 4x6 tiles),
-thread count and batch size; the opt-in integer matmul (SMOLQ_EVAL_MATMUL=int) thread- and
+whatever the SIMD level picked on an AVX-512 machine (AVX2 4x3 tiles or AVX-512 packed 8-row
+tiles), thread count and batch size; the opt-in integer matmul (SMOLQ_EVAL_MATMUL=int) thread- and
 batch-independent too, and close to the f32 reference.
 
 Small: the 256-aligned synthetic model as Q8_0 and Q4_K (every tensor takes the type), 2 chunks
@@ -44,6 +44,9 @@ def test_paths_agree(qtype, run_smolq, synthetic, text_file, tmp_path):
     # SIMD level and threads: the reference pass gives the same bytes.
     assert np.array_equal(logits(run_smolq, model, text_file, tmp_path, "avx2", SMOLQ_SIMD="avx2"), ref)
     assert np.array_equal(logits(run_smolq, model, text_file, tmp_path, "t1", threads=1), ref)
+    # Batches of 13 tokens: every batch but the first appends keys to a partly filled group of
+    # the packed K cache (AVX-512), and attention blocks start at other positions.
+    assert np.array_equal(logits(run_smolq, model, text_file, tmp_path, "b13", threads=1, batch=13), ref)
     # The integer path: independent of threads and batch, and near the reference.
     q = logits(run_smolq, model, text_file, tmp_path, "int", SMOLQ_EVAL_MATMUL="int")
     q1 = logits(run_smolq, model, text_file, tmp_path, "int1", threads=1, batch=16, SMOLQ_EVAL_MATMUL="int")

@@ -148,7 +148,7 @@ def test_optimize_with_target_size(model, smolq_bin, real_ckpt, synthetic, wikit
     llama = llama_file_kld(f16, "Q4_K_M", imatrix, base)
     prof = out_dir / "profile.json"
     target = ["--target-size", llama["size"], "--calib", calib, "--profile", prof]
-    files = {"target": ([], target), "target+opt": ([], target + optimize_args(calib, CALIB_CHUNKS)),
+    files = {"target": ([], target), "target+opt": ([], target + optimize_args(None, CALIB_CHUNKS)),
              "Q4_K_M": (["Q4_K_M"], []), "Q4_K_M+opt": (["Q4_K_M"], optimize_args(calib, CALIB_CHUNKS))}
     row = {"model": model, "size": llama["size"], "llama": llama["kld"]}
     for name, (ftype, extra) in files.items():
