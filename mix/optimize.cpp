@@ -130,6 +130,7 @@ TensorRounder error_feedback_rounder(const OptimizeSettings& s) {
   ef::Settings es;
   es.damp = s.damp;
   es.order = parse_column_order(s.order);
+  es.refit_rounds = s.refit_rounds;
   struct FactorCache {
     int64_t layer = -2;
     GramSite site = GramSite::kAttnIn;
@@ -155,7 +156,7 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const s
   std::ostringstream damp;
   damp << s.damp;
   const std::string p = "smolq.optimize.";
-  return {
+  std::vector<std::string> kv = {
       p + "method=str:error-feedback",
       p + "calib.file=str:" + calib_name,
       p + "calib.xxh3=str:" + calib_xxh3,
@@ -166,6 +167,8 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const s
       p + "order=str:" + s.order,
       p + "importance=str:" + (user_imatrix ? "imatrix file" : "diag(H)/n"),
   };
+  if (s.refit_rounds > 0) kv.push_back(p + "refit=int:" + std::to_string(s.refit_rounds));  // off by default: no key
+  return kv;
 }
 
 }  // namespace smolq

@@ -44,6 +44,7 @@ struct OptimizeSettings {
   bool sequential = true;    // later layers see the quantized earlier ones
   double damp = ef::Settings{}.damp;  // H += damp * mean(diag H) * I (the core's measured default)
   std::string order = "act"; // column order name understood by the core ("act": by diag(H), "natural")
+  int refit_rounds = ef::Settings{}.refit_rounds;  // scale refits after the sweep (0 = none)
 };
 
 // Rounds one matrix given its input's Gram matrix g (g.h: d_in x d_in) into `out`

@@ -46,10 +46,12 @@ struct Settings {
   // row's integer levels fixed, the block scales (the f16 d, and the f16 min where the family
   // has one) are solved jointly by H~-weighted least squares, rounded to f16 and kept when that
   // lowers the row's error; 2+ = re-sweep with the refitted scales fixed and refit again.
-  // Skipped when H is diagonal (the plain search's choice stands). By default only the families
-  // with a min (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K): measured by llama.cpp's KLD, the refit helped
-  // those and cost the scale-only families (Q4_0, Q3_K, IQ4, the lattices) on both test models.
-  int refit_rounds = 1;
+  // Skipped when H is diagonal (the plain search's choice stands). Only the families with a min
+  // (Q4_1, Q5_1, Q2_K, Q4_K, Q5_K) unless refit_scale_only: measured by llama.cpp's KLD, the
+  // refit helped those and cost the scale-only families (Q4_0, Q3_K, IQ4, the lattices). Off by
+  // default (--opt-refit 1 turns it on): it doubles the cost of --optimize and its gain is within
+  // noise on the real model (docs/optimize.md, "What was tried").
+  int refit_rounds = 0;
   bool refit_scale_only = false;  // also refit the families without a min
 };
 
