@@ -121,11 +121,13 @@ class KldMeter {
   int passes_ = 0;
 };
 
-// One tensor being profiled: its rows as floats (logical order), the column weights, the
+// One tensor being profiled: its stored encoding (a copy of the model's entry taken before any
+// substitution, so copies are always made from the original weights; rows are decoded as the
+// quantizer asks for them, never all held as floats: 12 GB at 3B), the column weights, the
 // importance vector the quantizer gets, and quantized copies kept for substitution.
 struct Work {
   const WeightMatrix* w = nullptr;
-  std::vector<float> rows;
+  WeightMatrix src;
   std::vector<float> sample;      // the rows E is estimated on, contiguous
   uint64_t n_sample = 0;
   double sample_scale = 1;        // rows / n_sample
@@ -139,11 +141,18 @@ std::vector<std::byte> quantize_copy(const Work& wk, GgmlType type, int threads,
   job.type = type;
   job.nrows = sample_only ? wk.n_sample : wk.w->rows;
   job.ncols = wk.w->cols;
-  const float* src = sample_only ? wk.sample.data() : wk.rows.data();
   const uint64_t cols = wk.w->cols;
-  job.source = [src, cols](uint64_t r0, uint64_t n, std::span<float> out) {
-    std::copy(src + r0 * cols, src + (r0 + n) * cols, out.begin());
-  };
+  if (sample_only) {
+    const float* src = wk.sample.data();
+    job.source = [src, cols](uint64_t r0, uint64_t n, std::span<float> out) {
+      std::copy(src + r0 * cols, src + (r0 + n) * cols, out.begin());
+    };
+  } else {
+    const WeightMatrix* src = &wk.src;
+    job.source = [src, cols](uint64_t r0, uint64_t n, std::span<float> out) {
+      for (uint64_t r = 0; r < n; ++r) src->dequantize_row(r0 + r, out.data() + r * cols);
+    };
+  }
   job.imatrix = wk.imatrix;
   job.threads = threads;
   return quantize_tensor(job);
@@ -418,9 +427,7 @@ class ProfileBuilder {
   void prepare_work(size_t i) {
     Work& wk = work_[i];
     wk.w = mats_[i];
-    wk.rows.resize(wk.w->rows * wk.w->cols);
-#pragma omp parallel for num_threads(threads_) schedule(static)
-    for (int64_t r = 0; r < static_cast<int64_t>(wk.w->rows); ++r) wk.w->dequantize_row(r, wk.rows.data() + r * wk.w->cols);
+    wk.src = *mats_[i];
     wk.colw = stats_.weights(wk.w->name, wk.w->cols);
     if (in_.imatrix)
       if (const ImatrixEntry* e = in_.imatrix->find(wk.w->name); e && e->n_mat() == 1 && e->n_cols() == wk.w->cols)
@@ -431,7 +438,7 @@ class ProfileBuilder {
     wk.sample.resize(wk.n_sample * cols);
     for (uint64_t s = 0; s < wk.n_sample; ++s) {
       const uint64_t r = (2 * s + 1) * rows / (2 * wk.n_sample);  // centre of the s-th of n_sample strata
-      std::copy_n(wk.rows.data() + r * cols, cols, wk.sample.data() + s * cols);
+      wk.src.dequantize_row(r, wk.sample.data() + s * cols);
     }
   }
   void substitute(const SensitivityProfile& p, size_t i, size_t k) {
