@@ -47,7 +47,6 @@ void pack_group8(const float* const* rows, int n, int64_t k, float* out) {
     for (int64_t j = 0; j < tail; ++j) ot[r * tail + j] = r < n ? rows[r][k8 + j] : 0.0f;
 }
 
-
 void tile_portable(const float* const* w, int rm, const float* const* x, int rn, int64_t k, float* y, int64_t ldy) {
   const int64_t k8 = k - k % kLanes;
   for (int t = 0; t < rn; ++t) {

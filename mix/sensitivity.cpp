@@ -126,7 +126,6 @@ class KldMeter {
 // quantizer asks for them, never all held as floats: 12 GB at 3B), the column weights, the
 // importance vector the quantizer gets, and quantized copies kept for substitution.
 struct Work {
-  const WeightMatrix* w = nullptr;
   WeightMatrix src;
   std::vector<float> sample;      // the rows E is estimated on, contiguous
   uint64_t n_sample = 0;
@@ -139,9 +138,9 @@ struct Work {
 std::vector<std::byte> quantize_copy(const Work& wk, GgmlType type, int threads, bool sample_only = false) {
   TensorQuantizeJob job;
   job.type = type;
-  job.nrows = sample_only ? wk.n_sample : wk.w->rows;
-  job.ncols = wk.w->cols;
-  const uint64_t cols = wk.w->cols;
+  job.nrows = sample_only ? wk.n_sample : wk.src.rows;
+  job.ncols = wk.src.cols;
+  const uint64_t cols = wk.src.cols;
   if (sample_only) {
     const float* src = wk.sample.data();
     job.source = [src, cols](uint64_t r0, uint64_t n, std::span<float> out) {
@@ -161,7 +160,7 @@ std::vector<std::byte> quantize_copy(const Work& wk, GgmlType type, int threads,
 // E = Σ_i Σ_j a_j (dq_ij - w_ij)^2 over the sampled rows (q: their quantized copy), scaled to
 // the whole tensor; row sums in parallel, added in row order.
 double weighted_error(const Work& wk, GgmlType type, std::span<const std::byte> q, int threads) {
-  const uint64_t rows = wk.n_sample, cols = wk.w->cols;
+  const uint64_t rows = wk.n_sample, cols = wk.src.cols;
   const uint64_t rb = *row_bytes(type, cols);
   std::vector<double> per_row(rows);
 #pragma omp parallel num_threads(threads)
@@ -426,13 +425,12 @@ class ProfileBuilder {
   // The tensor's rows, column weights, importance and the sampled rows its error is measured on.
   void prepare_work(size_t i) {
     Work& wk = work_[i];
-    wk.w = mats_[i];
     wk.src = *mats_[i];
-    wk.colw = stats_.weights(wk.w->name, wk.w->cols);
+    wk.colw = stats_.weights(wk.src.name, wk.src.cols);
     if (in_.imatrix)
-      if (const ImatrixEntry* e = in_.imatrix->find(wk.w->name); e && e->n_mat() == 1 && e->n_cols() == wk.w->cols)
+      if (const ImatrixEntry* e = in_.imatrix->find(wk.src.name); e && e->n_mat() == 1 && e->n_cols() == wk.src.cols)
         wk.imatrix = e->importance();
-    const uint64_t rows = wk.w->rows, cols = wk.w->cols;
+    const uint64_t rows = wk.src.rows, cols = wk.src.cols;
     wk.n_sample = std::min(rows, kErrorRows);
     wk.sample_scale = static_cast<double>(rows) / static_cast<double>(wk.n_sample);
     wk.sample.resize(wk.n_sample * cols);
@@ -445,9 +443,9 @@ class ProfileBuilder {
     Work& wk = work_[i];
     if (!wk.copies.count(k)) wk.copies[k] = quantize_copy(wk, p.tensors[i].types[k], threads_);
     const GgmlType t = p.tensors[i].types[k];
-    model_.substitute_weight(wk.w->name, t, wk.copies[k].data(), *row_bytes(t, wk.w->cols));
+    model_.substitute_weight(wk.src.name, t, wk.copies[k].data(), *row_bytes(t, wk.src.cols));
   }
-  void restore(size_t i) { model_.restore_weight(work_[i].w->name); }
+  void restore(size_t i) { model_.restore_weight(work_[i].src.name); }
   void drop_copies(const SensitivityProfile& p, size_t i) {  // keep only the reference copy
     for (auto it = work_[i].copies.begin(); it != work_[i].copies.end();)
       it = it->first == p.tensors[i].ref ? std::next(it) : work_[i].copies.erase(it);
