@@ -40,33 +40,8 @@ void gemm_tile_ref(T* C, int64_t ldc, const T* A, int64_t lda, const T* B, int64
 }
 
 #ifdef SMOLQ_EF_X86
-// C += A B (gemm_tile applies alpha while packing A). Double tiles, 4 rows x 8 columns in
-// registers (m a multiple of 4, n of 8).
-[[gnu::target("avx2,fma")]] void gemm_tile_avx2(double* C, int64_t ldc, const double* A, int64_t lda, const double* B,
-                                                int64_t ldb, int64_t m, int64_t n, int64_t k) {
-  for (int64_t r = 0; r < m; r += 4)
-    for (int64_t j = 0; j < n; j += 8) {
-      __m256d acc[4][2];
-      for (int i = 0; i < 4; ++i) {
-        acc[i][0] = _mm256_loadu_pd(C + (r + i) * ldc + j);
-        acc[i][1] = _mm256_loadu_pd(C + (r + i) * ldc + j + 4);
-      }
-      for (int64_t l = 0; l < k; ++l) {
-        const __m256d b0 = _mm256_loadu_pd(B + l * ldb + j), b1 = _mm256_loadu_pd(B + l * ldb + j + 4);
-        for (int i = 0; i < 4; ++i) {
-          const __m256d a = _mm256_set1_pd(A[(r + i) * lda + l]);
-          acc[i][0] = _mm256_fmadd_pd(a, b0, acc[i][0]);
-          acc[i][1] = _mm256_fmadd_pd(a, b1, acc[i][1]);
-        }
-      }
-      for (int i = 0; i < 4; ++i) {
-        _mm256_storeu_pd(C + (r + i) * ldc + j, acc[i][0]);
-        _mm256_storeu_pd(C + (r + i) * ldc + j + 4, acc[i][1]);
-      }
-    }
-}
-
-// Float tiles, 4 rows x 16 columns in registers (m a multiple of 4, n of 16).
+// C += A B (gemm_tile applies alpha while packing A). Float tiles, 4 rows x 16 columns in
+// registers (m a multiple of 4, n of 16).
 [[gnu::target("avx2,fma")]] void gemm_tile_avx2(float* C, int64_t ldc, const float* A, int64_t lda, const float* B,
                                                 int64_t ldb, int64_t m, int64_t n, int64_t k) {
   for (int64_t r = 0; r < m; r += 4)
@@ -122,13 +97,6 @@ void gemm_tile_ref(T* C, int64_t ldc, const T* A, int64_t lda, const T* B, int64
 
 // The fastest kernel this CPU and the tile's shape allow (tiles of the factorisation are 64 or
 // 32 wide: every kernel's shape condition holds for them).
-inline bool tile_simd(double* C, int64_t ldc, const double* A, int64_t lda, const double* B, int64_t ldb, int64_t m,
-                      int64_t n, int64_t k) {
-#ifdef SMOLQ_EF_X86
-  if (use_avx2_fma() && m % 4 == 0 && n % 8 == 0) return gemm_tile_avx2(C, ldc, A, lda, B, ldb, m, n, k), true;
-#endif
-  return false;
-}
 inline bool tile_simd(float* C, int64_t ldc, const float* A, int64_t lda, const float* B, int64_t ldb, int64_t m,
                       int64_t n, int64_t k) {
 #ifdef SMOLQ_EF_X86
@@ -283,9 +251,7 @@ void invert_lower(T* A, int64_t n, int n_threads) {
 }
 
 template int64_t cholesky_lower<float>(float*, int64_t, int);
-template int64_t cholesky_lower<double>(double*, int64_t, int);
 template void invert_lower<float>(float*, int64_t, int);
-template void invert_lower<double>(double*, int64_t, int);
 
 namespace {
 

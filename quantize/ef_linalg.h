@@ -14,8 +14,7 @@ namespace smolq::ef::linalg {
 
 // In place: the lower triangle of the symmetric n x n matrix A becomes L with A = L L^T (the
 // strict upper triangle is scratch). Returns -1 on success, else the row whose pivot was not
-// positive (or not finite). T = float (what prepare() uses) or double (the reference the tests
-// compare it with).
+// positive (or not finite). Instantiated for T = float, what prepare() uses.
 template <class T>
 int64_t cholesky_lower(T* A, int64_t n, int n_threads);
 
