@@ -7,10 +7,12 @@ the F16 file measured by llama.cpp (`llama-perplexity --kl-divergence`, N x 512 
 tokens: the protocol of tests/python/test_optimize.py, helpers in optimize_tools.py) and the CPU
 seconds (user + system) of each smolq run. `--bin LABEL=PATH[@C,C..]` (repeatable) compares smolq
 builds (e.g. a double-precision factorisation against the float one) on the same files, at the
-given chunk counts (default: --chunks).
+given chunk counts (default: --chunks); `--flags LABEL=FLAGS` adds smolq options to that build's
+optimised runs (e.g. `--bin seq=build/smolq@8 --bin asym=build/smolq@8 --flags "asym=--opt-inputs asym"`).
 
   .venv/bin/python bench/optimize_calib_sweep.py [--models real,aligned256] [--types Q4_K_M,Q2_K,IQ4_XS]
       [--chunks 2,4,8] [--eval-chunks 12] [--bin float=build/smolq --bin double=/tmp/smolq-double@8]
+      [--flags "LABEL=--opt-inputs asym"]
 
 Results: a markdown table on stdout and build/test-cache/optimize/calib-sweep-*.json.
 """
@@ -60,8 +62,13 @@ def main():
     ap.add_argument("--chunks", default="2,4,8")
     ap.add_argument("--eval-chunks", type=int, default=12)
     ap.add_argument("--bin", action="append", default=[], help="LABEL=PATH of a smolq build (default: build/smolq)")
+    ap.add_argument("--flags", action="append", default=[], help="LABEL=FLAGS: extra smolq options for that build")
     ap.add_argument("--out", default=str(HERE / "build" / "calib-sweep"))
     args = ap.parse_args()
+    flags = {}
+    for spec in args.flags:
+        label, opts = spec.split("=", 1)
+        flags[label] = opts.split()
     bins = []
     for spec in args.bin or [f"smolq={HERE / 'build' / 'smolq'}"]:
         label, rest = spec.split("=", 1)
@@ -86,7 +93,8 @@ def main():
                 for ch in chunk_counts:
                     f = out / f"{model}-{ftype}-{label}-{ch}.gguf"
                     cpu = timed([exe] + [f if c is None else c for c in common] +
-                                ["--optimize", "--calib", calib, "--opt-chunks", ch, "--opt-ctx", 512])
+                                ["--optimize", "--calib", calib, "--opt-chunks", ch, "--opt-ctx", 512] +
+                                flags.get(label, []))
                     kld = mean_kld(f, base)
                     f.unlink()
                     row = {"model": model, "type": ftype, "build": label, "chunks": ch, "plain": kld_plain,

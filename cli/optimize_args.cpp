@@ -17,7 +17,8 @@ void add_optimize_options(po::options_description& opts, OptimizeArgs& a) {
   OptimizeSettings& s = a.settings;
   opts.add_options()
       ("optimize", "error-feedback rounding (docs/optimize.md): same types and size, lower error; needs --calib TEXT")
-      ("opt-inputs", po::value<std::string>(&a.inputs)->default_value(a.inputs), "optimize: what later layers see while calibrating: sequential (the quantized earlier layers) or full (full precision)")
+      ("opt-inputs", po::value<std::string>(&a.inputs)->default_value(a.inputs), "optimize: what later layers see while calibrating: sequential (the quantized earlier layers), full (full precision) or asym (sequential, each layer aimed at the full-precision layer on full-precision inputs)")
+      ("opt-asym-alpha", po::value<double>(&s.asym_alpha)->default_value(s.asym_alpha), "optimize, --opt-inputs asym: fraction of the shift towards the asymmetric target applied (0..1)")
       ("opt-damp", po::value<double>(&s.damp)->default_value(s.damp), "optimize: dampening of H, as a fraction of its mean diagonal")
       ("opt-order", po::value<std::string>(&s.order)->default_value(s.order), "optimize: column order: act (largest mean square input first) or natural")
       ("opt-chunks", po::value<int64_t>(&s.n_chunks)->default_value(s.n_chunks), "optimize: calibration chunks")
@@ -27,16 +28,20 @@ void add_optimize_options(po::options_description& opts, OptimizeArgs& a) {
 
 void finish_optimize_args(const po::variables_map& vm, OptimizeArgs& a) {
   a.optimize = vm.count("optimize") > 0;
-  if (a.inputs != "sequential" && a.inputs != "full")
-    throw UsageError("--opt-inputs must be sequential or full, not '" + a.inputs + "'");
-  a.settings.sequential = a.inputs == "sequential";
+  if (a.inputs != "sequential" && a.inputs != "full" && a.inputs != "asym")
+    throw UsageError("--opt-inputs must be sequential, full or asym, not '" + a.inputs + "'");
+  a.settings.sequential = a.inputs != "full";
+  a.settings.asymmetric = a.inputs == "asym";
+  if (!(a.settings.asym_alpha >= 0.0 && a.settings.asym_alpha <= 1.0)) throw UsageError("--opt-asym-alpha must be in [0, 1]");
+  if (vm.count("opt-asym-alpha") && !vm["opt-asym-alpha"].defaulted() && !a.settings.asymmetric)
+    throw UsageError("--opt-asym-alpha needs --opt-inputs asym");
   if (!(a.settings.damp > 0.0 && a.settings.damp < 1.0)) throw UsageError("--opt-damp must be in (0, 1)");
   parse_column_order(a.settings.order);
   if (a.settings.n_chunks < 1 || a.settings.n_ctx < 16)
     throw UsageError("--opt-chunks must be at least 1 and --opt-ctx at least 16");
   if (a.settings.refit_rounds < 0 || a.settings.refit_rounds > 4) throw UsageError("--opt-refit must be 0 to 4");
   if (!a.optimize) {
-    for (const char* k : {"opt-inputs", "opt-damp", "opt-order", "opt-chunks", "opt-ctx", "opt-refit"})
+    for (const char* k : {"opt-inputs", "opt-asym-alpha", "opt-damp", "opt-order", "opt-chunks", "opt-ctx", "opt-refit"})
       if (vm.count(k) && !vm[k].defaulted()) throw UsageError(std::string("--") + k + " needs --optimize");
   }
 }
@@ -69,6 +74,7 @@ OptimizeOutcome run_optimize(const OptimizeArgs& a, const std::string& model_pat
   req.gram.bos_id = calib.bos_id;
   req.gram.n_threads = threads;
   req.sequential = a.settings.sequential;
+  req.asymmetric = a.settings.asymmetric;
   req.round = error_feedback_rounder(a.settings);
   req.supports = [](GgmlType t) { return ef::supports(t); };
   if (!quiet) req.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };

@@ -56,22 +56,38 @@ void chunk_attention(const ModelConfig& c, const float* q, const float* k, const
   }
 }
 
+// The activations of all calibration tokens for one model: the partly quantized one the
+// consumer's substitutions build up, or (with GramOptions::cross) the full-precision one.
+struct Stream {
+  std::vector<float> x;     // [N][n_embd] residual stream of every calibration token
+  std::vector<float> xn;    // [N][n_embd] normalised input of a block, then a block's output
+  std::vector<float> attn;  // [N][q_dim] attention output (heads concatenated)
+  std::vector<float> g;     // [N][n_ff] gated FFN activation (ffn_down's input)
+  void resize(int64_t N, const ModelConfig& c) {
+    x.resize(static_cast<size_t>(N) * c.n_embd);
+    xn.resize(x.size());
+    attn.resize(static_cast<size_t>(N) * c.q_dim());
+    g.resize(static_cast<size_t>(N) * c.n_ff);
+  }
+};
+
 class GramPass {
  public:
   GramPass(const Model& m, std::span<const int32_t> tokens, const GramOptions& o, GramConsumer& consumer)
       : m_(m), c_(m.config()), o_(o), consumer_(consumer), n_chunks_(gram_chunks(static_cast<int64_t>(tokens.size()), o)),
         N_(n_chunks_ * o.n_ctx), E_(static_cast<int64_t>(c_.n_embd)) {
     rope_cs_ = rope_table(c_, m.rope_freq_factors(), o.n_ctx);
-    x_.resize(static_cast<size_t>(N_ * E_));
-    xn_.resize(x_.size());
-    attn_.resize(static_cast<size_t>(N_) * c_.q_dim());
-    g_.resize(static_cast<size_t>(N_) * c_.n_ff);
+    q_.resize(N_, c_);
     for (int64_t t = 0; t < N_; ++t) {
       int32_t tok = tokens[static_cast<size_t>(t)];
       if (o.add_bos && t % o.n_ctx == 0) tok = o.bos_id;
       if (tok < 0 || static_cast<uint64_t>(tok) >= c_.n_vocab)
         throw Error("calibration token id " + std::to_string(tok) + " is outside the vocabulary");
-      m.tok_embd().dequantize_row(static_cast<uint64_t>(tok), x_.data() + t * E_);
+      m.tok_embd().dequantize_row(static_cast<uint64_t>(tok), q_.x.data() + t * E_);
+    }
+    if (o.cross) {
+      f_.resize(N_, c_);
+      f_.x = q_.x;  // token_embd is never substituted: both streams start equal
     }
     m.release_pages(m.tok_embd().name);
   }
@@ -82,19 +98,21 @@ class GramPass {
       layer(il);
     }
     if (o_.output && !m_.tied_output()) {
-      norm(m_.output_norm().data());
-      emit(GramSite::kOutput, -1, {m_.output().name}, xn_.data(), E_);
+      norm(q_, m_.output_norm().data());
+      if (o_.cross) norm(f_, m_.output_norm().data());
+      emit(GramSite::kOutput, -1, {m_.output().name}, &Stream::xn, E_);
     }
   }
 
  private:
-  void norm(const float* gain) {
+  void norm(Stream& s, const float* gain) {
     const float eps = static_cast<float>(c_.rms_eps);
 #pragma omp parallel for num_threads(o_.n_threads)
-    for (int64_t t = 0; t < N_; ++t) rms_norm(x_.data() + t * E_, gain, xn_.data() + t * E_, E_, eps);
+    for (int64_t t = 0; t < N_; ++t) rms_norm(s.x.data() + t * E_, gain, s.xn.data() + t * E_, E_, eps);
   }
 
-  void emit(GramSite site, int64_t il, std::vector<std::string> names, const float* x, int64_t d) {
+  // H (and C) of the input `field` of the streams, handed to the consumer.
+  void emit(GramSite site, int64_t il, std::vector<std::string> names, std::vector<float> Stream::*field, int64_t d) {
     GramMatrix g;
     g.site = site;
     g.layer = il;
@@ -102,30 +120,29 @@ class GramPass {
     g.dim = d;
     g.n_tokens = N_;
     g.h.assign(static_cast<size_t>(d * d), 0.0);
-    accumulate_gram(g.h, x, N_, d, o_.n_threads);
+    accumulate_gram(g.h, (q_.*field).data(), N_, d, o_.n_threads);
+    if (o_.cross) {
+      g.c.assign(static_cast<size_t>(d * d), 0.0);
+      accumulate_cross_gram(g.c, (q_.*field).data(), (f_.*field).data(), N_, d, o_.n_threads);
+    }
     consumer_.on_gram(g);
   }
 
-  // x += y W^T over all tokens, through `tmp` ([N][rows]).
-  void add_matmul(const WeightMatrix& w, const float* in, float* tmp) {
+  // x += y W^T over all tokens, through the stream's xn ([N][rows]) as scratch.
+  void add_matmul(Stream& s, const WeightMatrix& w, const float* in) {
+    float* tmp = s.xn.data();
     matmul(w, in, N_, tmp, o_.n_threads);
     const int64_t total = N_ * E_;
 #pragma omp parallel for num_threads(o_.n_threads)
-    for (int64_t i = 0; i < total; ++i) x_[static_cast<size_t>(i)] += tmp[i];
+    for (int64_t i = 0; i < total; ++i) s.x[static_cast<size_t>(i)] += tmp[i];
   }
 
-  void layer(size_t il) {
-    const LayerWeights& L = m_.layer(il);  // sees substitutions made by the consumer
+  void attention(Stream& s, const LayerWeights& L) {
     const int64_t q_dim = static_cast<int64_t>(c_.q_dim()), kv_dim = static_cast<int64_t>(c_.kv_dim());
-    const int64_t hd = static_cast<int64_t>(c_.head_dim), n_rot = static_cast<int64_t>(c_.rope_dim);
-    const int64_t n_ff = static_cast<int64_t>(c_.n_ff), n = o_.n_ctx;
-    const int64_t li = static_cast<int64_t>(il);
-    // ---- attention ----
-    norm(L.attn_norm.data());
-    emit(GramSite::kAttnIn, li, {L.wq.name, L.wk.name, L.wv.name}, xn_.data(), E_);
+    const int64_t hd = static_cast<int64_t>(c_.head_dim), n_rot = static_cast<int64_t>(c_.rope_dim), n = o_.n_ctx;
     std::vector<float> q(static_cast<size_t>(n * q_dim)), k(static_cast<size_t>(n * kv_dim)), v(k.size());
     for (int64_t ch = 0; ch < n_chunks_; ++ch) {
-      const float* xc = xn_.data() + ch * n * E_;
+      const float* xc = s.xn.data() + ch * n * E_;
       matmul(L.wq, xc, n, q.data(), o_.n_threads);
       matmul(L.wk, xc, n, k.data(), o_.n_threads);
       matmul(L.wv, xc, n, v.data(), o_.n_threads);
@@ -137,24 +154,49 @@ class GramPass {
           for (int64_t h = 0; h < static_cast<int64_t>(c_.n_head_kv); ++h) rope_rotate_pairs(k.data() + t * kv_dim + h * hd, cs, n_rot);
         }
       }
-      chunk_attention(c_, q.data(), k.data(), v.data(), n, attn_.data() + ch * n * q_dim, o_.n_threads);
+      chunk_attention(c_, q.data(), k.data(), v.data(), n, s.attn.data() + ch * n * q_dim, o_.n_threads);
     }
-    emit(GramSite::kAttnOut, li, {L.wo.name}, attn_.data(), q_dim);
-    add_matmul(L.wo, attn_.data(), xn_.data());
-    // ---- feed-forward ----
-    norm(L.ffn_norm.data());
-    emit(GramSite::kFfnIn, li, {L.ffn_gate.name, L.ffn_up.name}, xn_.data(), E_);
+  }
+
+  void gated_ffn(Stream& s, const LayerWeights& L) {
+    const int64_t n_ff = static_cast<int64_t>(c_.n_ff), n = o_.n_ctx;
     std::vector<float> up(static_cast<size_t>(n * n_ff));
     for (int64_t ch = 0; ch < n_chunks_; ++ch) {
-      const float* xc = xn_.data() + ch * n * E_;
-      float* gc = g_.data() + ch * n * n_ff;
+      const float* xc = s.xn.data() + ch * n * E_;
+      float* gc = s.g.data() + ch * n * n_ff;
       matmul(L.ffn_gate, xc, n, gc, o_.n_threads);
       matmul(L.ffn_up, xc, n, up.data(), o_.n_threads);
 #pragma omp parallel for num_threads(o_.n_threads)
       for (int64_t t = 0; t < n; ++t) silu_mul(gc + t * n_ff, up.data() + t * n_ff, n_ff);
     }
-    emit(GramSite::kFfnDown, li, {L.ffn_down.name}, g_.data(), n_ff);
-    add_matmul(L.ffn_down, g_.data(), xn_.data());
+  }
+
+  void layer(size_t il) {
+    const LayerWeights& L = m_.layer(il);  // sees substitutions made by the consumer
+    // The full-precision stream runs on the weights as they are before this layer's sites are
+    // emitted (the consumer substitutes a site's weights only when its H is handed over).
+    const LayerWeights L0 = o_.cross ? L : LayerWeights{};
+    const int64_t q_dim = static_cast<int64_t>(c_.q_dim()), n_ff = static_cast<int64_t>(c_.n_ff);
+    const int64_t li = static_cast<int64_t>(il);
+    const bool x2 = o_.cross;
+    // ---- attention ----
+    norm(q_, L.attn_norm.data());
+    if (x2) norm(f_, L0.attn_norm.data());
+    emit(GramSite::kAttnIn, li, {L.wq.name, L.wk.name, L.wv.name}, &Stream::xn, E_);
+    attention(q_, L);
+    if (x2) attention(f_, L0);
+    emit(GramSite::kAttnOut, li, {L.wo.name}, &Stream::attn, q_dim);
+    add_matmul(q_, L.wo, q_.attn.data());
+    if (x2) add_matmul(f_, L0.wo, f_.attn.data());
+    // ---- feed-forward ----
+    norm(q_, L.ffn_norm.data());
+    if (x2) norm(f_, L0.ffn_norm.data());
+    emit(GramSite::kFfnIn, li, {L.ffn_gate.name, L.ffn_up.name}, &Stream::xn, E_);
+    gated_ffn(q_, L);
+    if (x2) gated_ffn(f_, L0);
+    emit(GramSite::kFfnDown, li, {L.ffn_down.name}, &Stream::g, n_ff);
+    add_matmul(q_, L.ffn_down, q_.g.data());
+    if (x2) add_matmul(f_, L0.ffn_down, f_.g.data());
     // The pass never reads this layer's stored weights again.
     for (const WeightMatrix* w : {&L.wq, &L.wk, &L.wv, &L.wo, &L.ffn_gate, &L.ffn_up, &L.ffn_down}) m_.release_pages(w->name);
   }
@@ -165,10 +207,8 @@ class GramPass {
   GramConsumer& consumer_;
   int64_t n_chunks_, N_, E_;
   std::vector<float> rope_cs_;  // [n_ctx][rope_dim] (cos, sin) pairs
-  std::vector<float> x_;        // [N][n_embd] residual stream of every calibration token
-  std::vector<float> xn_;       // [N][n_embd] normalised input of a block, then a block's output
-  std::vector<float> attn_;     // [N][q_dim] attention output (heads concatenated)
-  std::vector<float> g_;        // [N][n_ff] gated FFN activation (ffn_down's input)
+  Stream q_;                    // the model as the consumer's substitutions leave it
+  Stream f_;                    // the full-precision model (GramOptions::cross only)
 };
 
 }  // namespace
@@ -240,6 +280,38 @@ void accumulate_gram(std::span<double> h, const float* x, int64_t n, int64_t d, 
       for (int64_t i = ib; i < std::min(d, ib + kT); ++i)
         for (int64_t j = std::max(jb, i + 1); j < std::min(d, jb + kT); ++j)
           h[static_cast<size_t>(i * d + j)] = h[static_cast<size_t>(j * d + i)];
+}
+
+}  // namespace smolq
+
+namespace smolq {
+
+void accumulate_cross_gram(std::span<double> c, const float* xq, const float* xf, int64_t n, int64_t d, int n_threads) {
+  if (c.size() != static_cast<size_t>(d * d)) throw Error("accumulate_cross_gram: C is not d x d");
+  std::vector<float> qt(static_cast<size_t>(d * kTokenBlock)), ft(qt.size());  // [d][tb] transposed tokens
+  std::vector<float> y(static_cast<size_t>(d * kRowBlock));                     // [rows][d] products
+  // Row blocks [i0, i1) of C against all d columns: y[r * d + j] = sum_t xq_t[i0 + r] xf_t[j],
+  // the same dot products (operands, order, token blocks) as accumulate_gram's.
+  for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+    const int64_t tb = std::min(kTokenBlock, n - t0);
+#pragma omp parallel for num_threads(n_threads)
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t t = 0; t < tb; ++t) {
+        qt[static_cast<size_t>(i * tb + t)] = xq[(t0 + t) * d + i];
+        ft[static_cast<size_t>(i * tb + t)] = xf[(t0 + t) * d + i];
+      }
+    const WeightMatrix w = f32_view(ft.data(), d, tb);
+    for (int64_t i0 = 0; i0 < d; i0 += kRowBlock) {
+      const int64_t rows = std::min(d, i0 + kRowBlock) - i0;
+      matmul(w, qt.data() + i0 * tb, rows, y.data(), n_threads);
+#pragma omp parallel for num_threads(n_threads)
+      for (int64_t r = 0; r < rows; ++r) {
+        double* cr = c.data() + (i0 + r) * d;
+        const float* yr = y.data() + r * d;
+        for (int64_t j = 0; j < d; ++j) cr[j] += static_cast<double>(yr[j]);
+      }
+    }
+  }
 }
 
 }  // namespace smolq

@@ -20,6 +20,14 @@
 // "sequential" calibration of GPTQ; one that does not leaves the pass in full precision. Either
 // way the calibration costs one forward pass plus the Gram products.
 //
+// Asymmetric calibration (GramOptions::cross, `--opt-inputs asym`, docs/optimize.md): the pass
+// also carries the FULL-PRECISION model's activations next to those of the partly quantized one
+// (the original weights, never the substitutions) and hands over, with H = sum x~ x~^T of the
+// quantized stream, the cross Gram matrix C = sum_t x~_t x_t^T of the two streams' inputs at the
+// same site. The rounding can then aim the quantized layer on x~ at the full-precision layer on
+// x (GPTAQ, Li et al. 2025). Cost: a second forward pass through the original weights, twice the
+// activation memory, and C's full d x d products (H's are a lower triangle).
+//
 // Memory: each layer's stored weights are released from the resident set once the pass is past
 // them (Model::release_pages), so the model file counts about one layer at a time; the residual stream, one normalised copy, the attention output and the gated FFN
 // activations of all calibration tokens (N x (2 n_embd + q_dim + n_ff) floats), one H and a
@@ -47,6 +55,11 @@ struct GramMatrix {
   int64_t dim = 0;                    // d_in
   int64_t n_tokens = 0;               // tokens summed
   std::vector<double> h;              // dim x dim, row-major, symmetric: sum_t x_t x_t^T
+  // With GramOptions::cross: dim x dim, row-major, sum_t x~_t x_t^T (x~: this site's input in
+  // the partly quantized model, the one H is summed over; x: the same input in the full-precision
+  // model). Not symmetric; equals h exactly while nothing before the site was substituted.
+  // Empty otherwise.
+  std::vector<double> c;
   // diag(H) / n_tokens: the mean squared input per column (the imatrix of these weights).
   std::vector<float> mean_square() const;
 };
@@ -65,6 +78,7 @@ struct GramOptions {
   bool add_bos = false;    // replace each chunk's first token by bos_id (as perplexity does)
   int32_t bos_id = 1;
   bool output = true;      // also the output site, when output.weight is a separate tensor
+  bool cross = false;      // also carry the full-precision stream and sum GramMatrix::c
   int n_threads = 1;
 };
 
@@ -78,5 +92,11 @@ void run_gram_pass(const Model& model, std::span<const int32_t> tokens, const Gr
 // H += X^T X for n rows of d floats at x (row-major), exploiting symmetry; f32 products in
 // blocks of tokens, summed in double. Deterministic for any thread count.
 void accumulate_gram(std::span<double> h, const float* x, int64_t n, int64_t d, int n_threads);
+
+// C += Xq^T Xf: c[i * d + j] += sum_t xq_t[i] xf_t[j] for n rows of d floats at xq and xf, all
+// d x d products (C is not symmetric), through the same fixed-order matmul and token blocks as
+// accumulate_gram: with xq == xf the result equals H bit for bit. Deterministic for any thread
+// count.
+void accumulate_cross_gram(std::span<double> c, const float* xq, const float* xf, int64_t n, int64_t d, int n_threads);
 
 }  // namespace smolq

@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "formats/error.h"
+#include "quantize/ef_asym.h"
 #include "quantize/tensor_quantizer.h"
 
 namespace smolq {
@@ -98,7 +99,9 @@ OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& output
   OptimizeOutcome out;
   OptimizingConsumer consumer(model, outputs, req, out);
   try {
-    run_gram_pass(model, req.tokens, req.gram, consumer);
+    GramOptions go = req.gram;
+    go.cross = req.asymmetric && req.sequential;
+    run_gram_pass(model, req.tokens, go, consumer);
   } catch (...) {
     consumer.restore();
     throw;
@@ -135,19 +138,29 @@ TensorRounder error_feedback_rounder(const OptimizeSettings& s) {
     int64_t layer = -2;
     GramSite site = GramSite::kAttnIn;
     std::map<int, ef::Factor> by_block;
+    std::map<int, ef::AsymShift> shift_by_block;
   };
   auto cache = std::make_shared<FactorCache>();
-  return [es, cache](GgmlType type, std::span<const float> w, int64_t rows, int64_t d, const GramMatrix& g,
-                     std::span<const float> imp, std::span<std::byte> out, int n_threads) {
+  const bool asym = s.asymmetric;
+  const float alpha = static_cast<float>(s.asym_alpha);
+  return [es, cache, asym, alpha](GgmlType type, std::span<const float> w, int64_t rows, int64_t d, const GramMatrix& g,
+                           std::span<const float> imp, std::span<std::byte> out, int n_threads) {
     if (cache->layer != g.layer || cache->site != g.site) {
       cache->by_block.clear();
+      cache->shift_by_block.clear();
       cache->layer = g.layer;
       cache->site = g.site;
     }
     const int be = static_cast<int>(type_info(type).block_elems);
     auto it = cache->by_block.find(be);
     if (it == cache->by_block.end()) it = cache->by_block.emplace(be, ef::prepare(g.h, d, be, es, n_threads)).first;
-    ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
+    if (!asym || g.c.empty()) return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
+    auto sh = cache->shift_by_block.find(be);
+    if (sh == cache->shift_by_block.end())
+      sh = cache->shift_by_block.emplace(be, ef::prepare_asym_shift(g.h, g.c, it->second, n_threads)).first;
+    std::vector<float> target(w.begin(), w.end());
+    ef::apply_asym_shift(sh->second, target, rows, n_threads, alpha);
+    ef::quantize_tensor(type, target, rows, d, it->second, imp, out, n_threads);
   };
 }
 
@@ -162,11 +175,16 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const s
       p + "calib.xxh3=str:" + calib_xxh3,
       p + "calib.chunks=int:" + std::to_string(s.n_chunks),
       p + "calib.ctx=int:" + std::to_string(s.n_ctx),
-      p + "inputs=str:" + (s.sequential ? "sequential" : "full"),
+      p + "inputs=str:" + (!s.sequential ? "full" : s.asymmetric ? "asym" : "sequential"),
       p + "damp=float:" + damp.str(),
       p + "order=str:" + s.order,
       p + "importance=str:" + (user_imatrix ? "imatrix file" : "diag(H)/n"),
   };
+  if (s.sequential && s.asymmetric) {
+    std::ostringstream a;
+    a << s.asym_alpha;
+    kv.push_back(p + "asym_alpha=float:" + a.str());
+  }
   if (s.refit_rounds > 0) kv.push_back(p + "refit=int:" + std::to_string(s.refit_rounds));  // off by default: no key
   return kv;
 }

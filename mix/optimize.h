@@ -11,7 +11,10 @@
 // Inputs seen by later layers ("sequential", the default): every site's weights are substituted
 // into the calibration model as soon as they are rounded, so each later H is measured on the
 // activations of the already-quantized model, and the rounding of a layer compensates what the
-// layers before it lost. With sequential = false the pass stays in full precision.
+// layers before it lost. With sequential = false the pass stays in full precision. Asymmetric
+// (sequential + asymmetric): the pass also carries the full-precision stream and the rounder aims
+// each layer on the quantized inputs at the full-precision layer on the full-precision inputs
+// (quantize/ef_asym.h); tensors of types the core does not handle are rounded plainly as usual.
 //
 // Importance for the scale searches: the --imatrix vector when one was given and it covers the
 // tensor (so a comparison "same imatrix as llama-quantize" holds literally), else diag(H)/n —
@@ -42,6 +45,10 @@ struct OptimizeSettings {
   int64_t n_ctx = 512;       // calibration tokens per chunk
   int64_t n_chunks = 8;      // calibration chunks (from the start of the text)
   bool sequential = true;    // later layers see the quantized earlier ones
+  // With sequential: round each layer towards the full-precision layer on the full-precision
+  // inputs (the asymmetric target of quantize/ef_asym.h, `--opt-inputs asym`).
+  bool asymmetric = false;
+  double asym_alpha = 1.0;   // with asymmetric: the fraction of the shift to w* applied (ef_asym.h)
   double damp = ef::Settings{}.damp;  // H += damp * mean(diag H) * I (the core's measured default)
   std::string order = "act"; // column order name understood by the core ("act": by diag(H), "natural")
   int refit_rounds = ef::Settings{}.refit_rounds;  // scale refits after the sweep (0 = none)
@@ -58,6 +65,7 @@ struct OptimizeRequest {
   std::vector<int32_t> tokens;     // the calibration text, tokenized for the model
   GramOptions gram;                // chunking, BOS, threads
   bool sequential = true;
+  bool asymmetric = false;         // with sequential: the pass also sums GramMatrix::c (eval/gram.h)
   TensorRounder round;             // the error-feedback core
   std::function<bool(GgmlType)> supports;  // types the core handles; others are rounded plainly
   std::function<void(const std::string&)> log;  // one line per site (may be empty)
@@ -84,11 +92,14 @@ OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& output
 ef::ColumnOrder parse_column_order(const std::string& s);
 
 // The error-feedback core as a TensorRounder with settings `s`: one factorisation of H per site
-// and block size, shared by the site's tensors (q/k/v, gate/up). Not thread-safe (one pass).
+// and block size, shared by the site's tensors (q/k/v, gate/up); with s.asymmetric and a
+// GramMatrix carrying C, each tensor is shifted to its asymmetric target first (one shift
+// operator per site and block size, quantize/ef_asym.h). Not thread-safe (one pass).
 TensorRounder error_feedback_rounder(const OptimizeSettings& s);
 
 // smolq.optimize.* as --override-kv specs (the file records what it was optimised on): method,
-// calibration text name and its XXH3-64 (hex), chunks x tokens, inputs, damping, column order,
+// calibration text name and its XXH3-64 (hex), chunks x tokens, inputs (sequential, full or
+// asym), damping, column order,
 // and where the scale searches' importance comes from. `smolq quantize/convert --optimize` and
 // `smolq verify`'s TYPE+opt rows write the same keys.
 std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const std::string& calib_name,

@@ -29,8 +29,11 @@ OptimizeSettings row_settings(const Context& c) {
 
 uint64_t optimize_settings_fp(const Context& c) {
   const OptimizeSettings s = row_settings(c);
-  return ContentHasher().add("optimize").add(c.calib_fp).add(static_cast<uint64_t>(s.n_ctx))
-      .add(static_cast<uint64_t>(s.n_chunks)).add(std::to_string(s.damp)).add(s.order).add(static_cast<uint64_t>(s.sequential)).digest();
+  ContentHasher h;
+  h.add("optimize").add(c.calib_fp).add(static_cast<uint64_t>(s.n_ctx)).add(static_cast<uint64_t>(s.n_chunks))
+      .add(std::to_string(s.damp)).add(s.order).add(static_cast<uint64_t>(s.sequential));
+  if (s.asymmetric) h.add("asym").add(std::to_string(s.asym_alpha));  // absent otherwise: the rows cached before it keep their keys
+  return h.digest();
 }
 
 WriteResult build_optimized_quant(Context& c, FileType ft, const std::string& out, const std::string& stage,
@@ -51,6 +54,7 @@ WriteResult build_optimized_quant(Context& c, FileType ft, const std::string& ou
   req.gram.bos_id = c.eval.bos_id;
   req.gram.n_threads = c.eval.n_threads;
   req.sequential = s.sequential;
+  req.asymmetric = s.asymmetric;
   req.round = error_feedback_rounder(s);
   req.supports = [](GgmlType t) { return ef::supports(t); };
   c.log("  optimize: " + std::to_string(s.n_chunks) + " x " + std::to_string(s.n_ctx) + " tokens of " + c.calib_desc);

@@ -4,6 +4,7 @@
 // and the driver's plumbing with a plain rounder.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 #include <string>
@@ -74,6 +75,85 @@ TEST_SUITE("test_gram") {
     // A second call adds.
     accumulate_gram(h2, x.data(), n, d, 2);
     CHECK(h2[5 * d + 9] == doctest::Approx(2 * h1[5 * d + 9]));
+  }
+
+  TEST_CASE("accumulate_cross_gram: the double sum of x~ x^T, any thread count; equal streams give H exactly") {
+    const int64_t n = 300, d = 600;
+    std::mt19937 rng(8);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    std::vector<float> xq(static_cast<size_t>(n * d)), xf(xq.size());
+    for (size_t i = 0; i < xq.size(); ++i) {
+      xf[i] = nd(rng);
+      xq[i] = xf[i] + 0.3f * nd(rng);
+    }
+    std::vector<double> c1(static_cast<size_t>(d * d), 0.0), c2 = c1;
+    accumulate_cross_gram(c1, xq.data(), xf.data(), n, d, 1);
+    accumulate_cross_gram(c2, xq.data(), xf.data(), n, d, 2);
+    CHECK(c1 == c2);
+    double worst = 0;
+    int asymmetric = 0;
+    for (int64_t i = 0; i < d; i += 37)
+      for (int64_t j = 0; j < d; j += 11) {
+        double ref = 0;
+        for (int64_t t = 0; t < n; ++t) ref += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
+        worst = std::max(worst, std::fabs(c1[i * d + j] - ref) / std::sqrt(static_cast<double>(n)));
+        asymmetric += c1[i * d + j] != c1[j * d + i] ? 1 : 0;
+      }
+    CHECK(worst < 1e-4);
+    CHECK(asymmetric > 100);  // C is not symmetric
+    std::vector<double> h(static_cast<size_t>(d * d), 0.0), c(h.size(), 0.0);
+    accumulate_gram(h, xf.data(), n, d, 2);
+    accumulate_cross_gram(c, xf.data(), xf.data(), n, d, 2);
+    CHECK(c == h);  // bit for bit, upper triangle included
+    CHECK_THROWS_AS(accumulate_cross_gram(std::span<double>(c.data(), 10), xf.data(), xf.data(), n, d, 1), Error);
+  }
+
+  TEST_CASE("cross pass: C == H until the first substitution, then the full-precision stream differs") {
+    auto m = Model::open(kStories);
+    const auto toks = random_tokens(100, 6);
+    Recorder plain;
+    run_gram_pass(*m, toks, stories_options(2), plain);
+    REQUIRE(plain.seen[0].c.empty());  // no C unless asked
+    GramOptions o = stories_options(2);
+    o.cross = true;
+    const WeightMatrix& down = m->layer(2).ffn_down;
+    std::vector<float> zeros(down.rows * down.cols, 0.0f);
+    auto substitute = [&](const GramMatrix& g) {
+      if (g.layer == 2 && g.site == GramSite::kFfnDown)
+        m->substitute_weight("blk.2.ffn_down.weight", GgmlType::F32, reinterpret_cast<const std::byte*>(zeros.data()),
+                             down.cols * sizeof(float));
+    };
+    Recorder cross, cross1;
+    cross.then = substitute;
+    run_gram_pass(*m, toks, o, cross);
+    m->restore_weight("blk.2.ffn_down.weight");
+    cross1.then = substitute;
+    o.n_threads = 1;
+    run_gram_pass(*m, toks, o, cross1);
+    m->restore_weight("blk.2.ffn_down.weight");
+    Recorder sub;  // the same substitution without the cross stream: the same H
+    sub.then = substitute;
+    run_gram_pass(*m, toks, stories_options(2), sub);
+    m->restore_weight("blk.2.ffn_down.weight");
+    REQUIRE(cross.seen.size() == plain.seen.size());
+    for (size_t i = 0; i < cross.seen.size(); ++i) {
+      CAPTURE(i);
+      const GramMatrix& g = cross.seen[i];
+      REQUIRE(g.c.size() == g.h.size());
+      CHECK(g.h == sub.seen[i].h);  // carrying the full-precision stream changes nothing else
+      CHECK(g.c == cross1.seen[i].c);
+      if (i <= 11) {
+        CHECK(g.c == g.h);  // nothing substituted before the site: both streams are the same
+      } else {
+        CHECK(g.c != g.h);
+        // The full-precision stream is the unsubstituted model's: C's diagonal is bounded by
+        // sqrt(diag H~ * diag H) (Cauchy-Schwarz), H the plain pass's.
+        for (int64_t k = 0; k < g.dim; k += 7) {
+          const double hq = g.h[k * g.dim + k], hf = plain.seen[i].h[k * g.dim + k];
+          CHECK(std::fabs(g.c[k * g.dim + k]) <= std::sqrt(hq * hf) * (1 + 1e-5) + 1e-9);
+        }
+      }
+    }
   }
 
   TEST_CASE("layer-by-layer pass: sites in graph order, diag(H) = the imatrix collector's sums") {
@@ -233,5 +313,53 @@ TEST_SUITE("test_gram") {
     const OptimizeOutcome r2 = optimize_outputs(*m, pl, req);
     CHECK(r2.optimized == 0);
     CHECK(r2.plain == 30);
+  }
+}
+
+TEST_SUITE("test_gram") {
+  TEST_CASE("asymmetric driver: the error-feedback rounder aims at the full-precision layers; bytes thread-independent") {
+    auto m = Model::open(kStories);
+    const auto toks = random_tokens(100, 9);
+    auto make_outputs = [&] {
+      std::vector<OutputTensor> outs;
+      for (const WeightMatrix* w : m->matrices()) {
+        OutputTensor o;
+        o.name = w->name;
+        o.shape = {w->cols, w->rows};
+        o.type = w->cols % 32 == 0 ? GgmlType::Q4_0 : GgmlType::F16;
+        o.source = [w](uint64_t r0, uint64_t n, std::span<float> out) {
+          for (uint64_t r = 0; r < n; ++r) w->dequantize_row(r0 + r, out.data() + r * w->cols);
+        };
+        outs.push_back(std::move(o));
+      }
+      return outs;
+    };
+    auto run = [&](bool asym, int threads, std::vector<OutputTensor>& outs) {
+      OptimizeSettings s;
+      s.asymmetric = asym;
+      OptimizeRequest req;
+      req.tokens = toks;
+      req.gram = stories_options(threads);
+      req.sequential = true;
+      req.asymmetric = asym;
+      req.round = error_feedback_rounder(s);
+      req.supports = [](GgmlType t) { return ef::supports(t); };
+      return optimize_outputs(*m, outs, req);
+    };
+    std::vector<OutputTensor> seq = make_outputs(), a2 = make_outputs(), a1 = make_outputs();
+    const OptimizeOutcome rs = run(false, 2, seq), r2 = run(true, 2, a2), r1 = run(true, 1, a1);
+    CHECK(r2.optimized == rs.optimized);
+    int differ = 0;
+    for (size_t i = 0; i < seq.size(); ++i) {
+      CAPTURE(seq[i].name);
+      CHECK(std::ranges::equal(a1[i].passthrough, a2[i].passthrough));
+      differ += std::ranges::equal(a2[i].passthrough, seq[i].passthrough) ? 0 : 1;
+    }
+    // Layer 0's q/k/v see equal streams (C == H): the same bytes; later tensors move.
+    CHECK(std::ranges::equal(a2[1].passthrough, seq[1].passthrough));
+    CHECK(differ > 15);
+    CHECK(m->layer(0).wq.type == GgmlType::F32);  // restored
+    const auto kv = optimize_metadata_kv(OptimizeSettings{.asymmetric = true}, "calib.txt", "00", false);
+    CHECK(std::ranges::find(kv, std::string("smolq.optimize.inputs=str:asym")) != kv.end());
   }
 }

@@ -1,0 +1,44 @@
+// Asymmetric calibration for error-feedback quantization (`--opt-inputs asym`, docs/optimize.md;
+// the idea of GPTAQ, Li et al. 2025). In sequential calibration a layer's input x~ comes from the
+// partly quantized model, while the model needs the quantized layer on x~ to reproduce the
+// full-precision layer on the full-precision input x. Per row w, with H = sum x~ x~^T,
+// C = sum x~ x^T (eval/gram.h: GramMatrix::c) and the sweep's dampening lambda:
+//
+//   |X~ w^ - X w|^2 + lambda |w^ - w|^2 = (w^ - w*)^T (H + lambda I) (w^ - w*) + const,
+//   w* = (H + lambda I)^-1 (C w + lambda w) = w + (H + lambda I)^-1 (C - H) w,
+//
+// so the unchanged sweep (quantize/error_feedback.h), run on w* instead of w with the same damped
+// H, minimises the asymmetric objective. (H + lambda I)^-1 = P U^T U P^T with the sweep's own
+// factor U (visiting order P), so the shift costs three products per row and no second
+// factorisation.
+#pragma once
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "quantize/error_feedback.h"
+
+namespace smolq::ef {
+
+// The operator w -> w + H~^-1 (C - H) w of one input site and factor, in the factor's visiting
+// order, as dense row-major d x d float matrices whose rows the deferred-update kernel streams:
+// dt (rows: the columns of C - H), ut (rows: the columns of U, each reversed: ut[j][d - 1 - k] =
+// U[k][j], so that a row's nonzeros form a tail) and ud (rows: the rows of U, zero below the
+// diagonal). 12 d_in^2 bytes.
+struct AsymShift {
+  int64_t d_in = 0;
+  std::vector<int64_t> col;  // visiting position a -> column of the original order
+  std::vector<float> dt, ut, ud;
+};
+
+// Builds the shift from H and C (d_in x d_in row-major doubles, as the calibration pass sums
+// them) and the factor prepare() made of H. Throws UsageError when the sizes do not match or
+// C - H is not finite.
+AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> C, const Factor& f, int n_threads);
+
+// W (rows x d_in, original column order) in place: every row w becomes w + alpha (w* - w)
+// (alpha = 1: w*; smaller values shrink the least-squares shift, as GPTAQ's reference code
+// scales its asymmetric term). Rows go in fixed chunks: the result does not depend on n_threads.
+void apply_asym_shift(const AsymShift& s, std::span<float> W, int64_t rows, int n_threads, float alpha = 1.0f);
+
+}  // namespace smolq::ef

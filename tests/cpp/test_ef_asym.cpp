@@ -1,0 +1,203 @@
+// Asymmetric calibration (quantize/ef_asym.h, `--opt-inputs asym`): the shift to the target
+// w* = (H + lambda I)^-1 (C + lambda I) w against a direct double solve, the asymmetric target
+// lowering ||W^ X~^T - W X^T||^2 against the symmetric sweep on a toy layer (calibration and
+// held-out tokens), and bytes that do not depend on the thread count.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "formats/error.h"
+#include "quantize/ef_asym.h"
+#include "quantize/error_feedback.h"
+#include "quantize/registry.h"
+
+namespace smolq {
+namespace {
+
+// Inputs of a toy layer in the full-precision model (x: 8 shared factors + noise, decaying
+// channel scales) and in a partly quantized one (x~ = x + x M + small noise: the drift the
+// earlier rounded layers leave, correlated with x). M and the loadings are fixed by the seed;
+// every call draws fresh tokens.
+struct ToyStreams {
+  int64_t d;
+  std::vector<float> load, scale, mix;
+  // rising: channel scales grow along d_in (the descending-diagonal block order then reverses).
+  ToyStreams(int64_t dim, uint32_t seed, bool rising = false) : d(dim) {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> n01(0.0f, 1.0f);
+    load.resize(static_cast<size_t>(8 * d));
+    for (auto& v : load) v = 0.8f * n01(rng);
+    scale.resize(static_cast<size_t>(d));
+    for (int64_t i = 0; i < d; ++i)
+      scale[i] = 0.3f + 1.5f * std::exp(-3.0f * static_cast<float>(rising ? d - 1 - i : i) / static_cast<float>(d));
+    mix.resize(static_cast<size_t>(d * d));
+    for (auto& v : mix) v = 0.25f * n01(rng) / std::sqrt(static_cast<float>(d));
+  }
+  // H = X~^T X~, C = X~^T X, Hx = X^T X over `n` fresh tokens.
+  void grams(int64_t n, uint32_t seed, std::vector<double>& H, std::vector<double>& C, std::vector<double>& Hx) const {
+    std::mt19937 rng(seed);
+    std::normal_distribution<float> n01(0.0f, 1.0f);
+    std::vector<double> X(static_cast<size_t>(n * d)), Xq(X.size());
+    for (int64_t t = 0; t < n; ++t) {
+      float f[8];
+      for (float& v : f) v = n01(rng);
+      for (int64_t i = 0; i < d; ++i) {
+        float s = n01(rng);
+        for (int k = 0; k < 8; ++k) s += f[k] * load[k * d + i];
+        X[t * d + i] = s * scale[i];
+      }
+      for (int64_t i = 0; i < d; ++i) {
+        double s = X[t * d + i] + 0.05 * scale[i] * n01(rng);
+        for (int64_t j = 0; j < d; ++j) s += X[t * d + j] * mix[j * d + i];
+        Xq[t * d + i] = s;
+      }
+    }
+    H.assign(static_cast<size_t>(d * d), 0.0);
+    C = H;
+    Hx = H;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < d; ++j) {
+          H[i * d + j] += Xq[t * d + i] * Xq[t * d + j];
+          C[i * d + j] += Xq[t * d + i] * X[t * d + j];
+          Hx[i * d + j] += X[t * d + i] * X[t * d + j];
+        }
+  }
+};
+
+// sum over rows of |X~ q - X w|^2 = q^T H q - 2 q^T C w + w^T Hx w.
+double asym_error(const std::vector<float>& Q, const std::vector<float>& W, int64_t rows, int64_t d,
+                  const std::vector<double>& H, const std::vector<double>& C, const std::vector<double>& Hx) {
+  double e = 0.0;
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* q = Q.data() + r * d;
+    const float* w = W.data() + r * d;
+    for (int64_t i = 0; i < d; ++i) {
+      double hq = 0.0, cw = 0.0, hw = 0.0;
+      for (int64_t j = 0; j < d; ++j) {
+        hq += H[i * d + j] * q[j];
+        cw += C[i * d + j] * w[j];
+        hw += Hx[i * d + j] * w[j];
+      }
+      e += q[i] * hq - 2.0 * q[i] * cw + w[i] * hw;
+    }
+  }
+  return e;
+}
+
+std::vector<float> random_weights(int64_t rows, int64_t d, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> n01(0.0f, 1.0f);
+  std::vector<float> W(static_cast<size_t>(rows * d));
+  for (auto& v : W) v = 0.05f * n01(rng);
+  return W;
+}
+
+std::vector<float> decode(GgmlType type, const std::vector<std::byte>& bytes, int64_t rows, int64_t d) {
+  std::vector<float> out(static_cast<size_t>(rows * d));
+  dequantize_rows(type, bytes, out);
+  return out;
+}
+
+}  // namespace
+
+TEST_SUITE("test_ef_asym") {
+  TEST_CASE("the shift is (H + lambda I)^-1 (C + lambda I) w, in any visiting order") {
+    const int64_t d = 64, rows = 5;
+    const ToyStreams s(d, 11, /*rising=*/true);
+    std::vector<double> H, C, Hx;
+    s.grams(512, 12, H, C, Hx);
+    ef::Settings st;  // damp 0.3, descending-diagonal block order (a real permutation at 32-wide blocks)
+    const ef::Factor f = ef::prepare(H, d, 32, st, 1);
+    CHECK(f.order == std::vector<int32_t>{1, 0});
+    std::vector<float> W = random_weights(rows, d, 13);
+    const std::vector<float> W0 = W;
+    ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 1), W, rows, 1);
+    double mean_diag = 0.0;
+    for (int64_t i = 0; i < d; ++i) mean_diag += H[i * d + i];
+    const double lambda = st.damp * mean_diag / static_cast<double>(d);
+    double worst = 0.0, moved = 0.0;
+    for (int64_t r = 0; r < rows; ++r) {
+      // Gaussian elimination with partial pivoting of (H + lambda I) x = (C + lambda I) w.
+      std::vector<double> A(static_cast<size_t>(d * (d + 1)));
+      for (int64_t i = 0; i < d; ++i) {
+        double b = lambda * W0[r * d + i];
+        for (int64_t j = 0; j < d; ++j) {
+          A[i * (d + 1) + j] = H[i * d + j] + (i == j ? lambda : 0.0);
+          b += C[i * d + j] * W0[r * d + j];
+        }
+        A[i * (d + 1) + d] = b;
+      }
+      for (int64_t k = 0; k < d; ++k) {
+        int64_t p = k;
+        for (int64_t i = k + 1; i < d; ++i)
+          if (std::fabs(A[i * (d + 1) + k]) > std::fabs(A[p * (d + 1) + k])) p = i;
+        for (int64_t j = 0; j <= d; ++j) std::swap(A[k * (d + 1) + j], A[p * (d + 1) + j]);
+        for (int64_t i = k + 1; i < d; ++i) {
+          const double m = A[i * (d + 1) + k] / A[k * (d + 1) + k];
+          for (int64_t j = k; j <= d; ++j) A[i * (d + 1) + j] -= m * A[k * (d + 1) + j];
+        }
+      }
+      std::vector<double> x(static_cast<size_t>(d));
+      for (int64_t i = d - 1; i >= 0; --i) {
+        double v = A[i * (d + 1) + d];
+        for (int64_t j = i + 1; j < d; ++j) v -= A[i * (d + 1) + j] * x[j];
+        x[i] = v / A[i * (d + 1) + i];
+      }
+      for (int64_t i = 0; i < d; ++i) {
+        worst = std::max(worst, std::fabs(W[r * d + i] - x[i]));
+        moved = std::max(moved, std::fabs(x[i] - W0[r * d + i]));
+      }
+    }
+    CHECK(moved > 1e-3);           // the target really differs from w
+    CHECK(worst < 1e-3 * moved);   // and the float shift reproduces it
+  }
+
+  TEST_CASE("the asymmetric target lowers |W^ X~^T - W X^T|^2 against the symmetric sweep; bytes thread-independent") {
+    const int64_t d = 256, rows = 32;
+    const ToyStreams s(d, 21);
+    std::vector<double> H, C, Hx, Ht, Ct, Hxt;
+    s.grams(8 * d, 22, H, C, Hx);     // calibration tokens
+    s.grams(8 * d, 23, Ht, Ct, Hxt);  // held out
+    const std::vector<float> W = random_weights(rows, d, 24);
+    std::vector<float> imat(static_cast<size_t>(d));
+    for (int64_t i = 0; i < d; ++i) imat[i] = static_cast<float>(H[i * d + i] / (8.0 * d));
+    for (GgmlType type : {GgmlType::Q4_0, GgmlType::Q4_K, GgmlType::IQ4_XS, GgmlType::IQ3_XXS}) {
+      CAPTURE(type_info(type).name);
+      const int be = static_cast<int>(type_info(type).block_elems);
+      const ef::Factor f = ef::prepare(H, d, be, ef::Settings{}, 2);
+      const size_t nbytes = *row_bytes(type, d) * rows;
+      std::vector<std::byte> sym(nbytes), asym(nbytes), asym1(nbytes);
+      ef::quantize_tensor(type, W, rows, d, f, imat, sym, 2);
+      const ef::AsymShift sh = ef::prepare_asym_shift(H, C, f, 2);
+      std::vector<float> target = W, target1 = W;
+      ef::apply_asym_shift(sh, target, rows, 2);
+      ef::quantize_tensor(type, target, rows, d, f, imat, asym, 2);
+      ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 1), target1, rows, 1);
+      ef::quantize_tensor(type, target1, rows, d, f, imat, asym1, 1);
+      CHECK(target1 == target);
+      CHECK(asym1 == asym);
+      const std::vector<float> qs = decode(type, sym, rows, d), qa = decode(type, asym, rows, d);
+      const double cal = asym_error(qa, W, rows, d, H, C, Hx) / asym_error(qs, W, rows, d, H, C, Hx);
+      const double held = asym_error(qa, W, rows, d, Ht, Ct, Hxt) / asym_error(qs, W, rows, d, Ht, Ct, Hxt);
+      std::printf("  asym / sym %-8s calibration %.3f held out %.3f\n", std::string(type_info(type).name).c_str(), cal, held);
+      CHECK(cal < 0.9);
+      CHECK(held < 0.95);
+    }
+  }
+
+  TEST_CASE("mismatched sizes are one clear error") {
+    const int64_t d = 64;
+    std::vector<double> H(static_cast<size_t>(d * d), 0.0);
+    for (int64_t i = 0; i < d; ++i) H[i * d + i] = 1.0;
+    const ef::Factor f = ef::prepare(H, d, 32, ef::Settings{}, 1);
+    CHECK_THROWS_AS(ef::prepare_asym_shift(H, std::vector<double>(10), f, 1), UsageError);
+    const ef::AsymShift sh = ef::prepare_asym_shift(H, H, f, 1);
+    std::vector<float> W(static_cast<size_t>(d * 3 - 1));
+    CHECK_THROWS_AS(ef::apply_asym_shift(sh, W, 3, 1), UsageError);
+  }
+}
