@@ -201,3 +201,4 @@ TEST_SUITE("test_ef_asym") {
     CHECK_THROWS_AS(ef::apply_asym_shift(sh, W, 3, 1), UsageError);
   }
 }
+}  // namespace smolq
