@@ -359,7 +359,9 @@ TEST_SUITE("test_gram") {
     CHECK(std::ranges::equal(a2[1].passthrough, seq[1].passthrough));
     CHECK(differ > 15);
     CHECK(m->layer(0).wq.type == GgmlType::F32);  // restored
-    const auto kv = optimize_metadata_kv(OptimizeSettings{.asymmetric = true}, "calib.txt", "00", false);
+    OptimizeSettings as;
+    as.asymmetric = true;
+    const auto kv = optimize_metadata_kv(as, "calib.txt", "00", false);
     CHECK(std::ranges::find(kv, std::string("smolq.optimize.inputs=str:asym")) != kv.end());
   }
 }
