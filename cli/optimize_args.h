@@ -15,7 +15,7 @@ namespace smolq::cli {
 
 struct OptimizeArgs {
   bool optimize = false;
-  std::string inputs = "sequential";  // "sequential" | "full" | "asym": what later layers see
+  std::string inputs = "asym";  // "sequential" | "full" | "asym": what later layers see (and aim at)
   OptimizeSettings settings;
 };
 

@@ -47,7 +47,7 @@ struct OptimizeSettings {
   bool sequential = true;    // later layers see the quantized earlier ones
   // With sequential: round each layer towards the full-precision layer on the full-precision
   // inputs (the asymmetric target of quantize/ef_asym.h, `--opt-inputs asym`).
-  bool asymmetric = false;
+  bool asymmetric = true;
   double asym_alpha = 1.0;   // with asymmetric: the fraction of the shift to w* applied (ef_asym.h)
   double damp = ef::Settings{}.damp;  // H += damp * mean(diag H) * I (the core's measured default)
   std::string order = "act"; // column order name understood by the core ("act": by diag(H), "natural")
