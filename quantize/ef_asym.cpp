@@ -19,9 +19,15 @@ constexpr int64_t kBatch = 256;
 }  // namespace
 
 AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> C, const Factor& f, int n_threads) {
+  if (C.size() != H.size()) throw UsageError("asymmetric calibration: H, C and the factor do not have matching sizes");
+  std::vector<double> D(H.size());
+  for (size_t i = 0; i < D.size(); ++i) D[i] = C[i] - H[i];
+  return prepare_asym_shift(D, f, n_threads);
+}
+
+AsymShift prepare_asym_shift(std::span<const double> D, const Factor& f, int n_threads) {
   const int64_t d = f.d_in, be = f.block_elems;
-  if (d <= 0 || d % 16 != 0 || H.size() != static_cast<size_t>(d * d) || C.size() != H.size() ||
-      f.u.size() != static_cast<size_t>(d * (d + 1) / 2))
+  if (d <= 0 || d % 16 != 0 || D.size() != static_cast<size_t>(d * d) || f.u.size() != static_cast<size_t>(d * (d + 1) / 2))
     throw UsageError("asymmetric calibration: H, C and the factor do not have matching sizes");
   AsymShift s;
   s.d_in = d;
@@ -39,7 +45,7 @@ AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> 
     float* dr = s.dt.data() + b * d;
     for (int64_t a = 0; a < d; ++a) {
       const size_t i = static_cast<size_t>(s.col[a] * d + cb);
-      const double v = C[i] - H[i];
+      const double v = D[i];
       finite = finite && std::isfinite(v);
       dr[a] = static_cast<float>(v);
     }
