@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
     }
   }
   const auto only_types = env_list("SMOLQ_BENCH_TYPES");
-  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     if (!qtype(t).can_quantize() || !qtype(t).can_dequantize()) continue;
     if (!only_types.empty() && std::find(only_types.begin(), only_types.end(), std::string(type_info(t).name)) == only_types.end()) continue;
     for (Shape s : shapes) {
