@@ -1,7 +1,8 @@
-"""smolq's reference forward pass against llama.cpp (llama-cpp-python) on real SmolLM2-135M
-weights and on quantized synthetic models: logits position by position, and perplexity under
-llama.cpp's protocol (chunks of CTX tokens, second half scored), computed here from llama.cpp's
-own logits.
+"""smolq's forward pass against llama.cpp (llama-cpp-python) on real SmolLM2-135M weights and on
+quantized synthetic models: logits position by position, and perplexity under llama.cpp's
+protocol (chunks of CTX tokens, second half scored), computed here from llama.cpp's own logits.
+The default pass (integer matmul with int16 activations for block-quantized weights on AVX-512
+VNNI CPUs) everywhere, and the f32 reference (SMOLQ_EVAL_MATMUL=f32) where exactness is checked.
 
 What "agreement" can mean depends on the file. llama.cpp multiplies F32 weights in f32, but for
 F16 weights it rounds activations to f16, and for quantized weights it quantizes the activations
