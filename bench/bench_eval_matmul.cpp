@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
         const double cpu = cpu_seconds() - c0;
         const double flop = 2.0 * s.rows * s.cols * n * reps;
         std::printf("%-6s %-5s %6llu x %-6llu %10.1f %10.1f\n", std::string(type_info(t).name).c_str(),
-                    int_path ? "int8" : "f32", static_cast<unsigned long long>(s.rows),
+                    int_path ? "int" : "f32", static_cast<unsigned long long>(s.rows),
                     static_cast<unsigned long long>(s.cols), flop / wall * 1e-9, flop / cpu * 1e-9);
       }
     }
