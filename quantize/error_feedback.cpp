@@ -16,6 +16,9 @@
 // each writes its own rows, so bytes never depend on the thread count.
 #include "quantize/error_feedback.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -304,9 +307,35 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
   }
 }
 
-}  // namespace
+// The pages of [p, p + n) that lie wholly inside it go back to the system (a hint: failure
+// costs only memory). For buffers that are never read there again.
+void release_pages(const void* p, size_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
 
-Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+// U = J M^-1 J packed as Factor::u wants it, in the storage of A (which holds M^-1 in its lower
+// triangle), so that the factor never exists next to the d_in^2 float matrix it comes from (at
+// d_in = 8192: 256 MB, not 384). Reversing A's elements puts U[a][b] = M^-1[d-1-a][d-1-b] at
+// a * d + b; then row a's upper part [a, d) moves down to its packed offset, rows in increasing
+// order (a packed row never reaches past the start of the next row's source). The pages beyond
+// the packed triangle go back to the system: the vector keeps its capacity, never read again.
+void pack_factor_in_place(std::vector<float>& A, int64_t d, int n_threads) {
+  const int64_t n = d * d;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t i = 0; i < n / 2; ++i) std::swap(A[static_cast<size_t>(i)], A[static_cast<size_t>(n - 1 - i)]);
+  for (int64_t a = 1; a < d; ++a)  // row 0 is in place already
+    std::memmove(A.data() + a * d - a * (a - 1) / 2, A.data() + a * d + a, sizeof(float) * static_cast<size_t>(d - a));
+  const size_t packed = static_cast<size_t>(d * (d + 1) / 2);
+  A.resize(packed);
+  release_pages(A.data() + packed, sizeof(float) * (A.capacity() - packed));
+}
+
+// The factorisation of prepare(). consume_h: H is the caller's to destroy (the vector overload):
+// its rows are released as the float copy takes them, so the two never both exist in full.
+Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads, bool consume_h) {
   if (d <= 0 || be <= 0 || d % be != 0 || H.size() != static_cast<size_t>(d * d))
     throw UsageError("error feedback: H must be d_in x d_in with d_in a multiple of the block size");
   if (!(s.damp >= 0.0) || !std::isfinite(s.damp)) throw UsageError("error feedback: dampening must be >= 0");
@@ -323,20 +352,32 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
   // A = J P^T H P J + damping in float (gathered from H: no second copy in double), P the
   // visiting order, J the reversal. Float is enough (docs/optimize.md, Cost): with the
   // dampening the condition number of A is at most 1 + d_in / damp, and the files made with a
-  // float factorisation measure the same KL divergence as with a double one.
+  // float factorisation measure the same KL divergence as with a double one. A is appended in
+  // groups of rows (reserved, not zero-filled: its pages are touched only as they are filled),
+  // and an owned H gives back each row it has copied: the two never both exist in full.
   std::vector<int64_t> src(static_cast<size_t>(d));  // position i takes H's row/column src[i]
   for (int64_t i = 0; i < d; ++i) {
     const int64_t k = d - 1 - i;
     src[i] = static_cast<int64_t>(f.order[k / be]) * be + k % be;
   }
-  std::vector<float> A(static_cast<size_t>(d * d));
+  std::vector<float> A;
+  A.reserve(static_cast<size_t>(d * d));
+  constexpr int64_t kGatherRows = 64;
+  std::vector<float> group(static_cast<size_t>(std::min(d, kGatherRows) * d));
+  for (int64_t i0 = 0; i0 < d; i0 += kGatherRows) {
+    const int64_t i1 = std::min(d, i0 + kGatherRows);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t i = 0; i < d; ++i) {
-    const double* hr = H.data() + src[i] * d;
-    float* ar = A.data() + i * d;
-    for (int64_t j = 0; j < d; ++j) ar[j] = static_cast<float>(hr[src[j]]);
-    ar[i] = static_cast<float>(hr[src[i]] + damp);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* hr = H.data() + src[i] * d;
+      float* ar = group.data() + (i - i0) * d;
+      for (int64_t j = 0; j < d; ++j) ar[j] = static_cast<float>(hr[src[j]]);
+      ar[i] = static_cast<float>(hr[src[i]] + damp);
+    }
+    A.insert(A.end(), group.begin(), group.begin() + (i1 - i0) * d);
+    if (consume_h)
+      for (int64_t i = i0; i < i1; ++i) release_pages(H.data() + src[i] * d, sizeof(double) * static_cast<size_t>(d));
   }
+  std::vector<float>().swap(group);
   if (s.refit_rounds > 0) keep_refit_gram(A.data(), d, f, n_threads);
   f.refit_rounds = s.refit_rounds;
   f.refit_scale_only = s.refit_scale_only;
@@ -345,17 +386,19 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
     throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +
                      "); raise the dampening");
   linalg::invert_lower(A.data(), d, n_threads);  // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
-  f.u.resize(static_cast<size_t>(d * (d + 1) / 2));
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t a = 0; a < d; ++a) {
-    float* ua = f.row(a);
-    for (int64_t b = a; b < d; ++b) ua[b] = A[(d - 1 - a) * d + (d - 1 - b)];
-  }
+  pack_factor_in_place(A, d, n_threads);
+  f.u = std::move(A);
   return f;
 }
 
+}  // namespace
+
+Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+  return prepare_impl(H, d, be, s, n_threads, false);
+}
+
 Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int n_threads) {
-  return prepare(std::span<const double>(H), d, be, s, n_threads);
+  return prepare_impl(H, d, be, s, n_threads, true);
 }
 
 bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }

@@ -81,7 +81,9 @@ struct Factor {
 // quantized (registry geometry). Throws UsageError (formats/error.h) when H is not finite or not
 // positive definite after dampening, or sizes do not match.
 // Memory: besides H, a float copy in visiting order that the factorisation works in (4 d_in^2
-// bytes) and the factor (2 d_in^2 bytes). The vector overload is kept for callers that own H.
+// bytes) and that becomes the factor in place (its pages beyond the packed 2 d_in^2 bytes are
+// released). The vector overload consumes H: its rows are released as the copy takes them, so
+// its peak is H's size, not H plus the copy (at d_in = 8192: 512 MB instead of 768).
 Factor prepare(std::vector<double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 Factor prepare(std::span<const double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 
