@@ -73,9 +73,7 @@ int64_t scale_step(const Factor& f, const ScalarCodec& sc, const SubScaleCodec& 
   const int be = sc.block_elems, se = ss.sub_elems;
   const float shift = static_cast<float>(f.cd_shift);
   int64_t moves = 0;
-  std::byte tmp[256];
-  ElementGrid gt[kQKK];
-  int Lt[kQKK], best_L[32];
+  int best_L[32];
   float best_v[32];
   double delta[32];
   for (int64_t b = 0; b * be < d; ++b) {
@@ -89,15 +87,13 @@ int64_t scale_step(const Factor& f, const ScalarCodec& sc, const SubScaleCodec& 
       for (int ci = 0; ci < 4; ++ci) {
         const int c = cand[ci][0], m = cand[ci][1];
         if (c < ss.sc_lo || c > ss.sc_hi || (ci >= 2 && (ss.m_hi < ss.m_lo || m < ss.m_lo || m > ss.m_hi))) continue;
-        std::memcpy(tmp, blocks[b], static_cast<size_t>(sc.block_bytes));
-        ss.set(tmp, s, c, m);
-        sc.unpack(tmp, gt, Lt);
+        ElementGrid gj = g[k0];  // lo, hi
+        ss.grid(blocks[b], c, m, gj.a, gj.b);
         int lv[32];
         float v[32];
         for (int j = 0; j < se; ++j) {
           const int64_t k = k0 + j;
           const float hk = f.h[k * d + k] + shift;
-          const ElementGrid& gj = gt[s * se + j];
           lv[j] = hk > 0.0f && gj.a != 0.0f ? nearest_level(gj, sc.table, y[k] - r[k] / hk) : L[k];
           if (gj.a == 0.0f) lv[j] = L[k];
           v[j] = grid_value(gj, sc.table, lv[j]);
@@ -120,10 +116,11 @@ int64_t scale_step(const Factor& f, const ScalarCodec& sc, const SubScaleCodec& 
       }
       if (best_c < 0) continue;
       ss.set(blocks[b], s, cand[best_c][0], cand[best_c][1]);
-      sc.unpack(blocks[b], gt, Lt);  // the new grid of the sub-block (levels are written later)
+      ElementGrid gn = g[k0];  // the sub-block's new grid (its levels are written at the end)
+      ss.grid(blocks[b], cand[best_c][0], cand[best_c][1], gn.a, gn.b);
       for (int j = 0; j < se; ++j) {
         const int64_t k = k0 + j;
-        g[k] = gt[s * se + j];
+        g[k] = gn;
         L[k] = best_L[j];
         const float dv = best_v[j] - y[k];
         if (dv != 0.0f) move_residual(f, r, k, dv);

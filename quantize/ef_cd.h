@@ -34,6 +34,9 @@ struct SubScaleCodec {
   int m_lo, m_hi;         // range of the min code; m_hi < m_lo when the family has no min
   void (*get)(const std::byte* blk, int s, int& sc, int& m);
   void (*set)(std::byte* blk, int s, int sc, int m);
+  // The step a and offset b of a sub-block with codes (sc, m) under the block's f16 fields,
+  // exactly as the codec's unpack forms them (the grid's lo / hi do not depend on the codes).
+  void (*grid)(const std::byte* blk, int sc, int m, float& a, float& b);
 };
 // nullptr for families without integer sub-block scales.
 const SubScaleCodec* subscale_codec(GgmlType t);

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "formats/half.h"
 #include "quantize/blocks.h"
 #include "quantize/ef_cd.h"
 
@@ -28,6 +29,19 @@ void get_q2_k(const std::byte* p, int s, int& sc, int& m) {
   const auto b = load<BlockQ2_K>(p);
   sc = b.scales[s] & 15;
   m = b.scales[s] >> 4;
+}
+// The sub-block's step and offset for codes (sc, m), formed exactly as ef_scalar.cpp's unpack
+// functions (the decoders) form them.
+template <class Block>
+void grid_d_dmin(const std::byte* p, int sc, int m, float& a, float& b) {
+  const auto blk = load<Block>(p);
+  a = f16_to_f32(blk.d) * static_cast<float>(sc);
+  b = -(f16_to_f32(blk.dmin) * static_cast<float>(m));
+}
+template <class Block>
+void grid_d(const std::byte* p, int sc, int, float& a, float& b) {
+  a = f16_to_f32(load<Block>(p).d) * static_cast<float>(sc);
+  b = 0.0f;
 }
 void set_q2_k(std::byte* p, int s, int sc, int m) {
   auto b = load<BlockQ2_K>(p);
@@ -117,12 +131,14 @@ void set_iq4_xs(std::byte* p, int s, int sc, int) {
 }  // namespace
 
 const SubScaleCodec* subscale_codec(GgmlType t) {
-  static const SubScaleCodec kQ2_K{16, 16, 0, 15, 0, 15, get_q2_k, set_q2_k};
-  static const SubScaleCodec kQ3_K{16, 16, -32, 31, 0, -1, get_q3_k, set_q3_k};
-  static const SubScaleCodec kQ4_K{8, 32, 0, 63, 0, 63, get_k4_block<BlockQ4_K>, set_k4_block<BlockQ4_K>};
-  static const SubScaleCodec kQ5_K{8, 32, 0, 63, 0, 63, get_k4_block<BlockQ5_K>, set_k4_block<BlockQ5_K>};
-  static const SubScaleCodec kQ6_K{16, 16, -128, 127, 0, -1, get_q6_k, set_q6_k};
-  static const SubScaleCodec kIQ4_XS{8, 32, -32, 31, 0, -1, get_iq4_xs, set_iq4_xs};
+  static const SubScaleCodec kQ2_K{16, 16, 0, 15, 0, 15, get_q2_k, set_q2_k, grid_d_dmin<BlockQ2_K>};
+  static const SubScaleCodec kQ3_K{16, 16, -32, 31, 0, -1, get_q3_k, set_q3_k, grid_d<BlockQ3_K>};
+  static const SubScaleCodec kQ4_K{8,  32, 0,   63, 0, 63, get_k4_block<BlockQ4_K>, set_k4_block<BlockQ4_K>,
+                                   grid_d_dmin<BlockQ4_K>};
+  static const SubScaleCodec kQ5_K{8,  32, 0,   63, 0, 63, get_k4_block<BlockQ5_K>, set_k4_block<BlockQ5_K>,
+                                   grid_d_dmin<BlockQ5_K>};
+  static const SubScaleCodec kQ6_K{16, 16, -128, 127, 0, -1, get_q6_k, set_q6_k, grid_d<BlockQ6_K>};
+  static const SubScaleCodec kIQ4_XS{8, 32, -32, 31, 0, -1, get_iq4_xs, set_iq4_xs, grid_d<BlockIQ4_XS>};
   switch (t) {
     case GgmlType::Q2_K: return &kQ2_K;
     case GgmlType::Q3_K: return &kQ3_K;

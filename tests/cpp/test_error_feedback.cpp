@@ -445,6 +445,10 @@ TEST_SUITE("test_error_feedback") {
           }
           sc->unpack(blk.data(), g.data(), L2.data());
           CHECK(L2 == L);
+          float a, b;  // the scale step's grid for the new codes is the unpacked one
+          ss->grid(blk.data(), c, m, a, b);
+          CHECK(a == g[s * ss->sub_elems].a);
+          CHECK(b == g[s * ss->sub_elems].b);
           dequantize_rows(type, blk, y);
           for (int i = 0; i < n; ++i) mismatches += ef::detail::grid_value(g[i], sc->table, L2[i]) != y[i];
         }
