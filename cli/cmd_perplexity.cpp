@@ -185,7 +185,7 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
   if (r.seconds > 0)
     std::fprintf(stderr, "%lld tokens in %.2f s (%.1f tok/s, %d threads, %s kernels)\n",
                  static_cast<long long>(r.tokens_evaluated), r.seconds, r.tokens_evaluated / r.seconds, o.n_threads,
-                 cpu::has_avx2() ? "AVX2" : "portable");
+                 cpu::simd_level_name(cpu::simd_level()));
   if (!std::isfinite(r.stats.ppl()))
     throw Error(m.path() + ": perplexity is not finite (" + std::string(std::isnan(r.stats.ppl()) ? "nan" : "inf") +
                 "): the model's logits are NaN/Inf (check its weights with `smolq inspect --check-data`)");
