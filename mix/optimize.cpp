@@ -221,6 +221,8 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const s
       p + "importance=str:" + (user_imatrix ? "imatrix file" : "diag(H)/n"),
   };
   if (s.refit_rounds > 0) kv.push_back(p + "refit=int:" + std::to_string(s.refit_rounds));  // off by default: no key
+  // The coordinate-descent passes after the sweep (the core's default; quantize/ef_cd.h).
+  if (const int cd = ef::Settings{}.cd_iters; cd > 0) kv.push_back(p + "cd=int:" + std::to_string(cd));
   return kv;
 }
 

@@ -28,6 +28,7 @@
 
 #include "formats/error.h"
 #include "quantize/blocks.h"
+#include "quantize/ef_cd.h"
 #include "quantize/ef_codec.h"
 #include "quantize/ef_linalg.h"
 #include "quantize/ef_refit.h"
@@ -188,7 +189,7 @@ struct GroupMetric {
 // the search's code from the block start, the re-code with the search's weights and the
 // re-code with the group's conditional precisions as weights.
 void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, std::byte* blk,
-                         float* E) {
+                         float* E, iq::ScaledLatticeCodes* keep_codes) {
   const LatticeCodec& lc = *job.lattice;
   const int be = job.be, gs = lc.group;
   const int64_t ob = job.f->order[c / be];
@@ -235,13 +236,14 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
     }
   }
   if (any) lc.pack(st, blk);
+  if (keep_codes) *keep_codes = st.codes;  // for the coordinate descent
 }
 
 // Rows [r0, r0 + nr) of the tensor: copy them in visiting order, sweep batch by batch, write
 // every block to its own place in the output row. fixed: a re-sweep that keeps every block's
 // scales (as the refit left them) and only re-rounds the levels.
 void sweep_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
-                std::vector<float>& Wc, std::vector<float>& E, bool fixed) {
+                std::vector<float>& Wc, std::vector<float>& E, bool fixed, iq::ScaledLatticeCodes* codes = nullptr) {
   const int64_t d = job.d, be = job.be, nb = d / be;
   const std::vector<int32_t>& ord = job.f->order;
   const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
@@ -261,7 +263,7 @@ void sweep_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int6
         if (job.scalar)
           sweep_block_scalar(job, w, c, c0, c1, sigma2[r], blk, E.data() + r * kBatch, fixed);
         else
-          sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch);
+          sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch, codes ? codes + r * nb + c / be : nullptr);
       }
     }
     if (c1 < d) {
@@ -290,13 +292,34 @@ void refit_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int6
   }
 }
 
+// The coordinate descent of rows [r0, r0 + nr) on their finished blocks (ef_cd.h); Wc is
+// scratch, cd.codes holds the sweep's lattice codes.
+void cd_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
+             std::vector<float>& Wc, detail::CdScratch& cd) {
+  const int64_t d = job.d, be = job.be, nb = d / be;
+  const std::vector<int32_t>& ord = job.f->order;
+  const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
+  std::vector<std::byte*> blocks(static_cast<size_t>(nr * nb));
+  for (int64_t r = 0; r < nr; ++r) {
+    const float* src = W.data() + (r0 + r) * d;
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(Wc.data() + r * d + b * be, src + ord[b] * be, sizeof(float) * be);
+      blocks[r * nb + b] = out + (r0 + r) * job.row_bytes + ord[b] * bb;
+    }
+  }
+  detail::cd_rows(*job.f, job.scalar, job.lattice, job.type, Wc.data(), nr, blocks.data(), cd);
+}
+
 // The sweep, then (when H couples the columns: with a diagonal H the plain search's scales
 // stand and the bytes stay the plain kernel's; by default only for the families with a min)
 // the scale refit; from the second round on, the
 // scalar families re-sweep with the refitted scales fixed and refit again.
 void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
-                std::vector<float>& Wc, std::vector<float>& E, detail::RefitScratch& refit) {
-  sweep_pass(job, W, r0, nr, out, Wc, E, false);
+                std::vector<float>& Wc, std::vector<float>& E, detail::RefitScratch& refit, detail::CdScratch& cd) {
+  const bool run_cd = job.f->cd_iters > 0 && job.f->coupled && !job.f->h.empty();
+  if (run_cd && job.lattice) cd.codes.resize(static_cast<size_t>(nr * (job.d / job.be)));
+  sweep_pass(job, W, r0, nr, out, Wc, E, false, run_cd && job.lattice ? cd.codes.data() : nullptr);
+  if (run_cd) cd_pass(job, W, r0, nr, out, Wc, cd);
   if (job.f->refit_rounds <= 0 || !job.f->coupled || job.f->h.empty()) return;
   const bool has_min = job.scalar && job.scalar->m_off >= 0;
   if (!has_min && !job.f->refit_scale_only) return;
@@ -378,8 +401,12 @@ Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings
       for (int64_t i = i0; i < i1; ++i) release_pages(H.data() + src[i] * d, sizeof(double) * static_cast<size_t>(d));
   }
   std::vector<float>().swap(group);
-  if (s.refit_rounds > 0) keep_refit_gram(A.data(), d, f, n_threads);
+  if (s.refit_rounds > 0 || s.cd_iters > 0) keep_refit_gram(A.data(), d, f, n_threads);
   f.refit_rounds = s.refit_rounds;
+  f.cd_iters = std::max(0, s.cd_iters);
+  f.cd_scales = s.cd_scales;
+  if (s.cd_damp >= 0.0 && std::isfinite(s.cd_damp))
+    f.cd_shift = (s.cd_damp - s.damp) * (mean_diag > 0.0 ? mean_diag : 1.0);
   f.refit_scale_only = s.refit_scale_only;
   const int64_t bad = linalg::cholesky_lower(A.data(), d, n_threads);  // J H~ J = M M^T
   if (bad >= 0)
@@ -421,10 +448,11 @@ void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int6
   {
     std::vector<float> Wc(static_cast<size_t>(rc * d_in)), E(static_cast<size_t>(rc * kBatch));
     detail::RefitScratch refit;
+    detail::CdScratch cd;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ch = 0; ch < nchunks; ++ch) {
       const int64_t r0 = ch * rc;
-      sweep_rows(job, W, r0, std::min(rc, rows - r0), out.data(), Wc, E, refit);
+      sweep_rows(job, W, r0, std::min(rc, rows - r0), out.data(), Wc, E, refit, cd);
     }
   }
 }
