@@ -91,8 +91,9 @@ void bench(GgmlType type, int64_t rows, int64_t d, int threads) {
   smolq::ef::Settings s;
   t0 = omp_get_wtime();
   c0 = cpu_s();
-  // As the driver does: H stays (in double) while the factorisation works in a float copy.
-  const smolq::ef::Factor f = smolq::ef::prepare(std::span<const double>(H), d, static_cast<int>(info.block_elems), s, threads);
+  // As the driver does (mix/optimize.h error_feedback_core): the factorisation consumes H,
+  // releasing its rows as the float copy takes them, and turns the copy into the factor.
+  const smolq::ef::Factor f = smolq::ef::prepare(std::move(H), d, static_cast<int>(info.block_elems), s, threads);
   const double t_prep = omp_get_wtime() - t0, c_prep = cpu_s() - c0;
   t0 = omp_get_wtime();
   c0 = cpu_s();

@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
     }
   }
   const auto only_types = env_list("SMOLQ_BENCH_TYPES");
-  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q6_K}) {
+  for (GgmlType t : {GgmlType::F32, GgmlType::F16, GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q5_0, GgmlType::Q4_1, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K}) {
     if (!qtype(t).can_quantize() || !qtype(t).can_dequantize()) continue;
     if (!only_types.empty() && std::find(only_types.begin(), only_types.end(), std::string(type_info(t).name)) == only_types.end()) continue;
     for (Shape s : shapes) {
@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
         const double cpu = cpu_seconds() - c0;
         const double flop = 2.0 * s.rows * s.cols * n * reps;
         std::printf("%-6s %-5s %6llu x %-6llu %10.1f %10.1f\n", std::string(type_info(t).name).c_str(),
-                    int_path ? "int8" : "f32", static_cast<unsigned long long>(s.rows),
+                    int_path ? "int" : "f32", static_cast<unsigned long long>(s.rows),
                     static_cast<unsigned long long>(s.cols), flop / wall * 1e-9, flop / cpu * 1e-9);
       }
     }

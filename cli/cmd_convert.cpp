@@ -256,10 +256,16 @@ int run_convert(const std::vector<std::string>& args) {
   install_interrupt_handlers();
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
-  std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
-  if (a.optimize.optimize)
-    optimized = run_optimize(a.optimize, ref.path, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
-  std::vector<ModelSource::PlannedFile> files{{&plan, out_path}};
+  // --optimize: the output is opened first and every optimised tensor written into it as it is
+  // made (the outcome owns the bytes only when they cannot be placed: a stream output).
+  std::unique_ptr<GgufWriter> opened;
+  std::optional<OptimizeOutcome> optimized;
+  if (a.optimize.optimize) {
+    opened = open_gguf_model(out_path, plan.metadata, plan.outputs);
+    optimized = run_optimize(a.optimize, ref.path, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0,
+                             opened.get());
+  }
+  std::vector<ModelSource::PlannedFile> files{{&plan, out_path, opened.get()}};
   for (const auto& f : also) files.push_back({&f.plan, f.path});
   const std::vector<WriteResult> results = src->write_all(files, nthreads, progress_printer(show));
   const WriteResult& written = results.front();

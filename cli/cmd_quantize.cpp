@@ -128,10 +128,16 @@ int run_quantize(const std::vector<std::string>& args) {
   const int nthreads = resolve_threads(threads);
   const bool show = !parsed.vm.count("quiet") && isatty(STDERR_FILENO);
   const auto t0 = std::chrono::steady_clock::now();
-  std::optional<OptimizeOutcome> optimized;  // owns the optimised tensors' bytes until written
-  if (opt_args.optimize)
-    optimized = run_optimize(opt_args, input, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0);
-  WriteResult w = src->write(plan, output, nthreads, progress_printer(show));
+  // --optimize: the output is opened first and every optimised tensor written into it as it is
+  // made (the outcome owns the bytes only when they cannot be placed: a stream output).
+  std::unique_ptr<GgufWriter> opened;
+  std::optional<OptimizeOutcome> optimized;
+  if (opt_args.optimize) {
+    opened = open_gguf_model(output, plan.metadata, plan.outputs);
+    optimized = run_optimize(opt_args, input, opt_calib, plan.outputs, nthreads, parsed.vm.count("quiet") > 0,
+                             opened.get());
+  }
+  WriteResult w = src->write(plan, output, nthreads, progress_printer(show), opened.get());
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   if (parsed.vm.count("json")) print_write_summary_json(output, w, secs, nthreads, plan.imatrix_used());
   else print_write_summary(output, w, secs, nthreads, plan.imatrix_used());

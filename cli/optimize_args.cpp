@@ -63,7 +63,7 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeArgs& a, const std::
 }
 
 OptimizeOutcome run_optimize(const OptimizeArgs& a, const std::string& model_path, const std::string& calib_path,
-                             std::vector<OutputTensor>& outputs, int threads, bool quiet) {
+                             std::vector<OutputTensor>& outputs, int threads, bool quiet, GgufWriter* out) {
   std::unique_ptr<Model> model = Model::open(model_path);
   const EvalTokens calib = tokenize_text_file(*model, calib_path, /*parse_special=*/false);
   OptimizeRequest req;
@@ -75,8 +75,12 @@ OptimizeOutcome run_optimize(const OptimizeArgs& a, const std::string& model_pat
   req.gram.n_threads = threads;
   req.sequential = a.settings.sequential;
   req.asymmetric = a.settings.asymmetric;
-  req.round = error_feedback_rounder(a.settings);
+  const ErrorFeedbackCore core = error_feedback_core(a.settings);
+  req.round = core.round;
+  req.prepare = core.prepare;
   req.supports = [](GgmlType t) { return ef::supports(t); };
+  if (out && out->can_place())
+    req.write = [out](const OutputTensor& t, std::span<const std::byte> bytes) { place_tensor(*out, t, bytes); };
   if (!quiet) req.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
   if (!quiet)
     std::fprintf(stderr, "optimize: calibrating on %s (%lld x %lld tokens, %s inputs), %d threads\n", calib_path.c_str(),

@@ -35,8 +35,10 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeArgs& a, const std::
 
 // Runs the calibration pass on `model_path` (the input GGUF or HF folder: the same weights as
 // the outputs' sources) and replaces every tensor with a Gram matrix by its optimised bytes.
-// Logs to stderr unless quiet. The outcome owns the bytes: keep it alive until the file is written.
+// Logs to stderr unless quiet. `out`: the output file opened with these outputs
+// (open_gguf_model); when it can place tensors, each optimised one is written into it as soon as
+// it is made. Otherwise the outcome owns the bytes: keep it alive until the file is written.
 OptimizeOutcome run_optimize(const OptimizeArgs& a, const std::string& model_path, const std::string& calib_path,
-                             std::vector<OutputTensor>& outputs, int threads, bool quiet);
+                             std::vector<OutputTensor>& outputs, int threads, bool quiet, GgufWriter* out);
 
 }  // namespace smolq::cli

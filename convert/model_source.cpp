@@ -15,7 +15,7 @@ namespace {
 
 std::vector<ModelFileOutput> model_files(const std::vector<ModelSource::PlannedFile>& files) {
   std::vector<ModelFileOutput> out;
-  for (const auto& f : files) out.push_back({f.path, &f.plan->metadata, &f.plan->outputs});
+  for (const auto& f : files) out.push_back({f.path, &f.plan->metadata, &f.plan->outputs, f.opened});
   return out;
 }
 

@@ -63,9 +63,11 @@ class ModelSource {
   virtual BuildPlan plan_plain(GgmlType weight_type, FileType file_type) const;
 
   // Writes a plan of this source atomically at `out`; bytes do not depend on `threads`.
+  // opened: `out` already opened with this plan (open_gguf_model), some tensors maybe placed.
   WriteResult write(const BuildPlan& p, const std::string& out, int threads,
-                    const std::function<void(const WriteProgress&)>& on_progress = {}) const {
-    return write_all({{&p, out}}, threads, on_progress).front();
+                    const std::function<void(const WriteProgress&)>& on_progress = {},
+                    GgufWriter* opened = nullptr) const {
+    return write_all({{&p, out, opened}}, threads, on_progress).front();
   }
 
   // Several plans of this source (e.g. F16 and Q4_K_M) written in one pass over the input: each
@@ -75,6 +77,7 @@ class ModelSource {
   struct PlannedFile {
     const BuildPlan* plan = nullptr;
     std::string path;
+    GgufWriter* opened = nullptr;  // ModelFileOutput::opened
   };
   virtual std::vector<WriteResult> write_all(const std::vector<PlannedFile>& files, int threads,
                                              const std::function<void(const WriteProgress&)>& on_progress = {}) const = 0;

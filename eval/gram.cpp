@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "formats/cpu_features.h"
 #include "formats/error.h"
 #include "formats/interrupt.h"
 #include "eval/forward.h"
@@ -38,21 +39,46 @@ WeightMatrix f32_view(const float* data, int64_t rows, int64_t cols) {
 
 // Causal multi-head attention of one chunk of n tokens (grouped-query heads), llama.cpp's
 // formula: out = softmax(q k^T / sqrt(head_dim)) v per head. q: [n][q_dim], k, v: [n][kv_dim].
+// As in the forward pass (eval/forward.cpp): a task is a block of up to 6 (AVX-512, keys packed
+// in groups of 8 per kv head) or 3 consecutive queries of one head sharing the loads of keys and
+// values; every score and output has the bits of one query at a time (dot_f32, weighted_rows).
 void chunk_attention(const ModelConfig& c, const float* q, const float* k, const float* v, int64_t n, float* out,
                      int n_threads) {
   const int64_t hd = static_cast<int64_t>(c.head_dim), n_head = static_cast<int64_t>(c.n_head);
-  const int64_t n_gqa = static_cast<int64_t>(c.n_gqa());
+  const int64_t n_gqa = static_cast<int64_t>(c.n_gqa()), n_kv = static_cast<int64_t>(c.n_head_kv);
   const int64_t q_dim = static_cast<int64_t>(c.q_dim()), kv_dim = static_cast<int64_t>(c.kv_dim());
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  std::vector<float> scratch(static_cast<size_t>(n_threads) * static_cast<size_t>(n));
-#pragma omp parallel for schedule(dynamic, 4) num_threads(n_threads)
-  for (int64_t task = 0; task < n * n_head; ++task) {
-    const int64_t t = task / n_head, h = task % n_head, g = h / n_gqa;
-    float* s = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(n);
-    const float* qt = q + t * q_dim + h * hd;
-    for (int64_t j = 0; j <= t; ++j) s[j] = dot_f32(qt, k + j * kv_dim + g * hd, hd) * scale;
-    softmax_inplace(s, t + 1);
-    weighted_rows(s, v + g * hd, kv_dim, t + 1, hd, out + t * q_dim + h * hd);
+  const bool packed = cpu::has_avx512();
+  const int qb = packed ? 6 : 3;
+  const int64_t groups = (n + 7) / 8;
+  std::vector<float> kp(packed ? static_cast<size_t>(n_kv * groups * 8 * hd) : 0);
+  if (packed) {
+#pragma omp parallel for num_threads(n_threads)
+    for (int64_t task = 0; task < n_kv * groups; ++task) {
+      const int64_t h = task % n_kv, grp = task / n_kv;
+      const float* rows[8];
+      const int nr = static_cast<int>(std::min<int64_t>(8, n - grp * 8));
+      for (int r = 0; r < nr; ++r) rows[r] = k + (grp * 8 + r) * kv_dim + h * hd;
+      detail::pack_group8(rows, nr, hd, kp.data() + (h * groups + grp) * 8 * hd);
+    }
+  }
+  std::vector<float> scratch(static_cast<size_t>(n_threads) * static_cast<size_t>(qb * n));
+  const int64_t n_blocks = (n + qb - 1) / qb;
+#pragma omp parallel for schedule(dynamic, 2) num_threads(n_threads)
+  for (int64_t task = 0; task < n_blocks * n_head; ++task) {
+    const int64_t t0 = task / n_head * qb, h = task % n_head, g = h / n_gqa;
+    const int nq = static_cast<int>(std::min<int64_t>(qb, n - t0));
+    float* sc = scratch.data() + static_cast<size_t>(omp_get_thread_num()) * static_cast<size_t>(qb * n);
+    const float* qs[6];
+    for (int i = 0; i < nq; ++i) qs[i] = q + (t0 + i) * q_dim + h * hd;
+    if (packed) dot_rows_packed(qs, nq, kp.data() + g * groups * 8 * hd, t0 + nq, hd, sc, n);
+    else dot_rows(qs, nq, k + g * hd, kv_dim, t0 + nq, hd, sc, n);
+    for (int i = 0; i < nq; ++i) {
+      float* sv = sc + i * n;
+      for (int64_t j = 0; j <= t0 + i; ++j) sv[j] *= scale;
+      softmax_inplace(sv, t0 + i + 1);
+    }
+    weighted_rows_block(sc, n, nq, v + g * hd, kv_dim, t0 + 1, hd, out + t0 * q_dim + h * hd, q_dim);
   }
 }
 

@@ -68,8 +68,10 @@ class GramConsumer {
  public:
   virtual ~GramConsumer() = default;
   // Called once per site, in graph order, with the complete matrix. May substitute the site's
-  // weights in the model; the pass then continues with them.
-  virtual void on_gram(const GramMatrix& g) = 0;
+  // weights in the model; the pass then continues with them. The pass does not read g after
+  // the call: the consumer may take g.h (the error-feedback driver releases it row by row
+  // while it factorises: at d_in = 8192 it is 512 MB).
+  virtual void on_gram(GramMatrix& g) = 0;
 };
 
 struct GramOptions {

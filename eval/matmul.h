@@ -20,10 +20,10 @@
 namespace smolq {
 
 // y[t * w.rows + r] = sum_k w(r, k) * x[t * w.cols + k]   for t < n_tokens, r < w.rows.
-// With SMOLQ_EVAL_MATMUL=int, block-quantized weights with an integer form
-// (quantize/weight_ints.h) take the integer path (eval/matmul_int.h: split int8 activations,
-// AVX-512 VNNI) on CPUs that have it; everything else — the default, F32/F16/BF16, the other
-// types, other CPUs, SMOLQ_SIMD=avx2|scalar — takes matmul_f32.
+// By default, block-quantized weights with an integer form (quantize/weight_ints.h) take the
+// integer path (eval/matmul_int.h: int16 activations, AVX-512 VNNI) on CPUs that have it;
+// everything else — SMOLQ_EVAL_MATMUL=f32, F32/F16/BF16, the other types, other CPUs,
+// SMOLQ_SIMD=avx2|scalar — takes matmul_f32, the reference.
 void matmul(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads);
 
 // The f32 path described above for any weight type: rows dequantized to f32 by tiles.

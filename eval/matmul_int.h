@@ -1,21 +1,29 @@
 // The integer matmul of block-quantized weights: y = x * W^T with W kept as small integers
-// (quantize/weight_ints.h) and every activation row quantized to int8 per block of 32, so the
+// (quantize/weight_ints.h) and every activation row quantized to int16 per block of 32, so the
 // products inside a weight group (32 weights; 16 for Q6_K) are one exact integer sum
-// (AVX-512 VNNI vpdpbusd: 64 byte products per instruction) and floats appear once per group,
-// where the scales are applied. ggml's dot products for these types work the same way; the
-// layout here puts 16 groups side by side in the 16 int32 lanes of a register, so a row of 512
-// weights costs 8 vpdpbusd and 3 float operations per (row, token) instead of 32 f32 FMAs.
+// (AVX-512 VNNI vpdpwssd: 32 int16 products per instruction) and floats appear once per group,
+// where the scales are applied.
+//
+// Layout: the 16 int32 lanes of a register are 16 weight rows (a "panel"). Weights are packed
+// per panel as, for every pair of columns, the 16 rows' two values (64 bytes); a token's pair
+// of activations is broadcast to all lanes, so one vpdpwssd adds two products to each of the 16
+// rows' sums. Any row length that is a whole number of groups fills every lane (576 = 18
+// groups costs 18 groups, not two 16-group steps), the outputs of 16 rows come out in one
+// register (no horizontal sums), and only the last panel of a matrix whose row count is not a
+// multiple of 16 has idle lanes.
 //
 // Numerics (docs/evaluator.md has the measured effect on perplexity and KL divergence):
-//   activations: per block of 32, d = max|x| / 127, xq = round_half_even(x * (1 / d)), so
-//     |x - d * xq| <= d / 2: the only approximation of this path (llama.cpp quantizes its
-//     activations the same way, to Q8_0 / Q8_K, for these weight types);
-//   weights: exact (the stored integers and the dequantizer's f32 scales and mins);
-//   per group g: isum = sum (q - offset) * xq exactly (|isum| < 2^21, converted exactly), then
-//     acc[g mod 16] = fma(isum, scale_w[g] * d_x[g], acc[g mod 16]), then, for the asymmetric
-//     types, acc[g mod 16] = fma(bias_w[g], sum of the group's original activations (in index
-//     order), acc[g mod 16]); groups in increasing order; finally the 16 accumulators are summed
-//     in a fixed tree (l + 8 first, then matmul.h's 8-lane order).
+//   activations: per block of 32, d = max|x| / 32767, xq = round_half_even(x * (1 / d)) as
+//     int16, so |x - d * xq| <= d / 2 (+ the rounding of x * (1 / d)) = max|x| / 65534: the only
+//     approximation of this path (llama.cpp quantizes its activations to 8 bits, max|x| / 254,
+//     for these weight types);
+//   weights: exact (the stored integers minus the type's offset, and the dequantizer's f32
+//     scales and biases);
+//   per output (row r, token t), groups g in increasing order, one f32 accumulator from 0:
+//     isum = sum over the group of (q - offset) * xq, exact in int32 (|isum| < 2^27), then
+//     acc = fma(float(isum), scale_w[r][g] * d_x[g], acc), then, for the asymmetric types,
+//     acc = fma(bias_w[r][g], sum of the group's original activations (halving tree), acc).
+//   float(isum) rounds to nearest (exact below 2^24).
 // Every output value is computed the same way whatever the tiling, the batch and the thread
 // count, and the portable reference kernel performs the same operations (std::fma), so the
 // results are bit-identical between the AVX-512 kernel and the reference, for any --threads
@@ -28,52 +36,54 @@
 
 namespace smolq {
 
-// Opt-in: SMOLQ_EVAL_MATMUL=int in the environment (read once). The default evaluation stays
-// the f32 reference (docs/evaluator.md: this path is no faster than it on SmolLM2-135M's
-// 576-wide shapes, 1.3-1.6x faster on 2048-wide ones, and moves logits by up to ~1e-2).
+// Which matmul the forward pass uses for weights with an integer form: SMOLQ_EVAL_MATMUL=f32
+// (the f32 reference path for every type), =int (the integer path), unset: the default (read
+// once; any other value is a UsageError).
 bool int_matmul_enabled();
 
 // True when matmul() takes the integer path for `w` here: enabled, a type with an integer
-// form, and AVX-512 VNNI (not capped by SMOLQ_SIMD).
+// form, whole blocks of 32 columns, and AVX-512 VNNI (not capped by SMOLQ_SIMD).
 bool uses_int_matmul(const WeightMatrix& w);
 
 // The integer path with the chosen kernel: the AVX-512 VNNI one, or the portable reference
-// (`reference` = true, any CPU). `w.type` must have an integer form.
+// (`reference` = true, any CPU). `w.type` must have an integer form and w.cols be a multiple of 32.
 void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads, bool reference);
 
 namespace detail {
 
-// One weight row decoded for the kernel (layout: matmul_int.cpp's Layout): q[k_pad] (padding
-// 0), and per group its scale and bias (bias null for symmetric types).
-struct IntRow {
-  const uint8_t* q;
+constexpr int kPanelRows = 16;  // weight rows per panel: one per int32 lane of a 512-bit register
+
+// One panel of 16 weight rows (layout above): q[k * 16] int16 (pair p of columns at
+// q + 32 * p: row r's two values at 2r, 2r + 1), per group g the 16 rows' scales at
+// scale + 16 * g and biases at bias + 16 * g (bias null for symmetric types). Rows past the
+// matrix are zeros.
+struct IntPanel {
+  const int16_t* q;
   const float* scale;
   const float* bias;
 };
-// One quantized activation row in the same layout: x ~ d * hi + (d / 256) * lo, hi[k_pad] and
-// lo[k_pad]; per weight group d_x / 256, the offset correction -offset * sum(256 hi + lo) over
-// the group (an int32) and the sum of the group's original activations.
+// One quantized activation row: q[k] int16 in natural order; per weight group its block's d
+// and the sum of the group's original activations (asymmetric types only).
 struct IntToken {
-  const int8_t* hi;
-  const int8_t* lo;
+  const int16_t* q;
   const float* scale;
-  const int32_t* off;
   const float* sum;
 };
 
-// rm (1..4) weight rows x rn (1..3) tokens over `steps` super-steps of 16 groups of `group`
-// (16 or 32) weights: y[t * ldy + r].
-using IntTileFn = void (*)(const IntRow* w, int rm, const IntToken* x, int rn, int64_t steps, int group, bool offset,
-                           bool bias, float* y, int64_t ldy);
-// Quantize 32 activations: x ~ d * hi + (d / 256) * lo (see the numerics above).
-using QuantizeBlockFn = void (*)(const float* x, int8_t* hi, int8_t* lo, float* d);
-void quantize_block_ref(const float* x, int8_t* hi, int8_t* lo, float* d);
-void quantize_block_avx512(const float* x, int8_t* hi, int8_t* lo, float* d);
+// pm (1..2) panels x rn (1..6) tokens over `groups` groups of `group` (16 or 32) columns:
+// y[t * ldy + 16 * p + r] for the first `rows` (1..16 * pm) rows of the panels.
+using IntTileFn = void (*)(const IntPanel* w, int pm, const IntToken* x, int rn, int64_t groups, int group, bool bias,
+                           int rows, float* y, int64_t ldy);
+// Quantize 32 activations: x ~ d * q (see the numerics above). A non-finite value gives
+// d = NaN and q = 0.
+using QuantizeBlockFn = void (*)(const float* x, int16_t* q, float* d);
+void quantize_block_ref(const float* x, int16_t* q, float* d);
+void quantize_block_avx512(const float* x, int16_t* q, float* d);
 
-void int_tile_ref(const IntRow* w, int rm, const IntToken* x, int rn, int64_t steps, int group, bool offset, bool bias,
+void int_tile_ref(const IntPanel* w, int pm, const IntToken* x, int rn, int64_t groups, int group, bool bias, int rows,
                   float* y, int64_t ldy);
-void int_tile_avx512(const IntRow* w, int rm, const IntToken* x, int rn, int64_t steps, int group, bool offset,
-                     bool bias, float* y, int64_t ldy);
+void int_tile_avx512(const IntPanel* w, int pm, const IntToken* x, int rn, int64_t groups, int group, bool bias,
+                     int rows, float* y, int64_t ldy);
 
 }  // namespace detail
 }  // namespace smolq

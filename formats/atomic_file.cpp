@@ -130,6 +130,28 @@ void AtomicFile::write(const void* data, size_t n) {
   }
 }
 
+void AtomicFile::write_at(uint64_t offset, const void* data, size_t n) {
+  if (stream_ || done_) throw Error("internal: positioned write to '" + dest_ + "', a stream or a closed file");
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = ::pwrite(fd_, p, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      throw IoError(tmp_, "write failed", errno);
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+}
+
+void AtomicFile::skip(uint64_t n) {
+  if (stream_ || done_) throw Error("internal: seek in '" + dest_ + "', a stream or a closed file");
+  flush();
+  if (::lseek(fd_, static_cast<off_t>(n), SEEK_CUR) < 0) throw IoError(tmp_, "seek failed", errno);
+  written_ += n;
+}
+
 void AtomicFile::flush() {
   const char* p = buf_.data();
   size_t n = buf_.size();

@@ -24,7 +24,15 @@ class AtomicFile {
 
   void write(const void* data, size_t n);
   void write(std::string_view s) { write(s.data(), s.size()); }
-  uint64_t bytes_written() const { return written_; }
+  uint64_t bytes_written() const { return written_; }  // the sequential position
+  // Random access, for a writer that gets some parts long before the ones ahead of them
+  // (GgufWriter::place_tensor). Regular-file destinations only: seekable() is false for a
+  // stream such as `-`, and the two calls below throw there. write_at writes n bytes at
+  // `offset` without moving the sequential position; skip moves that position n bytes forward
+  // (over bytes written by write_at: the skipped range is never written by write()).
+  bool seekable() const { return !stream_; }
+  void write_at(uint64_t offset, const void* data, size_t n);
+  void skip(uint64_t n);
   const std::string& dest() const { return dest_; }
   // Flush, fsync and rename into place.
   void commit();

@@ -185,6 +185,14 @@ class GgufWriter {
   // Writes header and tensor infos. After this, tensors are written in the order added.
   void begin_data();
   void write_tensor(std::string_view name, std::span<const std::byte> bytes);
+  // Out of order, after begin_data(): writes tensor `name` (not yet written) and its padding at
+  // its final offset now; write_tensor() then goes past it, and the file's bytes are those of
+  // writing every tensor in order. For a producer that makes some tensors long before the ones
+  // ahead of them (`quantize --optimize`, quantize/model_writer.h place_tensor). Only when
+  // can_place(): not for a stream destination.
+  bool can_place() const;
+  void place_tensor(std::string_view name, std::span<const std::byte> bytes);
+  bool placed(size_t index) const { return index < placed_.size() && placed_[index]; }
   // Flush, fsync, rename over `dest`. Returns the file size.
   uint64_t commit();
   const GgufLayout& layout() const { return layout_; }
@@ -197,6 +205,9 @@ class GgufWriter {
   std::vector<GgufPlannedTensor> planned_;
   GgufLayout layout_;
   size_t next_tensor_ = 0;
+  std::vector<bool> placed_;  // by tensor index: written by place_tensor
+  void write_padding(uint64_t n_bytes, uint64_t at);  // at == UINT64_MAX: sequentially
+  void skip_placed();
 };
 
 }  // namespace smolq

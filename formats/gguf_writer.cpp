@@ -1,5 +1,6 @@
 // GGUF serialisation: header layout planning (shared with size estimates) and the streaming
 // writer on top of AtomicFile.
+#include <cstdint>
 #include <cstring>
 
 #include "formats/atomic_file.h"
@@ -118,26 +119,60 @@ void GgufWriter::begin_data() {
   file_->write(header);
 }
 
+void GgufWriter::write_padding(uint64_t n_bytes, uint64_t at) {
+  static const char zeros[64] = {};
+  for (uint64_t left = align_or_throw(n_bytes, alignment_) - n_bytes; left > 0;) {
+    const uint64_t n = left < sizeof zeros ? left : sizeof zeros;
+    if (at == UINT64_MAX) {
+      file_->write(zeros, n);
+    } else {
+      file_->write_at(at, zeros, n);
+      at += n;
+    }
+    left -= n;
+  }
+}
+
+// Past the tensors at the sequential position that place_tensor already wrote.
+void GgufWriter::skip_placed() {
+  for (; next_tensor_ < planned_.size() && placed(next_tensor_); ++next_tensor_)
+    file_->skip(align_or_throw(layout_.n_bytes[next_tensor_], alignment_));
+}
+
 void GgufWriter::write_tensor(std::string_view name, std::span<const std::byte> bytes) {
   if (!file_) throw Error("GgufWriter: begin_data() not called");
+  skip_placed();
   if (next_tensor_ >= planned_.size() || planned_[next_tensor_].name != name)
     throw Error("GgufWriter: tensor '" + std::string(name) + "' written out of order");
   if (bytes.size() != layout_.n_bytes[next_tensor_])
     throw Error("GgufWriter: tensor '" + std::string(name) + "' has " + std::to_string(bytes.size()) +
                 " bytes, expected " + std::to_string(layout_.n_bytes[next_tensor_]));
   file_->write(bytes.data(), bytes.size());
-  const uint64_t pad = align_or_throw(bytes.size(), alignment_) - bytes.size();
-  static const char zeros[64] = {};
-  for (uint64_t left = pad; left > 0;) {
-    uint64_t n = left < sizeof zeros ? left : sizeof zeros;
-    file_->write(zeros, n);
-    left -= n;
-  }
+  write_padding(bytes.size(), UINT64_MAX);
   ++next_tensor_;
+}
+
+bool GgufWriter::can_place() const { return file_ && file_->seekable(); }
+
+void GgufWriter::place_tensor(std::string_view name, std::span<const std::byte> bytes) {
+  if (!can_place()) throw Error("GgufWriter: tensors can be placed only after begin_data(), in a regular file");
+  size_t i = next_tensor_;
+  while (i < planned_.size() && planned_[i].name != name) ++i;
+  if (i >= planned_.size() || placed(i))
+    throw Error("GgufWriter: tensor '" + std::string(name) + "' placed twice, after its turn or not planned");
+  if (bytes.size() != layout_.n_bytes[i])
+    throw Error("GgufWriter: tensor '" + std::string(name) + "' has " + std::to_string(bytes.size()) +
+                " bytes, expected " + std::to_string(layout_.n_bytes[i]));
+  const uint64_t at = layout_.data_offset + layout_.offsets[i];
+  file_->write_at(at, bytes.data(), bytes.size());
+  write_padding(bytes.size(), at + bytes.size());  // the file reaches its full size even when i is last
+  placed_.resize(planned_.size(), false);
+  placed_[i] = true;
 }
 
 uint64_t GgufWriter::commit() {
   if (!file_) begin_data();
+  skip_placed();
   if (next_tensor_ != planned_.size())
     throw Error("GgufWriter: only " + std::to_string(next_tensor_) + " of " + std::to_string(planned_.size()) +
                 " tensors were written");

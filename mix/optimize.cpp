@@ -1,8 +1,11 @@
 #include "mix/optimize.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <iterator>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "formats/error.h"
@@ -21,15 +24,21 @@ class OptimizingConsumer : public GramConsumer {
     for (const WeightMatrix* w : model.matrices()) matrices_[w->name] = w;
   }
 
-  void on_gram(const GramMatrix& g) override {
-    const std::vector<float> mean_sq = g.mean_square();
-    int done = 0;
+  void on_gram(GramMatrix& g) override {
+    if (g.layer != held_layer_) release_held();  // the pass has left the layer of the held bytes
+    held_layer_ = g.layer;
+    const std::vector<float> mean_sq = g.mean_square();  // before req_.prepare may take H
+    std::vector<OutputTensor*> site;
+    std::vector<GgmlType> core_types;
     for (const std::string& name : g.weights) {
       auto it = by_name_.find(name);
       if (it == by_name_.end()) continue;  // copied unchanged, or kept in a float type
-      round_one(*it->second, g, mean_sq);
-      ++done;
+      site.push_back(it->second);
+      if (req_.supports && req_.supports(it->second->type)) core_types.push_back(it->second->type);
     }
+    if (req_.prepare && !core_types.empty()) req_.prepare(g, core_types, req_.gram.n_threads);
+    for (OutputTensor* o : site) round_one(*o, g, mean_sq);
+    const int done = static_cast<int>(site.size());
     if (req_.log && done)
       req_.log("optimize: " + (g.layer >= 0 ? "blk." + std::to_string(g.layer) + " " : std::string()) +
                gram_site_name(g.site) + " (H " + std::to_string(g.dim) + "x" + std::to_string(g.dim) + ", " +
@@ -38,7 +47,10 @@ class OptimizingConsumer : public GramConsumer {
 
   void restore() {
     for (const std::string& n : substituted_) model_.restore_weight(n);
+    substituted_.clear();
   }
+
+  bool written(const std::string& name) const { return written_.count(name) > 0; }
 
  private:
   void round_one(OutputTensor& o, const GramMatrix& g, const std::vector<float>& mean_sq) {
@@ -75,12 +87,28 @@ class OptimizingConsumer : public GramConsumer {
     }
     out_.round_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     out_.from_imatrix += user_imatrix ? 1 : 0;
-    o.passthrough = *bytes;
+    if (req_.write) {
+      req_.write(o, *bytes);
+      written_.insert(o.name);
+    } else {
+      o.passthrough = *bytes;
+    }
     if (req_.sequential) {
       model_.substitute_weight(o.name, o.type, bytes->data(), *rb);
       substituted_.push_back(o.name);
     }
-    out_.storage.push_back(std::move(bytes));
+    if (!req_.write) out_.storage.push_back(std::move(bytes));
+    else if (req_.sequential) held_.emplace_back(o.name, std::move(bytes));
+  }
+
+  // Written bytes that the pass still reads as substitutions (this layer's) are dropped, their
+  // weights restored, once the pass is past the layer: one layer's tensors in memory, not a file.
+  void release_held() {
+    for (auto& [name, bytes] : held_) {
+      model_.restore_weight(name);
+      substituted_.erase(std::find(substituted_.begin(), substituted_.end(), name));
+    }
+    held_.clear();
   }
 
   Model& model_;
@@ -89,6 +117,9 @@ class OptimizingConsumer : public GramConsumer {
   std::map<std::string, OutputTensor*> by_name_;
   std::map<std::string, const WeightMatrix*> matrices_;
   std::vector<std::string> substituted_;
+  std::set<std::string> written_;  // handed to req_.write
+  std::vector<std::pair<std::string, std::unique_ptr<std::vector<std::byte>>>> held_;
+  int64_t held_layer_ = -2;
 };
 
 }  // namespace
@@ -112,7 +143,8 @@ OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& output
   // plan_quantization without --optimize.
   std::vector<std::string> missing;
   for (const OutputTensor& o : outputs)
-    if (o.passthrough.empty() && type_info(o.type).needs_imatrix && o.imatrix.empty()) missing.push_back(o.name);
+    if (o.passthrough.empty() && !consumer.written(o.name) && type_info(o.type).needs_imatrix && o.imatrix.empty())
+      missing.push_back(o.name);
   if (!missing.empty()) {
     std::string list;
     for (const auto& n : missing) list += (list.empty() ? "" : ", ") + n;
@@ -129,7 +161,7 @@ ef::ColumnOrder parse_column_order(const std::string& s) {
   throw UsageError("--opt-order must be act or natural, not '" + s + "'");
 }
 
-TensorRounder error_feedback_rounder(const OptimizeSettings& s) {
+ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
   ef::Settings es;
   es.damp = s.damp;
   es.order = parse_column_order(s.order);
@@ -139,30 +171,67 @@ TensorRounder error_feedback_rounder(const OptimizeSettings& s) {
     GramSite site = GramSite::kAttnIn;
     std::map<int, ef::Factor> by_block;
     std::map<int, ef::AsymShift> shift_by_block;
+    bool c_is_difference = false;  // prepare turned g.c into C - H
+    void reset(const GramMatrix& g) {
+      if (layer == g.layer && site == g.site) return;
+      by_block.clear();
+      shift_by_block.clear();
+      c_is_difference = false;
+      layer = g.layer;
+      site = g.site;
+    }
   };
   auto cache = std::make_shared<FactorCache>();
   const bool asym = s.asymmetric;
   const float alpha = static_cast<float>(s.asym_alpha);
-  return [es, cache, asym, alpha](GgmlType type, std::span<const float> w, int64_t rows, int64_t d, const GramMatrix& g,
-                           std::span<const float> imp, std::span<std::byte> out, int n_threads) {
-    if (cache->layer != g.layer || cache->site != g.site) {
-      cache->by_block.clear();
-      cache->shift_by_block.clear();
-      cache->layer = g.layer;
-      cache->site = g.site;
+  ErrorFeedbackCore core;
+  core.prepare = [es, cache, asym](GramMatrix& g, std::span<const GgmlType> types, int n_threads) {
+    cache->reset(g);
+    if (asym && !g.c.empty() && !cache->c_is_difference && !g.h.empty()) {
+      for (size_t i = 0; i < g.c.size(); ++i) g.c[i] -= g.h[i];  // D = C - H, before H is consumed
+      cache->c_is_difference = true;
     }
+    std::set<int> blocks;
+    for (GgmlType t : types) blocks.insert(static_cast<int>(type_info(t).block_elems));
+    for (auto it = blocks.begin(); it != blocks.end(); ++it) {
+      if (cache->by_block.count(*it)) continue;
+      if (std::next(it) == blocks.end())  // the last factor of the site: H goes with it
+        cache->by_block.emplace(*it, ef::prepare(std::move(g.h), g.dim, *it, es, n_threads));
+      else
+        cache->by_block.emplace(*it, ef::prepare(std::span<const double>(g.h), g.dim, *it, es, n_threads));
+    }
+    if (cache->c_is_difference)
+      for (const auto& [be, f] : cache->by_block)
+        if (!cache->shift_by_block.count(be)) cache->shift_by_block.emplace(be, ef::prepare_asym_shift(g.c, f, n_threads));
+  };
+  core.round = [es, cache, asym, alpha](GgmlType type, std::span<const float> w, int64_t rows, int64_t d,
+                                        const GramMatrix& g, std::span<const float> imp, std::span<std::byte> out,
+                                        int n_threads) {
+    cache->reset(g);
     const int be = static_cast<int>(type_info(type).block_elems);
     auto it = cache->by_block.find(be);
-    if (it == cache->by_block.end()) it = cache->by_block.emplace(be, ef::prepare(g.h, d, be, es, n_threads)).first;
+    if (it == cache->by_block.end()) {
+      if (g.h.empty()) throw Error("internal: optimize: H was consumed before a factor for blocks of " + std::to_string(be));
+      it = cache->by_block.emplace(be, ef::prepare(std::span<const double>(g.h), d, be, es, n_threads)).first;
+    }
     if (!asym || g.c.empty()) return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
     auto sh = cache->shift_by_block.find(be);
-    if (sh == cache->shift_by_block.end())
-      sh = cache->shift_by_block.emplace(be, ef::prepare_asym_shift(g.h, g.c, it->second, n_threads)).first;
+    if (sh == cache->shift_by_block.end()) {
+      if (!cache->c_is_difference && g.h.empty())
+        throw Error("internal: optimize: H was consumed before the asymmetric shift for blocks of " + std::to_string(be));
+      sh = cache->shift_by_block
+               .emplace(be, cache->c_is_difference ? ef::prepare_asym_shift(g.c, it->second, n_threads)
+                                                   : ef::prepare_asym_shift(g.h, g.c, it->second, n_threads))
+               .first;
+    }
     std::vector<float> target(w.begin(), w.end());
     ef::apply_asym_shift(sh->second, target, rows, n_threads, alpha);
     ef::quantize_tensor(type, target, rows, d, it->second, imp, out, n_threads);
   };
+  return core;
 }
+
+TensorRounder error_feedback_rounder(const OptimizeSettings& s) { return error_feedback_core(s).round; }
 
 std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const std::string& calib_name,
                                               const std::string& calib_xxh3, bool user_imatrix) {
@@ -186,6 +255,8 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const s
     kv.push_back(p + "asym_alpha=float:" + a.str());
   }
   if (s.refit_rounds > 0) kv.push_back(p + "refit=int:" + std::to_string(s.refit_rounds));  // off by default: no key
+  // The coordinate-descent passes after the sweep (the core's default; quantize/ef_cd.h).
+  if (const int cd = ef::Settings{}.cd_iters; cd > 0) kv.push_back(p + "cd=int:" + std::to_string(cd));
   return kv;
 }
 

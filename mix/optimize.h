@@ -20,9 +20,11 @@
 // tensor (so a comparison "same imatrix as llama-quantize" holds literally), else diag(H)/n —
 // the mean squared input, which is what llama-imatrix would measure on the same activations.
 //
-// Memory: the quantized bytes of the optimised tensors are held until the file is written (the
-// file's size in the worst case), plus the calibration pass (verify/gram.h). Output bytes do not
-// depend on the thread count when the rounder's do not.
+// Memory: with OptimizeRequest::write, every rounded tensor goes to the output file as soon as it
+// is made and its bytes are held only while the pass is still in its layer; without, the bytes
+// of all optimised tensors are held until the file is written (about the file's size). Plus the
+// calibration pass (eval/gram.h). Output bytes do not depend on the thread count when the
+// rounder's do not, nor on whether `write` is set.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -61,14 +63,25 @@ using TensorRounder = std::function<void(GgmlType type, std::span<const float> w
                                          const GramMatrix& g, std::span<const float> importance,
                                          std::span<std::byte> out, int n_threads)>;
 
+// Called once per site before its tensors are rounded, with the types of the tensors the core
+// will round there (those `supports` accepts): a rounder may make everything it needs from H
+// at once and take g.h (then empty for the TensorRounder calls that follow; g.dim stays).
+using SitePreparer = std::function<void(GramMatrix& g, std::span<const GgmlType> types, int n_threads)>;
+
 struct OptimizeRequest {
   std::vector<int32_t> tokens;     // the calibration text, tokenized for the model
   GramOptions gram;                // chunking, BOS, threads
   bool sequential = true;
   bool asymmetric = false;         // with sequential: the pass also sums GramMatrix::c (eval/gram.h)
   TensorRounder round;             // the error-feedback core
+  SitePreparer prepare;            // its per-site preparation (may be empty)
   std::function<bool(GgmlType)> supports;  // types the core handles; others are rounded plainly
   std::function<void(const std::string&)> log;  // one line per site (may be empty)
+  // When set, each rounded tensor is handed here as soon as it is made (`quantize --optimize`
+  // writes it at its final offset of the output: quantize/model_writer.h place_tensor) and its
+  // passthrough stays empty; the bytes are freed once the pass has left the tensor's layer.
+  // When empty, the bytes become the tensor's passthrough, owned by OptimizeOutcome::storage.
+  std::function<void(const OutputTensor&, std::span<const std::byte>)> write;
 };
 
 struct OptimizeOutcome {
@@ -78,12 +91,13 @@ struct OptimizeOutcome {
   int64_t calib_tokens = 0;
   double seconds = 0;
   double round_seconds = 0;  // of which rounding (the rest: calibration forward + Gram products)
-  // Owns the bytes the OutputTensors' passthrough spans point to: keep alive until written.
+  // Without OptimizeRequest::write: owns the bytes the OutputTensors' passthrough spans point
+  // to; keep alive until written.
   std::vector<std::unique_ptr<std::vector<std::byte>>> storage;
 };
 
 // Rounds every output tensor that has a Gram matrix and a quantized planned type, replacing its
-// source by the encoded bytes (OutputTensor::passthrough). `model` is the calibration model: the
+// source by the encoded bytes (OutputTensor::passthrough), or handing them to req.write. `model` is the calibration model: the
 // same weights as the outputs' sources (it is modified by sequential substitution and restored
 // before returning). Throws Error when a tensor that needs an importance matrix got none.
 OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& outputs, const OptimizeRequest& req);
@@ -91,11 +105,20 @@ OptimizeOutcome optimize_outputs(Model& model, std::vector<OutputTensor>& output
 // The column order named `s` ("act" or "natural"); UsageError otherwise.
 ef::ColumnOrder parse_column_order(const std::string& s);
 
-// The error-feedback core as a TensorRounder with settings `s`: one factorisation of H per site
-// and block size, shared by the site's tensors (q/k/v, gate/up); with s.asymmetric and a
-// GramMatrix carrying C, each tensor is shifted to its asymmetric target first (one shift
-// operator per site and block size, quantize/ef_asym.h). Not thread-safe (one pass).
-TensorRounder error_feedback_rounder(const OptimizeSettings& s);
+// The error-feedback core with settings `s`: one factorisation of H per site and block size,
+// shared by the site's tensors (q/k/v, gate/up). `prepare` makes all of a site's factors at
+// once and consumes H with the last one (its rows are released as the factorisation's float
+// copy takes them: H and the copy never both exist in full); `round` alone (no prepare) makes
+// each factor when first needed from the intact H. With s.asymmetric and a GramMatrix carrying
+// C, each tensor is shifted to its asymmetric target first (quantize/ef_asym.h): prepare forms
+// C - H in C's storage before H is consumed and one shift operator per site and block size.
+// Not thread-safe (one pass).
+struct ErrorFeedbackCore {
+  TensorRounder round;
+  SitePreparer prepare;
+};
+ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s);
+TensorRounder error_feedback_rounder(const OptimizeSettings& s);  // error_feedback_core(s).round
 
 // smolq.optimize.* as --override-kv specs (the file records what it was optimised on): method,
 // calibration text name and its XXH3-64 (hex), chunks x tokens, inputs (sequential, full or

@@ -16,6 +16,9 @@
 // each writes its own rows, so bytes never depend on the thread count.
 #include "quantize/error_feedback.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
 #include <cmath>
@@ -25,6 +28,7 @@
 
 #include "formats/error.h"
 #include "quantize/blocks.h"
+#include "quantize/ef_cd.h"
 #include "quantize/ef_codec.h"
 #include "quantize/ef_linalg.h"
 #include "quantize/ef_refit.h"
@@ -185,7 +189,7 @@ struct GroupMetric {
 // the search's code from the block start, the re-code with the search's weights and the
 // re-code with the group's conditional precisions as weights.
 void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, int64_t c1, std::byte* blk,
-                         float* E) {
+                         float* E, iq::ScaledLatticeCodes* keep_codes) {
   const LatticeCodec& lc = *job.lattice;
   const int be = job.be, gs = lc.group;
   const int64_t ob = job.f->order[c / be];
@@ -232,13 +236,14 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
     }
   }
   if (any) lc.pack(st, blk);
+  if (keep_codes) *keep_codes = st.codes;  // for the coordinate descent
 }
 
 // Rows [r0, r0 + nr) of the tensor: copy them in visiting order, sweep batch by batch, write
 // every block to its own place in the output row. fixed: a re-sweep that keeps every block's
 // scales (as the refit left them) and only re-rounds the levels.
 void sweep_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
-                std::vector<float>& Wc, std::vector<float>& E, bool fixed) {
+                std::vector<float>& Wc, std::vector<float>& E, bool fixed, iq::ScaledLatticeCodes* codes = nullptr) {
   const int64_t d = job.d, be = job.be, nb = d / be;
   const std::vector<int32_t>& ord = job.f->order;
   const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
@@ -258,7 +263,7 @@ void sweep_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int6
         if (job.scalar)
           sweep_block_scalar(job, w, c, c0, c1, sigma2[r], blk, E.data() + r * kBatch, fixed);
         else
-          sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch);
+          sweep_block_lattice(job, w, c, c0, c1, blk, E.data() + r * kBatch, codes ? codes + r * nb + c / be : nullptr);
       }
     }
     if (c1 < d) {
@@ -287,13 +292,34 @@ void refit_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int6
   }
 }
 
+// The coordinate descent of rows [r0, r0 + nr) on their finished blocks (ef_cd.h); Wc is
+// scratch, cd.codes holds the sweep's lattice codes.
+void cd_pass(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
+             std::vector<float>& Wc, detail::CdScratch& cd) {
+  const int64_t d = job.d, be = job.be, nb = d / be;
+  const std::vector<int32_t>& ord = job.f->order;
+  const size_t bb = job.scalar ? job.scalar->block_bytes : job.lattice->block_bytes;
+  std::vector<std::byte*> blocks(static_cast<size_t>(nr * nb));
+  for (int64_t r = 0; r < nr; ++r) {
+    const float* src = W.data() + (r0 + r) * d;
+    for (int64_t b = 0; b < nb; ++b) {
+      std::memcpy(Wc.data() + r * d + b * be, src + ord[b] * be, sizeof(float) * be);
+      blocks[r * nb + b] = out + (r0 + r) * job.row_bytes + ord[b] * bb;
+    }
+  }
+  detail::cd_rows(*job.f, job.scalar, job.lattice, job.type, Wc.data(), nr, blocks.data(), cd);
+}
+
 // The sweep, then (when H couples the columns: with a diagonal H the plain search's scales
 // stand and the bytes stay the plain kernel's; by default only for the families with a min)
 // the scale refit; from the second round on, the
 // scalar families re-sweep with the refitted scales fixed and refit again.
 void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int64_t nr, std::byte* out,
-                std::vector<float>& Wc, std::vector<float>& E, detail::RefitScratch& refit) {
-  sweep_pass(job, W, r0, nr, out, Wc, E, false);
+                std::vector<float>& Wc, std::vector<float>& E, detail::RefitScratch& refit, detail::CdScratch& cd) {
+  const bool run_cd = job.f->cd_iters > 0 && job.f->coupled && !job.f->h.empty();
+  if (run_cd && job.lattice) cd.codes.resize(static_cast<size_t>(nr * (job.d / job.be)));
+  sweep_pass(job, W, r0, nr, out, Wc, E, false, run_cd && job.lattice ? cd.codes.data() : nullptr);
+  if (run_cd) cd_pass(job, W, r0, nr, out, Wc, cd);
   if (job.f->refit_rounds <= 0 || !job.f->coupled || job.f->h.empty()) return;
   const bool has_min = job.scalar && job.scalar->m_off >= 0;
   if (!has_min && !job.f->refit_scale_only) return;
@@ -304,9 +330,35 @@ void sweep_rows(const TensorJob& job, std::span<const float> W, int64_t r0, int6
   }
 }
 
-}  // namespace
+// The pages of [p, p + n) that lie wholly inside it go back to the system (a hint: failure
+// costs only memory). For buffers that are never read there again.
+void release_pages(const void* p, size_t n) {
+  const uintptr_t page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const uintptr_t lo = (reinterpret_cast<uintptr_t>(p) + page - 1) / page * page;
+  const uintptr_t hi = (reinterpret_cast<uintptr_t>(p) + n) / page * page;
+  if (hi > lo) ::madvise(reinterpret_cast<void*>(lo), hi - lo, MADV_DONTNEED);
+}
 
-Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+// U = J M^-1 J packed as Factor::u wants it, in the storage of A (which holds M^-1 in its lower
+// triangle), so that the factor never exists next to the d_in^2 float matrix it comes from (at
+// d_in = 8192: 256 MB, not 384). Reversing A's elements puts U[a][b] = M^-1[d-1-a][d-1-b] at
+// a * d + b; then row a's upper part [a, d) moves down to its packed offset, rows in increasing
+// order (a packed row never reaches past the start of the next row's source). The pages beyond
+// the packed triangle go back to the system: the vector keeps its capacity, never read again.
+void pack_factor_in_place(std::vector<float>& A, int64_t d, int n_threads) {
+  const int64_t n = d * d;
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t i = 0; i < n / 2; ++i) std::swap(A[static_cast<size_t>(i)], A[static_cast<size_t>(n - 1 - i)]);
+  for (int64_t a = 1; a < d; ++a)  // row 0 is in place already
+    std::memmove(A.data() + a * d - a * (a - 1) / 2, A.data() + a * d + a, sizeof(float) * static_cast<size_t>(d - a));
+  const size_t packed = static_cast<size_t>(d * (d + 1) / 2);
+  A.resize(packed);
+  release_pages(A.data() + packed, sizeof(float) * (A.capacity() - packed));
+}
+
+// The factorisation of prepare(). consume_h: H is the caller's to destroy (the vector overload):
+// its rows are released as the float copy takes them, so the two never both exist in full.
+Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads, bool consume_h) {
   if (d <= 0 || be <= 0 || d % be != 0 || H.size() != static_cast<size_t>(d * d))
     throw UsageError("error feedback: H must be d_in x d_in with d_in a multiple of the block size");
   if (!(s.damp >= 0.0) || !std::isfinite(s.damp)) throw UsageError("error feedback: dampening must be >= 0");
@@ -323,39 +375,57 @@ Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, 
   // A = J P^T H P J + damping in float (gathered from H: no second copy in double), P the
   // visiting order, J the reversal. Float is enough (docs/optimize.md, Cost): with the
   // dampening the condition number of A is at most 1 + d_in / damp, and the files made with a
-  // float factorisation measure the same KL divergence as with a double one.
+  // float factorisation measure the same KL divergence as with a double one. A is appended in
+  // groups of rows (reserved, not zero-filled: its pages are touched only as they are filled),
+  // and an owned H gives back each row it has copied: the two never both exist in full.
   std::vector<int64_t> src(static_cast<size_t>(d));  // position i takes H's row/column src[i]
   for (int64_t i = 0; i < d; ++i) {
     const int64_t k = d - 1 - i;
     src[i] = static_cast<int64_t>(f.order[k / be]) * be + k % be;
   }
-  std::vector<float> A(static_cast<size_t>(d * d));
+  std::vector<float> A;
+  A.reserve(static_cast<size_t>(d * d));
+  constexpr int64_t kGatherRows = 64;
+  std::vector<float> group(static_cast<size_t>(std::min(d, kGatherRows) * d));
+  for (int64_t i0 = 0; i0 < d; i0 += kGatherRows) {
+    const int64_t i1 = std::min(d, i0 + kGatherRows);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t i = 0; i < d; ++i) {
-    const double* hr = H.data() + src[i] * d;
-    float* ar = A.data() + i * d;
-    for (int64_t j = 0; j < d; ++j) ar[j] = static_cast<float>(hr[src[j]]);
-    ar[i] = static_cast<float>(hr[src[i]] + damp);
+    for (int64_t i = i0; i < i1; ++i) {
+      const double* hr = H.data() + src[i] * d;
+      float* ar = group.data() + (i - i0) * d;
+      for (int64_t j = 0; j < d; ++j) ar[j] = static_cast<float>(hr[src[j]]);
+      ar[i] = static_cast<float>(hr[src[i]] + damp);
+    }
+    A.insert(A.end(), group.begin(), group.begin() + (i1 - i0) * d);
+    if (consume_h)
+      for (int64_t i = i0; i < i1; ++i) release_pages(H.data() + src[i] * d, sizeof(double) * static_cast<size_t>(d));
   }
-  if (s.refit_rounds > 0) keep_refit_gram(A.data(), d, f, n_threads);
+  std::vector<float>().swap(group);
+  if (s.refit_rounds > 0 || s.cd_iters > 0) keep_refit_gram(A.data(), d, f, n_threads);
   f.refit_rounds = s.refit_rounds;
+  f.cd_iters = std::max(0, s.cd_iters);
+  f.cd_scales = s.cd_scales;
+  if (s.cd_damp >= 0.0 && std::isfinite(s.cd_damp))
+    f.cd_shift = (s.cd_damp - s.damp) * (mean_diag > 0.0 ? mean_diag : 1.0);
   f.refit_scale_only = s.refit_scale_only;
   const int64_t bad = linalg::cholesky_lower(A.data(), d, n_threads);  // J H~ J = M M^T
   if (bad >= 0)
     throw UsageError("error feedback: H is not positive definite after dampening (column " + std::to_string(src[bad]) +
                      "); raise the dampening");
   linalg::invert_lower(A.data(), d, n_threads);  // M^-1; U = J M^-1 J is upper and H~^-1 = U^T U
-  f.u.resize(static_cast<size_t>(d * (d + 1) / 2));
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t a = 0; a < d; ++a) {
-    float* ua = f.row(a);
-    for (int64_t b = a; b < d; ++b) ua[b] = A[(d - 1 - a) * d + (d - 1 - b)];
-  }
+  pack_factor_in_place(A, d, n_threads);
+  f.u = std::move(A);
   return f;
 }
 
+}  // namespace
+
+Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
+  return prepare_impl(H, d, be, s, n_threads, false);
+}
+
 Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int n_threads) {
-  return prepare(std::span<const double>(H), d, be, s, n_threads);
+  return prepare_impl(H, d, be, s, n_threads, true);
 }
 
 bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }
@@ -378,10 +448,11 @@ void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int6
   {
     std::vector<float> Wc(static_cast<size_t>(rc * d_in)), E(static_cast<size_t>(rc * kBatch));
     detail::RefitScratch refit;
+    detail::CdScratch cd;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ch = 0; ch < nchunks; ++ch) {
       const int64_t r0 = ch * rc;
-      sweep_rows(job, W, r0, std::min(rc, rows - r0), out.data(), Wc, E, refit);
+      sweep_rows(job, W, r0, std::min(rc, rows - r0), out.data(), Wc, E, refit, cd);
     }
   }
 }

@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -51,7 +53,22 @@ struct ModelFileOutput {
   std::string path;
   const GgufMetadata* metadata = nullptr;
   const std::vector<OutputTensor>* tensors = nullptr;
+  // The file already opened by open_gguf_model (same path, metadata and tensors), some of its
+  // tensors maybe placed: the pass writes the others into it and commits it. Null: opened here.
+  GgufWriter* opened = nullptr;
 };
+
+// A model file opened before its tensors are made, for a producer that makes some of them long
+// before the ones ahead of them in the file (`--optimize` rounds tensors layer by layer during
+// its calibration pass, mix/optimize.h). place_tensor writes such a tensor at its final offset
+// at once (checked for non-finite weights like a passthrough), so the file's bytes are never
+// held in memory; write_gguf_models (ModelFileOutput::opened) then writes the rest and commits.
+// The bytes are those of writing everything in order, and the output stays atomic: nothing
+// appears at `path` before the commit, and the temporary file goes on error or interruption.
+// Placing needs a regular-file destination (GgufWriter::can_place(): not a stream).
+std::unique_ptr<GgufWriter> open_gguf_model(const std::string& path, const GgufMetadata& meta,
+                                            const std::vector<OutputTensor>& tensors);
+void place_tensor(GgufWriter& w, const OutputTensor& t, std::span<const std::byte> bytes);
 
 // Several files of the same model in one pass (`convert --outtype f16 --also Q4_K_M=...`): every
 // file lists the same tensor names in the same order, and tensor i of every file is quantized

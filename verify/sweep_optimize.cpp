@@ -55,7 +55,9 @@ WriteResult build_optimized_quant(Context& c, FileType ft, const std::string& ou
   req.gram.n_threads = c.eval.n_threads;
   req.sequential = s.sequential;
   req.asymmetric = s.asymmetric;
-  req.round = error_feedback_rounder(s);
+  const ErrorFeedbackCore core = error_feedback_core(s);
+  req.round = core.round;
+  req.prepare = core.prepare;
   req.supports = [](GgmlType t) { return ef::supports(t); };
   c.log("  optimize: " + std::to_string(s.n_chunks) + " x " + std::to_string(s.n_ctx) + " tokens of " + c.calib_desc);
   // The outcome owns the optimised tensors' bytes until the file is written.

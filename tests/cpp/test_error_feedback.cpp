@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "formats/error.h"
+#include "quantize/ef_cd.h"
 #include "quantize/ef_codec.h"
 #include "quantize/error_feedback.h"
 #include "quantize/registry.h"
@@ -115,6 +116,23 @@ double output_error(const ToyLayer& t, GgmlType type, const std::vector<std::byt
     }
   }
   return total;
+}
+
+// Per row: (w - w^)^T H (w - w^).
+std::vector<double> row_errors(const ToyLayer& t, GgmlType type, const std::vector<std::byte>& q,
+                               const std::vector<double>& h) {
+  std::vector<float> deq(t.W.size());
+  dequantize_rows(type, q, deq);
+  std::vector<double> out(static_cast<size_t>(t.rows), 0.0), diff(static_cast<size_t>(t.d));
+  for (int64_t r = 0; r < t.rows; ++r) {
+    for (int64_t i = 0; i < t.d; ++i) diff[i] = static_cast<double>(t.W[r * t.d + i]) - deq[r * t.d + i];
+    for (int64_t i = 0; i < t.d; ++i) {
+      double s = 0.0;
+      for (int64_t j = 0; j < t.d; ++j) s += h[i * t.d + j] * diff[j];
+      out[r] += diff[i] * s;
+    }
+  }
+  return out;
 }
 
 // use_imatrix = false: both quantizers without importance (the kernels' plain weighting).
@@ -294,6 +312,7 @@ TEST_SUITE("test_error_feedback") {
       ef::Settings refit;  // the scale refit is skipped for a diagonal H: still the plain bytes
       refit.refit_rounds = 2;
       refit.refit_scale_only = true;
+      refit.cd_iters = 4;  // so is the coordinate descent
       CHECK(optimised(t, c.type, refit, 2, &diag) == plain(t, c.type));
     }
   }
@@ -333,6 +352,145 @@ TEST_SUITE("test_error_feedback") {
         const std::vector<std::byte> q = optimised(t, c.type, more, 2);
         std::printf("      rounds %d: damped %.4f of no refit, held out EF/plain %.3f\n", rounds,
                     output_error(t, c.type, q, &damped) / e_off, output_error(t, c.type, q, &t.H_test) / p);
+      }
+    }
+  }
+
+  // The coordinate descent after the sweep (Settings::cd_iters, quantize/ef_cd.h) takes a move
+  // only when it lowers the damped objective of its row: per family and per row, the damped error
+  // with it is at most the error without it (up to the float rounding of the decode), and in
+  // total it is clearly lower. Prints the held-out ratios (EF / plain) without and with it.
+  TEST_CASE("coordinate descent never raises a row's damped error and lowers it") {
+    for (const Case& c : kCases) {
+      CAPTURE(type_info(c.type).name);
+      const ToyLayer& t = make_layer(width_for(c.type), kRows, kSeed);
+      ef::Settings on, off;
+      on.cd_iters = 4;
+      off.cd_iters = 0;
+      std::vector<double> damped = t.H;
+      double mean = 0.0;
+      for (int64_t i = 0; i < t.d; ++i) mean += t.H[i * t.d + i] / static_cast<double>(t.d);
+      for (int64_t i = 0; i < t.d; ++i) damped[i * t.d + i] += on.damp * mean;
+      const std::vector<std::byte> q_on = optimised(t, c.type, on, 2), q_off = optimised(t, c.type, off, 2);
+      const std::vector<double> r_on = row_errors(t, c.type, q_on, damped), r_off = row_errors(t, c.type, q_off, damped);
+      double e_on = 0.0, e_off = 0.0;
+      int raised = 0;
+      for (int64_t r = 0; r < t.rows; ++r) {
+        e_on += r_on[r];
+        e_off += r_off[r];
+        raised += r_on[r] > r_off[r] * (1.0 + 1e-5);
+      }
+      const double p = output_error(t, c.type, plain(t, c.type), &t.H_test);
+      std::printf("  %-7s cd: damped error %.4f of the sweep's; held out EF/plain %.3f -> %.3f\n",
+                  std::string(type_info(c.type).name).c_str(), e_on / e_off,
+                  output_error(t, c.type, q_off, &t.H_test) / p, output_error(t, c.type, q_on, &t.H_test) / p);
+      CHECK(raised == 0);
+      CHECK(e_on < 0.995 * e_off);
+      CHECK(optimised(t, c.type, on, 1) == q_on);  // thread-independent bytes with the pass on
+      if (!ef::detail::subscale_codec(c.type)) continue;
+      // With the sub-block scale step: again never above the sweep's error per row, and lower
+      // than the level passes alone.
+      ef::Settings scales = on;
+      scales.cd_scales = true;
+      const std::vector<std::byte> q_s = optimised(t, c.type, scales, 2);
+      const std::vector<double> r_s = row_errors(t, c.type, q_s, damped);
+      double e_s = 0.0;
+      raised = 0;
+      for (int64_t r = 0; r < t.rows; ++r) {
+        e_s += r_s[r];
+        raised += r_s[r] > r_off[r] * (1.0 + 1e-5);
+      }
+      std::printf("          with the scale step: damped %.4f of the sweep's; held out EF/plain %.3f\n", e_s / e_off,
+                  output_error(t, c.type, q_s, &t.H_test) / p);
+      CHECK(raised == 0);
+      CHECK(e_s < e_on);
+      CHECK(optimised(t, c.type, scales, 1) == q_s);
+    }
+  }
+
+  // The sub-block scale codes as the coordinate descent's scale step writes them (ef_cd.h):
+  // set then get returns the code, other sub-blocks and the levels are untouched, and the
+  // codec's grids still decode exactly as the registry's (ggml-exact) dequantizer.
+  TEST_CASE("sub-block scale codes round-trip and decode exactly") {
+    std::mt19937 rng(17);
+    std::normal_distribution<float> n01(0.0f, 1.0f);
+    for (GgmlType type : {GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K,
+                          GgmlType::IQ4_XS}) {
+      CAPTURE(type_info(type).name);
+      const ef::detail::ScalarCodec* sc = ef::detail::scalar_codec(type);
+      const ef::detail::SubScaleCodec* ss = ef::detail::subscale_codec(type);
+      REQUIRE(sc);
+      REQUIRE(ss);
+      const int n = sc->block_elems;
+      std::vector<float> x(n), y(n);
+      std::vector<std::byte> blk(sc->block_bytes);
+      std::vector<ef::detail::ElementGrid> g(n);
+      std::vector<int> L(n), L2(n);
+      int mismatches = 0;
+      for (int trial = 0; trial < 10; ++trial) {
+        for (int i = 0; i < n; ++i) x[i] = 0.02f * n01(rng) + (trial % 2 ? 0.01f : 0.0f);
+        sc->choose(x.data(), nullptr, 4e-4f, blk.data());
+        sc->unpack(blk.data(), g.data(), L.data());
+        for (int s = 0; s < ss->n_sub; ++s) {
+          std::vector<int> before_sc(ss->n_sub), before_m(ss->n_sub);
+          for (int o = 0; o < ss->n_sub; ++o) ss->get(blk.data(), o, before_sc[o], before_m[o]);
+          const int c = ss->sc_lo + static_cast<int>(rng() % (ss->sc_hi - ss->sc_lo + 1));
+          const int m = ss->m_hi >= ss->m_lo ? ss->m_lo + static_cast<int>(rng() % (ss->m_hi - ss->m_lo + 1)) : 0;
+          ss->set(blk.data(), s, c, m);
+          for (int o = 0; o < ss->n_sub; ++o) {
+            int c2, m2;
+            ss->get(blk.data(), o, c2, m2);
+            CHECK(c2 == (o == s ? c : before_sc[o]));
+            if (ss->m_hi >= ss->m_lo) CHECK(m2 == (o == s ? m : before_m[o]));
+          }
+          sc->unpack(blk.data(), g.data(), L2.data());
+          CHECK(L2 == L);
+          float a, b;  // the scale step's grid for the new codes is the unpacked one
+          ss->grid(blk.data(), c, m, a, b);
+          CHECK(a == g[s * ss->sub_elems].a);
+          CHECK(b == g[s * ss->sub_elems].b);
+          dequantize_rows(type, blk, y);
+          for (int i = 0; i < n; ++i) mismatches += ef::detail::grid_value(g[i], sc->table, L2[i]) != y[i];
+        }
+      }
+      CHECK(mismatches == 0);
+    }
+  }
+
+  // Held-out EF / plain per number of coordinate-descent passes and per dampening of the H~ they
+  // minimise (docs/optimize.md, "Coordinate descent"). Opt-in: SMOLQ_LONG_TESTS=1.
+  TEST_CASE("coordinate descent: passes and dampening, held out (SMOLQ_LONG_TESTS=1)") {
+    const char* env = std::getenv("SMOLQ_LONG_TESTS");
+    if (!env || std::string(env) != "1") return;
+    const double damps[] = {-1.0, 0.1, 1.0, 3.0};
+    for (float load : {0.6f, 2.5f}) {
+      const ToyLayer t = build_layer(1536, 32, 31, 4096, 3072, load);
+      std::printf("  held-out EF/plain, d_in 1536, 32 rows, 4096 tokens, loading %.1f: cd passes 0 / 1 / 2 / 4 "
+                  "(sweep's damp) | 4 with the scale step | 4 passes with cd_damp 0.1 / 1 / 3\n", load);
+      for (GgmlType type : {GgmlType::Q4_0, GgmlType::IQ4_NL, GgmlType::Q5_0, GgmlType::Q2_K, GgmlType::Q3_K,
+                            GgmlType::Q4_K, GgmlType::IQ4_XS, GgmlType::IQ2_XS, GgmlType::IQ3_XXS}) {
+        const double e_plain = output_error(t, type, plain(t, type), &t.H_test);
+        std::printf("  %-8s", std::string(type_info(type).name).c_str());
+        for (int iters : {0, 1, 2, 4}) {
+          ef::Settings s;
+          s.cd_iters = iters;
+          std::printf("  %7.4f", output_error(t, type, optimised(t, type, s, 2), &t.H_test) / e_plain);
+        }
+        {
+          ef::Settings s;
+          s.cd_iters = 4;
+          s.cd_scales = true;
+          std::printf("  | %7.4f", output_error(t, type, optimised(t, type, s, 2), &t.H_test) / e_plain);
+        }
+        std::printf("  |");
+        for (double dp : damps) {
+          if (dp < 0) continue;
+          ef::Settings s;
+          s.cd_iters = 4;
+          s.cd_damp = dp;
+          std::printf("  %7.4f", output_error(t, type, optimised(t, type, s, 2), &t.H_test) / e_plain);
+        }
+        std::printf("\n");
       }
     }
   }

@@ -2,7 +2,9 @@
 // planning = bytes written, strict validation of hostile headers.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstring>
+#include <memory>
 #include <filesystem>
 #include <fstream>
 
@@ -113,6 +115,60 @@ TEST_SUITE("test_gguf") {
       w.begin_data();
     }
     CHECK(fs::is_empty(d));
+  }
+
+  TEST_CASE("tensors placed out of order give the bytes of an in-order write; the output stays atomic") {
+    const std::vector<std::pair<std::string, uint64_t>> shapes = {{"a", 5}, {"b", 64}, {"c", 3}, {"d", 7}};
+    std::vector<std::vector<float>> data;
+    for (size_t t = 0; t < shapes.size(); ++t) {
+      data.emplace_back(shapes[t].second);
+      for (size_t i = 0; i < data.back().size(); ++i) data.back()[i] = static_cast<float>(t * 100 + i) - 3.5f;
+    }
+    const auto bytes = [&](size_t t) { return std::as_bytes(std::span(data[t])); };
+    for (uint32_t alignment : {32u, 64u}) {
+      CAPTURE(alignment);
+      const fs::path d = tmp_dir() / ("placed-" + std::to_string(alignment));
+      fs::create_directories(d);
+      auto writer = [&](const fs::path& p) {
+        auto w = std::make_unique<GgufWriter>(p.string(), alignment);
+        w->metadata().set("general.architecture", GgufValue::str("llama"));
+        for (const auto& [n, len] : shapes) w->add_tensor(n, {len}, GgmlType::F32);
+        w->begin_data();
+        return w;
+      };
+      {
+        auto w = writer(d / "in-order.gguf");
+        for (size_t t = 0; t < shapes.size(); ++t) w->write_tensor(shapes[t].first, bytes(t));
+        w->commit();
+      }
+      // The last tensor and one in the middle first, the others in order around them; then with
+      // only the first and last placed (the sequential writer skips at the start and at the end).
+      for (const std::vector<size_t>& first : {std::vector<size_t>{3, 1}, std::vector<size_t>{0, 3}}) {
+        const fs::path p = d / "placed.gguf";
+        auto w = writer(p);
+        REQUIRE(w->can_place());
+        for (size_t t : first) w->place_tensor(shapes[t].first, bytes(t));
+        CHECK(w->placed(first[0]));
+        CHECK_FALSE(w->placed(2));
+        CHECK_THROWS_AS(w->place_tensor(shapes[first[0]].first, bytes(first[0])), Error);  // twice
+        CHECK_THROWS_AS(w->place_tensor("b", bytes(0)), Error);                           // wrong size
+        for (size_t t = 0; t < shapes.size(); ++t)
+          if (std::find(first.begin(), first.end(), t) == first.end()) w->write_tensor(shapes[t].first, bytes(t));
+        w->commit();
+        CHECK(slurp(p) == slurp(d / "in-order.gguf"));
+        fs::remove(p);
+      }
+      {
+        auto w = writer(d / "abandoned.gguf");  // placed, never committed: nothing remains
+        w->place_tensor("d", bytes(3));
+        w->write_tensor("a", bytes(0));
+        CHECK_THROWS_AS(w->place_tensor("a", bytes(0)), Error);  // already written in order
+      }
+      CHECK_FALSE(fs::exists(d / "abandoned.gguf"));
+      size_t files = 0;
+      for ([[maybe_unused]] const auto& e : fs::directory_iterator(d)) ++files;
+      CHECK(files == 1);  // no temporary file either
+    }
   }
 
   TEST_CASE("hostile headers are FormatErrors with offsets, before any allocation") {

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <fstream>
+#include <iterator>
 #include <random>
 #include <string>
 #include <vector>
@@ -16,6 +18,8 @@
 #include "eval/imatrix.h"
 #include "eval/model.h"
 #include "mix/optimize.h"
+#include "quantize/model_writer.h"
+#include "temp_dir.h"
 
 using namespace smolq;
 
@@ -33,7 +37,7 @@ std::vector<int32_t> random_tokens(int n, uint32_t seed) {
 struct Recorder : GramConsumer {
   std::vector<GramMatrix> seen;
   std::function<void(const GramMatrix&)> then;
-  void on_gram(const GramMatrix& g) override {
+  void on_gram(GramMatrix& g) override {
     seen.push_back(g);
     if (then) then(g);
   }
@@ -306,6 +310,36 @@ TEST_SUITE("test_gram") {
       differ += std::equal(seq[i].passthrough.begin(), seq[i].passthrough.end(), outs[i].passthrough.begin()) ? 0 : 1;
     CHECK(differ > 15);
     CHECK(m->layer(0).wq.type == GgmlType::F32);
+
+    // Written as made (quantize --optimize): each tensor placed in the opened output at once,
+    // its bytes freed when the pass leaves its layer; the file is the one written from the
+    // held bytes, and the model is restored.
+    {
+      test::TempDir dir;
+      GgufMetadata meta;
+      meta.set("general.architecture", GgufValue::str("llama"));
+      write_gguf_model(dir / "held.gguf", meta, seq, 2);
+      std::vector<OutputTensor> streamed = make_outputs();
+      auto out = open_gguf_model(dir / "streamed.gguf", meta, streamed);
+      int handed = 0;
+      req.write = [&](const OutputTensor& t, std::span<const std::byte> bytes) {
+        place_tensor(*out, t, bytes);
+        ++handed;
+      };
+      const OptimizeOutcome rw = optimize_outputs(*m, streamed, req);
+      req.write = nullptr;
+      CHECK(handed == 30);
+      CHECK(rw.storage.empty());
+      for (const OutputTensor& o : streamed) CHECK(o.passthrough.empty());
+      write_gguf_models({{dir / "streamed.gguf", &meta, &streamed, out.get()}}, 2);
+      const auto slurp = [&](const std::string& name) {
+        std::ifstream f(dir / name, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(f), {});
+      };
+      CHECK(slurp("streamed.gguf") == slurp("held.gguf"));
+      CHECK(dir.entries() == 2);
+      CHECK(m->layer(1).wq.type == GgmlType::F32);
+    }
 
     // A type the core does not handle is rounded plainly with diag(H)/n.
     req.supports = [](GgmlType) { return false; };

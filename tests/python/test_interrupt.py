@@ -118,6 +118,22 @@ def test_imatrix_interrupted_while_computing(smolq_bin, f16_gguf, calib_text, tm
     check_message(stderr, "imatrix")
 
 
+def test_quantize_optimize_interrupted_mid_pass(smolq_bin, f16_gguf, calib_text, tmp_path):
+    """`--optimize` opens its output before the calibration pass and writes every rounded tensor
+    into it at once (docs/optimize.md, Cost): interrupted once tensors are in the temporary file,
+    the destination is untouched and the temporary file goes."""
+    dest = tmp_path / "model-q4_k_m-opt.gguf"
+    log = tmp_path / "stderr.txt"
+    cmd = [str(smolq_bin), "quantize", str(f16_gguf), str(dest), "Q4_K_M", "-t", "1", "--optimize",
+           "--calib", str(calib_text), "--opt-chunks", "2"]
+    rc, stderr = run_and_interrupt(
+        cmd, dest, signal.SIGINT,
+        lambda: temp_files(tmp_path, dest.name) != [] and "optimize: blk.1 " in log.read_text(errors="replace"),
+        log, settle=0.1)
+    assert rc == 130, f"exit code {rc}, expected 130\n{stderr}"
+    check_message(stderr, "quantize")
+
+
 def test_second_signal_still_cleans_up(smolq_bin, f16_gguf, tmp_path):
     """A user who presses Ctrl-C twice gets the default action at once (killed by SIGINT),
     and the signal handler still removes the temporary file first."""
