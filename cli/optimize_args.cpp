@@ -23,7 +23,8 @@ void add_optimize_options(po::options_description& opts, OptimizeArgs& a) {
       ("opt-order", po::value<std::string>(&s.order)->default_value(s.order), "optimize: column order: act (largest mean square input first) or natural")
       ("opt-chunks", po::value<int64_t>(&s.n_chunks)->default_value(s.n_chunks), "optimize: calibration chunks")
       ("opt-ctx", po::value<int64_t>(&s.n_ctx)->default_value(s.n_ctx), "optimize: calibration tokens per chunk")
-      ("opt-refit", po::value<int>(&s.refit_rounds)->default_value(s.refit_rounds), "optimize: least-squares refits of the block scales after the sweep (0 = none; docs/optimize.md)");
+      ("opt-refit", po::value<int>(&s.refit_rounds)->default_value(s.refit_rounds), "optimize: least-squares refits of the block scales after the sweep (0 = none; docs/optimize.md)")
+      ("opt-cd", po::value<int>(&s.cd_iters)->default_value(s.cd_iters), "optimize: coordinate-descent passes over the rounded levels after the sweep (0 = none; docs/optimize.md)");
 }
 
 void finish_optimize_args(const po::variables_map& vm, OptimizeArgs& a) {
@@ -40,8 +41,9 @@ void finish_optimize_args(const po::variables_map& vm, OptimizeArgs& a) {
   if (a.settings.n_chunks < 1 || a.settings.n_ctx < 16)
     throw UsageError("--opt-chunks must be at least 1 and --opt-ctx at least 16");
   if (a.settings.refit_rounds < 0 || a.settings.refit_rounds > 4) throw UsageError("--opt-refit must be 0 to 4");
+  if (a.settings.cd_iters < 0 || a.settings.cd_iters > 16) throw UsageError("--opt-cd must be 0 to 16");
   if (!a.optimize) {
-    for (const char* k : {"opt-inputs", "opt-asym-alpha", "opt-damp", "opt-order", "opt-chunks", "opt-ctx", "opt-refit"})
+    for (const char* k : {"opt-inputs", "opt-asym-alpha", "opt-damp", "opt-order", "opt-chunks", "opt-ctx", "opt-refit", "opt-cd"})
       if (vm.count(k) && !vm[k].defaulted()) throw UsageError(std::string("--") + k + " needs --optimize");
   }
 }

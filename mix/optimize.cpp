@@ -166,6 +166,7 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
   es.damp = s.damp;
   es.order = parse_column_order(s.order);
   es.refit_rounds = s.refit_rounds;
+  es.cd_iters = s.cd_iters;
   struct FactorCache {
     int64_t layer = -2;
     GramSite site = GramSite::kAttnIn;
@@ -255,8 +256,8 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const s
     kv.push_back(p + "asym_alpha=float:" + a.str());
   }
   if (s.refit_rounds > 0) kv.push_back(p + "refit=int:" + std::to_string(s.refit_rounds));  // off by default: no key
-  // The coordinate-descent passes after the sweep (the core's default; quantize/ef_cd.h).
-  if (const int cd = ef::Settings{}.cd_iters; cd > 0) kv.push_back(p + "cd=int:" + std::to_string(cd));
+  // The coordinate-descent passes after the sweep (quantize/ef_cd.h); no key when off.
+  if (s.cd_iters > 0) kv.push_back(p + "cd=int:" + std::to_string(s.cd_iters));
   return kv;
 }
 

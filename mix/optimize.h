@@ -54,6 +54,7 @@ struct OptimizeSettings {
   double damp = ef::Settings{}.damp;  // H += damp * mean(diag H) * I (the core's measured default)
   std::string order = "act"; // column order name understood by the core ("act": by diag(H), "natural")
   int refit_rounds = ef::Settings{}.refit_rounds;  // scale refits after the sweep (0 = none)
+  int cd_iters = ef::Settings{}.cd_iters;  // coordinate-descent passes after the sweep (0 = none; quantize/ef_cd.h)
 };
 
 // Rounds one matrix given its input's Gram matrix g (g.h: d_in x d_in) into `out`
