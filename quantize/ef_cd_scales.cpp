@@ -13,17 +13,6 @@
 namespace smolq::ef::detail {
 namespace {
 
-template <class Block>
-Block load(const std::byte* p) {
-  Block b;
-  std::memcpy(&b, p, sizeof b);
-  return b;
-}
-template <class Block>
-void store(std::byte* p, const Block& b) {
-  std::memcpy(p, &b, sizeof b);
-}
-
 // Q2_K: scales[s] = sc | m << 4 (4 bits each).
 void get_q2_k(const std::byte* p, int s, int& sc, int& m) {
   const auto b = load<BlockQ2_K>(p);

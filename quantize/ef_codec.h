@@ -6,11 +6,25 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 
 #include "formats/ggml_types.h"
 #include "quantize/iq_lattice.h"
 
 namespace smolq::ef::detail {
+
+// A block struct read from / written to its bytes in a row (the codecs' unpack and pack
+// functions and the coordinate descent's scale codes work on copies).
+template <class Block>
+Block load(const std::byte* p) {
+  Block b;
+  std::memcpy(&b, p, sizeof b);
+  return b;
+}
+template <class Block>
+void store(std::byte* p, const Block& b) {
+  std::memcpy(p, &b, sizeof b);
+}
 
 // Element j of a chosen block decodes as  a * level + b  (uniform grid, level in [lo, hi]), or
 // a * table[level] + b  for the IQ4 non-uniform table (level in [0, 15]).

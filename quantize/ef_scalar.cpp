@@ -24,17 +24,6 @@
 namespace smolq::ef::detail {
 namespace {
 
-template <class Block>
-Block load(const std::byte* p) {
-  Block b;
-  std::memcpy(&b, p, sizeof b);
-  return b;
-}
-template <class Block>
-void store(std::byte* p, const Block& b) {
-  std::memcpy(p, &b, sizeof b);
-}
-
 // The plain kernel (registry's fast path, byte-identical to the reference) on one block.
 template <GgmlType T, int N>
 void choose_registry(const float* x, const float* imatrix, float, std::byte* blk) {
