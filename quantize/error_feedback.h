@@ -57,9 +57,11 @@ struct Settings {
   // quantize/ef_cd.h): with the block scales fixed, every element's level (lattice: every sign
   // group's code) is moved to its best value given all the others when that lowers the damped
   // objective; 0 = off. Skipped when H is diagonal (the plain search's choice stands). Passes
-  // stop early when one changes nothing. Measured by llama.cpp's KLD it lowers every file type
-  // of both test models by 1-6% (docs/optimize.md, "What was tried"); the first pass does most.
-  int cd_iters = 4;
+  // stop early when one changes nothing. Off by default (--opt-cd 4 turns it on): on the
+  // sequential sweep it lowered most files by 1-6%, but on top of the asymmetric target (the
+  // default inputs) it measured mixed (real Q4_K_M -4%, synthetic IQ2_XS +8%, the rest within
+  // noise) for 15-50% more CPU (docs/optimize.md, "Coordinate descent after the sweep").
+  int cd_iters = 0;
   // Dampening of the H~ the coordinate descent minimises (fraction of mean(diag H)); < 0 = the
   // sweep's `damp` (the default: on held-out toy layers more dampening wins when the inputs are
   // noise-dominated and less when they are factor-dominated, as for the sweep).
