@@ -53,6 +53,23 @@ GramOptions stories_options(int threads) {
   return o;
 }
 
+// Every matrix of the model planned as Q4_0, read from the model itself (ffn_down's 172 columns
+// are not a whole number of blocks: kept in F16).
+std::vector<OutputTensor> q4_0_outputs(const Model& m) {
+  std::vector<OutputTensor> outs;
+  for (const WeightMatrix* w : m.matrices()) {
+    OutputTensor o;
+    o.name = w->name;
+    o.shape = {w->cols, w->rows};
+    o.type = w->cols % 32 == 0 ? GgmlType::Q4_0 : GgmlType::F16;
+    o.source = [w](uint64_t r0, uint64_t n, std::span<float> out) {
+      for (uint64_t r = 0; r < n; ++r) w->dequantize_row(r0 + r, out.data() + r * w->cols);
+    };
+    outs.push_back(std::move(o));
+  }
+  return outs;
+}
+
 }  // namespace
 
 TEST_SUITE("test_gram") {
@@ -229,20 +246,7 @@ TEST_SUITE("test_gram") {
   TEST_CASE("driver plumbing: with a plain rounder, full-precision inputs give the plain quantizer's bytes") {
     auto m = Model::open(kStories);
     const auto toks = random_tokens(100, 5);
-    auto make_outputs = [&] {
-      std::vector<OutputTensor> outs;
-      for (const WeightMatrix* w : m->matrices()) {
-        OutputTensor o;
-        o.name = w->name;
-        o.shape = {w->cols, w->rows};
-        o.type = w->cols % 32 == 0 ? GgmlType::Q4_0 : GgmlType::F16;  // ffn_down's 172 columns: kept in F16
-        o.source = [w](uint64_t r0, uint64_t n, std::span<float> out) {
-          for (uint64_t r = 0; r < n; ++r) w->dequantize_row(r0 + r, out.data() + r * w->cols);
-        };
-        outs.push_back(std::move(o));
-      }
-      return outs;
-    };
+    auto make_outputs = [&] { return q4_0_outputs(*m); };
     OptimizeRequest req;
     req.tokens = toks;
     req.gram = stories_options(2);
@@ -354,20 +358,7 @@ TEST_SUITE("test_gram") {
   TEST_CASE("asymmetric driver: the error-feedback rounder aims at the full-precision layers; bytes thread-independent") {
     auto m = Model::open(kStories);
     const auto toks = random_tokens(100, 9);
-    auto make_outputs = [&] {
-      std::vector<OutputTensor> outs;
-      for (const WeightMatrix* w : m->matrices()) {
-        OutputTensor o;
-        o.name = w->name;
-        o.shape = {w->cols, w->rows};
-        o.type = w->cols % 32 == 0 ? GgmlType::Q4_0 : GgmlType::F16;
-        o.source = [w](uint64_t r0, uint64_t n, std::span<float> out) {
-          for (uint64_t r = 0; r < n; ++r) w->dequantize_row(r0 + r, out.data() + r * w->cols);
-        };
-        outs.push_back(std::move(o));
-      }
-      return outs;
-    };
+    auto make_outputs = [&] { return q4_0_outputs(*m); };
     auto run = [&](bool asym, int threads, std::vector<OutputTensor>& outs) {
       OptimizeSettings s;
       s.asymmetric = asym;
