@@ -30,6 +30,8 @@
 // and any batch split.
 #pragma once
 #include <cstdint>
+#include <mutex>
+#include <vector>
 
 #include "eval/model.h"
 #include "quantize/weight_ints.h"
@@ -45,6 +47,28 @@ bool int_matmul_enabled();
 // form, whole blocks of 32 columns, and AVX-512 VNNI (not capped by SMOLQ_SIMD).
 bool uses_int_matmul(const WeightMatrix& w);
 
+// Re-quantized panels of one F16/BF16 matrix, in panel order (2 bytes per weight and 4 per
+// block of 32 and row): filled by the first matmul_int call on the matrix (by the threads that
+// pack the tiles, so it costs what one call's packing costs), then read by every later call.
+// Filled for the stored bytes at `data` in `row_order`; a call on a matrix whose type, data,
+// shape or row order differ repacks it. Calls on one matrix are serialized by `mutex`.
+struct IntPanelCache {
+  std::mutex mutex;
+  std::vector<std::byte> buf;
+  bool filled = false;
+  const std::byte* data = nullptr;
+  GgmlType type = GgmlType::F32;
+  uint64_t rows = 0, cols = 0;
+  std::vector<uint32_t> row_order;
+};
+// Give `w` an empty IntPanelCache when it is F16/BF16 and the integer path takes it (else
+// leaves it null: matmul_int then packs the panels on every call).
+void attach_int_panel_cache(WeightMatrix& w);
+
+// The types the integer path takes: those with an integer form (quantize/weight_ints.h) and
+// F16/BF16 (re-quantized per block of 32, see the numerics above).
+bool has_int_form(GgmlType t);
+
 // The integer path with the chosen kernel: the AVX-512 VNNI one, or the portable reference
 // (`reference` = true, any CPU). `w.type` must have an integer form and w.cols be a multiple of 32.
 void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads, bool reference);
@@ -52,6 +76,11 @@ void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
 namespace detail {
 
 constexpr int kPanelRows = 16;  // weight rows per panel: one per int32 lane of a 512-bit register
+// Integer bounds: activations against the block types' weights (|q - offset| <= 128), and the
+// F16/BF16 split (re-quantized weights, activations): |w| * |x| * 32 < 2^31 (see above).
+constexpr float kActMax = 32767.0f;
+constexpr float kWideWeightMax = 8191.0f;
+constexpr float kWideActMax = 8191.0f;
 
 // One panel of 16 weight rows (layout above): q[k * 16] int16 (pair p of columns at
 // q + 32 * p: row r's two values at 2r, 2r + 1), per group g the 16 rows' scales at
@@ -76,9 +105,13 @@ using IntTileFn = void (*)(const IntPanel* w, int pm, const IntToken* x, int rn,
                            int rows, float* y, int64_t ldy);
 // Quantize 32 activations: x ~ d * q (see the numerics above). A non-finite value gives
 // d = NaN and q = 0.
-using QuantizeBlockFn = void (*)(const float* x, int16_t* q, float* d);
-void quantize_block_ref(const float* x, int16_t* q, float* d);
-void quantize_block_avx512(const float* x, int16_t* q, float* d);
+using QuantizeBlockFn = void (*)(const float* x, int16_t* q, float* d, float x_max);
+void quantize_block_ref(const float* x, int16_t* q, float* d, float x_max);
+void quantize_block_avx512(const float* x, int16_t* q, float* d, float x_max);
+// Re-quantize 32 F16/BF16 weights (decoded to f32): d = max|w| / kWideWeightMax,
+// q = round_half_even(w * (1 / d)) in double, |q| <= kWideWeightMax. A non-finite weight gives
+// d = NaN and q = 0; an all-zero block d = 0, q = 0.
+void requantize_block(const float* w, int16_t* q, float* d);
 
 void int_tile_ref(const IntPanel* w, int pm, const IntToken* x, int rn, int64_t groups, int group, bool bias, int rows,
                   float* y, int64_t ldy);

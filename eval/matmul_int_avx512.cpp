@@ -82,7 +82,7 @@ struct Table {
 
 }  // namespace
 
-void quantize_block_avx512(const float* x, int16_t* q, float* d_out) {
+void quantize_block_avx512(const float* x, int16_t* q, float* d_out, float x_max) {
   const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
   const __m512 ax = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1));
   const float amax = _mm512_reduce_max_ps(ax);  // max is exact in any order
@@ -94,10 +94,10 @@ void quantize_block_avx512(const float* x, int16_t* q, float* d_out) {
     *d_out = __builtin_nanf("");
     return;
   }
-  const float d = amax / 32767.0f;
+  const float d = amax / x_max;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   const __m512 vid = _mm512_set1_ps(id);
-  const __m512 lim = _mm512_set1_ps(32767.0f), nlim = _mm512_set1_ps(-32767.0f);
+  const __m512 lim = _mm512_set1_ps(x_max), nlim = _mm512_set1_ps(-x_max);
   const __m512 xs[2] = {x0, x1};
   for (int i = 0; i < 2; ++i) {
     // Round half to even: the default MXCSR mode, as round_even.
@@ -128,7 +128,7 @@ void int_tile_avx512(const IntPanel* w, int pm, const IntToken* x, int rn, int64
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx512_vnni() is false), kept linkable.
 
 namespace smolq::detail {
-void quantize_block_avx512(const float* x, int16_t* q, float* d) { quantize_block_ref(x, q, d); }
+void quantize_block_avx512(const float* x, int16_t* q, float* d, float x_max) { quantize_block_ref(x, q, d, x_max); }
 void int_tile_avx512(const IntPanel* w, int pm, const IntToken* x, int rn, int64_t groups, int group, bool bias,
                      int rows, float* y, int64_t ldy) {
   int_tile_ref(w, pm, x, rn, groups, group, bias, rows, y, ldy);
