@@ -50,7 +50,7 @@ struct Layout {
   int64_t k, group, groups;
   int offset;
   bool bias;
-  bool wide;    // F16/BF16/F32 weights re-quantized per block (detail::requantize_block)
+  bool wide;    // F16/BF16 weights re-quantized per block (detail::requantize_block)
   float x_max;  // activations' integer bound: detail::kActMax, or kWideActMax for wide weights
   int64_t token_bytes() const { return k * 2 + groups * 4 * 2; }  // q, scale, sum
   int64_t panel_bytes() const { return k * 2 * kPanelRows + groups * kPanelRows * 4 * (bias ? 2 : 1); }
@@ -197,11 +197,11 @@ bool int_matmul_enabled() {
 }
 
 bool has_int_form(GgmlType t) {
-  return int_weight_format(t) != nullptr || t == GgmlType::F16 || t == GgmlType::BF16 || t == GgmlType::F32;
+  return int_weight_format(t) != nullptr || t == GgmlType::F16 || t == GgmlType::BF16;
 }
 
 bool uses_int_matmul(const WeightMatrix& w) {
-  // BF16/F32 only when asked (=int): the default keeps them exact (matmul_int.h).
+  // BF16 only when asked (=int): the default keeps it exact (matmul_int.h).
   const bool type_ok = int_weight_format(w.type) != nullptr || w.type == GgmlType::F16 ||
                        (matmul_env() == 2 && has_int_form(w.type));
   return int_matmul_enabled() && cpu::has_avx512_vnni() && type_ok && w.cols % kActBlock == 0;
@@ -240,7 +240,7 @@ void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
   if (n_tokens <= 0 || R == 0) return;
   Layout L;
   L.k = static_cast<int64_t>(w.cols);
-  L.wide = f == nullptr;  // F16/BF16/F32 (has_int_form)
+  L.wide = f == nullptr;  // F16/BF16 (has_int_form)
   L.group = L.wide ? kActBlock : f->group;
   L.groups = L.k / L.group;
   L.offset = L.wide ? 0 : f->offset;
@@ -268,7 +268,7 @@ void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
   const size_t tok_bytes = static_cast<size_t>(L.token_bytes());
   if (tokens_buf.size() < n_tokens * tok_bytes + 64) tokens_buf.resize(n_tokens * tok_bytes + 64);
   std::byte* tokens = tokens_buf.data() + (64 - reinterpret_cast<uintptr_t>(tokens_buf.data()) % 64) % 64;
-  // F16/BF16/F32 with a cache: the tiles are read from (or, on the first call, packed into) it.
+  // F16/BF16 with a cache: the tiles are read from (or, on the first call, packed into) it.
   const size_t pb = static_cast<size_t>(L.panel_bytes());
   std::unique_lock<std::mutex> lock;
   std::byte* cached = nullptr;

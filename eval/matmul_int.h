@@ -18,9 +18,10 @@
 //     approximation of this path (llama.cpp quantizes its activations to 8 bits, max|x| / 254,
 //     for these weight types);
 //   weights: exact for the block types (the stored integers minus the type's offset, and the
-//     dequantizer's f32 scales and biases). F16 (by default; BF16 and F32 with
-//     SMOLQ_EVAL_MATMUL=int, as their exactness against f32 references is part of other
-//     contracts) are re-quantized per block of 32 of a row (detail::requantize_block):
+//     dequantizer's f32 scales and biases). F16 (by default; BF16 with SMOLQ_EVAL_MATMUL=int,
+//     as its exactness against f32 references is part of other contracts; F32 never: it is
+//     the reference format, and eval/gram.cpp's f32 products go through matmul()) are
+//     re-quantized per block of 32 of a row (detail::requantize_block):
 //     d_w = max|w| / 8191, q = round_half_even(w / d_w), |w - d_w q| <= d_w / 2 = max|w| / 16382,
 //     with activations of 14 bits (max|x| / 8191, error <= max|x| / 16382) so that a group's
 //     32 products stay below 2^31: 8191 * 8191 * 32 = 2146959392. Of the splits that fit
@@ -50,7 +51,7 @@
 namespace smolq {
 
 // Which matmul the forward pass uses for weights with an integer form: SMOLQ_EVAL_MATMUL=f32
-// (the f32 reference path for every type), =int (the integer path, BF16 and F32 included),
+// (the f32 reference path for every type), =int (the integer path, BF16 included),
 // unset: the default (the integer path for the block types and F16; read once; any other
 // value is a UsageError).
 bool int_matmul_enabled();
@@ -59,7 +60,7 @@ bool int_matmul_enabled();
 // whole blocks of 32 columns, and AVX-512 VNNI (not capped by SMOLQ_SIMD).
 bool uses_int_matmul(const WeightMatrix& w);
 
-// Re-quantized panels of one F16/BF16/F32 matrix, in panel order (2 bytes per weight and 4 per
+// Re-quantized panels of one F16/BF16 matrix, in panel order (2 bytes per weight and 4 per
 // block of 32 and row): filled by the first matmul_int call on the matrix (by the threads that
 // pack the tiles, so it costs what one call's packing costs), then read by every later call.
 // Filled for the stored bytes at `data` in `row_order`; a call on a matrix whose type, data,
@@ -73,12 +74,12 @@ struct IntPanelCache {
   uint64_t rows = 0, cols = 0;
   std::vector<uint32_t> row_order;
 };
-// Give `w` an empty IntPanelCache when it is F16/BF16/F32 and the integer path takes it (else
+// Give `w` an empty IntPanelCache when it is F16/BF16 and the integer path takes it (else
 // leaves it null: matmul_int then packs the panels on every call).
 void attach_int_panel_cache(WeightMatrix& w);
 
 // The types the integer path takes: those with an integer form (quantize/weight_ints.h) and
-// F16/BF16/F32 (re-quantized per block of 32, see the numerics above; uses_int_matmul says
+// F16/BF16 (re-quantized per block of 32, see the numerics above; uses_int_matmul says
 // which of them it takes here).
 bool has_int_form(GgmlType t);
 
@@ -90,7 +91,7 @@ namespace detail {
 
 constexpr int kPanelRows = 16;  // weight rows per panel: one per int32 lane of a 512-bit register
 // Integer bounds: activations against the block types' weights (|q - offset| <= 128), and the
-// F16/BF16/F32 split (re-quantized weights, activations): |w| * |x| * 32 < 2^31 (see above).
+// F16/BF16 split (re-quantized weights, activations): |w| * |x| * 32 < 2^31 (see above).
 constexpr float kActMax = 32767.0f;
 constexpr float kWideWeightMax = 8191.0f;
 constexpr float kWideActMax = 8191.0f;
@@ -121,7 +122,7 @@ using IntTileFn = void (*)(const IntPanel* w, int pm, const IntToken* x, int rn,
 using QuantizeBlockFn = void (*)(const float* x, int16_t* q, float* d, float x_max);
 void quantize_block_ref(const float* x, int16_t* q, float* d, float x_max);
 void quantize_block_avx512(const float* x, int16_t* q, float* d, float x_max);
-// Re-quantize 32 F16/BF16/F32 weights (decoded to f32): d = max|w| / kWideWeightMax,
+// Re-quantize 32 F16/BF16 weights (decoded to f32): d = max|w| / kWideWeightMax,
 // q = round_half_even(w * (1 / d)) in double, |q| <= kWideWeightMax. A non-finite weight gives
 // d = NaN and q = 0; an all-zero block d = 0, q = 0.
 void requantize_block(const float* w, int16_t* q, float* d);
