@@ -162,8 +162,11 @@ void requantize_block(const float* w, int16_t* q, float* d_out) {
   // In double: 1 / d is finite even for BF16 blocks near the f32 underflow, and w * (1 / d)
   // is within a few ulps of the exact quotient (<= kWideWeightMax + tiny: the clamp).
   const double id = finite && d != 0.0f ? 1.0 / static_cast<double>(d) : 0.0;
+  // Round half to even as round_even does, in double (|v| <= 8191 + tiny < 2^51): no libm call,
+  // so the loop vectorizes.
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
   for (int j = 0; j < kActBlock; ++j) {
-    const double v = std::nearbyint(static_cast<double>(w[j]) * id);  // half to even (default mode)
+    const double v = (static_cast<double>(w[j]) * id + kMagic) - kMagic;
     q[j] = static_cast<int16_t>(std::min<double>(kWideWeightMax, std::max<double>(-kWideWeightMax, v)));
   }
   *d_out = d;
