@@ -52,6 +52,7 @@ struct Layout {
   bool bias;
   bool wide;    // F16/BF16 weights re-quantized per block (detail::requantize_block)
   float x_max;  // activations' integer bound: detail::kActMax, or kWideActMax for wide weights
+  void (*requantize)(const float*, int16_t*, float*);  // wide: the reference or AVX-512 form
   int64_t token_bytes() const { return k * 2 + groups * 4 * 2; }  // q, scale, sum
   int64_t panel_bytes() const { return k * 2 * kPanelRows + groups * kPanelRows * 4 * (bias ? 2 : 1); }
   detail::IntToken token(std::byte* p) const {
@@ -92,7 +93,7 @@ void pack_panel(const WeightMatrix& w, const IntWeightFormat* f, int64_t r0, int
     for (int r = 0; r < n; ++r) {
       w.dequantize_row(static_cast<uint64_t>(r0 + r), wtmp);
       for (int64_t g = 0; g < L.groups; ++g) {
-        detail::requantize_block(wtmp + g * kActBlock, qb, &scale[g * kPanelRows + r]);
+        L.requantize(wtmp + g * kActBlock, qb, &scale[g * kPanelRows + r]);
         const int64_t k0 = g * kActBlock;
         for (int j = 0; j < kActBlock; ++j) q[((k0 + j) / 2) * 2 * kPanelRows + 2 * r + j % 2] = qb[j];
       }
@@ -249,6 +250,7 @@ void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
   L.offset = L.wide ? 0 : f->offset;
   L.bias = !L.wide && f->has_bias;
   L.x_max = L.wide ? detail::kWideActMax : detail::kActMax;
+  L.requantize = reference ? detail::requantize_block : detail::requantize_block_avx512;
   const detail::IntTileFn tile = reference ? detail::int_tile_ref : detail::int_tile_avx512;
   const detail::QuantizeBlockFn qblock = reference ? detail::quantize_block_ref : detail::quantize_block_avx512;
   n_threads = std::max(1, n_threads);

@@ -126,6 +126,7 @@ void quantize_block_avx512(const float* x, int16_t* q, float* d, float x_max);
 // q = round_half_even(w * (1 / d)) in double, |q| <= kWideWeightMax. A non-finite weight gives
 // d = NaN and q = 0; an all-zero block d = 0, q = 0.
 void requantize_block(const float* w, int16_t* q, float* d);
+void requantize_block_avx512(const float* w, int16_t* q, float* d);  // the same bits
 
 void int_tile_ref(const IntPanel* w, int pm, const IntToken* x, int rn, int64_t groups, int group, bool bias, int rows,
                   float* y, int64_t ldy);

@@ -207,6 +207,13 @@ TEST_SUITE("test_matmul_int") {
       int16_t q[32];
       float d;
       detail::requantize_block(w, q, &d);
+      if (cpu::has_avx512_vnni()) {  // the AVX-512 form: the same bits
+        int16_t q2[32];
+        float d2;
+        detail::requantize_block_avx512(w, q2, &d2);
+        CHECK(d2 == d);
+        CHECK(std::equal(q, q + 32, q2));
+      }
       float amax = 0;
       for (float v : w) amax = std::max(amax, std::fabs(v));
       CHECK(d == amax / detail::kWideWeightMax);
@@ -240,6 +247,16 @@ TEST_SUITE("test_matmul_int") {
     CHECK(q[1] == 0);
     CHECK(q[2] == 2);
     CHECK(q[3] == -2);
+    if (cpu::has_avx512_vnni()) {
+      int16_t q2[32];
+      float d2;
+      detail::requantize_block_avx512(tie, q2, &d2);
+      CHECK(d2 == d);
+      CHECK(std::equal(q, q + 32, q2));
+      detail::requantize_block_avx512(bad, q2, &d2);
+      CHECK(std::isnan(d2));
+      CHECK(std::all_of(q2, q2 + 32, [](int16_t v) { return v == 0; }));
+    }
   }
 
   TEST_CASE("F16/BF16: AVX-512 == reference, any threads and batch split, cached panels == per-call packing") {
