@@ -29,7 +29,8 @@
 //     F16 (4 x 512 tokens against the f32 reference: rms |dlogit| 8.5e-3 / 4.9e-3 / 4.6e-3,
 //     mean KLD 7.0e-6 / 1.8e-6 / 1.5e-6; the Q8_0 file is 1.3e-3 from the F16's reference) and
 //     on the 256-aligned synthetic F16 (mean KLD 9.4e-9 / 4.2e-9). The panels are made once per
-//     matrix and kept (IntPanelCache: 2 bytes per weight);
+//     matrix and kept (IntPanelCache: 2 bytes per weight), by requantize_block_avx512 on the
+//     AVX-512 path and requantize_block on the reference (the same bits);
 //   per output (row r, token t), groups g in increasing order, one f32 accumulator from 0:
 //     isum = sum over the group of (q - offset) * xq, exact in int32 (|isum| < 2^27; < 2^31
 //     for the re-quantized types), then
