@@ -211,9 +211,14 @@ bool uses_int_matmul(const WeightMatrix& w) {
   return int_matmul_enabled() && cpu::has_avx512_vnni() && type_ok && w.cols % kActBlock == 0;
 }
 
-void attach_int_panel_cache(WeightMatrix& w) {
-  const bool wide = has_int_form(w.type) && int_weight_format(w.type) == nullptr;
-  w.int_panels = wide && uses_int_matmul(w) ? std::make_shared<IntPanelCache>() : nullptr;
+void attach_int_panel_cache(WeightMatrix& w, uint64_t* budget) {
+  w.int_panels = nullptr;
+  if (!has_int_form(w.type) || int_weight_format(w.type) != nullptr || !uses_int_matmul(w)) return;
+  const uint64_t panels = (w.rows + kPanelRows - 1) / kPanelRows;
+  const uint64_t bytes = panels * kPanelRows * (w.cols * 2 + w.cols / kActBlock * 4) + 64;
+  if (bytes > *budget) return;
+  *budget -= bytes;
+  w.int_panels = std::make_shared<IntPanelCache>();
 }
 
 namespace {

@@ -75,9 +75,13 @@ struct IntPanelCache {
   uint64_t rows = 0, cols = 0;
   std::vector<uint32_t> row_order;
 };
-// Give `w` an empty IntPanelCache when it is F16/BF16 and the integer path takes it (else
-// leaves it null: matmul_int then packs the panels on every call).
-void attach_int_panel_cache(WeightMatrix& w);
+// Give `w` an empty IntPanelCache when it is F16/BF16, the integer path takes it and its panels
+// fit in *budget bytes (then subtracted); else leave it null: matmul_int then re-quantizes
+// and packs the panels on every call (the same bits, ~10-20% slower). Model::open gives a
+// model kIntPanelCacheBudget, matrices in Model::matrices() order: all of a 135M-360M F16
+// model, part of a 1.7B one (its F16 file alone is 3.4 GB).
+constexpr uint64_t kIntPanelCacheBudget = uint64_t{1} << 30;
+void attach_int_panel_cache(WeightMatrix& w, uint64_t* budget);
 
 // The types the integer path takes: those with an integer form (quantize/weight_ints.h) and
 // F16/BF16 (re-quantized per block of 32, see the numerics above; uses_int_matmul says

@@ -55,7 +55,8 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
     m->load_gguf(path);
   }
   m->check_shapes();
-  for (const WeightMatrix* w : m->matrices()) attach_int_panel_cache(*const_cast<WeightMatrix*>(w));  // ours
+  uint64_t budget = kIntPanelCacheBudget;
+  for (const WeightMatrix* w : m->matrices()) attach_int_panel_cache(*const_cast<WeightMatrix*>(w), &budget);  // ours
   return m;
 }
 

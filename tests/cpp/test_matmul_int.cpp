@@ -301,6 +301,24 @@ TEST_SUITE("test_matmul_int") {
     }
   }
 
+  TEST_CASE("panel caches: F16 only, within the budget") {
+    QMatrix f16 = make(GgmlType::F16, 37, 576, 81), q8 = make(GgmlType::Q8_0, 37, 576, 82);
+    uint64_t budget = 1000;
+    attach_int_panel_cache(f16.m, &budget);
+    CHECK(f16.m.int_panels == nullptr);  // 3 panels of 16 x (576 x 2 + 18 x 4) bytes do not fit
+    CHECK(budget == 1000);
+    budget = uint64_t{1} << 20;
+    attach_int_panel_cache(q8.m, &budget);
+    CHECK(q8.m.int_panels == nullptr);  // block types are packed from their blocks on every call
+    attach_int_panel_cache(f16.m, &budget);
+    if (uses_int_matmul(f16.m)) {
+      CHECK(f16.m.int_panels != nullptr);
+      CHECK(budget == (uint64_t{1} << 20) - (3 * 16 * (576 * 2 + 18 * 4) + 64));
+    } else {
+      CHECK(f16.m.int_panels == nullptr);
+    }
+  }
+
   TEST_CASE("F16/BF16: error against the exact product within the weight + activation bound") {
     const int rows = 23, n = 5, cols = 576;
     for (GgmlType t : {GgmlType::F16, GgmlType::BF16}) {
