@@ -16,6 +16,7 @@ plain with `split` from opt (the gain of `split` alone); the same two with llama
 from __future__ import annotations
 
 import argparse
+import json
 import re
 import shutil
 import sys
@@ -60,6 +61,17 @@ def splice(base: Path, donor: Path, pattern: str, out: Path) -> int:
     return n
 
 
+def kld_cached(path: Path, base: Path, cache: Path) -> float:
+    """mean_kld, remembered per file (name, size, mtime) in `cache` (hybrids are made afresh)."""
+    memo = json.loads(cache.read_text()) if cache.exists() else {}
+    st = path.stat()
+    key = f"{path.name}:{st.st_size}:{st.st_mtime_ns}:{base.name}"
+    if key not in memo:
+        memo[key] = mean_kld(path, base)
+        cache.write_text(json.dumps(memo, indent=1))
+    return memo[key]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="real")
@@ -68,6 +80,10 @@ def main():
     ap.add_argument("--eval-chunks", type=int, default=12)
     ap.add_argument("--bin", default=str(HERE / "build" / "smolq"))
     ap.add_argument("--flags", default="", help="extra smolq options for the optimised file")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="LABEL=FLAGS: also an optimised file with these smolq options; rows: it alone and the "
+                         "default optimised file with `split` from it (a per-family setting without code)")
+    ap.add_argument("--only-variants", action="store_true", help="skip the plain / llama hybrids")
     ap.add_argument("--keep", default=str(HERE / "build" / "splice"), help="directory of the files")
     args = ap.parse_args()
     out = Path(args.keep)
@@ -88,11 +104,20 @@ def main():
         print(f"opt file: {cpu:.1f} CPU s", flush=True)
     if not files["llama"].exists():
         llama_quantize(f16, files["llama"], args.type, imatrix=imatrix)
-    hybrids = [("opt", "plain"), ("plain", "opt"), ("llama", "opt"), ("opt", "llama")]
+    for spec in args.variant:
+        label, opts = spec.split("=", 1)
+        files[label] = out / f"{stem}-{label}.gguf"
+        if not files[label].exists():
+            cpu = timed([args.bin] + [files[label] if c is None else c for c in common] +
+                        ["--optimize", "--calib", calib, "--opt-chunks", CALIB_CHUNKS, "--opt-ctx", 512] +
+                        args.flags.split() + opts.split())
+            print(f"{label} file ({opts}): {cpu:.1f} CPU s", flush=True)
+    hybrids = [] if args.only_variants else [("opt", "plain"), ("plain", "opt"), ("llama", "opt"), ("opt", "llama")]
+    hybrids += [("opt", spec.split("=", 1)[0]) for spec in args.variant]
     print(f"| file ({args.model} {args.type}, split /{args.split}/) | mean KLD |")
     print("|---|---|")
-    for k in ("llama", "plain", "opt"):
-        print(f"| {k} | {mean_kld(files[k], base):.6f} |", flush=True)
+    for k in files:
+        print(f"| {k} | {kld_cached(files[k], base, out / 'kld.json'):.6f} |", flush=True)
     for rest, part in hybrids:
         h = out / f"{stem}-{rest}-with-{part}.gguf"
         n = splice(files[rest], files[part], args.split, h)

@@ -143,8 +143,8 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
 // still free, rounding the group to y raises the damped error by  e^T (M^T M)^-1 e,  e = x - y,
 // M the 8 x 8 diagonal block of U at k (its rows restricted to the group: U is upper, so the
 // inverse of H~ over the free columns, U^T U there, has M^T M as its group block). cost(e) =
-// |M^-T e|^2 by forward substitution; diag_precision() gives the diagonal of (M^T M)^-1 as
-// per-element weights for the codebook search.
+// |M^-T e|^2 by forward substitution; precision_and_l() gives the diagonal of (M^T M)^-1 as
+// per-element weights for the codebook search, and M^-T for the full search.
 struct GroupMetric {
   float m[8][8];  // M[i][j] = U[k + i][k + j], j >= i
   explicit GroupMetric(const Factor& f, int64_t k) {
@@ -163,9 +163,11 @@ struct GroupMetric {
     }
     return c;
   }
-  void diag_precision(float* w) const {  // diag((M^T M)^-1) = row sums of squares of M^-1
-    double inv[8][8] = {};
-    for (int j = 7; j >= 0; --j) {  // column-wise back substitution of M inv = I
+  // inv = M^-1 (upper triangular), by column-wise back substitution of M inv = I.
+  void inverse(double inv[8][8]) const {
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j) inv[i][j] = 0.0;
+    for (int j = 7; j >= 0; --j) {
       inv[j][j] = 1.0 / m[j][j];
       for (int i = j - 1; i >= 0; --i) {
         double v = 0.0;
@@ -173,10 +175,16 @@ struct GroupMetric {
         inv[i][j] = -v / m[i][i];
       }
     }
+  }
+  // diag((M^T M)^-1) = row sums of squares of M^-1, and L = M^-T row-major (cost = |L e|^2).
+  void precision_and_l(float* w, float* lt) const {
+    double inv[8][8];
+    inverse(inv);
     for (int i = 0; i < 8; ++i) {
       double s = 0.0;
       for (int j = i; j < 8; ++j) s += inv[i][j] * inv[i][j];
       w[i] = static_cast<float>(s);
+      for (int j = 0; j < 8; ++j) lt[i * 8 + j] = j <= i ? static_cast<float>(inv[j][i]) : 0.0f;
     }
   }
 };
@@ -210,12 +218,23 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
       const iq::ScaledLatticeCodes keep = st.codes;
       double best = gm.cost(x, y + g0);
       iq::ScaledLatticeCodes best_codes = st.codes;
-      float best_y[8], yt[8], wp[8];
+      float best_y[8], yt[8], wp[8], lt[64];
       std::copy(y + g0, y + g0 + gs, best_y);
-      gm.diag_precision(wp);
+      gm.precision_and_l(wp, lt);
+      // The candidates' codes of this group: the search's, then the two re-codes.
+      const int per = 8 / lc.spec->lattice->dim(), gi = g0 / gs;
+      uint16_t cand_grid[3][2];
+      uint8_t cand_signs[3];
+      int ncand = 0;
+      auto note = [&](const iq::ScaledLatticeCodes& cc) {
+        std::copy(cc.grid + per * gi, cc.grid + per * (gi + 1), cand_grid[ncand]);
+        cand_signs[ncand++] = cc.signs[gi];
+      };
+      note(keep);
       for (const float* wt : {static_cast<const float*>(nullptr), static_cast<const float*>(wp)}) {
         st.codes = keep;
-        if (!lc.recode(st, g0 / gs, x, wt, yt)) break;
+        if (!lc.recode(st, gi, x, wt, yt)) break;
+        note(st.codes);
         const double cst = gm.cost(x, yt);
         if (cst < best) {
           best = cst;
@@ -224,6 +243,25 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
           any = true;
         }
       }
+      const int sub = 8 * gi / lc.spec->sub_size;
+      const float s = keep.d.value * lc.spec->scale_mult[keep.scale[sub]];
+      if (job.f->lattice_search && s > 0.0f)
+        for (int ci = 0; ci < ncand; ++ci) {
+          bool seen = false;  // one search per sign pattern, from its first candidate's codes
+          for (int cj = 0; cj < ci; ++cj) seen |= cand_signs[cj] == cand_signs[ci];
+          if (seen) continue;
+          uint16_t gr[2] = {cand_grid[ci][0], cand_grid[ci][1]};
+          detail::search_group_metric(*lc.spec, x, lt, s, cand_signs[ci], gr, yt);
+          const double cst = gm.cost(x, yt);
+          if (cst < best) {
+            best = cst;
+            best_codes = keep;
+            std::copy(gr, gr + per, best_codes.grid + per * gi);
+            best_codes.signs[gi] = cand_signs[ci];
+            std::copy(yt, yt + gs, best_y);
+            any = true;
+          }
+        }
       st.codes = best_codes;
       std::copy(best_y, best_y + gs, y + g0);
     }
@@ -405,6 +443,7 @@ Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings
   f.refit_rounds = s.refit_rounds;
   f.cd_iters = std::max(0, s.cd_iters);
   f.cd_scales = s.cd_scales;
+  f.lattice_search = s.lattice_search;
   if (s.cd_damp >= 0.0 && std::isfinite(s.cd_damp))
     f.cd_shift = (s.cd_damp - s.damp) * (mean_diag > 0.0 ? mean_diag : 1.0);
   f.refit_scale_only = s.refit_scale_only;

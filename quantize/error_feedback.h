@@ -70,6 +70,11 @@ struct Settings {
   // (and mins) by one where that lowers the objective, the sub-block's levels re-rounded. Off:
   // it helped the synthetic model's K-quant files (2-7%) but not the real Q2_K file, and adds CPU.
   bool cd_scales = false;
+  // Lattice families (IQ2 / IQ3): a moved sign group is also coded by a full search of the
+  // codebook in its OBQ group metric (ef_codec.h, search_group_metric), from each sign pattern
+  // of the three candidate codes; the cheapest code in that metric wins (docs/optimize.md,
+  // "Lattice groups").
+  bool lattice_search = true;
 };
 
 // The factorisation of one input Gram matrix, reusable by every tensor that reads that input
@@ -90,6 +95,7 @@ struct Factor {
   int cd_iters = 0;         // Settings::cd_iters (needs h)
   double cd_shift = 0.0;    // added to h's diagonal for the coordinate descent (cd_damp - damp)
   bool cd_scales = false;   // Settings::cd_scales
+  bool lattice_search = true;  // Settings::lattice_search
   bool refit_scale_only = false;
   // Row k of U: row(k)[j] = U[k][j] for k <= j < d_in.
   const float* row(int64_t k) const { return u.data() + k * d_in - k * (k - 1) / 2 - k; }
