@@ -83,6 +83,7 @@ def main():
     ap.add_argument("--variant", action="append", default=[],
                     help="LABEL=FLAGS: also an optimised file with these smolq options; rows: it alone and the "
                          "default optimised file with `split` from it (a per-family setting without code)")
+    ap.add_argument("--base", default="opt", help="the file the variants' `split` tensors go into (opt or a variant)")
     ap.add_argument("--only-variants", action="store_true", help="skip the plain / llama hybrids")
     ap.add_argument("--keep", default=str(HERE / "build" / "splice"), help="directory of the files")
     args = ap.parse_args()
@@ -113,7 +114,7 @@ def main():
                         args.flags.split() + opts.split())
             print(f"{label} file ({opts}): {cpu:.1f} CPU s", flush=True)
     hybrids = [] if args.only_variants else [("opt", "plain"), ("plain", "opt"), ("llama", "opt"), ("opt", "llama")]
-    hybrids += [("opt", spec.split("=", 1)[0]) for spec in args.variant]
+    hybrids += [(args.base, spec.split("=", 1)[0]) for spec in args.variant if spec.split("=", 1)[0] != args.base]
     print(f"| file ({args.model} {args.type}, split /{args.split}/) | mean KLD |")
     print("|---|---|")
     for k in files:
