@@ -109,12 +109,12 @@ def main():
         label, opts = spec.split("=", 1)
         files[label] = out / f"{stem}-{label}.gguf"
         if not files[label].exists():
+            chunks = [] if "--opt-chunks" in opts else ["--opt-chunks", CALIB_CHUNKS]
             cpu = timed([args.bin] + [files[label] if c is None else c for c in common] +
-                        ["--optimize", "--calib", calib, "--opt-chunks", CALIB_CHUNKS, "--opt-ctx", 512] +
-                        args.flags.split() + opts.split())
+                        ["--optimize", "--calib", calib, "--opt-ctx", 512] + chunks + args.flags.split() + opts.split())
             print(f"{label} file ({opts}): {cpu:.1f} CPU s", flush=True)
     hybrids = [] if args.only_variants else [("opt", "plain"), ("plain", "opt"), ("llama", "opt"), ("opt", "llama")]
-    hybrids += [(args.base, spec.split("=", 1)[0]) for spec in args.variant if spec.split("=", 1)[0] != args.base]
+    hybrids += [(args.base, spec.split("=", 1)[0]) for spec in args.variant if spec.split("=", 1)[0] != args.base and args.base in files]
     print(f"| file ({args.model} {args.type}, split /{args.split}/) | mean KLD |")
     print("|---|---|")
     for k in files:

@@ -23,6 +23,7 @@
 #include <cassert>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -189,6 +190,68 @@ struct GroupMetric {
   }
 };
 
+// Sub-block sb's scale code re-chosen at its first column, against the weights as updated so
+// far (Settings::lattice_scales): for every scale code the sub-block's groups are coded in turn
+// (the re-code with the conditional precisions as weights) with the errors of each fed forward
+// inside the sub-block as the sweep does, and the code whose summed OBQ group costs (the exact
+// rise of the damped error through the sub-block) are lowest wins; ties keep the search's code.
+// The groups' codes are restored; y (the sub-block's decoded values) is re-decoded at the new
+// scale. Returns whether the code changed.
+bool choose_sub_scale(const TensorJob& job, const float* w, int64_t c, int g0, detail::LatticeState& st, float* y) {
+  const LatticeCodec& lc = *job.lattice;
+  const iq::ScaledLatticeSpec& spec = *lc.spec;
+  const int sub = spec.sub_size, sb = g0 / sub, ng = sub / lc.group;
+  if (!(st.codes.d.value > 0.0f) || ng > 4) return false;
+  const iq::ScaledLatticeCodes saved = st.codes;
+  float wp[4][8], lt[64], xs[32], yt[8];
+  std::vector<GroupMetric> gm;
+  gm.reserve(ng);
+  for (int gi = 0; gi < ng; ++gi) {
+    gm.emplace_back(*job.f, c + g0 + gi * lc.group);
+    gm.back().precision_and_l(wp[gi], lt);
+  }
+  const int orig = saved.scale[sb];
+  double best = std::numeric_limits<double>::max();
+  int best_l = orig;
+  for (int n = 0; n < spec.scale_codes; ++n) {
+    const int l = n == 0 ? orig : (n <= orig ? n - 1 : n);  // the search's code first
+    st.codes.scale[sb] = static_cast<uint8_t>(l);
+    std::memcpy(xs, w + c + g0, sizeof(float) * sub);
+    double tot = 0.0;
+    for (int gi = 0; gi < ng && tot < best; ++gi) {
+      float* xg = xs + gi * lc.group;
+      if (!lc.recode(st, g0 / lc.group + gi, xg, wp[gi], yt)) {
+        tot = std::numeric_limits<double>::max();
+        break;
+      }
+      tot += gm[gi].cost(xg, yt);
+      for (int j = 0; j < lc.group; ++j) {
+        const int64_t k = c + g0 + gi * lc.group + j;
+        const float* uk = job.f->row(k);
+        const float e = (xg[j] - yt[j]) / uk[k];
+        for (int64_t jj = gi * lc.group + j + 1; jj < sub; ++jj) xs[jj] -= e * uk[c + g0 + jj];
+      }
+    }
+    if (tot < best) {
+      best = tot;
+      best_l = l;
+    }
+  }
+  st.codes = saved;
+  st.codes.scale[sb] = static_cast<uint8_t>(best_l);
+  if (best_l == orig) return false;
+  const iq::Lattice& lat = *spec.lattice;
+  const int dim = lat.dim(), per = 8 / dim;
+  const float s = st.codes.d.value * spec.scale_mult[best_l];
+  for (int gi = g0 / 8; gi < (g0 + sub) / 8; ++gi)
+    for (int p = 0; p < per; ++p)
+      for (int k = 0; k < dim; ++k) {
+        const int j = 8 * gi + p * dim + k;
+        y[j] = s * spec.levels[lat.level(st.codes.grid[per * gi + p], k)] * ((st.codes.signs[gi] >> (j % 8)) & 1 ? -1.0f : 1.0f);
+      }
+  return true;
+}
+
 // One block with a lattice codec: scales from the current values; then group by group, a group
 // that moved is re-coded jointly with the fixed scales, and its columns' errors are fed forward
 // one after the other (the group's later columns keep the joint code: their updated values only
@@ -209,7 +272,13 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
   lc.pack(st, blk);
   dequantize_rows(lc.type, {blk, static_cast<size_t>(lc.block_bytes)}, {y, static_cast<size_t>(be)});
   bool any = false;
+  const int sub = lc.spec->sub_size;
   for (int g0 = 0; g0 < be; g0 += gs) {
+    if (job.f->lattice_scales && g0 % sub == 0) {
+      bool sub_moved = false;
+      for (int j = 0; j < sub; ++j) sub_moved |= w[c + g0 + j] != x0[g0 + j];
+      if (sub_moved && choose_sub_scale(job, w, c, g0, st, y)) any = true;
+    }
     bool moved = false;
     for (int j = 0; j < gs; ++j) moved |= w[c + g0 + j] != x0[g0 + j];
     if (moved) {
@@ -444,6 +513,7 @@ Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings
   f.cd_iters = std::max(0, s.cd_iters);
   f.cd_scales = s.cd_scales;
   f.lattice_search = s.lattice_search;
+  f.lattice_scales = s.lattice_scales;
   if (s.cd_damp >= 0.0 && std::isfinite(s.cd_damp))
     f.cd_shift = (s.cd_damp - s.damp) * (mean_diag > 0.0 ? mean_diag : 1.0);
   f.refit_scale_only = s.refit_scale_only;
@@ -468,6 +538,8 @@ Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int 
 }
 
 bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }
+
+bool is_lattice(GgmlType type) { return detail::lattice_codec(type) != nullptr; }
 
 void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int64_t d_in, const Factor& f,
                      std::span<const float> imatrix, std::span<std::byte> out, int n_threads) {
