@@ -210,6 +210,7 @@ int run_convert(const std::vector<std::string>& args) {
   finish_optimize_args(parsed.vm, a.optimize);
   check_convert_args(a, parsed.vm);
   const bool target = target_requested(a.target);
+  if (!target && !a.type.empty()) lattice_default_chunks(parsed.vm, a.optimize, parse_file_type(a.type));
   const std::string opt_calib = a.optimize.optimize ? resolve_calib(a.target.calib) : std::string();
 
   const ModelRef ref = resolve_model_ref(a.input);

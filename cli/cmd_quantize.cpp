@@ -86,6 +86,7 @@ int run_quantize(const std::vector<std::string>& args) {
 
   QuantizeOptions q;
   q.ftype = target ? FileType::kQ8_0 : parse_file_type(type);  // a target sets its own label
+  if (!target) lattice_default_chunks(parsed.vm, opt_args, q.ftype);
   fill_mixture_options(q.mixture, parsed.vm, tensor_types, output_tensor_type, token_embedding_type);
   resolve_threads(threads);  // an absurd --threads is a usage error before any work
   require_input(input);

@@ -7,6 +7,7 @@
 
 #include "formats/error.h"
 #include "quantize/error_feedback.h"
+#include "quantize/mixtures.h"
 #include "eval/model.h"
 #include "eval/perplexity_input.h"
 #include "formats/content_hash.h"
@@ -46,6 +47,11 @@ void finish_optimize_args(const po::variables_map& vm, OptimizeArgs& a) {
     for (const char* k : {"opt-inputs", "opt-asym-alpha", "opt-damp", "opt-order", "opt-chunks", "opt-ctx", "opt-refit", "opt-cd"})
       if (vm.count(k) && !vm[k].defaulted()) throw UsageError(std::string("--") + k + " needs --optimize");
   }
+}
+
+void lattice_default_chunks(const po::variables_map& vm, OptimizeArgs& a, FileType ft) {
+  if (!a.optimize || (vm.count("opt-chunks") && !vm["opt-chunks"].defaulted())) return;
+  if (ef::is_lattice(file_type_info(ft).default_type)) a.settings.n_chunks = kLatticeOptChunks;
 }
 
 std::string resolve_calib(const std::string& calib_arg) {

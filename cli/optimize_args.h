@@ -24,6 +24,12 @@ struct OptimizeArgs {
 void add_optimize_options(po::options_description& opts, OptimizeArgs& a);
 // Reads the flag and checks the values (UsageError).
 void finish_optimize_args(const po::variables_map& vm, OptimizeArgs& a);
+// Without --opt-chunks, a file type whose tensors are mostly a lattice family (IQ2 / IQ3: the
+// mixture's default type) calibrates on kLatticeOptChunks chunks instead of 8: its lattice
+// tensors gain markedly from more tokens (docs/optimize.md, "The issue-17 table"). Call before
+// the metadata is made (the calib.chunks key).
+inline constexpr int64_t kLatticeOptChunks = 16;
+void lattice_default_chunks(const po::variables_map& vm, OptimizeArgs& a, FileType ft);
 
 // The calibration text: --calib, else $SMOLQ_CALIB; UsageError when neither.
 std::string resolve_calib(const std::string& calib_arg);

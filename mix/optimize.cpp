@@ -185,6 +185,7 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
   auto cache = std::make_shared<FactorCache>();
   const bool asym = s.asymmetric;
   const float alpha = static_cast<float>(s.asym_alpha);
+  const float lattice_alpha = static_cast<float>(s.lattice_asym_alpha >= 0.0 ? s.lattice_asym_alpha : s.asym_alpha);
   ErrorFeedbackCore core;
   core.prepare = [es, cache, asym](GramMatrix& g, std::span<const GgmlType> types, int n_threads) {
     cache->reset(g);
@@ -205,7 +206,7 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
       for (const auto& [be, f] : cache->by_block)
         if (!cache->shift_by_block.count(be)) cache->shift_by_block.emplace(be, ef::prepare_asym_shift(g.c, f, n_threads));
   };
-  core.round = [es, cache, asym, alpha](GgmlType type, std::span<const float> w, int64_t rows, int64_t d,
+  core.round = [es, cache, asym, alpha, lattice_alpha](GgmlType type, std::span<const float> w, int64_t rows, int64_t d,
                                         const GramMatrix& g, std::span<const float> imp, std::span<std::byte> out,
                                         int n_threads) {
     cache->reset(g);
@@ -215,7 +216,8 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
       if (g.h.empty()) throw Error("internal: optimize: H was consumed before a factor for blocks of " + std::to_string(be));
       it = cache->by_block.emplace(be, ef::prepare(std::span<const double>(g.h), d, be, es, n_threads)).first;
     }
-    if (!asym || g.c.empty()) return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
+    const float a = ef::is_lattice(type) ? lattice_alpha : alpha;
+    if (!asym || g.c.empty() || a == 0.0f) return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
     auto sh = cache->shift_by_block.find(be);
     if (sh == cache->shift_by_block.end()) {
       if (!cache->c_is_difference && g.h.empty())
@@ -226,7 +228,7 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
                .first;
     }
     std::vector<float> target(w.begin(), w.end());
-    ef::apply_asym_shift(sh->second, target, rows, n_threads, alpha);
+    ef::apply_asym_shift(sh->second, target, rows, n_threads, a);
     ef::quantize_tensor(type, target, rows, d, it->second, imp, out, n_threads);
   };
   return core;
@@ -254,6 +256,11 @@ std::vector<std::string> optimize_metadata_kv(const OptimizeSettings& s, const s
     std::ostringstream a;
     a << s.asym_alpha;
     kv.push_back(p + "asym_alpha=float:" + a.str());
+    if (s.lattice_asym_alpha >= 0.0 && s.lattice_asym_alpha != s.asym_alpha) {  // the IQ2 / IQ3 families' own
+      std::ostringstream la;
+      la << s.lattice_asym_alpha;
+      kv.push_back(p + "lattice_asym_alpha=float:" + la.str());
+    }
   }
   if (s.refit_rounds > 0) kv.push_back(p + "refit=int:" + std::to_string(s.refit_rounds));  // off by default: no key
   // The coordinate-descent passes after the sweep (quantize/ef_cd.h); no key when off.

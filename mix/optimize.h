@@ -51,6 +51,9 @@ struct OptimizeSettings {
   // inputs (the asymmetric target of quantize/ef_asym.h, `--opt-inputs asym`).
   bool asymmetric = true;
   double asym_alpha = 1.0;   // with asymmetric: the fraction of the shift to w* applied (ef_asym.h)
+  // The same for the lattice families (IQ2 / IQ3); < 0 = asym_alpha. Recorded as
+  // smolq.optimize.lattice_asym_alpha when it differs (docs/optimize.md, "What was tried").
+  double lattice_asym_alpha = 0.5;
   double damp = ef::Settings{}.damp;  // H += damp * mean(diag H) * I (the core's measured default)
   std::string order = "act"; // column order name understood by the core ("act": by diag(H), "natural")
   int refit_rounds = ef::Settings{}.refit_rounds;  // scale refits after the sweep (0 = none)

@@ -71,7 +71,17 @@ struct LatticeCodec {
   // (nothing changed) when the group's sub-block scale is zero.
   bool (*recode)(LatticeState& st, int g, const float* x, const float* w, float* y);
   void (*pack)(const LatticeState& st, std::byte* blk);
+  const iq::ScaledLatticeSpec* spec;  // the format's codebook, levels and sub-block scales
 };
+
+// The full codebook search of one sign group (ef_lattice_search.cpp): with the sign bits fixed,
+// the codebook point(s) minimising |L (x - y)|^2 at the decoded sub-block scale s > 0, where
+// lt is L row-major (8 x 8, lower triangular; the error-feedback group metric has L = M^-T).
+// grid: in, the codes to start from (8 / dim entries); out, the best found, never worse in that
+// metric than the start (exact for 8-d codebooks; 4-d pairs are searched one point at a time
+// with the other fixed). y: the decoded values, s * level * sign as code_group writes them.
+void search_group_metric(const iq::ScaledLatticeSpec& spec, const float* x, const float* lt, float s, uint8_t signs,
+                         uint16_t* grid, float* y);
 
 // Every lattice block (IQ2_XXS .. IQ3_S) starts with its f16 super-block scale d; every element
 // decodes as d times a function of the codes (the scale refit's only unknown for them).

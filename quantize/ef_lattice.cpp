@@ -47,7 +47,7 @@ void pack(const LatticeState& st, std::byte* blk) {
 
 template <GgmlType T>
 LatticeCodec make() {
-  return {T, kQKK, static_cast<int>(type_info(T).block_bytes), 8, choose<T>, recode<T>, pack<T>};
+  return {T, kQKK, static_cast<int>(type_info(T).block_bytes), 8, choose<T>, recode<T>, pack<T>, fmt<T>().spec};
 }
 
 }  // namespace

@@ -23,6 +23,7 @@
 #include <cassert>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <numeric>
 #include <string>
 
@@ -143,8 +144,8 @@ void sweep_block_scalar(const TensorJob& job, float* w, int64_t c, int64_t c0, i
 // still free, rounding the group to y raises the damped error by  e^T (M^T M)^-1 e,  e = x - y,
 // M the 8 x 8 diagonal block of U at k (its rows restricted to the group: U is upper, so the
 // inverse of H~ over the free columns, U^T U there, has M^T M as its group block). cost(e) =
-// |M^-T e|^2 by forward substitution; diag_precision() gives the diagonal of (M^T M)^-1 as
-// per-element weights for the codebook search.
+// |M^-T e|^2 by forward substitution; precision_and_l() gives the diagonal of (M^T M)^-1 as
+// per-element weights for the codebook search, and M^-T for the full search.
 struct GroupMetric {
   float m[8][8];  // M[i][j] = U[k + i][k + j], j >= i
   explicit GroupMetric(const Factor& f, int64_t k) {
@@ -163,9 +164,11 @@ struct GroupMetric {
     }
     return c;
   }
-  void diag_precision(float* w) const {  // diag((M^T M)^-1) = row sums of squares of M^-1
-    double inv[8][8] = {};
-    for (int j = 7; j >= 0; --j) {  // column-wise back substitution of M inv = I
+  // inv = M^-1 (upper triangular), by column-wise back substitution of M inv = I.
+  void inverse(double inv[8][8]) const {
+    for (int i = 0; i < 8; ++i)
+      for (int j = 0; j < 8; ++j) inv[i][j] = 0.0;
+    for (int j = 7; j >= 0; --j) {
       inv[j][j] = 1.0 / m[j][j];
       for (int i = j - 1; i >= 0; --i) {
         double v = 0.0;
@@ -173,13 +176,81 @@ struct GroupMetric {
         inv[i][j] = -v / m[i][i];
       }
     }
+  }
+  // diag((M^T M)^-1) = row sums of squares of M^-1, and L = M^-T row-major (cost = |L e|^2).
+  void precision_and_l(float* w, float* lt) const {
+    double inv[8][8];
+    inverse(inv);
     for (int i = 0; i < 8; ++i) {
       double s = 0.0;
       for (int j = i; j < 8; ++j) s += inv[i][j] * inv[i][j];
       w[i] = static_cast<float>(s);
+      for (int j = 0; j < 8; ++j) lt[i * 8 + j] = j <= i ? static_cast<float>(inv[j][i]) : 0.0f;
     }
   }
 };
+
+// Sub-block sb's scale code re-chosen at its first column, against the weights as updated so
+// far (Settings::lattice_scales): for every scale code the sub-block's groups are coded in turn
+// (the re-code with the conditional precisions as weights) with the errors of each fed forward
+// inside the sub-block as the sweep does, and the code whose summed OBQ group costs (the exact
+// rise of the damped error through the sub-block) are lowest wins; ties keep the search's code.
+// The groups' codes are restored; y (the sub-block's decoded values) is re-decoded at the new
+// scale. Returns whether the code changed.
+bool choose_sub_scale(const TensorJob& job, const float* w, int64_t c, int g0, detail::LatticeState& st, float* y) {
+  const LatticeCodec& lc = *job.lattice;
+  const iq::ScaledLatticeSpec& spec = *lc.spec;
+  const int sub = spec.sub_size, sb = g0 / sub, ng = sub / lc.group;
+  if (!(st.codes.d.value > 0.0f) || ng > 4) return false;
+  const iq::ScaledLatticeCodes saved = st.codes;
+  float wp[4][8], lt[64], xs[32], yt[8];
+  std::vector<GroupMetric> gm;
+  gm.reserve(ng);
+  for (int gi = 0; gi < ng; ++gi) {
+    gm.emplace_back(*job.f, c + g0 + gi * lc.group);
+    gm.back().precision_and_l(wp[gi], lt);
+  }
+  const int orig = saved.scale[sb];
+  double best = std::numeric_limits<double>::max();
+  int best_l = orig;
+  for (int n = 0; n < spec.scale_codes; ++n) {
+    const int l = n == 0 ? orig : (n <= orig ? n - 1 : n);  // the search's code first
+    st.codes.scale[sb] = static_cast<uint8_t>(l);
+    std::memcpy(xs, w + c + g0, sizeof(float) * sub);
+    double tot = 0.0;
+    for (int gi = 0; gi < ng && tot < best; ++gi) {
+      float* xg = xs + gi * lc.group;
+      if (!lc.recode(st, g0 / lc.group + gi, xg, wp[gi], yt)) {
+        tot = std::numeric_limits<double>::max();
+        break;
+      }
+      tot += gm[gi].cost(xg, yt);
+      for (int j = 0; j < lc.group; ++j) {
+        const int64_t k = c + g0 + gi * lc.group + j;
+        const float* uk = job.f->row(k);
+        const float e = (xg[j] - yt[j]) / uk[k];
+        for (int64_t jj = gi * lc.group + j + 1; jj < sub; ++jj) xs[jj] -= e * uk[c + g0 + jj];
+      }
+    }
+    if (tot < best) {
+      best = tot;
+      best_l = l;
+    }
+  }
+  st.codes = saved;
+  st.codes.scale[sb] = static_cast<uint8_t>(best_l);
+  if (best_l == orig) return false;
+  const iq::Lattice& lat = *spec.lattice;
+  const int dim = lat.dim(), per = 8 / dim;
+  const float s = st.codes.d.value * spec.scale_mult[best_l];
+  for (int gi = g0 / 8; gi < (g0 + sub) / 8; ++gi)
+    for (int p = 0; p < per; ++p)
+      for (int k = 0; k < dim; ++k) {
+        const int j = 8 * gi + p * dim + k;
+        y[j] = s * spec.levels[lat.level(st.codes.grid[per * gi + p], k)] * ((st.codes.signs[gi] >> (j % 8)) & 1 ? -1.0f : 1.0f);
+      }
+  return true;
+}
 
 // One block with a lattice codec: scales from the current values; then group by group, a group
 // that moved is re-coded jointly with the fixed scales, and its columns' errors are fed forward
@@ -201,7 +272,13 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
   lc.pack(st, blk);
   dequantize_rows(lc.type, {blk, static_cast<size_t>(lc.block_bytes)}, {y, static_cast<size_t>(be)});
   bool any = false;
+  const int sub = lc.spec->sub_size;
   for (int g0 = 0; g0 < be; g0 += gs) {
+    if (job.f->lattice_scales && g0 % sub == 0) {
+      bool sub_moved = false;
+      for (int j = 0; j < sub; ++j) sub_moved |= w[c + g0 + j] != x0[g0 + j];
+      if (sub_moved && choose_sub_scale(job, w, c, g0, st, y)) any = true;
+    }
     bool moved = false;
     for (int j = 0; j < gs; ++j) moved |= w[c + g0 + j] != x0[g0 + j];
     if (moved) {
@@ -210,12 +287,23 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
       const iq::ScaledLatticeCodes keep = st.codes;
       double best = gm.cost(x, y + g0);
       iq::ScaledLatticeCodes best_codes = st.codes;
-      float best_y[8], yt[8], wp[8];
+      float best_y[8], yt[8], wp[8], lt[64];
       std::copy(y + g0, y + g0 + gs, best_y);
-      gm.diag_precision(wp);
+      gm.precision_and_l(wp, lt);
+      // The candidates' codes of this group: the search's, then the two re-codes.
+      const int per = 8 / lc.spec->lattice->dim(), gi = g0 / gs;
+      uint16_t cand_grid[3][2];
+      uint8_t cand_signs[3];
+      int ncand = 0;
+      auto note = [&](const iq::ScaledLatticeCodes& cc) {
+        std::copy(cc.grid + per * gi, cc.grid + per * (gi + 1), cand_grid[ncand]);
+        cand_signs[ncand++] = cc.signs[gi];
+      };
+      note(keep);
       for (const float* wt : {static_cast<const float*>(nullptr), static_cast<const float*>(wp)}) {
         st.codes = keep;
-        if (!lc.recode(st, g0 / gs, x, wt, yt)) break;
+        if (!lc.recode(st, gi, x, wt, yt)) break;
+        note(st.codes);
         const double cst = gm.cost(x, yt);
         if (cst < best) {
           best = cst;
@@ -224,6 +312,25 @@ void sweep_block_lattice(const TensorJob& job, float* w, int64_t c, int64_t c0, 
           any = true;
         }
       }
+      const int sub = 8 * gi / lc.spec->sub_size;
+      const float s = keep.d.value * lc.spec->scale_mult[keep.scale[sub]];
+      if (job.f->lattice_search && s > 0.0f)
+        for (int ci = 0; ci < ncand; ++ci) {
+          bool seen = false;  // one search per sign pattern, from its first candidate's codes
+          for (int cj = 0; cj < ci; ++cj) seen |= cand_signs[cj] == cand_signs[ci];
+          if (seen) continue;
+          uint16_t gr[2] = {cand_grid[ci][0], cand_grid[ci][1]};
+          detail::search_group_metric(*lc.spec, x, lt, s, cand_signs[ci], gr, yt);
+          const double cst = gm.cost(x, yt);
+          if (cst < best) {
+            best = cst;
+            best_codes = keep;
+            std::copy(gr, gr + per, best_codes.grid + per * gi);
+            best_codes.signs[gi] = cand_signs[ci];
+            std::copy(yt, yt + gs, best_y);
+            any = true;
+          }
+        }
       st.codes = best_codes;
       std::copy(best_y, best_y + gs, y + g0);
     }
@@ -405,6 +512,8 @@ Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings
   f.refit_rounds = s.refit_rounds;
   f.cd_iters = std::max(0, s.cd_iters);
   f.cd_scales = s.cd_scales;
+  f.lattice_search = s.lattice_search;
+  f.lattice_scales = s.lattice_scales;
   if (s.cd_damp >= 0.0 && std::isfinite(s.cd_damp))
     f.cd_shift = (s.cd_damp - s.damp) * (mean_diag > 0.0 ? mean_diag : 1.0);
   f.refit_scale_only = s.refit_scale_only;
@@ -429,6 +538,8 @@ Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int 
 }
 
 bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }
+
+bool is_lattice(GgmlType type) { return detail::lattice_codec(type) != nullptr; }
 
 void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int64_t d_in, const Factor& f,
                      std::span<const float> imatrix, std::span<std::byte> out, int n_threads) {

@@ -70,6 +70,15 @@ struct Settings {
   // (and mins) by one where that lowers the objective, the sub-block's levels re-rounded. Off:
   // it helped the synthetic model's K-quant files (2-7%) but not the real Q2_K file, and adds CPU.
   bool cd_scales = false;
+  // Lattice families (IQ2 / IQ3): a moved sign group is also coded by a full search of the
+  // codebook in its OBQ group metric (ef_codec.h, search_group_metric), from each sign pattern
+  // of the three candidate codes; the cheapest code in that metric wins (docs/optimize.md,
+  // "Lattice groups").
+  bool lattice_search = false;
+  // Lattice families: each sub-block's scale code is re-chosen at the sub-block's first column
+  // against the weights as updated so far, by the summed OBQ group costs of coding the
+  // sub-block under each code (error_feedback.cpp, choose_sub_scale).
+  bool lattice_scales = true;
 };
 
 // The factorisation of one input Gram matrix, reusable by every tensor that reads that input
@@ -90,6 +99,8 @@ struct Factor {
   int cd_iters = 0;         // Settings::cd_iters (needs h)
   double cd_shift = 0.0;    // added to h's diagonal for the coordinate descent (cd_damp - damp)
   bool cd_scales = false;   // Settings::cd_scales
+  bool lattice_search = true;  // Settings::lattice_search
+  bool lattice_scales = true;  // Settings::lattice_scales
   bool refit_scale_only = false;
   // Row k of U: row(k)[j] = U[k][j] for k <= j < d_in.
   const float* row(int64_t k) const { return u.data() + k * d_in - k * (k - 1) / 2 - k; }
@@ -120,5 +131,7 @@ void quantize_tensor(GgmlType type, std::span<const float> W, int64_t rows, int6
 
 // True for every type this quantizer implements (the driver quantizes the others plainly).
 bool supports(GgmlType type);
+// True for the lattice-codebook families (IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S).
+bool is_lattice(GgmlType type);
 
 }  // namespace smolq::ef

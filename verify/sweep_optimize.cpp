@@ -33,6 +33,8 @@ uint64_t optimize_settings_fp(const Context& c) {
   h.add("optimize").add(c.calib_fp).add(static_cast<uint64_t>(s.n_ctx)).add(static_cast<uint64_t>(s.n_chunks))
       .add(std::to_string(s.damp)).add(s.order).add(static_cast<uint64_t>(s.sequential));
   if (s.asymmetric) h.add("asym").add(std::to_string(s.asym_alpha));  // absent otherwise: the rows cached before it keep their keys
+  if (s.asymmetric && s.lattice_asym_alpha >= 0.0 && s.lattice_asym_alpha != s.asym_alpha)
+    h.add("lattice-alpha").add(std::to_string(s.lattice_asym_alpha));  // the IQ2 / IQ3 families' own shift
   if (s.cd_iters > 0) h.add("cd").add(static_cast<uint64_t>(s.cd_iters));  // the coordinate-descent passes
   return h.digest();
 }

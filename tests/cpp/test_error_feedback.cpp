@@ -282,6 +282,36 @@ TEST_SUITE("test_error_feedback") {
     }
   }
 
+  // The lattice families' two searches in the group metric (Settings::lattice_scales, on by
+  // default, and lattice_search, off): each lowers the damped error of a toy layer against the
+  // sweep without it, changes bytes, and keeps them independent of the thread count.
+  TEST_CASE("lattice sub-block scales and full group search lower the damped error") {
+    using G = GgmlType;
+    for (G type : {G::IQ2_XXS, G::IQ2_XS, G::IQ2_S, G::IQ3_XXS, G::IQ3_S}) {
+      CAPTURE(type_info(type).name);
+      const ToyLayer& t = make_layer(width_for(type), kRows, kSeed);
+      std::vector<double> damped = t.H;
+      double mean = 0.0;
+      for (int64_t i = 0; i < t.d; ++i) mean += t.H[i * t.d + i] / static_cast<double>(t.d);
+      for (int64_t i = 0; i < t.d; ++i) damped[i * t.d + i] += ef::Settings{}.damp * mean;
+      ef::Settings none, scales, search;
+      none.lattice_scales = search.lattice_scales = false;
+      none.lattice_search = scales.lattice_search = false;
+      search.lattice_search = true;
+      const auto q0 = optimised(t, type, none, 2), qs = optimised(t, type, scales, 2), qf = optimised(t, type, search, 2);
+      const double e0 = output_error(t, type, q0, &damped);
+      const double es = output_error(t, type, qs, &damped), ef_ = output_error(t, type, qf, &damped);
+      std::printf("  %-7s damped error: sub-block scales %.4f, full group search %.4f of neither\n",
+                  std::string(type_info(type).name).c_str(), es / e0, ef_ / e0);
+      CHECK(es < e0);
+      CHECK(ef_ < e0);
+      CHECK(qs != q0);
+      CHECK(qf != q0);
+      CHECK(optimised(t, type, scales, 1) == qs);
+      CHECK(optimised(t, type, search, 1) == qf);
+    }
+  }
+
   // From d_in = 2048 the factorisation runs in parallel: its factor must not depend on that.
   TEST_CASE("the factor does not depend on the thread count") {
     constexpr int64_t d = 2048, kRank = 24;

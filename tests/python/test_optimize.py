@@ -86,6 +86,14 @@ def test_optimize_bytes_do_not_depend_on_threads(synthetic, wikitext, run_smolq,
     assert files[0] == files[1]
     meta = {k: v for k, (_, v) in fields(out_dir / "t1.gguf", "smolq.optimize.").items()}
     assert meta["smolq.optimize.importance"] == "diag(H)/n"  # no --imatrix: the Gram diagonal
+    # A lattice file type calibrates on 16 chunks unless --opt-chunks is given (docs/optimize.md).
+    for extra, want in (([], 16), (["--opt-chunks", "3"], 3)):
+        out = out_dir / "lattice.gguf"
+        run_smolq("convert", ckpt, "-o", out, "--type", "IQ2_XS", "-q", "--optimize", "--calib", calib,
+                  "--opt-ctx", 128, *extra)
+        meta = {k: v for k, (_, v) in fields(out, "smolq.optimize.").items()}
+        assert meta["smolq.optimize.calib.chunks"] == want
+        assert meta["smolq.optimize.lattice_asym_alpha"] == pytest.approx(0.5)
     # Options are checked before any work.
     bad = run_smolq("quantize", out_dir / "t1.gguf", out_dir / "x.gguf", "Q4_0", "--opt-damp", "0.1", check=False)
     assert bad.returncode == 2 and "needs --optimize" in bad.stderr
