@@ -173,11 +173,13 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
     std::map<int, ef::Factor> by_block;
     std::map<int, ef::AsymShift> shift_by_block;
     bool c_is_difference = false;  // prepare turned g.c into C - H
+    bool c_released = false;       // prepare built every shift of the site and released g.c
     void reset(const GramMatrix& g) {
       if (layer == g.layer && site == g.site) return;
       by_block.clear();
       shift_by_block.clear();
       c_is_difference = false;
+      c_released = false;
       layer = g.layer;
       site = g.site;
     }
@@ -201,9 +203,14 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
       else
         cache->by_block.emplace(*it, ef::prepare(std::span<const double>(g.h), g.dim, *it, es, n_threads));
     }
-    if (cache->c_is_difference)
+    if (cache->c_is_difference) {
       for (const auto& [be, f] : cache->by_block)
         if (!cache->shift_by_block.count(be)) cache->shift_by_block.emplace(be, ef::prepare_asym_shift(g.c, f, n_threads));
+      // Every tensor of the site that round() will see has its shift now: C - H (d_in^2
+      // doubles, 512 MB at d_in = 8192) goes before the sweeps.
+      std::vector<double>().swap(g.c);
+      cache->c_released = true;
+    }
   };
   core.round = [es, cache, asym, alpha](GgmlType type, std::span<const float> w, int64_t rows, int64_t d,
                                         const GramMatrix& g, std::span<const float> imp, std::span<std::byte> out,
@@ -215,9 +222,11 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
       if (g.h.empty()) throw Error("internal: optimize: H was consumed before a factor for blocks of " + std::to_string(be));
       it = cache->by_block.emplace(be, ef::prepare(std::span<const double>(g.h), d, be, es, n_threads)).first;
     }
-    if (!asym || g.c.empty()) return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
+    if (!asym || (g.c.empty() && !cache->c_released))
+      return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
     auto sh = cache->shift_by_block.find(be);
     if (sh == cache->shift_by_block.end()) {
+      if (cache->c_released) throw Error("internal: optimize: no asymmetric shift for blocks of " + std::to_string(be));
       if (!cache->c_is_difference && g.h.empty())
         throw Error("internal: optimize: H was consumed before the asymmetric shift for blocks of " + std::to_string(be));
       sh = cache->shift_by_block

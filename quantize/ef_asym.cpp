@@ -10,8 +10,10 @@
 namespace smolq::ef {
 namespace {
 
-// Rows per work item: the three products stream all d_in rows of each matrix once per chunk.
-constexpr int64_t kRows = 32;
+// Rows per work item: the three products stream each matrix once per chunk, so a chunk should
+// be long (each 256 x 256 slice of a matrix is read once from memory and then serves kRows / 8
+// register tiles from L2); 5 buffers of kRows x d_in floats per thread (20 MB at d_in = 8192).
+constexpr int64_t kRows = 128;
 // Rows of a triangular factor per call of the deferred-update kernel: each call updates only the
 // columns that the batch's rows have nonzero (a tail [c1, d_in)), about half of the product.
 constexpr int64_t kBatch = 256;
@@ -80,7 +82,12 @@ void apply_asym_shift(const AsymShift& s, std::span<float> W, int64_t rows, int 
       std::fill(z.begin(), z.end(), 0.0f);
       std::fill(yr.begin(), yr.end(), 0.0f);
       std::fill(t.begin(), t.end(), 0.0f);
-      linalg::deferred_update(z.data(), nr, d, 0, wv.data(), d, d, dt.data());  // z = -(C - H) w
+      // z = -(C - H) w, in batches of kBatch rows of dt so that a batch's column tiles stay in
+      // L2 (per element the same FMA sequence over all d_in terms as one call).
+      for (int64_t k0 = 0; k0 < d; k0 += kBatch) {
+        const int64_t k1 = std::min(d, k0 + kBatch);
+        linalg::deferred_update(z.data(), nr, d, 0, wv.data() + k0, d, k1 - k0, dt.data() + k0);
+      }
       // yr = U (C - H) w, reversed: yr[d - 1 - k] = sum_j U[k][j] (-z[j]); the rows j of ut in
       // [j0, j1) are nonzero from column d - j1 on.
       for (int64_t j0 = 0; j0 < d; j0 += kBatch) {
