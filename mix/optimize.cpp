@@ -235,7 +235,7 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
                .first;
     }
     std::vector<float> target(w.begin(), w.end());
-    ef::apply_asym_shift(sh->second, target, rows, n_threads, alpha);
+    ef::apply_asym_shift(sh->second, it->second, target, rows, n_threads, alpha);
     ef::quantize_tensor(type, target, rows, d, it->second, imp, out, n_threads);
   };
   return core;
