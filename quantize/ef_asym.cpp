@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "formats/error.h"
 #include "quantize/ef_linalg.h"
@@ -23,38 +24,74 @@ constexpr int64_t kBatch = kShiftBatch;
 
 AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> C, const Factor& f, int n_threads) {
   if (C.size() != H.size()) throw UsageError("asymmetric calibration: H, C and the factor do not have matching sizes");
-  std::vector<double> D(H.size());
-  for (size_t i = 0; i < D.size(); ++i) D[i] = C[i] - H[i];
-  return prepare_asym_shift(D, f, n_threads);
+  std::vector<float> D(H.size());
+  for (size_t i = 0; i < D.size(); ++i) D[i] = static_cast<float>(C[i] - H[i]);
+  return prepare_asym_shift(std::move(D), f, n_threads);
 }
 
-AsymShift prepare_asym_shift(std::span<const double> D, const Factor& f, int n_threads) {
+AsymShift prepare_asym_shift(std::span<const float> D, const Factor& f, int n_threads) {
+  return prepare_asym_shift(std::vector<float>(D.begin(), D.end()), f, n_threads);
+}
+
+AsymShift prepare_asym_shift(std::vector<float> D, const Factor& f, int n_threads) {
   const int64_t d = f.d_in, be = f.block_elems;
   if (d <= 0 || d % 16 != 0 || D.size() != static_cast<size_t>(d * d) || f.u.size() != static_cast<size_t>(d * (d + 1) / 2))
     throw UsageError("asymmetric calibration: H, C and the factor do not have matching sizes");
+  n_threads = std::max(1, n_threads);
   AsymShift s;
   s.d_in = d;
   s.block_elems = static_cast<int>(be);
   s.col.resize(static_cast<size_t>(d));
   for (int64_t a = 0; a < d; ++a) s.col[a] = static_cast<int64_t>(f.order[a / be]) * be + a % be;
-  s.dt.resize(static_cast<size_t>(d * d));
-  s.diag.assign(static_cast<size_t>((d + kBatch - 1) / kBatch * kBatch * kBatch), 0.0f);
+  // dt[b][a] = D[col a][col b] (row b of dt is column b of the shift in visiting order), made
+  // in D's storage: transpose, permute every row's entries, then the rows (along the cycles of
+  // the permutation, one spare row).
   bool finite = true;
-#pragma omp parallel for num_threads(std::max(1, n_threads)) schedule(static) reduction(&& : finite)
-  for (int64_t b = 0; b < d; ++b) {
-    // dt[b][a] = (C - H)[col a][col b]: row b of dt is column b of the shift in visiting order.
-    const int64_t cb = s.col[b];
-    float* dr = s.dt.data() + b * d;
-    for (int64_t a = 0; a < d; ++a) {
-      const size_t i = static_cast<size_t>(s.col[a] * d + cb);
-      const double v = D[i];
-      finite = finite && std::isfinite(v);
-      dr[a] = static_cast<float>(v);
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 16) reduction(&& : finite)
+  for (int64_t i = 0; i < d; ++i) {
+    finite = finite && std::isfinite(D[static_cast<size_t>(i * d + i)]);
+    for (int64_t j = i + 1; j < d; ++j) {
+      float& a = D[static_cast<size_t>(i * d + j)];
+      float& b = D[static_cast<size_t>(j * d + i)];
+      finite = finite && std::isfinite(a) && std::isfinite(b);
+      std::swap(a, b);
     }
+  }
+  if (!finite) throw UsageError("asymmetric calibration: the cross Gram matrix is not finite");
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<float> row(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < d; ++i) {
+      float* r = D.data() + i * d;
+      for (int64_t a = 0; a < d; ++a) row[a] = r[s.col[a]];
+      std::copy(row.begin(), row.end(), r);
+    }
+  }
+  std::vector<float> spare(static_cast<size_t>(d));
+  std::vector<char> done(static_cast<size_t>(d), 0);
+  for (int64_t b0 = 0; b0 < d; ++b0) {
+    if (done[b0]) continue;
+    std::copy_n(D.data() + b0 * d, d, spare.data());
+    int64_t b = b0;
+    for (;;) {  // row b takes row col[b]
+      done[b] = 1;
+      const int64_t from = s.col[b];
+      if (from == b0) {
+        std::copy(spare.begin(), spare.end(), D.data() + b * d);
+        break;
+      }
+      std::copy_n(D.data() + from * d, d, D.data() + b * d);
+      b = from;
+    }
+  }
+  s.dt = std::move(D);
+  s.diag.assign(static_cast<size_t>((d + kBatch - 1) / kBatch * kBatch * kBatch), 0.0f);
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t b = 0; b < d; ++b) {
     const int64_t k0 = b / kBatch * kBatch, k1 = std::min(d, k0 + kBatch);
     std::copy(f.row(b) + b, f.row(b) + k1, s.diag.data() + k0 * kBatch + (b - k0) * kBatch + (b - k0));
   }
-  if (!finite) throw UsageError("asymmetric calibration: the cross Gram matrix is not finite");
   return s;
 }
 

@@ -37,13 +37,14 @@ struct AsymShift {
   std::vector<float> diag;
 };
 
-// Builds the shift from H and C (d_in x d_in row-major doubles, as the calibration pass sums
-// them) and the factor prepare() made of H. Throws UsageError when the sizes do not match or
-// C - H is not finite.
+// Builds the shift from H and C (d_in x d_in row-major doubles) and the factor prepare() made of
+// H. Throws UsageError when the sizes do not match or C - H is not finite.
 AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> C, const Factor& f, int n_threads);
-// The same from D = C - H (d_in x d_in row-major doubles), for a caller that has already formed
-// it (in C's storage) before H was consumed by the factorisation.
-AsymShift prepare_asym_shift(std::span<const double> D, const Factor& f, int n_threads);
+// The same from D = float(C - H) (d_in x d_in row-major, as the calibration pass hands it over:
+// eval/gram.h GramMatrix::c_minus_h). The vector overload consumes D: the shift's dense matrix
+// is made in its storage, so D and the shift never both exist.
+AsymShift prepare_asym_shift(std::span<const float> D, const Factor& f, int n_threads);
+AsymShift prepare_asym_shift(std::vector<float> D, const Factor& f, int n_threads);
 
 // W (rows x d_in, original column order) in place: every row w becomes w + alpha (w* - w)
 // (alpha = 1: w*; smaller values shrink the least-squares shift, as GPTAQ's reference code
