@@ -108,6 +108,7 @@ std::string collect(const po::variables_map& vm, const Model& model, ImatrixColl
       for (size_t i = 0; i < r.running_ppl.size(); ++i) std::printf("[%zu]%.4lf,", i + 1, r.running_ppl[i]);
     std::printf("\nFinal estimate: PPL = %.4lf +/- %.5lf\n", r.stats.ppl(), r.stats.ppl_uncertainty());
   }
+  std::fflush(stdout);  // the result lines come before the timing line, also when both are one pipe
   std::fprintf(stderr, "%lld tokens in %.2f s (%.1f tok/s, %d threads)\n", static_cast<long long>(r.tokens_evaluated), r.seconds,
                r.tokens_evaluated / std::max(1e-9, r.seconds), threads);
   return toks.source;

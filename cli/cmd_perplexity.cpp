@@ -182,6 +182,7 @@ int run_ppl(const po::variables_map& vm, const EvalOptions& o, const Model& m, c
       for (size_t i = 0; i < r.running_ppl.size(); ++i) std::printf("[%zu]%.4lf,", i + 1, r.running_ppl[i]);
     std::printf("\nFinal estimate: PPL = %.4lf +/- %.5lf\n", r.stats.ppl(), r.stats.ppl_uncertainty());
   }
+  std::fflush(stdout);  // the result lines come before the timing line, also when both are one pipe
   if (r.seconds > 0)
     std::fprintf(stderr, "%lld tokens in %.2f s (%.1f tok/s, %d threads, %s kernels)\n",
                  static_cast<long long>(r.tokens_evaluated), r.seconds, r.tokens_evaluated / r.seconds, o.n_threads,

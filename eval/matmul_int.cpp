@@ -50,6 +50,9 @@ struct Layout {
   int64_t k, group, groups;
   int offset;
   bool bias;
+  bool wide;    // F16/BF16 weights re-quantized per block (detail::requantize_block)
+  float x_max;  // activations' integer bound: detail::kActMax, or kWideActMax for wide weights
+  void (*requantize)(const float*, int16_t*, float*);  // wide: the reference or AVX-512 form
   int64_t token_bytes() const { return k * 2 + groups * 4 * 2; }  // q, scale, sum
   int64_t panel_bytes() const { return k * 2 * kPanelRows + groups * kPanelRows * 4 * (bias ? 2 : 1); }
   detail::IntToken token(std::byte* p) const {
@@ -69,7 +72,7 @@ void quantize_token(const float* x, const Layout& L, detail::QuantizeBlockFn qbl
   float* sum = scale + L.groups;
   for (int64_t b = 0; b < L.k; b += kActBlock) {
     float d;
-    qblock(x + b, q + b, &d);
+    qblock(x + b, q + b, &d, L.x_max);
     for (int64_t g = b / L.group; g < (b + kActBlock) / L.group; ++g) scale[g] = d;
   }
   if (L.bias)
@@ -78,14 +81,27 @@ void quantize_token(const float* x, const Layout& L, detail::QuantizeBlockFn qbl
 
 // Decode logical rows [r0, r0 + n) (n <= 16) of w into one panel. `qtmp`: k bytes; gscale,
 // gbias: k / group floats.
-void pack_panel(const WeightMatrix& w, const IntWeightFormat& f, int64_t r0, int n, const Layout& L, uint8_t* qtmp,
-                float* gscale, float* gbias, std::byte* rec) {
+// `f` is null for wide weights (decoded to f32 in `wtmp`, k floats, then re-quantized).
+void pack_panel(const WeightMatrix& w, const IntWeightFormat* f, int64_t r0, int n, const Layout& L, uint8_t* qtmp,
+                float* wtmp, float* gscale, float* gbias, std::byte* rec) {
   auto* q = reinterpret_cast<int16_t*>(rec);
   auto* scale = reinterpret_cast<float*>(rec + 2 * L.k * kPanelRows);
   float* bias = scale + L.groups * kPanelRows;
   if (n < kPanelRows) std::memset(rec, 0, static_cast<size_t>(L.panel_bytes()));
+  if (L.wide) {
+    int16_t qb[kActBlock];
+    for (int r = 0; r < n; ++r) {
+      w.dequantize_row(static_cast<uint64_t>(r0 + r), wtmp);
+      for (int64_t g = 0; g < L.groups; ++g) {
+        L.requantize(wtmp + g * kActBlock, qb, &scale[g * kPanelRows + r]);
+        const int64_t k0 = g * kActBlock;
+        for (int j = 0; j < kActBlock; ++j) q[((k0 + j) / 2) * 2 * kPanelRows + 2 * r + j % 2] = qb[j];
+      }
+    }
+    return;
+  }
   for (int r = 0; r < n; ++r) {
-    f.decode(w.row_ptr(static_cast<uint64_t>(r0 + r)), L.k, qtmp, gscale, gbias);
+    f->decode(w.row_ptr(static_cast<uint64_t>(r0 + r)), L.k, qtmp, gscale, gbias);
     for (int64_t p = 0; p < L.k / 2; ++p) {
       q[p * 2 * kPanelRows + 2 * r] = static_cast<int16_t>(qtmp[2 * p] - L.offset);
       q[p * 2 * kPanelRows + 2 * r + 1] = static_cast<int16_t>(qtmp[2 * p + 1] - L.offset);
@@ -110,11 +126,14 @@ int matmul_env() {
   return v;
 }
 
+static_assert(static_cast<double>(detail::kWideWeightMax) * detail::kWideActMax * kActBlock < 2147483648.0,
+              "a group's 32 products must fit int32");
+
 }  // namespace
 
 namespace detail {
 
-void quantize_block_ref(const float* x, int16_t* q, float* d_out) {
+void quantize_block_ref(const float* x, int16_t* q, float* d_out, float x_max) {
   float amax = 0.0f;
   bool finite = true;
   for (int j = 0; j < kActBlock; ++j) {
@@ -123,11 +142,33 @@ void quantize_block_ref(const float* x, int16_t* q, float* d_out) {
   }
   // A NaN or Inf activation makes the block's scale NaN: the outputs it reaches are NaN, as in
   // an f32 evaluation (docs/perplexity.md, non-finite results).
-  const float d = finite ? amax / 32767.0f : std::numeric_limits<float>::quiet_NaN();
+  const float d = finite ? amax / x_max : std::numeric_limits<float>::quiet_NaN();
   const float id = finite && d != 0.0f ? 1.0f / d : 0.0f;
   for (int j = 0; j < kActBlock; ++j) {
-    const float v = finite ? std::min(32767.0f, std::max(-32767.0f, round_even(x[j] * id))) : 0.0f;
+    const float v = finite ? std::min(x_max, std::max(-x_max, round_even(x[j] * id))) : 0.0f;
     q[j] = static_cast<int16_t>(v);
+  }
+  *d_out = d;
+}
+
+void requantize_block(const float* w, int16_t* q, float* d_out) {
+  float amax = 0.0f;
+  bool finite = true;
+  for (int j = 0; j < kActBlock; ++j) {
+    amax = std::max(amax, std::fabs(w[j]));
+    finite = finite && std::isfinite(w[j]);
+  }
+  // A non-finite weight: NaN scale, the row's outputs are NaN (as the f32 path's would be).
+  const float d = finite ? amax / kWideWeightMax : std::numeric_limits<float>::quiet_NaN();
+  // In double: 1 / d is finite even for BF16 blocks near the f32 underflow, and w * (1 / d)
+  // is within a few ulps of the exact quotient (<= kWideWeightMax + tiny: the clamp).
+  const double id = finite && d != 0.0f ? 1.0 / static_cast<double>(d) : 0.0;
+  // Round half to even as round_even does, in double (|v| <= 8191 + tiny < 2^51): no libm call,
+  // so the loop vectorizes.
+  constexpr double kMagic = 6755399441055744.0;  // 1.5 * 2^52
+  for (int j = 0; j < kActBlock; ++j) {
+    const double v = (static_cast<double>(w[j]) * id + kMagic) - kMagic;
+    q[j] = static_cast<int16_t>(std::min<double>(kWideWeightMax, std::max<double>(-kWideWeightMax, v)));
   }
   *d_out = d;
 }
@@ -159,21 +200,62 @@ bool int_matmul_enabled() {
   return matmul_env() != 1;
 }
 
-bool uses_int_matmul(const WeightMatrix& w) {
-  return int_matmul_enabled() && cpu::has_avx512_vnni() && int_weight_format(w.type) != nullptr &&
-         w.cols % kActBlock == 0;
+bool has_int_form(GgmlType t) {
+  return int_weight_format(t) != nullptr || t == GgmlType::F16 || t == GgmlType::BF16;
 }
 
+bool uses_int_matmul(const WeightMatrix& w) {
+  // BF16 only when asked (=int): the default keeps it exact (matmul_int.h).
+  const bool type_ok = int_weight_format(w.type) != nullptr || w.type == GgmlType::F16 ||
+                       (matmul_env() == 2 && has_int_form(w.type));
+  return int_matmul_enabled() && cpu::has_avx512_vnni() && type_ok && w.cols % kActBlock == 0;
+}
+
+void attach_int_panel_cache(WeightMatrix& w, uint64_t* budget) {
+  w.int_panels = nullptr;
+  if (!has_int_form(w.type) || int_weight_format(w.type) != nullptr || !uses_int_matmul(w)) return;
+  const uint64_t panels = (w.rows + kPanelRows - 1) / kPanelRows;
+  const uint64_t bytes = panels * kPanelRows * (w.cols * 2 + w.cols / kActBlock * 4) + 64;
+  if (bytes > *budget) return;
+  *budget -= bytes;
+  w.int_panels = std::make_shared<IntPanelCache>();
+}
+
+namespace {
+
+// The 64-byte aligned panels of `w` in `c` (n_panels of `pb` bytes), and whether this call must
+// fill them (first call, or `w` no longer what they were filled from). Caller holds c.mutex.
+std::byte* cached_panels(IntPanelCache& c, const WeightMatrix& w, int64_t n_panels, size_t pb, bool* fill) {
+  const size_t need = static_cast<size_t>(n_panels) * pb + 64;
+  *fill = !c.filled || c.data != w.data || c.type != w.type || c.rows != w.rows || c.cols != w.cols ||
+          c.row_order != w.row_order || c.buf.size() != need;
+  if (*fill) {
+    c.filled = false;
+    c.buf.assign(need, std::byte{0});
+    c.data = w.data;
+    c.type = w.type;
+    c.rows = w.rows;
+    c.cols = w.cols;
+    c.row_order = w.row_order;
+  }
+  return c.buf.data() + (64 - reinterpret_cast<uintptr_t>(c.buf.data()) % 64) % 64;
+}
+
+}  // namespace
+
 void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* y, int n_threads, bool reference) {
-  const IntWeightFormat& f = *int_weight_format(w.type);
+  const IntWeightFormat* f = int_weight_format(w.type);
   const int64_t R = static_cast<int64_t>(w.rows);
   if (n_tokens <= 0 || R == 0) return;
   Layout L;
   L.k = static_cast<int64_t>(w.cols);
-  L.group = f.group;
+  L.wide = f == nullptr;  // F16/BF16 (has_int_form)
+  L.group = L.wide ? kActBlock : f->group;
   L.groups = L.k / L.group;
-  L.offset = f.offset;
-  L.bias = f.has_bias;
+  L.offset = L.wide ? 0 : f->offset;
+  L.bias = !L.wide && f->has_bias;
+  L.x_max = L.wide ? detail::kWideActMax : detail::kActMax;
+  L.requantize = reference ? detail::requantize_block : detail::requantize_block_avx512;
   const detail::IntTileFn tile = reference ? detail::int_tile_ref : detail::int_tile_avx512;
   const detail::QuantizeBlockFn qblock = reference ? detail::quantize_block_ref : detail::quantize_block_avx512;
   n_threads = std::max(1, n_threads);
@@ -196,6 +278,15 @@ void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
   const size_t tok_bytes = static_cast<size_t>(L.token_bytes());
   if (tokens_buf.size() < n_tokens * tok_bytes + 64) tokens_buf.resize(n_tokens * tok_bytes + 64);
   std::byte* tokens = tokens_buf.data() + (64 - reinterpret_cast<uintptr_t>(tokens_buf.data()) % 64) % 64;
+  // F16/BF16 with a cache: the tiles are read from (or, on the first call, packed into) it.
+  const size_t pb = static_cast<size_t>(L.panel_bytes());
+  std::unique_lock<std::mutex> lock;
+  std::byte* cached = nullptr;
+  bool fill = true;
+  if (L.wide && w.int_panels) {
+    lock = std::unique_lock<std::mutex>(w.int_panels->mutex);
+    cached = cached_panels(*w.int_panels, w, n_panels, pb, &fill);
+  }
 
 #pragma omp parallel num_threads(n_threads)
   {
@@ -205,20 +296,22 @@ void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
     thread_local std::vector<std::byte> wbuf;
     thread_local std::vector<float> gscale, gbias;
     thread_local std::vector<uint8_t> qtmp;
-    const size_t pb = static_cast<size_t>(L.panel_bytes());
-    if (wbuf.size() < tile_panels * pb + 64) wbuf.resize(tile_panels * pb + 64);
-    std::byte* wtile = wbuf.data() + (64 - reinterpret_cast<uintptr_t>(wbuf.data()) % 64) % 64;
+    thread_local std::vector<float> wtmp;
+    if (!cached && wbuf.size() < tile_panels * pb + 64) wbuf.resize(tile_panels * pb + 64);
+    std::byte* const wscratch = wbuf.data() + (64 - reinterpret_cast<uintptr_t>(wbuf.data()) % 64) % 64;
     gscale.resize(L.groups);
     gbias.resize(L.groups);
     qtmp.resize(static_cast<size_t>(L.k));
+    if (L.wide) wtmp.resize(static_cast<size_t>(L.k));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ti = 0; ti < n_tiles; ++ti) {
       const int64_t p0 = ti * tile_panels;
       const int64_t pt = std::min(tile_panels, n_panels - p0);
-      for (int64_t i = 0; i < pt; ++i) {
+      std::byte* const wtile = cached ? cached + p0 * pb : wscratch;
+      for (int64_t i = 0; i < pt && fill; ++i) {
         const int64_t r0 = (p0 + i) * kPanelRows;
         const int n = static_cast<int>(std::min<int64_t>(kPanelRows, R - r0));
-        pack_panel(w, f, r0, n, L, qtmp.data(), gscale.data(), gbias.data(), wtile + i * pb);
+        pack_panel(w, f, r0, n, L, qtmp.data(), wtmp.data(), gscale.data(), gbias.data(), wtile + i * pb);
       }
       for (int64_t t0 = 0; t0 < n_tokens; t0 += block_tokens) {
         const int64_t tn = std::min(block_tokens, n_tokens - t0);
@@ -238,6 +331,7 @@ void matmul_int(const WeightMatrix& w, const float* x, int64_t n_tokens, float* 
       }
     }
   }
+  if (cached) w.int_panels->filled = true;
 }
 
 }  // namespace smolq

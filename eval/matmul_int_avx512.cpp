@@ -82,7 +82,7 @@ struct Table {
 
 }  // namespace
 
-void quantize_block_avx512(const float* x, int16_t* q, float* d_out) {
+void quantize_block_avx512(const float* x, int16_t* q, float* d_out, float x_max) {
   const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
   const __m512 ax = _mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1));
   const float amax = _mm512_reduce_max_ps(ax);  // max is exact in any order
@@ -94,16 +94,39 @@ void quantize_block_avx512(const float* x, int16_t* q, float* d_out) {
     *d_out = __builtin_nanf("");
     return;
   }
-  const float d = amax / 32767.0f;
+  const float d = amax / x_max;
   const float id = d != 0.0f ? 1.0f / d : 0.0f;
   const __m512 vid = _mm512_set1_ps(id);
-  const __m512 lim = _mm512_set1_ps(32767.0f), nlim = _mm512_set1_ps(-32767.0f);
+  const __m512 lim = _mm512_set1_ps(x_max), nlim = _mm512_set1_ps(-x_max);
   const __m512 xs[2] = {x0, x1};
   for (int i = 0; i < 2; ++i) {
     // Round half to even: the default MXCSR mode, as round_even.
     __m512 h = _mm512_roundscale_ps(_mm512_mul_ps(xs[i], vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     h = _mm512_min_ps(lim, _mm512_max_ps(nlim, h));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(q + 16 * i), _mm512_cvtepi32_epi16(_mm512_cvttps_epi32(h)));
+  }
+  *d_out = d;
+}
+
+void requantize_block_avx512(const float* w, int16_t* q, float* d_out) {
+  const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+  const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(w0), _mm512_abs_ps(w1)));
+  const __mmask16 bad = _mm512_cmp_ps_mask(_mm512_sub_ps(w0, w0), _mm512_sub_ps(w0, w0), _CMP_UNORD_Q) |
+                        _mm512_cmp_ps_mask(_mm512_sub_ps(w1, w1), _mm512_sub_ps(w1, w1), _CMP_UNORD_Q);
+  if (bad != 0) {
+    for (int j = 0; j < 32; ++j) q[j] = 0;
+    *d_out = __builtin_nanf("");
+    return;
+  }
+  const float d = amax / kWideWeightMax;
+  // As requantize_block: w * (1 / d) in double, rounded to nearest even, clamped.
+  const __m512d vid = _mm512_set1_pd(d != 0.0f ? 1.0 / static_cast<double>(d) : 0.0);
+  const __m512d lim = _mm512_set1_pd(kWideWeightMax), nlim = _mm512_set1_pd(-kWideWeightMax);
+  for (int i = 0; i < 4; ++i) {
+    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(w + 8 * i));
+    __m512d h = _mm512_roundscale_pd(_mm512_mul_pd(v, vid), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    h = _mm512_min_pd(lim, _mm512_max_pd(nlim, h));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 8 * i), _mm256_cvtepi32_epi16(_mm512_cvttpd_epi32(h)));
   }
   *d_out = d;
 }
@@ -128,7 +151,8 @@ void int_tile_avx512(const IntPanel* w, int pm, const IntToken* x, int rn, int64
 #else  // not x86 with GCC/Clang: never selected (cpu::has_avx512_vnni() is false), kept linkable.
 
 namespace smolq::detail {
-void quantize_block_avx512(const float* x, int16_t* q, float* d) { quantize_block_ref(x, q, d); }
+void quantize_block_avx512(const float* x, int16_t* q, float* d, float x_max) { quantize_block_ref(x, q, d, x_max); }
+void requantize_block_avx512(const float* w, int16_t* q, float* d) { requantize_block(w, q, d); }
 void int_tile_avx512(const IntPanel* w, int pm, const IntToken* x, int rn, int64_t groups, int group, bool bias,
                      int rows, float* y, int64_t ldy) {
   int_tile_ref(w, pm, x, rn, groups, group, bias, rows, y, ldy);

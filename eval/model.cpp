@@ -5,6 +5,7 @@
 #include <map>
 #include <numbers>
 
+#include "eval/matmul_int.h"
 #include "formats/rope_layout.h"
 #include "formats/error.h"
 #include "formats/safetensors.h"
@@ -54,6 +55,8 @@ std::unique_ptr<Model> Model::open(const std::string& path) {
     m->load_gguf(path);
   }
   m->check_shapes();
+  uint64_t budget = kIntPanelCacheBudget;
+  for (const WeightMatrix* w : m->matrices()) attach_int_panel_cache(*const_cast<WeightMatrix*>(w), &budget);  // ours
   return m;
 }
 
@@ -221,6 +224,7 @@ void Model::substitute_weight(const std::string& name, GgmlType type, const std:
   w->data = data;
   w->row_bytes = row_bytes;
   w->row_order.clear();  // the copy is in logical order
+  w->int_panels = nullptr;  // not the original's panels (restore_weight brings them back)
 }
 
 void Model::restore_weight(const std::string& name) {

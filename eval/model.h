@@ -4,7 +4,8 @@
 //
 // Weights stay in their stored encoding inside the file mapping ("weights once"): the matmul
 // dequantizes small row tiles on the fly through the registry (eval/matmul.h). Only the
-// 1-D norm vectors are copied out as floats.
+// 1-D norm vectors are copied out as floats, and F16/BF16 matrices on the integer path keep
+// an int16 copy (2 bytes a weight, eval/matmul_int.h) made by their first product.
 //
 // One layout serves both sources: llama.cpp's. Its converter permutes the rows of every
 // attn_q / attn_k head so that RoPE rotates adjacent pairs (x[2i], x[2i+1]) instead of
@@ -27,6 +28,7 @@
 namespace smolq {
 
 class SafetensorsCheckpoint;
+struct IntPanelCache;  // eval/matmul_int.h
 
 // A 2-D weight in its stored encoding: `rows` output features of `cols` inputs each (GGUF
 // shape {cols, rows}; HF shape [rows, cols]). Logical row r is stored row row_order[r] (the
@@ -38,6 +40,9 @@ struct WeightMatrix {
   uint64_t row_bytes = 0;           // bytes of one stored row
   const std::byte* data = nullptr;  // rows * row_bytes bytes inside a mapping the Model owns
   std::vector<uint32_t> row_order;  // HF Q/K: stored row of logical row r
+  // F16/BF16 weights on the integer path: their re-quantized panels, filled by the first matmul
+  // and kept (eval/matmul_int.h); null elsewhere (Model::open attaches it).
+  std::shared_ptr<IntPanelCache> int_panels;
 
   const std::byte* row_ptr(uint64_t r) const {
     return data + (row_order.empty() ? r : row_order[r]) * row_bytes;

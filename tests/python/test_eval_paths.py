@@ -1,11 +1,11 @@
 """The evaluator's kernel paths end to end (docs/evaluator.md): the same logits, byte for byte,
 whatever the SIMD level picked on an AVX-512 machine (AVX2 4x3 tiles or AVX-512 packed 8-row
 tiles), thread count and batch size for the f32 reference pass (SMOLQ_EVAL_MATMUL=f32); the default
-pass (the integer matmul for block-quantized weights on AVX-512 VNNI CPUs) thread- and
+pass (the integer matmul for block-quantized and F16 weights on AVX-512 VNNI CPUs) thread- and
 batch-independent too, and close to the f32 reference.
 
-Small: the 256-aligned synthetic model as Q8_0 and Q4_K (every tensor takes the type), 2 chunks
-of 64 tokens."""
+Small: the 256-aligned synthetic model as Q8_0, Q4_K and F16 (every tensor takes the type),
+2 chunks of 64 tokens."""
 from __future__ import annotations
 
 import os
@@ -37,7 +37,7 @@ def logits(run_smolq, model, text, tmp_path, name, threads=2, batch=None, **env)
     return np.load(npy)
 
 
-@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K"])
+@pytest.mark.parametrize("qtype", ["Q8_0", "Q4_K", "F16"])
 def test_paths_agree(qtype, run_smolq, synthetic, text_file, tmp_path):
     model = tmp_path / f"aligned256-{qtype}.gguf"
     run_smolq("convert", synthetic("aligned256-bf16"), "-o", model, "--type", qtype, "--pure", "-q")
