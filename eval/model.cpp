@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <numbers>
 
 #include "eval/matmul_int.h"
@@ -244,6 +245,11 @@ void Model::release_pages(const std::string& name) const {
   for (const WeightMatrix* m : matrices())
     if (!w && m->name == name) w = m;
   if (!w) throw Error("no weight matrix named '" + name + "' in " + path_);
+  if (w->int_panels) {  // its integer panels too (a later product would make them again, same bits)
+    std::lock_guard<std::mutex> lock(w->int_panels->mutex);
+    std::vector<std::byte>().swap(w->int_panels->buf);
+    w->int_panels->filled = false;
+  }
   const MappedFile& f = gguf_->file();
   const std::byte* base = f.view().data();
   if (w->data < base || w->data >= base + f.size()) return;
