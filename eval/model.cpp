@@ -238,7 +238,6 @@ void Model::restore_weight(const std::string& name) {
 }
 
 void Model::release_pages(const std::string& name) const {
-  if (!gguf_) return;
   const WeightMatrix* w = nullptr;
   for (const auto& [n, orig] : substituted_)
     if (n == name) w = &orig;
@@ -250,6 +249,7 @@ void Model::release_pages(const std::string& name) const {
     std::vector<std::byte>().swap(w->int_panels->buf);
     w->int_panels->filled = false;
   }
+  if (!gguf_) return;
   const MappedFile& f = gguf_->file();
   const std::byte* base = f.view().data();
   if (w->data < base || w->data >= base + f.size()) return;

@@ -16,6 +16,8 @@
 #include "quantize/tensor_quantizer.h"
 #include "eval/gram.h"
 #include "eval/imatrix.h"
+#include "eval/matmul.h"
+#include "eval/matmul_int.h"
 #include "eval/model.h"
 #include "mix/optimize.h"
 #include "quantize/model_writer.h"
@@ -243,6 +245,27 @@ TEST_SUITE("test_gram") {
       if (i <= 11) CHECK(sub.seen[i].h == plain.seen[i].h);  // up to and including blk.2 ffn_down
       else CHECK(sub.seen[i].h != plain.seen[i].h);
     }
+  }
+
+  TEST_CASE("release_pages frees a matrix's integer panels; the next product makes the same bits") {
+    // An F16 model: its matrices take the integer path (with AVX-512 VNNI) and keep panels.
+    auto m = Model::open(std::string(SMOLQ_SOURCE_DIR) + "/testdata/generated/smollm2-tiny-f16");
+    const WeightMatrix& w = m->layer(1).ffn_up;
+    REQUIRE(w.type == GgmlType::F16);
+    if (uses_int_matmul(w)) REQUIRE(w.int_panels != nullptr);
+    std::vector<float> x(static_cast<size_t>(8 * w.cols)), y1(static_cast<size_t>(8 * w.rows)), y2(y1.size());
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& v : x) v = nd(rng);
+    matmul(w, x.data(), 8, y1.data(), 2);
+    if (w.int_panels) CHECK(w.int_panels->filled);
+    m->release_pages(w.name);
+    if (w.int_panels) {
+      CHECK(!w.int_panels->filled);
+      CHECK(w.int_panels->buf.capacity() == 0);
+    }
+    matmul(w, x.data(), 8, y2.data(), 2);
+    CHECK(y1 == y2);
   }
 
   TEST_CASE("too little calibration text is one clear error") {
