@@ -145,12 +145,7 @@ class GramPass {
     g.weights = std::move(names);
     g.dim = d;
     g.n_tokens = N_;
-    g.h.assign(static_cast<size_t>(d * d), 0.0);
-    accumulate_gram(g.h, (q_.*field).data(), N_, d, o_.n_threads);
-    if (o_.cross) {
-      g.c.assign(static_cast<size_t>(d * d), 0.0);
-      accumulate_cross_gram(g.c, (q_.*field).data(), (f_.*field).data(), N_, d, o_.n_threads);
-    }
+    gram_sums(g, (q_.*field).data(), o_.cross ? (f_.*field).data() : nullptr, N_, o_.n_threads);
     consumer_.on_gram(g);
   }
 
@@ -253,7 +248,7 @@ const char* gram_site_name(GramSite s) {
 std::vector<float> GramMatrix::mean_square() const {
   std::vector<float> m(static_cast<size_t>(dim));
   for (int64_t i = 0; i < dim; ++i)
-    m[static_cast<size_t>(i)] = n_tokens ? static_cast<float>(h[static_cast<size_t>(i * dim + i)] / static_cast<double>(n_tokens)) : 0.0f;
+    m[static_cast<size_t>(i)] = n_tokens ? static_cast<float>(h_diag[static_cast<size_t>(i)] / static_cast<double>(n_tokens)) : 0.0f;
   return m;
 }
 
@@ -270,74 +265,94 @@ void run_gram_pass(const Model& model, std::span<const int32_t> tokens, const Gr
   GramPass(model, tokens, o, consumer).run();
 }
 
-void accumulate_gram(std::span<double> h, const float* x, int64_t n, int64_t d, int n_threads) {
-  if (h.size() != static_cast<size_t>(d * d)) throw Error("accumulate_gram: H is not d x d");
-  std::vector<float> xt(static_cast<size_t>(d * kTokenBlock));  // [d][tb] transposed tokens
-  std::vector<float> y(static_cast<size_t>(d * kRowBlock));     // [rows][i1] products
-  // The lower triangle only (diagonal included), in row blocks [i0, i1) against columns
-  // [0, i1): y[r * i1 + c] = sum_t x_t[i0 + r] x_t[c], added to H's row i0 + r in place
-  // (contiguous in both). The strict upper triangle is written once, at the end.
-  const WeightMatrix all = f32_view(xt.data(), d, kTokenBlock);
-  for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
-    const int64_t tb = std::min(kTokenBlock, n - t0);
+namespace {
+
+// Up to this d the double sums are kept whole (H and C: 64 MB at d = 2048) and H's products are
+// a lower triangle. Beyond it they are summed kGroupRows rows at a time (a multiple of
+// kRowBlock: 48 MB of doubles per matrix at d = 8192; every group transposes the token blocks
+// again), and with C the rows of H are whole too: C - H needs H's upper triangle in double
+// while the group is summed (a third more products than H's triangle plus C).
+constexpr int64_t kWholeMaxDim = 2048;
+constexpr int64_t kGroupRows = 8 * kRowBlock;
+
+// tokens t0 .. t0 + tb of x (n x d row-major), rows [0, nrows) of the transposed block [d][tb].
+void transpose_block(float* xt, const float* x, int64_t t0, int64_t tb, int64_t nrows, int64_t d, int n_threads) {
 #pragma omp parallel for num_threads(n_threads)
-    for (int64_t i = 0; i < d; ++i)
-      for (int64_t t = 0; t < tb; ++t) xt[static_cast<size_t>(i * tb + t)] = x[(t0 + t) * d + i];
-    for (int64_t i0 = 0; i0 < d; i0 += kRowBlock) {
-      const int64_t i1 = std::min(d, i0 + kRowBlock), rows = i1 - i0;
-      WeightMatrix w = all;  // rows [0, i1) of xt, tb wide
-      w.rows = static_cast<uint64_t>(i1);
-      w.cols = static_cast<uint64_t>(tb);
-      w.row_bytes = static_cast<uint64_t>(tb) * sizeof(float);
-      matmul(w, xt.data() + i0 * tb, rows, y.data(), n_threads);
+  for (int64_t i = 0; i < nrows; ++i)
+    for (int64_t t = 0; t < tb; ++t) xt[i * tb + t] = x[(t0 + t) * d + i];
+}
+
+}  // namespace
+
+void gram_sums(GramMatrix& g, const float* xq, const float* xf, int64_t n, int n_threads) {
+  const int64_t d = g.dim;
+  const bool cross = xf != nullptr;
+  g.h.assign(static_cast<size_t>(d * d), 0.0f);
+  g.h_diag.assign(static_cast<size_t>(d), 0.0);
+  g.c_minus_h.clear();
+  if (cross) g.c_minus_h.assign(static_cast<size_t>(d * d), 0.0f);
+  const int64_t G = d <= kWholeMaxDim ? d : std::min(d, kGroupRows);
+  const bool full_rows = cross && G < d;  // H's whole rows (else its lower triangle)
+  std::vector<float> qt(static_cast<size_t>(d * kTokenBlock)), ft(cross ? qt.size() : 0);  // [d][tb] transposed tokens
+  std::vector<float> y(static_cast<size_t>(d * kRowBlock));                                // [rows][cols] products
+  std::vector<double> hg(static_cast<size_t>(G * d)), cg(cross ? hg.size() : 0);           // a group of rows
+  for (int64_t g0 = 0; g0 < d; g0 += G) {
+    const int64_t g1 = std::min(d, g0 + G);
+    std::fill(hg.begin(), hg.end(), 0.0);
+    std::fill(cg.begin(), cg.end(), 0.0);
+    for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
+      const int64_t tb = std::min(kTokenBlock, n - t0);
+      // The lower triangle (diagonal included) in row blocks [i0, i1) against columns [0, i1):
+      // y[r * i1 + c] = sum_t x_t[i0 + r] x_t[c]; or whole rows (the products are symmetric in
+      // their operands: the same bits as the mirrored triangle).
+      transpose_block(qt.data(), xq, t0, tb, cross ? d : g1, d, n_threads);
+      if (cross) transpose_block(ft.data(), xf, t0, tb, d, d, n_threads);
+      for (int64_t i0 = g0; i0 < g1; i0 += kRowBlock) {
+        const int64_t i1 = std::min(d, i0 + kRowBlock), rows = i1 - i0, cols = full_rows ? d : i1;
+        matmul(f32_view(qt.data(), cols, tb), qt.data() + i0 * tb, rows, y.data(), n_threads);
 #pragma omp parallel for num_threads(n_threads)
-      for (int64_t r = 0; r < rows; ++r) {
-        double* hr = h.data() + (i0 + r) * d;
-        const float* yr = y.data() + r * i1;
-        for (int64_t c = 0; c <= i0 + r; ++c) hr[c] += static_cast<double>(yr[c]);
+        for (int64_t r = 0; r < rows; ++r) {
+          double* hr = hg.data() + (i0 - g0 + r) * d;
+          const float* yr = y.data() + r * cols;
+          const int64_t end = full_rows ? d : i0 + r + 1;
+          for (int64_t c = 0; c < end; ++c) hr[c] += static_cast<double>(yr[c]);
+        }
+        if (!cross) continue;
+        matmul(f32_view(ft.data(), d, tb), qt.data() + i0 * tb, rows, y.data(), n_threads);
+#pragma omp parallel for num_threads(n_threads)
+        for (int64_t r = 0; r < rows; ++r) {
+          double* cr = cg.data() + (i0 - g0 + r) * d;
+          const float* yr = y.data() + r * d;
+          for (int64_t c = 0; c < d; ++c) cr[c] += static_cast<double>(yr[c]);
+        }
       }
     }
+#pragma omp parallel for num_threads(n_threads)
+    for (int64_t i = g0; i < g1; ++i) {
+      const double* hr = hg.data() + (i - g0) * d;
+      float* out = g.h.data() + i * d;
+      const int64_t end = full_rows ? d : i + 1;
+      for (int64_t c = 0; c < end; ++c) out[c] = static_cast<float>(hr[c]);
+      g.h_diag[static_cast<size_t>(i)] = hr[i];
+      if (!cross) continue;
+      const double* cr = cg.data() + (i - g0) * d;
+      float* dm = g.c_minus_h.data() + i * d;
+      if (full_rows)
+        for (int64_t c = 0; c < d; ++c) dm[c] = static_cast<float>(cr[c] - hr[c]);
+      else  // one group: H's upper triangle is its lower one, all in hg
+        for (int64_t c = 0; c < d; ++c)
+          dm[c] = static_cast<float>(cr[c] - (c <= i ? hr[c] : hg[static_cast<size_t>(c * d + i)]));
+    }
   }
+  if (full_rows) return;
   // Mirror the lower triangle, in tiles (a row-wise mirror would stride through all of H).
   constexpr int64_t kT = 64;
+  float* h = g.h.data();
 #pragma omp parallel for schedule(dynamic, 1) num_threads(n_threads)
   for (int64_t ib = 0; ib < d; ib += kT)
     for (int64_t jb = ib; jb < d; jb += kT)
       for (int64_t i = ib; i < std::min(d, ib + kT); ++i)
-        for (int64_t j = std::max(jb, i + 1); j < std::min(d, jb + kT); ++j)
-          h[static_cast<size_t>(i * d + j)] = h[static_cast<size_t>(j * d + i)];
-}
-
-}  // namespace smolq
-
-namespace smolq {
-
-void accumulate_cross_gram(std::span<double> c, const float* xq, const float* xf, int64_t n, int64_t d, int n_threads) {
-  if (c.size() != static_cast<size_t>(d * d)) throw Error("accumulate_cross_gram: C is not d x d");
-  std::vector<float> qt(static_cast<size_t>(d * kTokenBlock)), ft(qt.size());  // [d][tb] transposed tokens
-  std::vector<float> y(static_cast<size_t>(d * kRowBlock));                     // [rows][d] products
-  // Row blocks [i0, i1) of C against all d columns: y[r * d + j] = sum_t xq_t[i0 + r] xf_t[j],
-  // the same dot products (operands, order, token blocks) as accumulate_gram's.
-  for (int64_t t0 = 0; t0 < n; t0 += kTokenBlock) {
-    const int64_t tb = std::min(kTokenBlock, n - t0);
-#pragma omp parallel for num_threads(n_threads)
-    for (int64_t i = 0; i < d; ++i)
-      for (int64_t t = 0; t < tb; ++t) {
-        qt[static_cast<size_t>(i * tb + t)] = xq[(t0 + t) * d + i];
-        ft[static_cast<size_t>(i * tb + t)] = xf[(t0 + t) * d + i];
-      }
-    const WeightMatrix w = f32_view(ft.data(), d, tb);
-    for (int64_t i0 = 0; i0 < d; i0 += kRowBlock) {
-      const int64_t rows = std::min(d, i0 + kRowBlock) - i0;
-      matmul(w, qt.data() + i0 * tb, rows, y.data(), n_threads);
-#pragma omp parallel for num_threads(n_threads)
-      for (int64_t r = 0; r < rows; ++r) {
-        double* cr = c.data() + (i0 + r) * d;
-        const float* yr = y.data() + r * d;
-        for (int64_t j = 0; j < d; ++j) cr[j] += static_cast<double>(yr[j]);
-      }
-    }
-  }
+        for (int64_t j = std::max(jb, i + 1); j < std::min(d, jb + kT); ++j) h[i * d + j] = h[j * d + i];
 }
 
 }  // namespace smolq

@@ -3,7 +3,7 @@
 //
 // The pass runs the model LAYER BY LAYER over all calibration tokens at once, not token batch
 // by token batch through the whole model, so that only one layer's matrices exist at a time
-// (ffn_down's H alone is n_ff^2 doubles: 512 MiB at n_ff = 8192). Per layer, in graph order:
+// (ffn_down's H alone is n_ff^2 floats: 256 MiB at n_ff = 8192). Per layer, in graph order:
 //
 //   xn = rms_norm(x) * attn_norm        -> H(attn_in)   for attn_q, attn_k, attn_v
 //   a  = attention(xn Wq^T, xn Wk^T, xn Wv^T)   (per chunk, causal, RoPE)
@@ -26,14 +26,16 @@
 // quantized stream, the cross Gram matrix C = sum_t x~_t x_t^T of the two streams' inputs at the
 // same site. The rounding can then aim the quantized layer on x~ at the full-precision layer on
 // x (GPTAQ, Li et al. 2025). Cost: a second forward pass through the original weights, twice the
-// activation memory, and C's full d x d products (H's are a lower triangle).
+// activation memory, and C's full d x d products (H's are then full rows too: C - H needs both
+// triangles of H in double, row by row; without C they are a lower triangle).
 //
 // Memory: each layer's stored weights are released from the resident set once the pass is past
 // them (Model::release_pages), so the model file counts about one layer at a time; the residual stream, one normalised copy, the attention output and the gated FFN
-// activations of all calibration tokens (N x (2 n_embd + q_dim + n_ff) floats), one H and a
-// block of its product at a time. Arithmetic: f32 products through the forward pass's
-// fixed-order matmul, summed into H in double per block of tokens — the result does not depend
-// on the thread count.
+// activations of all calibration tokens (N x (2 n_embd + q_dim + n_ff) floats), one H in float
+// (and C - H in float), a group of their rows in double and a block of their products at a
+// time. Arithmetic: f32 products through the forward pass's fixed-order matmul, summed in double
+// per block of tokens, each element rounded to float once — the result does not depend on the
+// thread count.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -54,12 +56,16 @@ struct GramMatrix {
   std::vector<std::string> weights;   // GGUF names of the matrices reading this input
   int64_t dim = 0;                    // d_in
   int64_t n_tokens = 0;               // tokens summed
-  std::vector<double> h;              // dim x dim, row-major, symmetric: sum_t x_t x_t^T
-  // With GramOptions::cross: dim x dim, row-major, sum_t x~_t x_t^T (x~: this site's input in
-  // the partly quantized model, the one H is summed over; x: the same input in the full-precision
-  // model). Not symmetric; equals h exactly while nothing before the site was substituted.
+  // dim x dim, row-major, symmetric: sum_t x_t x_t^T, every element summed in double and rounded
+  // to float once (the factorisation works in float; at d_in = 8192 this is 256 MB, not 512).
+  std::vector<float> h;
+  std::vector<double> h_diag;         // H's diagonal as summed, in double (dampening, importance)
+  // With GramOptions::cross: dim x dim, row-major, C - H with C = sum_t x~_t x_t^T (x~: this
+  // site's input in the partly quantized model, the one H is summed over; x: the same input in
+  // the full-precision model), both summed in double, the difference taken in double and rounded
+  // to float once. Not symmetric; exactly zero while nothing before the site was substituted.
   // Empty otherwise.
-  std::vector<double> c;
+  std::vector<float> c_minus_h;
   // diag(H) / n_tokens: the mean squared input per column (the imatrix of these weights).
   std::vector<float> mean_square() const;
 };
@@ -69,8 +75,8 @@ class GramConsumer {
   virtual ~GramConsumer() = default;
   // Called once per site, in graph order, with the complete matrix. May substitute the site's
   // weights in the model; the pass then continues with them. The pass does not read g after
-  // the call: the consumer may take g.h (the error-feedback driver releases it row by row
-  // while it factorises: at d_in = 8192 it is 512 MB).
+  // the call: the consumer may take g.h and g.c_minus_h (the error-feedback driver releases H
+  // row by row while it factorises: at d_in = 8192 it is 256 MB).
   virtual void on_gram(GramMatrix& g) = 0;
 };
 
@@ -91,14 +97,13 @@ int64_t gram_chunks(int64_t n_tokens, const GramOptions& o);
 // Runs the layer-by-layer pass over the first gram_chunks() chunks of `tokens`.
 void run_gram_pass(const Model& model, std::span<const int32_t> tokens, const GramOptions& o, GramConsumer& consumer);
 
-// H += X^T X for n rows of d floats at x (row-major), exploiting symmetry; f32 products in
-// blocks of tokens, summed in double. Deterministic for any thread count.
-void accumulate_gram(std::span<double> h, const float* x, int64_t n, int64_t d, int n_threads);
-
-// C += Xq^T Xf: c[i * d + j] += sum_t xq_t[i] xf_t[j] for n rows of d floats at xq and xf, all
-// d x d products (C is not symmetric), through the same fixed-order matmul and token blocks as
-// accumulate_gram: with xq == xf the result equals H bit for bit. Deterministic for any thread
-// count.
-void accumulate_cross_gram(std::span<double> c, const float* xq, const float* xf, int64_t n, int64_t d, int n_threads);
+// The Gram sums of one site over n tokens of d floats (row-major): H = sum xq_t xq_t^T and, with
+// xf (the full-precision stream's tokens; nullptr for none), C - H with C = sum xq_t xf_t^T.
+// f32 products through the forward pass's fixed-order matmul in blocks of tokens, summed in
+// double for a group of rows of H (and C) at a time; each finished row is rounded to float
+// (C - H: the difference in double, then rounded), so that only the float matrices and one
+// group of double rows exist. Deterministic for any thread count. Fills g.h, g.h_diag and (with
+// xf) g.c_minus_h for g.dim = d.
+void gram_sums(GramMatrix& g, const float* xq, const float* xf, int64_t n, int n_threads);
 
 }  // namespace smolq

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <mutex>
 #include <numbers>
 
 #include "eval/matmul_int.h"
@@ -237,13 +238,18 @@ void Model::restore_weight(const std::string& name) {
 }
 
 void Model::release_pages(const std::string& name) const {
-  if (!gguf_) return;
   const WeightMatrix* w = nullptr;
   for (const auto& [n, orig] : substituted_)
     if (n == name) w = &orig;
   for (const WeightMatrix* m : matrices())
     if (!w && m->name == name) w = m;
   if (!w) throw Error("no weight matrix named '" + name + "' in " + path_);
+  if (w->int_panels) {  // its integer panels too (a later product would make them again, same bits)
+    std::lock_guard<std::mutex> lock(w->int_panels->mutex);
+    std::vector<std::byte>().swap(w->int_panels->buf);
+    w->int_panels->filled = false;
+  }
+  if (!gguf_) return;
   const MappedFile& f = gguf_->file();
   const std::byte* base = f.view().data();
   if (w->data < base || w->data >= base + f.size()) return;

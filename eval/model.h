@@ -97,8 +97,9 @@ class Model {
   void restore_weight(const std::string& name);
   // Memory hint: the pages of the file mapping that hold matrix `name` as stored (the original,
   // also while substituted) are no longer needed; a later read faults them in again. Keeps the
-  // resident set of a pass that reads each matrix once (eval/gram.h) near one layer. A no-op
-  // for matrices not read from a GGUF mapping.
+  // resident set of a pass that reads each matrix once (eval/gram.h) near one layer. Its
+  // integer panels (IntPanelCache, eval/matmul_int.h) are freed too. Pages: a no-op for matrices
+  // not read from a GGUF mapping.
   void release_pages(const std::string& name) const;
 
   // Total bytes of the weight tensors as stored, and the most common matrix type (for logs).

@@ -172,12 +172,12 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
     GramSite site = GramSite::kAttnIn;
     std::map<int, ef::Factor> by_block;
     std::map<int, ef::AsymShift> shift_by_block;
-    bool c_is_difference = false;  // prepare turned g.c into C - H
+    bool d_taken = false;  // prepare built the site's shifts from g.c_minus_h and took it
     void reset(const GramMatrix& g) {
       if (layer == g.layer && site == g.site) return;
       by_block.clear();
       shift_by_block.clear();
-      c_is_difference = false;
+      d_taken = false;
       layer = g.layer;
       site = g.site;
     }
@@ -189,22 +189,28 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
   ErrorFeedbackCore core;
   core.prepare = [es, cache, asym](GramMatrix& g, std::span<const GgmlType> types, int n_threads) {
     cache->reset(g);
-    if (asym && !g.c.empty() && !cache->c_is_difference && !g.h.empty()) {
-      for (size_t i = 0; i < g.c.size(); ++i) g.c[i] -= g.h[i];  // D = C - H, before H is consumed
-      cache->c_is_difference = true;
-    }
     std::set<int> blocks;
     for (GgmlType t : types) blocks.insert(static_cast<int>(type_info(t).block_elems));
     for (auto it = blocks.begin(); it != blocks.end(); ++it) {
       if (cache->by_block.count(*it)) continue;
       if (std::next(it) == blocks.end())  // the last factor of the site: H goes with it
-        cache->by_block.emplace(*it, ef::prepare(std::move(g.h), g.dim, *it, es, n_threads));
+        cache->by_block.emplace(*it, ef::prepare(std::move(g.h), g.h_diag, g.dim, *it, es, n_threads));
       else
-        cache->by_block.emplace(*it, ef::prepare(std::span<const double>(g.h), g.dim, *it, es, n_threads));
+        cache->by_block.emplace(*it, ef::prepare(std::span<const float>(g.h), g.h_diag, g.dim, *it, es, n_threads));
     }
-    if (cache->c_is_difference)
-      for (const auto& [be, f] : cache->by_block)
-        if (!cache->shift_by_block.count(be)) cache->shift_by_block.emplace(be, ef::prepare_asym_shift(g.c, f, n_threads));
+    if (!asym || g.c_minus_h.empty()) return;
+    // Every tensor of the site that round() will see gets its shift now; the last one is made in
+    // C - H's own storage (d_in^2 floats, 256 MB at d_in = 8192), which goes before the sweeps.
+    for (auto it = cache->by_block.begin(); it != cache->by_block.end(); ++it) {
+      if (cache->shift_by_block.count(it->first)) continue;
+      if (std::next(it) == cache->by_block.end())
+        cache->shift_by_block.emplace(it->first, ef::prepare_asym_shift(std::move(g.c_minus_h), it->second, n_threads));
+      else
+        cache->shift_by_block.emplace(it->first, ef::prepare_asym_shift(std::span<const float>(g.c_minus_h), it->second,
+                                                                        n_threads));
+    }
+    std::vector<float>().swap(g.c_minus_h);
+    cache->d_taken = true;
   };
   core.round = [es, cache, asym, alpha, lattice_alpha](GgmlType type, std::span<const float> w, int64_t rows, int64_t d,
                                         const GramMatrix& g, std::span<const float> imp, std::span<std::byte> out,
@@ -214,21 +220,19 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
     auto it = cache->by_block.find(be);
     if (it == cache->by_block.end()) {
       if (g.h.empty()) throw Error("internal: optimize: H was consumed before a factor for blocks of " + std::to_string(be));
-      it = cache->by_block.emplace(be, ef::prepare(std::span<const double>(g.h), d, be, es, n_threads)).first;
+      it = cache->by_block.emplace(be, ef::prepare(std::span<const float>(g.h), g.h_diag, d, be, es, n_threads)).first;
     }
     const float a = ef::is_lattice(type) ? lattice_alpha : alpha;
-    if (!asym || g.c.empty() || a == 0.0f) return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
+    if (!asym || (g.c_minus_h.empty() && !cache->d_taken) || a == 0.0f)
+      return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
     auto sh = cache->shift_by_block.find(be);
     if (sh == cache->shift_by_block.end()) {
-      if (!cache->c_is_difference && g.h.empty())
-        throw Error("internal: optimize: H was consumed before the asymmetric shift for blocks of " + std::to_string(be));
-      sh = cache->shift_by_block
-               .emplace(be, cache->c_is_difference ? ef::prepare_asym_shift(g.c, it->second, n_threads)
-                                                   : ef::prepare_asym_shift(g.h, g.c, it->second, n_threads))
-               .first;
+      if (cache->d_taken) throw Error("internal: optimize: no asymmetric shift for blocks of " + std::to_string(be));
+      const std::span<const float> D(g.c_minus_h);
+      sh = cache->shift_by_block.emplace(be, ef::prepare_asym_shift(D, it->second, n_threads)).first;
     }
     std::vector<float> target(w.begin(), w.end());
-    ef::apply_asym_shift(sh->second, target, rows, n_threads, a);
+    ef::apply_asym_shift(sh->second, it->second, target, rows, n_threads, a);
     ef::quantize_tensor(type, target, rows, d, it->second, imp, out, n_threads);
   };
   return core;

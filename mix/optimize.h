@@ -60,7 +60,7 @@ struct OptimizeSettings {
   int cd_iters = ef::Settings{}.cd_iters;  // coordinate-descent passes after the sweep (0 = none; quantize/ef_cd.h)
 };
 
-// Rounds one matrix given its input's Gram matrix g (g.h: d_in x d_in) into `out`
+// Rounds one matrix given its input's Gram matrix g (g.h: d_in x d_in floats) into `out`
 // (rows * row_bytes(type, d_in)). Called for every weight of a site in turn with the same g, so
 // a rounder may reuse work per (g.layer, g.site), e.g. one factorisation of H for q, k and v.
 using TensorRounder = std::function<void(GgmlType type, std::span<const float> w, int64_t rows, int64_t d_in,

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <string>
+#include <utility>
 
 #include "formats/error.h"
 #include "quantize/ef_linalg.h"
@@ -10,90 +11,168 @@
 namespace smolq::ef {
 namespace {
 
-// Rows per work item: the three products stream all d_in rows of each matrix once per chunk.
-constexpr int64_t kRows = 32;
-// Rows of a triangular factor per call of the deferred-update kernel: each call updates only the
-// columns that the batch's rows have nonzero (a tail [c1, d_in)), about half of the product.
-constexpr int64_t kBatch = 256;
+// Rows per work item: the three products stream each matrix once per chunk, so a chunk should
+// be long (each kShiftBatch x 256 slice of a matrix is read once from memory and then serves
+// kRows / 8 register tiles from L2); about 6 buffers of kRows x d_in floats per thread (24 MB
+// at d_in = 8192).
+constexpr int64_t kRows = 128;
+// Rows of a matrix per call of the deferred-update kernel (the slice of the shared dimension
+// whose column tiles stay in L2), and the size of the factor's diagonal blocks.
+constexpr int64_t kBatch = kShiftBatch;
 
 }  // namespace
 
 AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> C, const Factor& f, int n_threads) {
   if (C.size() != H.size()) throw UsageError("asymmetric calibration: H, C and the factor do not have matching sizes");
-  std::vector<double> D(H.size());
-  for (size_t i = 0; i < D.size(); ++i) D[i] = C[i] - H[i];
-  return prepare_asym_shift(D, f, n_threads);
+  std::vector<float> D(H.size());
+  for (size_t i = 0; i < D.size(); ++i) D[i] = static_cast<float>(C[i] - H[i]);
+  return prepare_asym_shift(std::move(D), f, n_threads);
 }
 
-AsymShift prepare_asym_shift(std::span<const double> D, const Factor& f, int n_threads) {
+AsymShift prepare_asym_shift(std::span<const float> D, const Factor& f, int n_threads) {
+  return prepare_asym_shift(std::vector<float>(D.begin(), D.end()), f, n_threads);
+}
+
+AsymShift prepare_asym_shift(std::vector<float> D, const Factor& f, int n_threads) {
   const int64_t d = f.d_in, be = f.block_elems;
   if (d <= 0 || d % 16 != 0 || D.size() != static_cast<size_t>(d * d) || f.u.size() != static_cast<size_t>(d * (d + 1) / 2))
     throw UsageError("asymmetric calibration: H, C and the factor do not have matching sizes");
+  n_threads = std::max(1, n_threads);
   AsymShift s;
   s.d_in = d;
+  s.block_elems = static_cast<int>(be);
   s.col.resize(static_cast<size_t>(d));
   for (int64_t a = 0; a < d; ++a) s.col[a] = static_cast<int64_t>(f.order[a / be]) * be + a % be;
-  const size_t dd = static_cast<size_t>(d * d);
-  s.dt.resize(dd);
-  s.ut.assign(dd, 0.0f);
-  s.ud.assign(dd, 0.0f);
+  // dt[b][a] = D[col a][col b] (row b of dt is column b of the shift in visiting order), made
+  // in D's storage: transpose, permute every row's entries, then the rows (along the cycles of
+  // the permutation, one spare row).
   bool finite = true;
-#pragma omp parallel for num_threads(std::max(1, n_threads)) schedule(static) reduction(&& : finite)
-  for (int64_t b = 0; b < d; ++b) {
-    // dt[b][a] = (C - H)[col a][col b]: row b of dt is column b of the shift in visiting order.
-    const int64_t cb = s.col[b];
-    float* dr = s.dt.data() + b * d;
-    for (int64_t a = 0; a < d; ++a) {
-      const size_t i = static_cast<size_t>(s.col[a] * d + cb);
-      const double v = D[i];
-      finite = finite && std::isfinite(v);
-      dr[a] = static_cast<float>(v);
-    }
-    const float* ub = f.row(b);  // U[b][j], j >= b
-    for (int64_t j = b; j < d; ++j) {
-      s.ud[static_cast<size_t>(b * d + j)] = ub[j];
-      s.ut[static_cast<size_t>(j * d + (d - 1 - b))] = ub[j];  // column-reversed: row j nonzero from d - 1 - j on
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 16) reduction(&& : finite)
+  for (int64_t i = 0; i < d; ++i) {
+    finite = finite && std::isfinite(D[static_cast<size_t>(i * d + i)]);
+    for (int64_t j = i + 1; j < d; ++j) {
+      float& a = D[static_cast<size_t>(i * d + j)];
+      float& b = D[static_cast<size_t>(j * d + i)];
+      finite = finite && std::isfinite(a) && std::isfinite(b);
+      std::swap(a, b);
     }
   }
   if (!finite) throw UsageError("asymmetric calibration: the cross Gram matrix is not finite");
+#pragma omp parallel num_threads(n_threads)
+  {
+    std::vector<float> row(static_cast<size_t>(d));
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < d; ++i) {
+      float* r = D.data() + i * d;
+      for (int64_t a = 0; a < d; ++a) row[a] = r[s.col[a]];
+      std::copy(row.begin(), row.end(), r);
+    }
+  }
+  std::vector<float> spare(static_cast<size_t>(d));
+  std::vector<char> done(static_cast<size_t>(d), 0);
+  for (int64_t b0 = 0; b0 < d; ++b0) {
+    if (done[b0]) continue;
+    std::copy_n(D.data() + b0 * d, d, spare.data());
+    int64_t b = b0;
+    for (;;) {  // row b takes row col[b]
+      done[b] = 1;
+      const int64_t from = s.col[b];
+      if (from == b0) {
+        std::copy(spare.begin(), spare.end(), D.data() + b * d);
+        break;
+      }
+      std::copy_n(D.data() + from * d, d, D.data() + b * d);
+      b = from;
+    }
+  }
+  s.dt = std::move(D);
+  s.diag.assign(static_cast<size_t>((d + kBatch - 1) / kBatch * kBatch * kBatch), 0.0f);
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t b = 0; b < d; ++b) {
+    const int64_t k0 = b / kBatch * kBatch, k1 = std::min(d, k0 + kBatch);
+    std::copy(f.row(b) + b, f.row(b) + k1, s.diag.data() + k0 * kBatch + (b - k0) * kBatch + (b - k0));
+  }
   return s;
 }
 
-void apply_asym_shift(const AsymShift& s, std::span<float> W, int64_t rows, int n_threads, float alpha) {
-  const int64_t d = s.d_in;
-  if (W.size() != static_cast<size_t>(rows * d)) throw UsageError("asymmetric calibration: W is not rows x d_in");
-  std::vector<const float*> dt(static_cast<size_t>(d)), ut(dt.size()), ud(dt.size());  // row pointers
-  for (int64_t k = 0; k < d; ++k) {
-    dt[k] = s.dt.data() + k * d;
-    ut[k] = s.ut.data() + k * d;
-    ud[k] = s.ud.data() + k * d;
+namespace {
+
+// The per-thread buffers of apply_asym_shift and the three products of one chunk of rows.
+// Every element is one FMA chain in a fixed order (the shared dimension ascending, batch by
+// batch): the chunking of the rows does not change a bit.
+struct ShiftChunk {
+  const AsymShift& s;
+  std::vector<const float*> dt, up, dg;  // row pointers: dt; U[k][j] (j >= k); diagonal block copies
+  ShiftChunk(const AsymShift& sh, const Factor& f) : s(sh) {
+    const int64_t d = s.d_in;
+    dt.resize(static_cast<size_t>(d));
+    up.resize(dt.size());
+    dg.resize(dt.size());
+    for (int64_t k = 0; k < d; ++k) {
+      const int64_t k0 = k / kBatch * kBatch;
+      dt[k] = s.dt.data() + k * d;
+      up[k] = f.row(k);
+      dg[k] = s.diag.data() + k0 * kBatch + (k - k0) * kBatch - k0;  // dg[k][j] for k0 <= j < k0 + kBatch
+    }
   }
+
+  // t = U^T U (C - H) w for nr rows w (visiting order, stride d) at wv; buffers of kRows x d
+  // floats (zt, yt: d x kRows).
+  void run(const float* wv, int64_t nr, float* z, float* zt, float* yt, float* y, float* t,
+           std::vector<const float*>& e, std::vector<const float*>& u) const {
+    const int64_t d = s.d_in, np = (nr + 15) / 16 * 16;
+    std::fill(z, z + nr * d, 0.0f);
+    // z = -(C - H) w.
+    for (int64_t k0 = 0; k0 < d; k0 += kBatch) {
+      const int64_t k1 = std::min(d, k0 + kBatch);
+      linalg::deferred_update(z, nr, d, 0, wv + k0, d, k1 - k0, dt.data() + k0);
+    }
+    // yt[k][r] = sum_{j >= k} U[k][j] (-z[r][j]), over tokens r as columns (the rows of U are
+    // contiguous in j): zt = z^T, padded with zero columns to np.
+    for (int64_t j = 0; j < d; ++j)
+      for (int64_t r = 0; r < np; ++r) zt[j * np + r] = r < nr ? z[r * d + j] : 0.0f;
+    std::fill(yt, yt + d * np, 0.0f);
+    for (int64_t j0 = 0; j0 < d; j0 += kBatch) {
+      const int64_t j1 = std::min(d, j0 + kBatch);
+      for (int64_t q = 0; q < j1 - j0; ++q) u[q] = zt + (j0 + q) * np;
+      for (int64_t k = 0; k < j0; ++k) e[k] = up[k] + j0;  // rows above the block: all of [j0, j1)
+      linalg::deferred_update_rows(yt, np, j0, 0, np, e.data(), j1 - j0, u.data());
+      for (int64_t k = j0; k < j1; ++k) e[k] = dg[k] + j0;  // the block itself, zeros below the diagonal
+      linalg::deferred_update_rows(yt + j0 * np, np, j1 - j0, 0, np, e.data() + j0, j1 - j0, u.data());
+    }
+    for (int64_t r = 0; r < nr; ++r)
+      for (int64_t k = 0; k < d; ++k) y[r * d + k] = yt[k * np + r];
+    // t = -U^T y: t[r][j] = -sum_{k <= j} y[r][k] U[k][j].
+    std::fill(t, t + nr * d, 0.0f);
+    for (int64_t k0 = 0; k0 < d; k0 += kBatch) {
+      const int64_t k1 = std::min(d, k0 + kBatch);
+      for (int64_t r = 0; r < nr; ++r) e[r] = y + r * d + k0;
+      linalg::deferred_update_rows(t, d, nr, k0, k1, e.data(), k1 - k0, dg.data() + k0);
+      if (k1 < d) linalg::deferred_update_rows(t, d, nr, k1, d, e.data(), k1 - k0, up.data() + k0);
+    }
+  }
+};
+
+}  // namespace
+
+void apply_asym_shift(const AsymShift& s, const Factor& f, std::span<float> W, int64_t rows, int n_threads, float alpha) {
+  const int64_t d = s.d_in;
+  if (f.d_in != d || f.block_elems != s.block_elems || f.u.size() != static_cast<size_t>(d * (d + 1) / 2))
+    throw UsageError("asymmetric calibration: the shift was not made from this factor");
+  if (W.size() != static_cast<size_t>(rows * d)) throw UsageError("asymmetric calibration: W is not rows x d_in");
+  const ShiftChunk sc(s, f);
   const int64_t nchunks = (rows + kRows - 1) / kRows;
 #pragma omp parallel num_threads(std::max(1, n_threads))
   {
-    std::vector<float> wv(static_cast<size_t>(kRows * d)), z(wv.size()), yr(wv.size()), y(wv.size()), t(wv.size());
+    const size_t n = static_cast<size_t>(kRows * d);
+    std::vector<float> wv(n), z(n), zt(n), yt(n), y(n), t(n);
+    std::vector<const float*> e(static_cast<size_t>(std::max(d, kRows))), u(static_cast<size_t>(kBatch));
 #pragma omp for schedule(dynamic, 1)
     for (int64_t ch = 0; ch < nchunks; ++ch) {
       const int64_t r0 = ch * kRows, nr = std::min(kRows, rows - r0);
       for (int64_t r = 0; r < nr; ++r)
         for (int64_t a = 0; a < d; ++a) wv[r * d + a] = W[(r0 + r) * d + s.col[a]];
-      std::fill(z.begin(), z.end(), 0.0f);
-      std::fill(yr.begin(), yr.end(), 0.0f);
-      std::fill(t.begin(), t.end(), 0.0f);
-      linalg::deferred_update(z.data(), nr, d, 0, wv.data(), d, d, dt.data());  // z = -(C - H) w
-      // yr = U (C - H) w, reversed: yr[d - 1 - k] = sum_j U[k][j] (-z[j]); the rows j of ut in
-      // [j0, j1) are nonzero from column d - j1 on.
-      for (int64_t j0 = 0; j0 < d; j0 += kBatch) {
-        const int64_t j1 = std::min(d, j0 + kBatch);
-        linalg::deferred_update(yr.data(), nr, d, d - j1, z.data() + j0, d, j1 - j0, ut.data() + j0);
-      }
-      for (int64_t r = 0; r < nr; ++r)
-        for (int64_t k = 0; k < d; ++k) y[r * d + k] = yr[r * d + d - 1 - k];
-      // t = -U^T y: the rows k of ud in [k0, k1) are nonzero from column k0 on.
-      for (int64_t k0 = 0; k0 < d; k0 += kBatch) {
-        const int64_t k1 = std::min(d, k0 + kBatch);
-        linalg::deferred_update(t.data(), nr, d, k0, y.data() + k0, d, k1 - k0, ud.data() + k0);
-      }
+      sc.run(wv.data(), nr, z.data(), zt.data(), yt.data(), y.data(), t.data(), e, u);
       for (int64_t r = 0; r < nr; ++r)
         for (int64_t a = 0; a < d; ++a) W[(r0 + r) * d + s.col[a]] -= alpha * t[r * d + a];
     }

@@ -9,8 +9,8 @@
 //
 // so the unchanged sweep (quantize/error_feedback.h), run on w* instead of w with the same damped
 // H, minimises the asymmetric objective. (H + lambda I)^-1 = P U^T U P^T with the sweep's own
-// factor U (visiting order P), so the shift costs three products per row and no second
-// factorisation.
+// factor U (visiting order P), so the shift costs three products per row (one dense, two
+// triangular: 2 d_in^2 multiply-adds) and no second factorisation.
 #pragma once
 #include <cstdint>
 #include <span>
@@ -21,27 +21,36 @@
 namespace smolq::ef {
 
 // The operator w -> w + H~^-1 (C - H) w of one input site and factor, in the factor's visiting
-// order, as dense row-major d x d float matrices whose rows the deferred-update kernel streams:
-// dt (rows: the columns of C - H), ut (rows: the columns of U, each reversed: ut[j][d - 1 - k] =
-// U[k][j], so that a row's nonzeros form a tail) and ud (rows: the rows of U, zero below the
-// diagonal). 12 d_in^2 bytes.
+// order: dt, a dense row-major d x d float matrix whose rows the deferred-update kernel streams
+// (row b: column b of C - H), and copies of the factor's diagonal blocks of kShiftBatch rows
+// with zeros below the diagonal. The rest of U is read in place from the factor's packed
+// triangle (apply_asym_shift takes the factor). 4 d_in^2 + 1 KiB d_in bytes (at d_in = 8192:
+// 264 MB; dense copies of U and U^T would add 512 MB).
+inline constexpr int64_t kShiftBatch = 256;
 struct AsymShift {
   int64_t d_in = 0;
+  int block_elems = 0;
   std::vector<int64_t> col;  // visiting position a -> column of the original order
-  std::vector<float> dt, ut, ud;
+  std::vector<float> dt;
+  // Block b (rows [b kShiftBatch, min(d, (b + 1) kShiftBatch))) at b kShiftBatch^2, rows of
+  // kShiftBatch floats: diag[k][j - k0] = U[k][j] for j >= k, 0 below the diagonal.
+  std::vector<float> diag;
 };
 
-// Builds the shift from H and C (d_in x d_in row-major doubles, as the calibration pass sums
-// them) and the factor prepare() made of H. Throws UsageError when the sizes do not match or
-// C - H is not finite.
+// Builds the shift from H and C (d_in x d_in row-major doubles) and the factor prepare() made of
+// H. Throws UsageError when the sizes do not match or C - H is not finite.
 AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> C, const Factor& f, int n_threads);
-// The same from D = C - H (d_in x d_in row-major doubles), for a caller that has already formed
-// it (in C's storage) before H was consumed by the factorisation.
-AsymShift prepare_asym_shift(std::span<const double> D, const Factor& f, int n_threads);
+// The same from D = float(C - H) (d_in x d_in row-major, as the calibration pass hands it over:
+// eval/gram.h GramMatrix::c_minus_h). The vector overload consumes D: the shift's dense matrix
+// is made in its storage, so D and the shift never both exist.
+AsymShift prepare_asym_shift(std::span<const float> D, const Factor& f, int n_threads);
+AsymShift prepare_asym_shift(std::vector<float> D, const Factor& f, int n_threads);
 
 // W (rows x d_in, original column order) in place: every row w becomes w + alpha (w* - w)
 // (alpha = 1: w*; smaller values shrink the least-squares shift, as GPTAQ's reference code
-// scales its asymmetric term). Rows go in fixed chunks: the result does not depend on n_threads.
-void apply_asym_shift(const AsymShift& s, std::span<float> W, int64_t rows, int n_threads, float alpha = 1.0f);
+// scales its asymmetric term). f: the factor the shift was made from. Rows go in fixed chunks:
+// the result does not depend on n_threads.
+void apply_asym_shift(const AsymShift& s, const Factor& f, std::span<float> W, int64_t rows, int n_threads,
+                      float alpha = 1.0f);
 
 }  // namespace smolq::ef

@@ -311,40 +311,43 @@ void deferred_ref(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, i
 
 // The same update with AVX-512: 8 rows x 32 columns in registers (16 accumulators), each pair of
 // U loads serving 16 FMAs; a 16-column tail and rows beyond a multiple of 8 one zmm at a time.
-// Per element the same FMA sequence over k as the AVX2 kernel (same bits).
+// Per element the same FMA sequence over k as the AVX2 kernel (same bits). E: one pointer per
+// row of the tile (E[i][k]), so that rows of a packed triangle serve as well as a dense matrix.
 template <int kRows, int kVecs>
-[[gnu::target("avx512f,avx512vl,avx2,fma")]] inline void deferred_avx512_tile(float* W, int64_t n, int64_t j,
-                                                                              const float* E, int64_t ldE, int64_t nk,
+[[gnu::target("avx512f,avx512vl,avx2,fma")]] inline void deferred_avx512_tile(float* W, int64_t ldW, int64_t j,
+                                                                              const float* const* E, int64_t nk,
                                                                               const float* const* U) {
   __m512 acc[kRows][kVecs];
   for (int i = 0; i < kRows; ++i)
-    for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_loadu_ps(W + i * n + j + 16 * v);
+    for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_loadu_ps(W + i * ldW + j + 16 * v);
   for (int64_t k = 0; k < nk; ++k) {
     __m512 u[kVecs];
     for (int v = 0; v < kVecs; ++v) u[v] = _mm512_loadu_ps(U[k] + j + 16 * v);
     for (int i = 0; i < kRows; ++i) {
-      const __m512 e = _mm512_set1_ps(E[i * ldE + k]);
+      const __m512 e = _mm512_set1_ps(E[i][k]);
       for (int v = 0; v < kVecs; ++v) acc[i][v] = _mm512_fnmadd_ps(e, u[v], acc[i][v]);
     }
   }
   for (int i = 0; i < kRows; ++i)
-    for (int v = 0; v < kVecs; ++v) _mm512_storeu_ps(W + i * n + j + 16 * v, acc[i][v]);
+    for (int v = 0; v < kVecs; ++v) _mm512_storeu_ps(W + i * ldW + j + 16 * v, acc[i][v]);
 }
 
-[[gnu::target("avx512f,avx512vl,avx2,fma")]] void deferred_avx512(float* W, int64_t nr, int64_t n, int64_t c1,
-                                                                  const float* E, int64_t ldE, int64_t nk,
+// Rows r < nr of W (stride ldW), columns [c0, c1): W[r][c] -= sum_k E[r][k] U[k][c] (E: row
+// pointers).
+[[gnu::target("avx512f,avx512vl,avx2,fma")]] void deferred_avx512(float* W, int64_t ldW, int64_t nr, int64_t c0,
+                                                                  int64_t c1, const float* const* E, int64_t nk,
                                                                   const float* const* U) {
   constexpr int64_t kColTile = 256;
-  for (int64_t t0 = c1; t0 < n; t0 += kColTile) {
-    const int64_t t1 = std::min(n, t0 + kColTile);
+  for (int64_t t0 = c0; t0 < c1; t0 += kColTile) {
+    const int64_t t1 = std::min(c1, t0 + kColTile);
     int64_t r = 0;
     for (; r + 8 <= nr; r += 8) {
       int64_t j = t0;
-      for (; j + 32 <= t1; j += 32) deferred_avx512_tile<8, 2>(W + r * n, n, j, E + r * ldE, ldE, nk, U);
-      if (j < t1) deferred_avx512_tile<8, 1>(W + r * n, n, j, E + r * ldE, ldE, nk, U);
+      for (; j + 32 <= t1; j += 32) deferred_avx512_tile<8, 2>(W + r * ldW, ldW, j, E + r, nk, U);
+      if (j < t1) deferred_avx512_tile<8, 1>(W + r * ldW, ldW, j, E + r, nk, U);
     }
     for (; r < nr; ++r)
-      for (int64_t j = t0; j < t1; j += 16) deferred_avx512_tile<1, 1>(W + r * n, n, j, E + r * ldE, ldE, nk, U);
+      for (int64_t j = t0; j < t1; j += 16) deferred_avx512_tile<1, 1>(W + r * ldW, ldW, j, E + r, nk, U);
   }
 }
 #endif
@@ -355,10 +358,32 @@ void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E
                      const float* const* U) {
   assert((n - c1) % 16 == 0);
 #ifdef SMOLQ_EF_X86
-  if (cpu::has_avx512()) return deferred_avx512(W, nr, n, c1, E, ldE, nk, U);
+  if (cpu::has_avx512()) {
+    constexpr int64_t kMaxRows = 256;  // row pointers on the stack, chunks of rows beyond
+    const float* er[kMaxRows];
+    for (int64_t r0 = 0; r0 < nr; r0 += kMaxRows) {
+      const int64_t m = std::min(kMaxRows, nr - r0);
+      for (int64_t r = 0; r < m; ++r) er[r] = E + (r0 + r) * ldE;
+      deferred_avx512(W + r0 * n, n, m, c1, n, er, nk, U);
+    }
+    return;
+  }
   if (use_avx2_fma()) return deferred_avx2(W, nr, n, c1, E, ldE, nk, U);
 #endif
   deferred_ref(W, nr, n, c1, E, ldE, nk, U);
+}
+
+void deferred_update_rows(float* W, int64_t ldW, int64_t nr, int64_t c0, int64_t c1, const float* const* E, int64_t nk,
+                          const float* const* U) {
+  assert((c1 - c0) % 16 == 0);
+#ifdef SMOLQ_EF_X86
+  if (cpu::has_avx512()) return deferred_avx512(W, ldW, nr, c0, c1, E, nk, U);
+#endif
+  // One row at a time through deferred_update on the column range (the same per-element FMA
+  // sequence as its multi-row tiles).
+  std::vector<const float*> us(static_cast<size_t>(nk));
+  for (int64_t k = 0; k < nk; ++k) us[k] = U[k] + c0;
+  for (int64_t r = 0; r < nr; ++r) deferred_update(W + r * ldW + c0, 1, c1 - c0, 0, E[r], 0, nk, us.data());
 }
 
 namespace {

@@ -28,6 +28,13 @@ void invert_lower(T* A, int64_t n, int n_threads);
 void deferred_update(float* W, int64_t nr, int64_t n, int64_t c1, const float* E, int64_t ldE, int64_t nk,
                      const float* const* U);
 
+// The same for nr rows of stride ldW and the columns [c0, c1) only, with E given by row
+// pointers (E[r][k], k < nk): rows of a packed triangle serve as E. U[k][j] valid for
+// c0 <= j < c1; (c1 - c0) a multiple of 16. Per element the same FMA sequence over k as
+// deferred_update.
+void deferred_update_rows(float* W, int64_t ldW, int64_t nr, int64_t c0, int64_t c1, const float* const* E, int64_t nk,
+                          const float* const* U);
+
 // w[j] -= e * u[j] for from <= j < to: the in-batch update after one column.
 void axpy_update(float* w, const float* u, int64_t from, int64_t to, float e);
 

@@ -59,13 +59,13 @@ constexpr int64_t kBatch = 256;
 constexpr int64_t kParallelFactorMin = 2048;
 
 // Visiting order of the blocks: natural, or by descending sum of diag(H) over the block (stable).
-std::vector<int32_t> block_order(std::span<const double> H, int64_t d, int be, ColumnOrder order) {
+std::vector<int32_t> block_order(std::span<const double> diag, int64_t d, int be, ColumnOrder order) {
   const int64_t nb = d / be;
   std::vector<int32_t> ord(static_cast<size_t>(nb));
   std::iota(ord.begin(), ord.end(), 0);
   if (order == ColumnOrder::kNatural) return ord;
   std::vector<double> imp(static_cast<size_t>(nb), 0.0);
-  for (int64_t c = 0; c < d; ++c) imp[c / be] += H[c * d + c];
+  for (int64_t c = 0; c < d; ++c) imp[c / be] += diag[c];
   std::stable_sort(ord.begin(), ord.end(), [&](int32_t a, int32_t b) { return imp[a] > imp[b]; });
   return ord;
 }
@@ -463,18 +463,26 @@ void pack_factor_in_place(std::vector<float>& A, int64_t d, int n_threads) {
   release_pages(A.data() + packed, sizeof(float) * (A.capacity() - packed));
 }
 
-// The factorisation of prepare(). consume_h: H is the caller's to destroy (the vector overload):
+// The factorisation of prepare(). consume_h: H is the caller's to destroy (the vector overloads):
 // its rows are released as the float copy takes them, so the two never both exist in full.
-Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads, bool consume_h) {
-  if (d <= 0 || be <= 0 || d % be != 0 || H.size() != static_cast<size_t>(d * d))
+// H in double (its diagonal read from it) or in float with its diagonal in double: the float
+// copy is float(H) with the dampening added to the double diagonal either way (same bits).
+template <class T>
+Factor prepare_impl(std::span<const T> H, std::span<const double> diag_in, int64_t d, int be, const Settings& s,
+                    int n_threads, bool consume_h) {
+  if (d <= 0 || be <= 0 || d % be != 0 || H.size() != static_cast<size_t>(d * d) ||
+      (!diag_in.empty() && diag_in.size() != static_cast<size_t>(d)))
     throw UsageError("error feedback: H must be d_in x d_in with d_in a multiple of the block size");
   if (!(s.damp >= 0.0) || !std::isfinite(s.damp)) throw UsageError("error feedback: dampening must be >= 0");
+  std::vector<double> diag(diag_in.begin(), diag_in.end());
+  if (diag.empty())
+    for (int64_t c = 0; c < d; ++c) diag.push_back(static_cast<double>(H[c * d + c]));
   Factor f;
   f.d_in = d;
   f.block_elems = be;
-  f.order = block_order(H, d, be, s.order);
+  f.order = block_order(diag, d, be, s.order);
   double mean_diag = 0.0;
-  for (int64_t c = 0; c < d; ++c) mean_diag += H[c * d + c];
+  for (int64_t c = 0; c < d; ++c) mean_diag += diag[c];
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
@@ -498,14 +506,14 @@ Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings
     const int64_t i1 = std::min(d, i0 + kGatherRows);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t i = i0; i < i1; ++i) {
-      const double* hr = H.data() + src[i] * d;
+      const T* hr = H.data() + src[i] * d;
       float* ar = group.data() + (i - i0) * d;
       for (int64_t j = 0; j < d; ++j) ar[j] = static_cast<float>(hr[src[j]]);
-      ar[i] = static_cast<float>(hr[src[i]] + damp);
+      ar[i] = static_cast<float>(diag[src[i]] + damp);
     }
     A.insert(A.end(), group.begin(), group.begin() + (i1 - i0) * d);
     if (consume_h)
-      for (int64_t i = i0; i < i1; ++i) release_pages(H.data() + src[i] * d, sizeof(double) * static_cast<size_t>(d));
+      for (int64_t i = i0; i < i1; ++i) release_pages(H.data() + src[i] * d, sizeof(T) * static_cast<size_t>(d));
   }
   std::vector<float>().swap(group);
   if (s.refit_rounds > 0 || s.cd_iters > 0) keep_refit_gram(A.data(), d, f, n_threads);
@@ -530,11 +538,22 @@ Factor prepare_impl(std::span<const double> H, int64_t d, int be, const Settings
 }  // namespace
 
 Factor prepare(std::span<const double> H, int64_t d, int be, const Settings& s, int n_threads) {
-  return prepare_impl(H, d, be, s, n_threads, false);
+  return prepare_impl<double>(H, {}, d, be, s, n_threads, false);
 }
 
 Factor prepare(std::vector<double> H, int64_t d, int be, const Settings& s, int n_threads) {
-  return prepare_impl(H, d, be, s, n_threads, true);
+  return prepare_impl<double>(H, {}, d, be, s, n_threads, true);
+}
+
+Factor prepare(std::span<const float> H, std::span<const double> diag, int64_t d, int be, const Settings& s,
+               int n_threads) {
+  if (diag.size() != static_cast<size_t>(d)) throw UsageError("error feedback: H's diagonal does not have d_in entries");
+  return prepare_impl<float>(H, diag, d, be, s, n_threads, false);
+}
+
+Factor prepare(std::vector<float> H, std::span<const double> diag, int64_t d, int be, const Settings& s, int n_threads) {
+  if (diag.size() != static_cast<size_t>(d)) throw UsageError("error feedback: H's diagonal does not have d_in entries");
+  return prepare_impl<float>(H, diag, d, be, s, n_threads, true);
 }
 
 bool supports(GgmlType type) { return detail::scalar_codec(type) || detail::lattice_codec(type); }

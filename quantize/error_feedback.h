@@ -117,6 +117,12 @@ struct Factor {
 // its peak is H's size, not H plus the copy (at d_in = 8192: 512 MB instead of 768).
 Factor prepare(std::vector<double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
 Factor prepare(std::span<const double> H, int64_t d_in, int block_elems, const Settings& s, int n_threads);
+// The same from H in float (each element float(H)) with its diagonal in double, as the
+// calibration pass hands it over (eval/gram.h): the same factor as from the double H.
+Factor prepare(std::vector<float> H, std::span<const double> diag, int64_t d_in, int block_elems, const Settings& s,
+               int n_threads);
+Factor prepare(std::span<const float> H, std::span<const double> diag, int64_t d_in, int block_elems, const Settings& s,
+               int n_threads);
 
 // W: rows x d_in floats. imatrix: d_in importance weights for the block scale searches (normally
 // diag(H) / n_tokens, exactly what the plain quantizer would get; empty = none). Writes

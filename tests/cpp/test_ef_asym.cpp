@@ -11,6 +11,7 @@
 
 #include "formats/error.h"
 #include "quantize/ef_asym.h"
+#include "quantize/ef_linalg.h"
 #include "quantize/error_feedback.h"
 #include "quantize/registry.h"
 
@@ -97,6 +98,42 @@ std::vector<float> random_weights(int64_t rows, int64_t d, uint32_t seed) {
   return W;
 }
 
+// The shift as the dense-operator form computes it (the implementation before the factor was
+// read in place): dense copies of C - H, U^T (columns reversed) and U with zeros, each product
+// one FMA chain per element in ascending order of the shared dimension.
+std::vector<float> dense_shift(const std::vector<double>& H, const std::vector<double>& C, const ef::Factor& f,
+                               std::vector<float> W, int64_t rows) {
+  const int64_t d = f.d_in, be = f.block_elems, B = 256;
+  std::vector<int64_t> col(static_cast<size_t>(d));
+  for (int64_t a = 0; a < d; ++a) col[a] = static_cast<int64_t>(f.order[a / be]) * be + a % be;
+  const size_t dd = static_cast<size_t>(d * d);
+  std::vector<float> dt(dd), ut(dd, 0.0f), ud(dd, 0.0f);
+  for (int64_t b = 0; b < d; ++b) {
+    for (int64_t a = 0; a < d; ++a) dt[b * d + a] = static_cast<float>(C[col[a] * d + col[b]] - H[col[a] * d + col[b]]);
+    for (int64_t j = b; j < d; ++j) ud[b * d + j] = ut[j * d + d - 1 - b] = f.row(b)[j];
+  }
+  std::vector<const float*> pdt(static_cast<size_t>(d)), put(pdt.size()), pud(pdt.size());
+  for (int64_t k = 0; k < d; ++k) pdt[k] = dt.data() + k * d, put[k] = ut.data() + k * d, pud[k] = ud.data() + k * d;
+  const size_t n = static_cast<size_t>(rows * d);
+  std::vector<float> wv(n), z(n, 0.0f), yr(n, 0.0f), y(n), t(n, 0.0f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t a = 0; a < d; ++a) wv[r * d + a] = W[r * d + col[a]];
+  ef::linalg::deferred_update(z.data(), rows, d, 0, wv.data(), d, d, pdt.data());
+  for (int64_t j0 = 0; j0 < d; j0 += B) {
+    const int64_t j1 = std::min(d, j0 + B);
+    ef::linalg::deferred_update(yr.data(), rows, d, d - j1, z.data() + j0, d, j1 - j0, put.data() + j0);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t k = 0; k < d; ++k) y[r * d + k] = yr[r * d + d - 1 - k];
+  for (int64_t k0 = 0; k0 < d; k0 += B) {
+    const int64_t k1 = std::min(d, k0 + B);
+    ef::linalg::deferred_update(t.data(), rows, d, k0, y.data() + k0, d, k1 - k0, pud.data() + k0);
+  }
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t a = 0; a < d; ++a) W[r * d + col[a]] -= t[r * d + a];
+  return W;
+}
+
 std::vector<float> decode(GgmlType type, const std::vector<std::byte>& bytes, int64_t rows, int64_t d) {
   std::vector<float> out(static_cast<size_t>(rows * d));
   dequantize_rows(type, bytes, out);
@@ -116,7 +153,7 @@ TEST_SUITE("test_ef_asym") {
     CHECK(f.order == std::vector<int32_t>{1, 0});
     std::vector<float> W = random_weights(rows, d, 13);
     const std::vector<float> W0 = W;
-    ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 1), W, rows, 1);
+    ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 1), f, W, rows, 1);
     double mean_diag = 0.0;
     for (int64_t i = 0; i < d; ++i) mean_diag += H[i * d + i];
     const double lambda = st.damp * mean_diag / static_cast<double>(d);
@@ -175,9 +212,9 @@ TEST_SUITE("test_ef_asym") {
       ef::quantize_tensor(type, W, rows, d, f, imat, sym, 2);
       const ef::AsymShift sh = ef::prepare_asym_shift(H, C, f, 2);
       std::vector<float> target = W, target1 = W;
-      ef::apply_asym_shift(sh, target, rows, 2);
+      ef::apply_asym_shift(sh, f, target, rows, 2);
       ef::quantize_tensor(type, target, rows, d, f, imat, asym, 2);
-      ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 1), target1, rows, 1);
+      ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 1), f, target1, rows, 1);
       ef::quantize_tensor(type, target1, rows, d, f, imat, asym1, 1);
       CHECK(target1 == target);
       CHECK(asym1 == asym);
@@ -190,6 +227,24 @@ TEST_SUITE("test_ef_asym") {
     }
   }
 
+  TEST_CASE("the factor read in place gives the dense-operator form's bits (partial blocks, partial chunks)") {
+    // d_in 576: two whole diagonal blocks of 256 and one of 64; 150 rows: a whole chunk of 128
+    // and a partial one, not a multiple of the 16-column tiles.
+    const int64_t d = 576, rows = 150;
+    const ToyStreams s(d, 31);
+    std::vector<double> H, C, Hx;
+    s.grams(1024, 32, H, C, Hx);
+    const ef::Factor f = ef::prepare(H, d, 32, ef::Settings{}, 2);
+    const std::vector<float> W = random_weights(rows, d, 33);
+    const std::vector<float> want = dense_shift(H, C, f, W, rows);
+    CHECK(want != W);
+    for (int threads : {1, 2}) {
+      std::vector<float> got = W;
+      ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, threads), f, got, rows, threads);
+      CHECK(got == want);
+    }
+  }
+
   TEST_CASE("mismatched sizes are one clear error") {
     const int64_t d = 64;
     std::vector<double> H(static_cast<size_t>(d * d), 0.0);
@@ -198,7 +253,10 @@ TEST_SUITE("test_ef_asym") {
     CHECK_THROWS_AS(ef::prepare_asym_shift(H, std::vector<double>(10), f, 1), UsageError);
     const ef::AsymShift sh = ef::prepare_asym_shift(H, H, f, 1);
     std::vector<float> W(static_cast<size_t>(d * 3 - 1));
-    CHECK_THROWS_AS(ef::apply_asym_shift(sh, W, 3, 1), UsageError);
+    CHECK_THROWS_AS(ef::apply_asym_shift(sh, f, W, 3, 1), UsageError);
+    const ef::Factor f256 = ef::prepare(H, d, 64, ef::Settings{}, 1);  // another factor
+    std::vector<float> W3(static_cast<size_t>(d * 3));
+    CHECK_THROWS_AS(ef::apply_asym_shift(sh, f256, W3, 3, 1), UsageError);
   }
 }
 }  // namespace smolq

@@ -1,5 +1,5 @@
 // The calibration pass of --optimize (verify/gram.h) and its driver (verify/optimize.h): Gram
-// products against a plain double sum, the layer-by-layer pass against the whole-model forward
+// sums (float H, C - H) against a plain double sum, the layer-by-layer pass against the whole-model forward
 // pass (diag(H) = the imatrix collector's sums), sequential substitution, thread independence,
 // and the driver's plumbing with a plain rounder.
 #include <doctest/doctest.h>
@@ -16,6 +16,8 @@
 #include "quantize/tensor_quantizer.h"
 #include "eval/gram.h"
 #include "eval/imatrix.h"
+#include "eval/matmul.h"
+#include "eval/matmul_int.h"
 #include "eval/model.h"
 #include "mix/optimize.h"
 #include "quantize/model_writer.h"
@@ -73,60 +75,63 @@ std::vector<OutputTensor> q4_0_outputs(const Model& m) {
 }  // namespace
 
 TEST_SUITE("test_gram") {
-  TEST_CASE("accumulate_gram: the double sum of x x^T, symmetric, any thread count") {
-    // d = 600 spans two row blocks; n = 300 leaves a partial token block.
-    const int64_t n = 300, d = 600;
-    std::mt19937 rng(7);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    std::vector<float> x(static_cast<size_t>(n * d));
-    for (auto& v : x) v = nd(rng);
-    std::vector<double> h1(static_cast<size_t>(d * d), 0.0), h2 = h1;
-    accumulate_gram(h1, x.data(), n, d, 1);
-    accumulate_gram(h2, x.data(), n, d, 2);
-    CHECK(h1 == h2);
-    double worst = 0;
-    for (int64_t i = 0; i < d; i += 37)
-      for (int64_t j = 0; j < d; j += 11) {
-        double ref = 0;
-        for (int64_t t = 0; t < n; ++t) ref += static_cast<double>(x[t * d + i]) * x[t * d + j];
-        worst = std::max(worst, std::fabs(h1[i * d + j] - ref) / std::sqrt(static_cast<double>(n)));
-        CHECK(h1[i * d + j] == h1[j * d + i]);
+  TEST_CASE("gram_sums: float(H) of the double sums, symmetric, any thread count; C - H exact") {
+    // d = 600: one group, two row blocks; d = 2208: row groups (beyond 2048), where with C the
+    // rows of H are whole products instead of a mirrored triangle. n = 300 leaves a partial
+    // token block.
+    for (int64_t d : {600, 2208}) {
+      CAPTURE(d);
+      const int64_t n = 300;
+      std::mt19937 rng(7);
+      std::normal_distribution<float> nd(0.0f, 1.0f);
+      std::vector<float> x(static_cast<size_t>(n * d)), xq(x.size());
+      for (size_t i = 0; i < x.size(); ++i) {
+        x[i] = nd(rng);
+        xq[i] = x[i] + 0.3f * nd(rng);
       }
-    CHECK(worst < 1e-4);
-    // A second call adds.
-    accumulate_gram(h2, x.data(), n, d, 2);
-    CHECK(h2[5 * d + 9] == doctest::Approx(2 * h1[5 * d + 9]));
-  }
-
-  TEST_CASE("accumulate_cross_gram: the double sum of x~ x^T, any thread count; equal streams give H exactly") {
-    const int64_t n = 300, d = 600;
-    std::mt19937 rng(8);
-    std::normal_distribution<float> nd(0.0f, 1.0f);
-    std::vector<float> xq(static_cast<size_t>(n * d)), xf(xq.size());
-    for (size_t i = 0; i < xq.size(); ++i) {
-      xf[i] = nd(rng);
-      xq[i] = xf[i] + 0.3f * nd(rng);
+      GramMatrix g1, g2, same, cr;
+      g1.dim = g2.dim = same.dim = cr.dim = d;
+      gram_sums(g1, x.data(), nullptr, n, 1);
+      gram_sums(g2, x.data(), nullptr, n, 2);
+      CHECK(g1.h == g2.h);
+      CHECK(g1.h_diag == g2.h_diag);
+      CHECK(g1.c_minus_h.empty());
+      double worst = 0, worst_c = 0;
+      for (int64_t i = 0; i < d; i += 37)
+        for (int64_t j = 0; j < d; j += 11) {
+          double ref = 0;
+          for (int64_t t = 0; t < n; ++t) ref += static_cast<double>(x[t * d + i]) * x[t * d + j];
+          worst = std::max(worst, std::fabs(g1.h[i * d + j] - ref) / std::sqrt(static_cast<double>(n)));
+          CHECK(g1.h[i * d + j] == g1.h[j * d + i]);
+          if (i == j) CHECK(static_cast<float>(g1.h_diag[i]) == g1.h[i * d + i]);
+        }
+      CHECK(worst < 1e-4);
+      // Equal streams: C - H is exactly zero and H has the bits of the pass without C.
+      gram_sums(same, x.data(), x.data(), n, 2);
+      CHECK(same.h == g1.h);
+      CHECK(same.h_diag == g1.h_diag);
+      CHECK(std::all_of(same.c_minus_h.begin(), same.c_minus_h.end(), [](float v) { return v == 0.0f; }));
+      // Different streams: H of xq as without C, C - H against a double sum.
+      GramMatrix hq;
+      hq.dim = d;
+      gram_sums(hq, xq.data(), nullptr, n, 1);
+      gram_sums(cr, xq.data(), x.data(), n, 2);
+      CHECK(cr.h == hq.h);
+      int asymmetric = 0;
+      for (int64_t i = 0; i < d; i += 37)
+        for (int64_t j = 0; j < d; j += 11) {
+          double ref = 0;
+          for (int64_t t = 0; t < n; ++t) ref += static_cast<double>(xq[t * d + i]) * (x[t * d + j] - xq[t * d + j]);
+          worst_c = std::max(worst_c, std::fabs(cr.c_minus_h[i * d + j] - ref) / std::sqrt(static_cast<double>(n)));
+          asymmetric += cr.c_minus_h[i * d + j] != cr.c_minus_h[j * d + i] ? 1 : 0;
+        }
+      CHECK(worst_c < 1e-4);
+      CHECK(asymmetric > 100);  // C is not symmetric
+      GramMatrix cr1;
+      cr1.dim = d;
+      gram_sums(cr1, xq.data(), x.data(), n, 1);
+      CHECK(cr1.c_minus_h == cr.c_minus_h);
     }
-    std::vector<double> c1(static_cast<size_t>(d * d), 0.0), c2 = c1;
-    accumulate_cross_gram(c1, xq.data(), xf.data(), n, d, 1);
-    accumulate_cross_gram(c2, xq.data(), xf.data(), n, d, 2);
-    CHECK(c1 == c2);
-    double worst = 0;
-    int asymmetric = 0;
-    for (int64_t i = 0; i < d; i += 37)
-      for (int64_t j = 0; j < d; j += 11) {
-        double ref = 0;
-        for (int64_t t = 0; t < n; ++t) ref += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
-        worst = std::max(worst, std::fabs(c1[i * d + j] - ref) / std::sqrt(static_cast<double>(n)));
-        asymmetric += c1[i * d + j] != c1[j * d + i] ? 1 : 0;
-      }
-    CHECK(worst < 1e-4);
-    CHECK(asymmetric > 100);  // C is not symmetric
-    std::vector<double> h(static_cast<size_t>(d * d), 0.0), c(h.size(), 0.0);
-    accumulate_gram(h, xf.data(), n, d, 2);
-    accumulate_cross_gram(c, xf.data(), xf.data(), n, d, 2);
-    CHECK(c == h);  // bit for bit, upper triangle included
-    CHECK_THROWS_AS(accumulate_cross_gram(std::span<double>(c.data(), 10), xf.data(), xf.data(), n, d, 1), Error);
   }
 
   TEST_CASE("cross pass: C == H until the first substitution, then the full-precision stream differs") {
@@ -134,7 +139,7 @@ TEST_SUITE("test_gram") {
     const auto toks = random_tokens(100, 6);
     Recorder plain;
     run_gram_pass(*m, toks, stories_options(2), plain);
-    REQUIRE(plain.seen[0].c.empty());  // no C unless asked
+    REQUIRE(plain.seen[0].c_minus_h.empty());  // no C unless asked
     GramOptions o = stories_options(2);
     o.cross = true;
     const WeightMatrix& down = m->layer(2).ffn_down;
@@ -160,18 +165,20 @@ TEST_SUITE("test_gram") {
     for (size_t i = 0; i < cross.seen.size(); ++i) {
       CAPTURE(i);
       const GramMatrix& g = cross.seen[i];
-      REQUIRE(g.c.size() == g.h.size());
+      REQUIRE(g.c_minus_h.size() == g.h.size());
       CHECK(g.h == sub.seen[i].h);  // carrying the full-precision stream changes nothing else
-      CHECK(g.c == cross1.seen[i].c);
+      CHECK(g.c_minus_h == cross1.seen[i].c_minus_h);
+      const bool zero = std::all_of(g.c_minus_h.begin(), g.c_minus_h.end(), [](float v) { return v == 0.0f; });
       if (i <= 11) {
-        CHECK(g.c == g.h);  // nothing substituted before the site: both streams are the same
+        CHECK(zero);  // nothing substituted before the site: both streams are the same
       } else {
-        CHECK(g.c != g.h);
+        CHECK(!zero);
         // The full-precision stream is the unsubstituted model's: C's diagonal is bounded by
         // sqrt(diag H~ * diag H) (Cauchy-Schwarz), H the plain pass's.
         for (int64_t k = 0; k < g.dim; k += 7) {
-          const double hq = g.h[k * g.dim + k], hf = plain.seen[i].h[k * g.dim + k];
-          CHECK(std::fabs(g.c[k * g.dim + k]) <= std::sqrt(hq * hf) * (1 + 1e-5) + 1e-9);
+          const double hq = g.h_diag[k], hf = plain.seen[i].h_diag[k];
+          const double c = static_cast<double>(g.c_minus_h[k * g.dim + k]) + hq;
+          CHECK(std::fabs(c) <= std::sqrt(hq * hf) * (1 + 1e-5) + 1e-6 * hq);
         }
       }
     }
@@ -206,13 +213,16 @@ TEST_SUITE("test_gram") {
         REQUIRE(e != nullptr);
         REQUIRE(e->sums.size() == static_cast<size_t>(g.dim));
         for (int64_t i = 0; i < g.dim; ++i)
-          CHECK(g.h[i * g.dim + i] == doctest::Approx(e->sums[i]).epsilon(2e-4));
+          CHECK(g.h_diag[i] == doctest::Approx(e->sums[i]).epsilon(2e-4));
       }
     }
     // Thread count changes nothing.
     Recorder one;
     run_gram_pass(*m, toks, stories_options(1), one);
-    for (size_t i = 0; i < rec.seen.size(); ++i) CHECK(one.seen[i].h == rec.seen[i].h);
+    for (size_t i = 0; i < rec.seen.size(); ++i) {
+      CHECK(one.seen[i].h == rec.seen[i].h);
+      CHECK(one.seen[i].h_diag == rec.seen[i].h_diag);
+    }
   }
 
   TEST_CASE("a consumer's substitution feeds every later site, never an earlier one") {
@@ -235,6 +245,27 @@ TEST_SUITE("test_gram") {
       if (i <= 11) CHECK(sub.seen[i].h == plain.seen[i].h);  // up to and including blk.2 ffn_down
       else CHECK(sub.seen[i].h != plain.seen[i].h);
     }
+  }
+
+  TEST_CASE("release_pages frees a matrix's integer panels; the next product makes the same bits") {
+    // An F16 model: its matrices take the integer path (with AVX-512 VNNI) and keep panels.
+    auto m = Model::open(std::string(SMOLQ_SOURCE_DIR) + "/testdata/generated/smollm2-tiny-f16");
+    const WeightMatrix& w = m->layer(1).ffn_up;
+    REQUIRE(w.type == GgmlType::F16);
+    if (uses_int_matmul(w)) REQUIRE(w.int_panels != nullptr);
+    std::vector<float> x(static_cast<size_t>(8 * w.cols)), y1(static_cast<size_t>(8 * w.rows)), y2(y1.size());
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    for (auto& v : x) v = nd(rng);
+    matmul(w, x.data(), 8, y1.data(), 2);
+    if (w.int_panels) CHECK(w.int_panels->filled);
+    m->release_pages(w.name);
+    if (w.int_panels) {
+      CHECK(!w.int_panels->filled);
+      CHECK(w.int_panels->buf.capacity() == 0);
+    }
+    matmul(w, x.data(), 8, y2.data(), 2);
+    CHECK(y1 == y2);
   }
 
   TEST_CASE("too little calibration text is one clear error") {
