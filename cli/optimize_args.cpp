@@ -22,7 +22,7 @@ void add_optimize_options(po::options_description& opts, OptimizeArgs& a) {
       ("opt-asym-alpha", po::value<double>(&s.asym_alpha)->default_value(s.asym_alpha), "optimize, --opt-inputs asym: fraction of the shift towards the asymmetric target applied (0..1)")
       ("opt-damp", po::value<double>(&s.damp)->default_value(s.damp), "optimize: dampening of H, as a fraction of its mean diagonal")
       ("opt-order", po::value<std::string>(&s.order)->default_value(s.order), "optimize: column order: act (largest mean square input first) or natural")
-      ("opt-chunks", po::value<int64_t>(&s.n_chunks)->default_value(s.n_chunks), "optimize: calibration chunks")
+      ("opt-chunks", po::value<int64_t>(&s.n_chunks)->default_value(s.n_chunks), "optimize: calibration chunks (IQ2 / IQ3 file types: 16 unless given)")
       ("opt-ctx", po::value<int64_t>(&s.n_ctx)->default_value(s.n_ctx), "optimize: calibration tokens per chunk")
       ("opt-refit", po::value<int>(&s.refit_rounds)->default_value(s.refit_rounds), "optimize: least-squares refits of the block scales after the sweep (0 = none; docs/optimize.md)")
       ("opt-cd", po::value<int>(&s.cd_iters)->default_value(s.cd_iters), "optimize: coordinate-descent passes over the rounded levels after the sweep (0 = none; docs/optimize.md)");
