@@ -90,11 +90,7 @@ void search_group_metric(const iq::ScaledLatticeSpec& spec, const float* x, cons
       float best;
       grid[p] = static_cast<uint16_t>(best_point(lat, lc, p * dim, r0, grid[p], best));
     }
-  for (int p = 0; p < parts; ++p)
-    for (int k = 0; k < dim; ++k) {
-      const int j = p * dim + k;
-      y[j] = s * spec.levels[lat.level(grid[p], k)] * ((signs >> j) & 1 ? -1.0f : 1.0f);
-    }
+  iq::decode_group(spec, s, grid, signs, y);
 }
 
 }  // namespace smolq::ef::detail

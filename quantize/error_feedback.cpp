@@ -240,15 +240,10 @@ bool choose_sub_scale(const TensorJob& job, const float* w, int64_t c, int g0, d
   st.codes = saved;
   st.codes.scale[sb] = static_cast<uint8_t>(best_l);
   if (best_l == orig) return false;
-  const iq::Lattice& lat = *spec.lattice;
-  const int dim = lat.dim(), per = 8 / dim;
+  const int per = 8 / spec.lattice->dim();
   const float s = st.codes.d.value * spec.scale_mult[best_l];
   for (int gi = g0 / 8; gi < (g0 + sub) / 8; ++gi)
-    for (int p = 0; p < per; ++p)
-      for (int k = 0; k < dim; ++k) {
-        const int j = 8 * gi + p * dim + k;
-        y[j] = s * spec.levels[lat.level(st.codes.grid[per * gi + p], k)] * ((st.codes.signs[gi] >> (j % 8)) & 1 ? -1.0f : 1.0f);
-      }
+    iq::decode_group(spec, s, st.codes.grid + per * gi, st.codes.signs[gi], y + 8 * gi);
   return true;
 }
 

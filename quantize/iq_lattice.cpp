@@ -286,6 +286,16 @@ uint8_t group_signs(const float* x, const float* w, bool parity, float* a) {
   return s;
 }
 
+void decode_group(const ScaledLatticeSpec& spec, float s, const uint16_t* grid, uint8_t signs, float* y) {
+  const Lattice& lat = *spec.lattice;
+  const int dim = lat.dim();
+  for (int g = 0; g < 8 / dim; ++g)
+    for (int k = 0; k < dim; ++k) {
+      const int j = g * dim + k;
+      y[j] = s * spec.levels[lat.level(grid[g], k)] * ((signs >> j) & 1 ? -1.0f : 1.0f);
+    }
+}
+
 void code_group(const ScaledLatticeSpec& spec, const float* x, const float* w, float s, uint16_t* grid,
                 uint8_t& signs, float* y) {
   const Lattice& lat = *spec.lattice;

@@ -141,5 +141,8 @@ uint8_t group_signs(const float* x, const float* w, bool parity, float* a);
 // decoded values s * level * sign to y.
 void code_group(const ScaledLatticeSpec& spec, const float* x, const float* w, float s, uint16_t* grid,
                 uint8_t& signs, float* y);
+// The decoded values of one sign group from its codes: y[j] = s * level * sign for the 8 / dim
+// codebook points in grid and the sign bits (bit j for element j), as code_group writes them.
+void decode_group(const ScaledLatticeSpec& spec, float s, const uint16_t* grid, uint8_t signs, float* y);
 
 }  // namespace smolq::iq
