@@ -3,8 +3,20 @@
 # against gguf-py and llama.cpp), as CI does. Extra arguments go to ctest (e.g. -R convert).
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-bash "$here/scripts/setup.sh"
 build="${SMOLQ_BUILD_DIR:-$here/build}"
+# Disk: one run writes about 2 GB under build/ (fixtures' conversions, cached llama.cpp files)
+# and up to about 1.5 GB of pytest temporaries under ${TMPDIR:-/tmp}; .ci/run's sanitizer and
+# fuzzer builds add about 2 GB. A full disk shows up as "No space left on device" in whichever
+# test writes next, so say it once, up front.
+need_mb="${SMOLQ_MIN_FREE_MB:-6000}"
+for d in "$here" "${TMPDIR:-/tmp}"; do
+  free_mb=$(df -Pm "$d" | awk 'NR == 2 { print $4 }')
+  if [ "${free_mb:-0}" -lt "$need_mb" ]; then
+    echo "scripts/test.sh: only ${free_mb} MB free on the file system of $d; the test suite needs about ${need_mb} MB (SMOLQ_MIN_FREE_MB overrides)" >&2
+    exit 1
+  fi
+done
+bash "$here/scripts/setup.sh"
 "$here/.venv/bin/python" "$here/scripts/make_fixtures.py" -q
 cd "$build"
 ctest --output-on-failure -j"${SMOLQ_TEST_JOBS:-2}" --timeout 1800 "$@"
