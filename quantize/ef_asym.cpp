@@ -193,6 +193,68 @@ void apply_asym_shift(const AsymShift& s, const Factor& f, std::span<float> W, i
   }
 }
 
+namespace {
+
+// s.gt = rows of (K + lambda I)^-1 X~ with K = X~ X~^T (push-through: G^T = (K + lambda I)^-1 X~
+// = (X~^T X~ + lambda I)^-1 X~^T transposed). xp: X~ with zero rows up to s.n (n x d), xpt its
+// transpose (d x n). Every element is a fixed FMA chain; row tiles in parallel.
+void push_through(AsymLowRank& s, const std::vector<float>& xp, const std::vector<float>& xpt, double lambda,
+                  int n_threads) {
+  const int64_t d = s.d_in, n = s.n;
+  constexpr int64_t kTileRows = 32;
+  const int64_t ntiles = n / kTileRows;
+  // K's lower triangle (row tiles against the columns up to their end), negated by the update.
+  std::vector<float> K(static_cast<size_t>(n * n), 0.0f);
+  std::vector<const float*> xr(static_cast<size_t>(n)), xc(static_cast<size_t>(d));
+  for (int64_t t = 0; t < n; ++t) xr[t] = xp.data() + t * d;
+  for (int64_t j = 0; j < d; ++j) xc[j] = xpt.data() + j * n;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t it = ntiles - 1; it >= 0; --it) {  // the long tiles first
+    const int64_t i0 = it * kTileRows;
+    std::vector<const float*> e(static_cast<size_t>(kTileRows));
+    for (int64_t k0 = 0; k0 < d; k0 += kBatch) {
+      for (int64_t r = 0; r < kTileRows; ++r) e[r] = xr[i0 + r] + k0;
+      linalg::deferred_update_rows(K.data() + i0 * n, n, kTileRows, 0, i0 + kTileRows, e.data(),
+                                   std::min(kBatch, d - k0), xc.data() + k0);
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j <= i; ++j) K[i * n + j] = -K[i * n + j];
+    K[i * n + i] = static_cast<float>(static_cast<double>(K[i * n + i]) + lambda);
+  }
+  if (linalg::cholesky_lower(K.data(), n, n_threads) >= 0)
+    throw UsageError("asymmetric calibration: the token Gram matrix is not positive definite after dampening");
+  linalg::invert_lower(K.data(), n, n_threads);  // Z = L^-1 in the lower triangle
+  // M = Z^T Z = (K + lambda I)^-1: mn = -M from zt = Z^T (zeros above Z's diagonal).
+  std::vector<float> zt(static_cast<size_t>(n * n), 0.0f), mn(zt.size(), 0.0f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) zt[j * n + i] = K[i * n + j];
+  std::vector<float> z(static_cast<size_t>(n * n), 0.0f);  // Z with zeros above the diagonal
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) z[i * n + j] = K[i * n + j];
+  std::vector<float>().swap(K);
+  std::vector<const float*> zr(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) zr[k] = z.data() + k * n;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < ntiles; ++it) {  // mn[i][j] -= sum_k zt[i][k] z[k][j]
+    const int64_t i0 = it * kTileRows;
+    for (int64_t k0 = 0; k0 < n; k0 += kBatch)
+      linalg::deferred_update(mn.data() + i0 * n, kTileRows, n, 0, zt.data() + i0 * n + k0, n, std::min(kBatch, n - k0),
+                              zr.data() + k0);
+  }
+  // gt = M X~ = -(mn X~): gt -= mn X~.
+  s.gt.assign(static_cast<size_t>(n * d), 0.0f);
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < ntiles; ++it) {
+    const int64_t i0 = it * kTileRows;
+    for (int64_t t0 = 0; t0 < n; t0 += kBatch)
+      linalg::deferred_update(s.gt.data() + i0 * d, kTileRows, d, 0, mn.data() + i0 * n + t0, n, std::min(kBatch, n - t0),
+                              xr.data() + t0);
+  }
+}
+
+}  // namespace
+
 AsymLowRank prepare_asym_low_rank(std::span<const float> xq, std::span<const float> xf, int64_t n_tokens,
                                   const Factor& f, int n_threads) {
   const int64_t d = f.d_in, be = f.block_elems;
@@ -202,7 +264,7 @@ AsymLowRank prepare_asym_low_rank(std::span<const float> xq, std::span<const flo
   n_threads = std::max(1, n_threads);
   AsymLowRank s;
   s.d_in = d;
-  s.n = (n_tokens + 15) / 16 * 16;
+  s.n = (n_tokens + 31) / 32 * 32;
   std::vector<int64_t> col(static_cast<size_t>(d));
   for (int64_t a = 0; a < d; ++a) col[a] = static_cast<int64_t>(f.order[a / be]) * be + a % be;
   s.dxt.assign(static_cast<size_t>(d * s.n), 0.0f);
@@ -215,6 +277,15 @@ AsymLowRank prepare_asym_low_rank(std::span<const float> xq, std::span<const flo
       s.dxt[static_cast<size_t>(j * s.n + t)] = v;
     }
   if (!finite) throw UsageError("asymmetric calibration: the streams' inputs are not finite");
+  if (asym_push_through(n_tokens, d)) {
+    std::vector<float> xp(static_cast<size_t>(s.n * d), 0.0f), xpt(static_cast<size_t>(d * s.n), 0.0f);
+    std::copy(xq.begin(), xq.end(), xp.begin());
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int64_t j = 0; j < d; ++j)
+      for (int64_t t = 0; t < n_tokens; ++t) xpt[static_cast<size_t>(j * s.n + t)] = xq[static_cast<size_t>(t * d + j)];
+    push_through(s, xp, xpt, f.lambda, n_threads);
+    return s;
+  }
   const std::vector<float> diag = diag_blocks(f, n_threads);
   const ShiftChunk sc(nullptr, diag, f);
   s.gt.assign(static_cast<size_t>(s.n * d), 0.0f);

@@ -481,6 +481,7 @@ Factor prepare_impl(std::span<const T> H, std::span<const double> diag_in, int64
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
+  f.lambda = damp;
   n_threads = d < kParallelFactorMin ? 1 : std::max(1, n_threads);
   // A = J P^T H P J + damping in float (gathered from H: no second copy in double), P the
   // visiting order, J the reversal. Float is enough (docs/optimize.md, Cost): with the

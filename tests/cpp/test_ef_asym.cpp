@@ -281,7 +281,8 @@ TEST_SUITE("test_ef_asym") {
     std::vector<float> W2 = W0, W1 = W0, Wd = W0;
     ef::apply_asym_low_rank(ef::prepare_asym_low_rank(xq, xf, n, f, 2), W2, rows, 2);
     const ef::AsymLowRank lr1 = ef::prepare_asym_low_rank(xq, xf, n, f, 1);
-    CHECK(lr1.n == 304);
+    CHECK(lr1.n == 320);
+    CHECK(!ef::asym_push_through(n, d));  // G through the factor
     ef::apply_asym_low_rank(lr1, W1, rows, 1);
     CHECK(W1 == W2);  // bits do not depend on the thread count
     ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 2), f, Wd, rows, 2);  // the dense form
@@ -309,6 +310,43 @@ TEST_SUITE("test_ef_asym") {
     CHECK_THROWS_AS(ef::prepare_asym_low_rank(xq, std::span<const float>(xf).first(xf.size() - 1), n, f, 1), UsageError);
     std::vector<float> bad(static_cast<size_t>(d * 3 - 1));
     CHECK_THROWS_AS(ef::apply_asym_low_rank(lr1, bad, 3, 1), UsageError);
+  }
+
+  TEST_CASE("push-through G (few tokens, many inputs) gives the direct solve's target; thread-independent") {
+    // 100 tokens (padded to 128: Cholesky tiles of 64 and a partial token tile) and d_in 768.
+    const int64_t d = 768, n = 100, rows = 40;
+    CHECK(ef::asym_push_through(n, d));
+    const ToyStreams s(d, 51);
+    std::vector<double> X, Xq;
+    s.draw(n, 52, X, Xq);
+    const std::vector<float> xf(X.begin(), X.end()), xq(Xq.begin(), Xq.end());
+    std::vector<double> H(static_cast<size_t>(d * d), 0.0), C(H.size(), 0.0);
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < d; ++j) {
+          H[i * d + j] += static_cast<double>(xq[t * d + i]) * xq[t * d + j];
+          C[i * d + j] += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
+        }
+    const ef::Factor f = ef::prepare(H, d, 256, ef::Settings{}, 2);
+    const std::vector<float> W0 = random_weights(rows, d, 53);
+    std::vector<float> W2 = W0, W1 = W0;
+    const ef::AsymLowRank lr2 = ef::prepare_asym_low_rank(xq, xf, n, f, 2), lr1 = ef::prepare_asym_low_rank(xq, xf, n, f, 1);
+    CHECK(lr1.n == 128);
+    CHECK(lr1.gt == lr2.gt);
+    ef::apply_asym_low_rank(lr2, W2, rows, 2);
+    ef::apply_asym_low_rank(lr1, W1, rows, 1);
+    CHECK(W1 == W2);
+    double worst = 0.0, moved = 0.0;
+    for (int64_t r = 0; r < rows; r += 3) {
+      const std::vector<double> x = solve_target(H, C, f.lambda, W0.data() + r * d, d);
+      for (int64_t i = 0; i < d; ++i) {
+        worst = std::max(worst, std::fabs(W2[r * d + i] - x[i]));
+        moved = std::max(moved, std::fabs(x[i] - W0[r * d + i]));
+      }
+    }
+    std::printf("  push-through shift: max error %.3g, max move %.3g\n", worst, moved);
+    CHECK(moved > 1e-3);
+    CHECK(worst < 1e-3 * moved);
   }
 
   TEST_CASE("mismatched sizes are one clear error") {
