@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -157,6 +158,29 @@ void solve_rows4(T* const* x, int nx, const T* L, int64_t ld, int64_t kn) {
   }
 }
 
+#ifdef SMOLQ_EF_X86
+// solve_rows4 for 16 rows at once, one per lane of a transposed copy of their segments: per
+// element the same operations in the same order (s = x[c]; s -= x[l] * L[c][l], the product
+// rounded first, for l < c; x[c] = s / L[c][c]), so the same bits as the scalar loop.
+[[gnu::target("avx512f")]] void solve_rows16_avx512(float* const* x, int nx, const float* L, int64_t ld, int64_t kn) {
+  alignas(64) float xt[kTile][16];
+  for (int64_t c = 0; c < kn; ++c)
+    for (int i = 0; i < 16; ++i) xt[c][i] = i < nx ? x[i][c] : 0.0f;
+  for (int64_t c = 0; c < kn; ++c) {
+    const float* lc = L + c * ld;
+    __m512 acc = _mm512_load_ps(xt[c]);
+    for (int64_t l = 0; l < c; ++l) {
+      __m512 p = _mm512_mul_ps(_mm512_load_ps(xt[l]), _mm512_set1_ps(lc[l]));
+      asm("" : "+v"(p));  // keeps the compiler from fusing the product into an FMA (the scalar loop rounds it)
+      acc = _mm512_sub_ps(acc, p);
+    }
+    _mm512_store_ps(xt[c], _mm512_div_ps(acc, _mm512_set1_ps(lc[c])));
+  }
+  for (int i = 0; i < nx; ++i)
+    for (int64_t c = 0; c < kn; ++c) x[i][c] = xt[c][i];
+}
+#endif
+
 // D (kn x kn, stride kn) := inverse of the lower tile L (stride ld); upper part zero.
 template <class T>
 void invert_tile(const T* L, int64_t ld, int64_t kn, T* D) {
@@ -189,13 +213,32 @@ int64_t cholesky_lower(T* A, int64_t n, int n_threads) {
     T* Lkk = A + k0 * n + k0;
     const int64_t bad = cholesky_tile(Lkk, n, kn);
     if (bad >= 0) return k0 + bad;
-    // The panel below the diagonal tile: L21 = A21 L11^-T, row by row.
+    // The panel below the diagonal tile: L21 = A21 L11^-T, row by row (16 rows a step in
+    // AVX-512 lanes for float, the same bits).
+    bool wide = false;
+#ifdef SMOLQ_EF_X86
+    if constexpr (std::is_same_v<T, float>) wide = cpu::has_avx512();
+#endif
+    if (wide) {
+#ifdef SMOLQ_EF_X86
+      if constexpr (std::is_same_v<T, float>) {
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t i = k0 + kn; i < n; i += 4) {
-      T* x[4];
-      const int nx = static_cast<int>(std::min<int64_t>(4, n - i));
-      for (int r = 0; r < 4; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
-      solve_rows4(x, nx, Lkk, n, kn);
+        for (int64_t i = k0 + kn; i < n; i += 16) {
+          float* x[16];
+          const int nx = static_cast<int>(std::min<int64_t>(16, n - i));
+          for (int r = 0; r < 16; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
+          solve_rows16_avx512(x, nx, Lkk, n, kn);
+        }
+      }
+#endif
+    } else {
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+      for (int64_t i = k0 + kn; i < n; i += 4) {
+        T* x[4];
+        const int nx = static_cast<int>(std::min<int64_t>(4, n - i));
+        for (int r = 0; r < 4; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
+        solve_rows4(x, nx, Lkk, n, kn);
+      }
     }
     // Trailing update A22 -= L21 L21^T on the tiles (ib, jb), kb < jb <= ib, with the panel
     // transposed once (Lt[l][j] = L21[j][l]) rather than once per tile.
