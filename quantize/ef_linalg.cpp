@@ -224,7 +224,7 @@ int64_t cholesky_lower(T* A, int64_t n, int n_threads) {
   const int64_t nt = (n + kTile - 1) / kTile;
   auto t0 = [](int64_t t) { return t * kTile; };
   auto tn = [n](int64_t t) { return std::min(kTile, n - t * kTile); };
-  std::vector<T> Lt(static_cast<size_t>(kTile * n));  // the current panel, transposed
+  std::vector<T> Pa(static_cast<size_t>(nt * kTile * kTile)), Pb(Pa.size());  // the current panel's tiles, packed
   for (int64_t kb = 0; kb < nt; ++kb) {
     const int64_t k0 = t0(kb), kn = tn(kb);
     T* Lkk = A + k0 * n + k0;
@@ -257,21 +257,29 @@ int64_t cholesky_lower(T* A, int64_t n, int n_threads) {
         solve_rows4(x, nx, Lkk, n, kn);
       }
     }
-    // Trailing update A22 -= L21 L21^T on the tiles (ib, jb), kb < jb <= ib, with the panel
-    // transposed once (Lt[l][j] = L21[j][l]) rather than once per tile.
+    // Trailing update A22 -= L21 L21^T on the tiles (ib, jb), kb < jb <= ib, with the panel's
+    // tiles packed once per panel (A side negated, B side transposed: pb[l][j] = L21[j][l])
+    // rather than once per product: the kernel sees the values gemm_tile would give it.
     const int64_t rest = n - (k0 + kn);
     if (rest == 0) continue;
+    const int64_t t1 = kb + 1;  // first trailing tile
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t j = 0; j < rest; ++j)
-      for (int64_t l = 0; l < kn; ++l) Lt[static_cast<size_t>(l * rest + j)] = A[(k0 + kn + j) * n + k0 + l];
+    for (int64_t ib = t1; ib < nt; ++ib) {
+      const int64_t i0 = t0(ib), in = tn(ib);
+      pack_a<T>(Pa.data() + (ib - t1) * kTile * kTile, A + i0 * n + k0, n, in, kn, T(-1));
+      T* pb = Pb.data() + (ib - t1) * kTile * kTile;
+      for (int64_t l = 0; l < kn; ++l)
+        for (int64_t j = 0; j < in; ++j) pb[l * in + j] = A[(i0 + j) * n + k0 + l];
+    }
     std::vector<std::pair<int64_t, int64_t>> tiles;
-    for (int64_t ib = kb + 1; ib < nt; ++ib)
-      for (int64_t jb = kb + 1; jb <= ib; ++jb) tiles.emplace_back(ib, jb);
+    for (int64_t ib = t1; ib < nt; ++ib)
+      for (int64_t jb = t1; jb <= ib; ++jb) tiles.emplace_back(ib, jb);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (size_t t = 0; t < tiles.size(); ++t) {
       const auto [ib, jb] = tiles[t];
       const int64_t i0 = t0(ib), in = tn(ib), j0 = t0(jb), jn = tn(jb);
-      gemm_tile<T>(A + i0 * n + j0, n, A + i0 * n + k0, n, Lt.data() + (j0 - k0 - kn), rest, in, jn, kn, T(-1));
+      gemm_packed<T>(A + i0 * n + j0, n, Pa.data() + (ib - t1) * kTile * kTile, Pb.data() + (jb - t1) * kTile * kTile,
+                     in, jn, kn);
     }
   }
   return -1;
