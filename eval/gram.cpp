@@ -145,7 +145,14 @@ class GramPass {
     g.weights = std::move(names);
     g.dim = d;
     g.n_tokens = N_;
-    gram_sums(g, (q_.*field).data(), o_.cross ? (f_.*field).data() : nullptr, N_, o_.n_threads);
+    const float* xq = (q_.*field).data();
+    const float* xf = o_.cross ? (f_.*field).data() : nullptr;
+    if (xf && o_.cross_low_rank && gram_low_rank(N_, d)) {
+      g.xq = {xq, static_cast<size_t>(N_ * d)};
+      g.xf = {xf, static_cast<size_t>(N_ * d)};
+      xf = nullptr;  // H alone (its triangle: the same bits as its whole rows)
+    }
+    gram_sums(g, xq, xf, N_, o_.n_threads);
     consumer_.on_gram(g);
   }
 

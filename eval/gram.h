@@ -66,6 +66,12 @@ struct GramMatrix {
   // to float once. Not symmetric; exactly zero while nothing before the site was substituted.
   // Empty otherwise.
   std::vector<float> c_minus_h;
+  // With GramOptions::cross at a site where gram_low_rank(n_tokens, dim): instead of C - H (left
+  // empty), the two streams' inputs themselves, n_tokens x dim row-major each (xq: the partly
+  // quantized model's, the one H is summed over; xf: the full-precision model's), from which
+  // C - H = xq^T (xf - xq) has rank <= n_tokens < dim. They point into the pass's buffers:
+  // valid during on_gram only.
+  std::span<const float> xq, xf;
   // diag(H) / n_tokens: the mean squared input per column (the imatrix of these weights).
   std::vector<float> mean_square() const;
 };
@@ -87,8 +93,14 @@ struct GramOptions {
   int32_t bos_id = 1;
   bool output = true;      // also the output site, when output.weight is a separate tensor
   bool cross = false;      // also carry the full-precision stream and sum GramMatrix::c
+  bool cross_low_rank = true;  // with cross: hand over the streams' inputs where gram_low_rank() (GramMatrix::xq)
   int n_threads = 1;
 };
+
+// Whether a cross site of dim inputs over n_tokens tokens is handed over in low-rank form
+// (GramMatrix::xq, xf) rather than as C - H: n_tokens < dim, where C - H has rank < dim and its
+// factors are smaller (2 n_tokens dim floats) and cheaper to sum and apply than the matrix.
+inline bool gram_low_rank(int64_t n_tokens, int64_t dim) { return n_tokens < dim; }
 
 // Chunks the pass will use from `n_tokens` tokens; throws UsageError when the text has not even
 // one whole chunk.

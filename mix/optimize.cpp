@@ -172,11 +172,13 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
     GramSite site = GramSite::kAttnIn;
     std::map<int, ef::Factor> by_block;
     std::map<int, ef::AsymShift> shift_by_block;
+    std::map<int, ef::AsymLowRank> low_rank_by_block;  // sites handed over in low-rank form (GramMatrix::xq)
     bool d_taken = false;  // prepare built the site's shifts from g.c_minus_h and took it
     void reset(const GramMatrix& g) {
       if (layer == g.layer && site == g.site) return;
       by_block.clear();
       shift_by_block.clear();
+      low_rank_by_block.clear();
       d_taken = false;
       layer = g.layer;
       site = g.site;
@@ -197,6 +199,12 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
         cache->by_block.emplace(*it, ef::prepare(std::move(g.h), g.h_diag, g.dim, *it, es, n_threads));
       else
         cache->by_block.emplace(*it, ef::prepare(std::span<const float>(g.h), g.h_diag, g.dim, *it, es, n_threads));
+    }
+    if (asym && !g.xq.empty()) {  // low-rank form: G = H~^-1 X~^T per factor, made while the pass holds X~
+      for (const auto& [be, f] : cache->by_block)
+        if (!cache->low_rank_by_block.count(be))
+          cache->low_rank_by_block.emplace(be, ef::prepare_asym_low_rank(g.xq, g.xf, g.n_tokens, f, n_threads));
+      return;
     }
     if (!asym || g.c_minus_h.empty()) return;
     // Every tensor of the site that round() will see gets its shift now; the last one is made in
@@ -223,6 +231,15 @@ ErrorFeedbackCore error_feedback_core(const OptimizeSettings& s) {
       it = cache->by_block.emplace(be, ef::prepare(std::span<const float>(g.h), g.h_diag, d, be, es, n_threads)).first;
     }
     const float a = ef::is_lattice(type) ? lattice_alpha : alpha;
+    auto lr = cache->low_rank_by_block.find(be);
+    if (asym && a != 0.0f && lr == cache->low_rank_by_block.end() && !g.xq.empty())
+      lr = cache->low_rank_by_block.emplace(be, ef::prepare_asym_low_rank(g.xq, g.xf, g.n_tokens, it->second, n_threads))
+               .first;
+    if (asym && a != 0.0f && lr != cache->low_rank_by_block.end()) {
+      std::vector<float> target(w.begin(), w.end());
+      ef::apply_asym_low_rank(lr->second, target, rows, n_threads, a);
+      return ef::quantize_tensor(type, target, rows, d, it->second, imp, out, n_threads);
+    }
     if (!asym || (g.c_minus_h.empty() && !cache->d_taken) || a == 0.0f)
       return ef::quantize_tensor(type, w, rows, d, it->second, imp, out, n_threads);
     auto sh = cache->shift_by_block.find(be);

@@ -115,7 +115,9 @@ ef::ColumnOrder parse_column_order(const std::string& s);
 // copy takes them: H and the copy never both exist in full); `round` alone (no prepare) makes
 // each factor when first needed from the intact H. With s.asymmetric and a GramMatrix carrying
 // C, each tensor is shifted to its asymmetric target first (quantize/ef_asym.h): prepare forms
-// C - H in C's storage before H is consumed and one shift operator per site and block size.
+// C - H in C's storage before H is consumed and one shift operator per site and block size;
+// at a site handed over in low-rank form (GramMatrix::xq, fewer tokens than inputs) it makes
+// G = H~^-1 X~^T per block size instead (ef::AsymLowRank).
 // Not thread-safe (one pass).
 struct ErrorFeedbackCore {
   TensorRounder round;

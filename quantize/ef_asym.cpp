@@ -20,6 +20,19 @@ constexpr int64_t kRows = 128;
 // whose column tiles stay in L2), and the size of the factor's diagonal blocks.
 constexpr int64_t kBatch = kShiftBatch;
 
+// AsymShift::diag: copies of the factor's diagonal blocks of kBatch rows, zeros below the
+// diagonal.
+std::vector<float> diag_blocks(const Factor& f, int n_threads) {
+  const int64_t d = f.d_in;
+  std::vector<float> diag(static_cast<size_t>((d + kBatch - 1) / kBatch * kBatch * kBatch), 0.0f);
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t b = 0; b < d; ++b) {
+    const int64_t k0 = b / kBatch * kBatch, k1 = std::min(d, k0 + kBatch);
+    std::copy(f.row(b) + b, f.row(b) + k1, diag.data() + k0 * kBatch + (b - k0) * kBatch + (b - k0));
+  }
+  return diag;
+}
+
 }  // namespace
 
 AsymShift prepare_asym_shift(std::span<const double> H, std::span<const double> C, const Factor& f, int n_threads) {
@@ -86,12 +99,7 @@ AsymShift prepare_asym_shift(std::vector<float> D, const Factor& f, int n_thread
     }
   }
   s.dt = std::move(D);
-  s.diag.assign(static_cast<size_t>((d + kBatch - 1) / kBatch * kBatch * kBatch), 0.0f);
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-  for (int64_t b = 0; b < d; ++b) {
-    const int64_t k0 = b / kBatch * kBatch, k1 = std::min(d, k0 + kBatch);
-    std::copy(f.row(b) + b, f.row(b) + k1, s.diag.data() + k0 * kBatch + (b - k0) * kBatch + (b - k0));
-  }
+  s.diag = diag_blocks(f, n_threads);
   return s;
 }
 
@@ -101,18 +109,18 @@ namespace {
 // Every element is one FMA chain in a fixed order (the shared dimension ascending, batch by
 // batch): the chunking of the rows does not change a bit.
 struct ShiftChunk {
-  const AsymShift& s;
-  std::vector<const float*> dt, up, dg;  // row pointers: dt; U[k][j] (j >= k); diagonal block copies
-  ShiftChunk(const AsymShift& sh, const Factor& f) : s(sh) {
-    const int64_t d = s.d_in;
-    dt.resize(static_cast<size_t>(d));
-    up.resize(dt.size());
-    dg.resize(dt.size());
+  int64_t d;
+  std::vector<const float*> dt, up, dg;  // row pointers: dt (none: triangular products only); U[k][j] (j >= k); diagonal block copies
+  // dense: AsymShift::dt or nullptr; diag: AsymShift::diag.
+  ShiftChunk(const float* dense, const std::vector<float>& diag, const Factor& f) : d(f.d_in) {
+    dt.resize(dense ? static_cast<size_t>(d) : 0);
+    up.resize(static_cast<size_t>(d));
+    dg.resize(up.size());
     for (int64_t k = 0; k < d; ++k) {
       const int64_t k0 = k / kBatch * kBatch;
-      dt[k] = s.dt.data() + k * d;
+      if (dense) dt[k] = dense + k * d;
       up[k] = f.row(k);
-      dg[k] = s.diag.data() + k0 * kBatch + (k - k0) * kBatch - k0;  // dg[k][j] for k0 <= j < k0 + kBatch
+      dg[k] = diag.data() + k0 * kBatch + (k - k0) * kBatch - k0;  // dg[k][j] for k0 <= j < k0 + kBatch
     }
   }
 
@@ -120,13 +128,19 @@ struct ShiftChunk {
   // floats (zt, yt: d x kRows).
   void run(const float* wv, int64_t nr, float* z, float* zt, float* yt, float* y, float* t,
            std::vector<const float*>& e, std::vector<const float*>& u) const {
-    const int64_t d = s.d_in, np = (nr + 15) / 16 * 16;
     std::fill(z, z + nr * d, 0.0f);
     // z = -(C - H) w.
     for (int64_t k0 = 0; k0 < d; k0 += kBatch) {
       const int64_t k1 = std::min(d, k0 + kBatch);
       linalg::deferred_update(z, nr, d, 0, wv + k0, d, k1 - k0, dt.data() + k0);
     }
+    triangular(z, nr, zt, yt, y, t, e, u);
+  }
+
+  // t = U^T U z = H~^-1 z for nr rows z (visiting order, stride d).
+  void triangular(const float* z, int64_t nr, float* zt, float* yt, float* y, float* t, std::vector<const float*>& e,
+                  std::vector<const float*>& u) const {
+    const int64_t np = (nr + 15) / 16 * 16;
     // yt[k][r] = sum_{j >= k} U[k][j] (-z[r][j]), over tokens r as columns (the rows of U are
     // contiguous in j): zt = z^T, padded with zero columns to np.
     for (int64_t j = 0; j < d; ++j)
@@ -160,7 +174,7 @@ void apply_asym_shift(const AsymShift& s, const Factor& f, std::span<float> W, i
   if (f.d_in != d || f.block_elems != s.block_elems || f.u.size() != static_cast<size_t>(d * (d + 1) / 2))
     throw UsageError("asymmetric calibration: the shift was not made from this factor");
   if (W.size() != static_cast<size_t>(rows * d)) throw UsageError("asymmetric calibration: W is not rows x d_in");
-  const ShiftChunk sc(s, f);
+  const ShiftChunk sc(s.dt.data(), s.diag, f);
   const int64_t nchunks = (rows + kRows - 1) / kRows;
 #pragma omp parallel num_threads(std::max(1, n_threads))
   {
@@ -175,6 +189,150 @@ void apply_asym_shift(const AsymShift& s, const Factor& f, std::span<float> W, i
       sc.run(wv.data(), nr, z.data(), zt.data(), yt.data(), y.data(), t.data(), e, u);
       for (int64_t r = 0; r < nr; ++r)
         for (int64_t a = 0; a < d; ++a) W[(r0 + r) * d + s.col[a]] -= alpha * t[r * d + a];
+    }
+  }
+}
+
+namespace {
+
+// s.gt = rows of (K + lambda I)^-1 X~ with K = X~ X~^T (push-through: G^T = (K + lambda I)^-1 X~
+// = (X~^T X~ + lambda I)^-1 X~^T transposed). xp: X~ with zero rows up to s.n (n x d), xpt its
+// transpose (d x n). Every element is a fixed FMA chain; row tiles in parallel.
+void push_through(AsymLowRank& s, const std::vector<float>& xp, const std::vector<float>& xpt, double lambda,
+                  int n_threads) {
+  const int64_t d = s.d_in, n = s.n;
+  constexpr int64_t kTileRows = 32;
+  const int64_t ntiles = n / kTileRows;
+  // K's lower triangle (row tiles against the columns up to their end), negated by the update.
+  std::vector<float> K(static_cast<size_t>(n * n), 0.0f);
+  std::vector<const float*> xr(static_cast<size_t>(n)), xc(static_cast<size_t>(d));
+  for (int64_t t = 0; t < n; ++t) xr[t] = xp.data() + t * d;
+  for (int64_t j = 0; j < d; ++j) xc[j] = xpt.data() + j * n;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t it = ntiles - 1; it >= 0; --it) {  // the long tiles first
+    const int64_t i0 = it * kTileRows;
+    std::vector<const float*> e(static_cast<size_t>(kTileRows));
+    for (int64_t k0 = 0; k0 < d; k0 += kBatch) {
+      for (int64_t r = 0; r < kTileRows; ++r) e[r] = xr[i0 + r] + k0;
+      linalg::deferred_update_rows(K.data() + i0 * n, n, kTileRows, 0, i0 + kTileRows, e.data(),
+                                   std::min(kBatch, d - k0), xc.data() + k0);
+    }
+  }
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j <= i; ++j) K[i * n + j] = -K[i * n + j];
+    K[i * n + i] = static_cast<float>(static_cast<double>(K[i * n + i]) + lambda);
+  }
+  if (linalg::cholesky_lower(K.data(), n, n_threads) >= 0)
+    throw UsageError("asymmetric calibration: the token Gram matrix is not positive definite after dampening");
+  linalg::invert_lower(K.data(), n, n_threads);  // Z = L^-1 in the lower triangle
+  // M = Z^T Z = (K + lambda I)^-1: mn = -M from zt = Z^T (zeros above Z's diagonal).
+  std::vector<float> zt(static_cast<size_t>(n * n), 0.0f), mn(zt.size(), 0.0f);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) zt[j * n + i] = K[i * n + j];
+  std::vector<float> z(static_cast<size_t>(n * n), 0.0f);  // Z with zeros above the diagonal
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t j = 0; j <= i; ++j) z[i * n + j] = K[i * n + j];
+  std::vector<float>().swap(K);
+  std::vector<const float*> zr(static_cast<size_t>(n));
+  for (int64_t k = 0; k < n; ++k) zr[k] = z.data() + k * n;
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < ntiles; ++it) {  // mn[i][j] -= sum_k zt[i][k] z[k][j]
+    const int64_t i0 = it * kTileRows;
+    for (int64_t k0 = 0; k0 < n; k0 += kBatch)
+      linalg::deferred_update(mn.data() + i0 * n, kTileRows, n, 0, zt.data() + i0 * n + k0, n, std::min(kBatch, n - k0),
+                              zr.data() + k0);
+  }
+  // gt = M X~ = -(mn X~): gt -= mn X~.
+  s.gt.assign(static_cast<size_t>(n * d), 0.0f);
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+  for (int64_t it = 0; it < ntiles; ++it) {
+    const int64_t i0 = it * kTileRows;
+    for (int64_t t0 = 0; t0 < n; t0 += kBatch)
+      linalg::deferred_update(s.gt.data() + i0 * d, kTileRows, d, 0, mn.data() + i0 * n + t0, n, std::min(kBatch, n - t0),
+                              xr.data() + t0);
+  }
+}
+
+}  // namespace
+
+AsymLowRank prepare_asym_low_rank(std::span<const float> xq, std::span<const float> xf, int64_t n_tokens,
+                                  const Factor& f, int n_threads) {
+  const int64_t d = f.d_in, be = f.block_elems;
+  if (d <= 0 || d % 16 != 0 || n_tokens <= 0 || f.u.size() != static_cast<size_t>(d * (d + 1) / 2) ||
+      xq.size() != static_cast<size_t>(n_tokens * d) || xf.size() != xq.size())
+    throw UsageError("asymmetric calibration: the streams' inputs and the factor do not have matching sizes");
+  n_threads = std::max(1, n_threads);
+  AsymLowRank s;
+  s.d_in = d;
+  s.n = (n_tokens + 31) / 32 * 32;
+  std::vector<int64_t> col(static_cast<size_t>(d));
+  for (int64_t a = 0; a < d; ++a) col[a] = static_cast<int64_t>(f.order[a / be]) * be + a % be;
+  s.dxt.assign(static_cast<size_t>(d * s.n), 0.0f);
+  bool finite = true;
+#pragma omp parallel for num_threads(n_threads) schedule(static) reduction(&& : finite)
+  for (int64_t j = 0; j < d; ++j)
+    for (int64_t t = 0; t < n_tokens; ++t) {
+      const float v = xf[static_cast<size_t>(t * d + j)] - xq[static_cast<size_t>(t * d + j)];
+      finite = finite && std::isfinite(v);
+      s.dxt[static_cast<size_t>(j * s.n + t)] = v;
+    }
+  if (!finite) throw UsageError("asymmetric calibration: the streams' inputs are not finite");
+  if (asym_push_through(n_tokens, d)) {
+    std::vector<float> xp(static_cast<size_t>(s.n * d), 0.0f), xpt(static_cast<size_t>(d * s.n), 0.0f);
+    std::copy(xq.begin(), xq.end(), xp.begin());
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int64_t j = 0; j < d; ++j)
+      for (int64_t t = 0; t < n_tokens; ++t) xpt[static_cast<size_t>(j * s.n + t)] = xq[static_cast<size_t>(t * d + j)];
+    push_through(s, xp, xpt, f.lambda, n_threads);
+    return s;
+  }
+  const std::vector<float> diag = diag_blocks(f, n_threads);
+  const ShiftChunk sc(nullptr, diag, f);
+  s.gt.assign(static_cast<size_t>(s.n * d), 0.0f);
+  const int64_t nchunks = (n_tokens + kRows - 1) / kRows;
+#pragma omp parallel num_threads(n_threads)
+  {
+    const size_t n = static_cast<size_t>(kRows * d);
+    std::vector<float> zv(n), zt(n), yt(n), y(n), t(n);
+    std::vector<const float*> e(static_cast<size_t>(std::max(d, kRows))), u(static_cast<size_t>(kBatch));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < nchunks; ++ch) {
+      const int64_t t0 = ch * kRows, nt = std::min(kRows, n_tokens - t0);
+      for (int64_t r = 0; r < nt; ++r)
+        for (int64_t a = 0; a < d; ++a) zv[r * d + a] = xq[static_cast<size_t>((t0 + r) * d + col[a])];
+      sc.triangular(zv.data(), nt, zt.data(), yt.data(), y.data(), t.data(), e, u);
+      for (int64_t r = 0; r < nt; ++r)
+        for (int64_t a = 0; a < d; ++a) s.gt[static_cast<size_t>((t0 + r) * d + col[a])] = t[r * d + a];
+    }
+  }
+  return s;
+}
+
+void apply_asym_low_rank(const AsymLowRank& s, std::span<float> W, int64_t rows, int n_threads, float alpha) {
+  const int64_t d = s.d_in, n = s.n;
+  if (d <= 0 || n <= 0 || n % 16 != 0 || s.gt.size() != static_cast<size_t>(n * d) || s.dxt.size() != s.gt.size())
+    throw UsageError("asymmetric calibration: malformed low-rank shift");
+  if (W.size() != static_cast<size_t>(rows * d)) throw UsageError("asymmetric calibration: W is not rows x d_in");
+  std::vector<const float*> gt(static_cast<size_t>(n)), dxt(static_cast<size_t>(d));
+  for (int64_t t = 0; t < n; ++t) gt[t] = s.gt.data() + t * d;
+  for (int64_t j = 0; j < d; ++j) dxt[j] = s.dxt.data() + j * n;
+  const int64_t nchunks = (rows + kRows - 1) / kRows;
+#pragma omp parallel num_threads(std::max(1, n_threads))
+  {
+    std::vector<float> sv(static_cast<size_t>(kRows * n)), tv(static_cast<size_t>(kRows * d));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t ch = 0; ch < nchunks; ++ch) {
+      const int64_t r0 = ch * kRows, nr = std::min(kRows, rows - r0);
+      float* w = W.data() + r0 * d;
+      // sv = -(D w) for the chunk's rows (tokens as columns), then tv = -sv G^T = G D w; the
+      // shared dimension in batches of kBatch (each slice read once per chunk, from L2).
+      std::fill(sv.begin(), sv.begin() + nr * n, 0.0f);
+      for (int64_t k0 = 0; k0 < d; k0 += kBatch)
+        linalg::deferred_update(sv.data(), nr, n, 0, w + k0, d, std::min(kBatch, d - k0), dxt.data() + k0);
+      std::fill(tv.begin(), tv.begin() + nr * d, 0.0f);
+      for (int64_t t0 = 0; t0 < n; t0 += kBatch)
+        linalg::deferred_update(tv.data(), nr, d, 0, sv.data() + t0, n, std::min(kBatch, n - t0), gt.data() + t0);
+      for (int64_t i = 0; i < nr * d; ++i) w[i] += alpha * tv[static_cast<size_t>(i)];
     }
   }
 }

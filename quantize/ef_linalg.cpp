@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -123,6 +124,23 @@ void gemm_tile(T* C, int64_t ldc, const T* A, int64_t lda, const T* B, int64_t l
     gemm_tile_ref(C, ldc, pa.data(), k, pb.data(), n, m, n, k, T(1));
 }
 
+// gemm_tile's two halves, for operands used by many products: a tile of A packed once (alpha
+// applied) or of B packed once into kTile x kTile buffers, then the kernel on the packed copies
+// (the same values the kernel sees through gemm_tile: the same bits).
+template <class T>
+void pack_a(T* pa, const T* A, int64_t lda, int64_t m, int64_t k, T alpha) {
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t l = 0; l < k; ++l) pa[r * k + l] = alpha * A[r * lda + l];
+}
+template <class T>
+void pack_b(T* pb, const T* B, int64_t ldb, int64_t n, int64_t k) {
+  for (int64_t l = 0; l < k; ++l) std::copy(B + l * ldb, B + l * ldb + n, pb + l * n);
+}
+template <class T>
+void gemm_packed(T* C, int64_t ldc, const T* pa, const T* pb, int64_t m, int64_t n, int64_t k) {
+  if (!tile_simd(C, ldc, pa, k, pb, n, m, n, k)) gemm_tile_ref(C, ldc, pa, k, pb, n, m, n, k, T(1));
+}
+
 // Unblocked Cholesky of the kn x kn diagonal tile at T (stride ld); -1 or the failing row.
 template <class T>
 int64_t cholesky_tile(T* A, int64_t ld, int64_t kn) {
@@ -157,6 +175,29 @@ void solve_rows4(T* const* x, int nx, const T* L, int64_t ld, int64_t kn) {
   }
 }
 
+#ifdef SMOLQ_EF_X86
+// solve_rows4 for 16 rows at once, one per lane of a transposed copy of their segments: per
+// element the same operations in the same order (s = x[c]; s -= x[l] * L[c][l], the product
+// rounded first, for l < c; x[c] = s / L[c][c]), so the same bits as the scalar loop.
+[[gnu::target("avx512f")]] void solve_rows16_avx512(float* const* x, int nx, const float* L, int64_t ld, int64_t kn) {
+  alignas(64) float xt[kTile][16];
+  for (int64_t c = 0; c < kn; ++c)
+    for (int i = 0; i < 16; ++i) xt[c][i] = i < nx ? x[i][c] : 0.0f;
+  for (int64_t c = 0; c < kn; ++c) {
+    const float* lc = L + c * ld;
+    __m512 acc = _mm512_load_ps(xt[c]);
+    for (int64_t l = 0; l < c; ++l) {
+      __m512 p = _mm512_mul_ps(_mm512_load_ps(xt[l]), _mm512_set1_ps(lc[l]));
+      asm("" : "+v"(p));  // keeps the compiler from fusing the product into an FMA (the scalar loop rounds it)
+      acc = _mm512_sub_ps(acc, p);
+    }
+    _mm512_store_ps(xt[c], _mm512_div_ps(acc, _mm512_set1_ps(lc[c])));
+  }
+  for (int i = 0; i < nx; ++i)
+    for (int64_t c = 0; c < kn; ++c) x[i][c] = xt[c][i];
+}
+#endif
+
 // D (kn x kn, stride kn) := inverse of the lower tile L (stride ld); upper part zero.
 template <class T>
 void invert_tile(const T* L, int64_t ld, int64_t kn, T* D) {
@@ -183,70 +224,128 @@ int64_t cholesky_lower(T* A, int64_t n, int n_threads) {
   const int64_t nt = (n + kTile - 1) / kTile;
   auto t0 = [](int64_t t) { return t * kTile; };
   auto tn = [n](int64_t t) { return std::min(kTile, n - t * kTile); };
-  std::vector<T> Lt(static_cast<size_t>(kTile * n));  // the current panel, transposed
+  std::vector<T> Pa(static_cast<size_t>(nt * kTile * kTile)), Pb(Pa.size());  // the current panel's tiles, packed
   for (int64_t kb = 0; kb < nt; ++kb) {
     const int64_t k0 = t0(kb), kn = tn(kb);
     T* Lkk = A + k0 * n + k0;
     const int64_t bad = cholesky_tile(Lkk, n, kn);
     if (bad >= 0) return k0 + bad;
-    // The panel below the diagonal tile: L21 = A21 L11^-T, row by row.
+    // The panel below the diagonal tile: L21 = A21 L11^-T, row by row (16 rows a step in
+    // AVX-512 lanes for float, the same bits).
+    bool wide = false;
+#ifdef SMOLQ_EF_X86
+    if constexpr (std::is_same_v<T, float>) wide = cpu::has_avx512();
+#endif
+    if (wide) {
+#ifdef SMOLQ_EF_X86
+      if constexpr (std::is_same_v<T, float>) {
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t i = k0 + kn; i < n; i += 4) {
-      T* x[4];
-      const int nx = static_cast<int>(std::min<int64_t>(4, n - i));
-      for (int r = 0; r < 4; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
-      solve_rows4(x, nx, Lkk, n, kn);
+        for (int64_t i = k0 + kn; i < n; i += 16) {
+          float* x[16];
+          const int nx = static_cast<int>(std::min<int64_t>(16, n - i));
+          for (int r = 0; r < 16; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
+          solve_rows16_avx512(x, nx, Lkk, n, kn);
+        }
+      }
+#endif
+    } else {
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+      for (int64_t i = k0 + kn; i < n; i += 4) {
+        T* x[4];
+        const int nx = static_cast<int>(std::min<int64_t>(4, n - i));
+        for (int r = 0; r < 4; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
+        solve_rows4(x, nx, Lkk, n, kn);
+      }
     }
-    // Trailing update A22 -= L21 L21^T on the tiles (ib, jb), kb < jb <= ib, with the panel
-    // transposed once (Lt[l][j] = L21[j][l]) rather than once per tile.
+    // Trailing update A22 -= L21 L21^T on the tiles (ib, jb), kb < jb <= ib, with the panel's
+    // tiles packed once per panel (A side negated, B side transposed: pb[l][j] = L21[j][l])
+    // rather than once per product: the kernel sees the values gemm_tile would give it.
     const int64_t rest = n - (k0 + kn);
     if (rest == 0) continue;
+    const int64_t t1 = kb + 1;  // first trailing tile
 #pragma omp parallel for num_threads(n_threads) schedule(static)
-    for (int64_t j = 0; j < rest; ++j)
-      for (int64_t l = 0; l < kn; ++l) Lt[static_cast<size_t>(l * rest + j)] = A[(k0 + kn + j) * n + k0 + l];
+    for (int64_t ib = t1; ib < nt; ++ib) {
+      const int64_t i0 = t0(ib), in = tn(ib);
+      pack_a<T>(Pa.data() + (ib - t1) * kTile * kTile, A + i0 * n + k0, n, in, kn, T(-1));
+      T* pb = Pb.data() + (ib - t1) * kTile * kTile;
+      for (int64_t l = 0; l < kn; ++l)
+        for (int64_t j = 0; j < in; ++j) pb[l * in + j] = A[(i0 + j) * n + k0 + l];
+    }
     std::vector<std::pair<int64_t, int64_t>> tiles;
-    for (int64_t ib = kb + 1; ib < nt; ++ib)
-      for (int64_t jb = kb + 1; jb <= ib; ++jb) tiles.emplace_back(ib, jb);
+    for (int64_t ib = t1; ib < nt; ++ib)
+      for (int64_t jb = t1; jb <= ib; ++jb) tiles.emplace_back(ib, jb);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (size_t t = 0; t < tiles.size(); ++t) {
       const auto [ib, jb] = tiles[t];
       const int64_t i0 = t0(ib), in = tn(ib), j0 = t0(jb), jn = tn(jb);
-      gemm_tile<T>(A + i0 * n + j0, n, A + i0 * n + k0, n, Lt.data() + (j0 - k0 - kn), rest, in, jn, kn, T(-1));
+      gemm_packed<T>(A + i0 * n + j0, n, Pa.data() + (ib - t1) * kTile * kTile, Pb.data() + (jb - t1) * kTile * kTile,
+                     in, jn, kn);
     }
   }
   return -1;
 }
 
+// Row blocks are taken kGroup at a time: the products with the finished part of the inverse
+// (rows above the group) run for the whole group while each of its tiles is in cache, instead of
+// re-reading that part (up to 128 MB at n = 8192) from memory for every row block. Every element
+// of S still sums its tile products in ascending K, one call each: the same bits.
 template <class T>
 void invert_lower(T* A, int64_t n, int n_threads) {
   assert(n % 32 == 0);
+  constexpr int64_t kGroup = 4;
   const int64_t nt = (n + kTile - 1) / kTile;
-  std::vector<T> S(static_cast<size_t>(kTile * n)), D(static_cast<size_t>(kTile * kTile));
-  for (int64_t ib = 0; ib < nt; ++ib) {
-    const int64_t i0 = ib * kTile, in = std::min(kTile, n - i0);
-    invert_tile(A + i0 * n + i0, n, in, D.data());
-    // S[:, J] = sum_{K = J .. ib-1} L[ib][K] X[K][J] for every column tile J < ib, then
-    // X[ib][J] = -D S[:, J]. Each J is independent; S is written before A's row block is.
+  std::vector<T> S(static_cast<size_t>(kGroup * kTile * n)), D(static_cast<size_t>(kTile * kTile));
+  // The group's rows of L left of it, packed once per group tile by tile: pl[(I - ib0) nt + K].
+  std::vector<T> pl(static_cast<size_t>(kGroup * nt * kTile * kTile));
+  auto t0 = [](int64_t t) { return t * kTile; };
+  auto tn = [n](int64_t t) { return std::min(kTile, n - t * kTile); };
+  auto s_of = [&](int64_t ib, int64_t ib0) { return S.data() + (ib - ib0) * kTile * n; };
+  auto pl_of = [&](int64_t ib, int64_t ib0, int64_t kb) { return pl.data() + ((ib - ib0) * nt + kb) * kTile * kTile; };
+  for (int64_t ib0 = 0; ib0 < nt; ib0 += kGroup) {
+    const int64_t ib1 = std::min(nt, ib0 + kGroup);
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+    for (int64_t kb = 0; kb < ib0; ++kb)
+      for (int64_t ib = ib0; ib < ib1; ++ib)
+        pack_a<T>(pl_of(ib, ib0, kb), A + t0(ib) * n + t0(kb), n, tn(ib), tn(kb), T(1));
+    // S_I[:, J] = sum_{K = J .. ib0-1} L[I][K] X[K][J] for the group's row blocks I, J < ib0;
+    // each tile of X packed once for the whole group.
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
-    for (int64_t jb = 0; jb < ib; ++jb) {
-      const int64_t j0 = jb * kTile, jn = std::min(kTile, n - j0);
-      T* s = S.data() + j0;
-      for (int64_t r = 0; r < in; ++r) std::fill(s + r * n, s + r * n + jn, T(0));
-      for (int64_t kb = jb; kb < ib; ++kb) {
-        const int64_t k0 = kb * kTile, kn = std::min(kTile, n - k0);
-        gemm_tile<T>(s, n, A + i0 * n + k0, n, A + k0 * n + j0, n, in, jn, kn, T(1));
+    for (int64_t jb = 0; jb < ib0; ++jb) {
+      const int64_t j0 = t0(jb), jn = tn(jb);
+      thread_local std::vector<T> pb(kTile * kTile);
+      for (int64_t ib = ib0; ib < ib1; ++ib)
+        for (int64_t r = 0; r < tn(ib); ++r) std::fill(s_of(ib, ib0) + r * n + j0, s_of(ib, ib0) + r * n + j0 + jn, T(0));
+      for (int64_t kb = jb; kb < ib0; ++kb) {
+        pack_b<T>(pb.data(), A + t0(kb) * n + j0, n, jn, tn(kb));
+        for (int64_t ib = ib0; ib < ib1; ++ib)
+          gemm_packed<T>(s_of(ib, ib0) + j0, n, pl_of(ib, ib0, kb), pb.data(), tn(ib), jn, tn(kb));
       }
     }
+    for (int64_t ib = ib0; ib < ib1; ++ib) {
+      const int64_t i0 = t0(ib), in = tn(ib);
+      T* si = s_of(ib, ib0);
+      invert_tile(A + i0 * n + i0, n, in, D.data());
+      // The rest of S_I[:, J] (K from max(J, ib0) to ib - 1: rows of the group already
+      // inverted), then X[I][J] = -D S_I[:, J]. S is complete before A's row block is written.
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
-    for (int64_t jb = 0; jb < ib; ++jb) {
-      const int64_t j0 = jb * kTile, jn = std::min(kTile, n - j0);
-      T* x = A + i0 * n + j0;
-      for (int64_t r = 0; r < in; ++r) std::fill(x + r * n, x + r * n + jn, T(0));
-      gemm_tile<T>(x, n, D.data(), in, S.data() + j0, n, in, jn, in, T(-1));
+      for (int64_t jb = 0; jb < ib; ++jb) {
+        const int64_t j0 = t0(jb), jn = tn(jb);
+        if (jb >= ib0)
+          for (int64_t r = 0; r < in; ++r) std::fill(si + r * n + j0, si + r * n + j0 + jn, T(0));
+        for (int64_t kb = std::max(jb, ib0); kb < ib; ++kb)
+          gemm_tile<T>(si + j0, n, A + i0 * n + t0(kb), n, A + t0(kb) * n + j0, n, in, jn, tn(kb), T(1));
+      }
+#pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
+      for (int64_t jb = 0; jb < ib; ++jb) {
+        const int64_t j0 = t0(jb), jn = tn(jb);
+        T* x = A + i0 * n + j0;
+        for (int64_t r = 0; r < in; ++r) std::fill(x + r * n, x + r * n + jn, T(0));
+        gemm_tile<T>(x, n, D.data(), in, si + j0, n, in, jn, in, T(-1));
+      }
+      // The whole diagonal tile, zeros above its diagonal included: later products read it whole.
+      for (int64_t r = 0; r < in; ++r)
+        for (int64_t c = 0; c < in; ++c) A[(i0 + r) * n + i0 + c] = D[r * in + c];
     }
-    // The whole diagonal tile, zeros above its diagonal included: later products read it whole.
-    for (int64_t r = 0; r < in; ++r)
-      for (int64_t c = 0; c < in; ++c) A[(i0 + r) * n + i0 + c] = D[r * in + c];
   }
 }
 

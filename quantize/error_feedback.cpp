@@ -48,8 +48,8 @@ using detail::ScalarCodec;
 // not stay in any cache), fewer mean better balance on small tensors. Measured at 2048 x 8192
 // (Q4_K, 2 threads, CPU seconds of the sweep): 16 rows 5.3 s, 32 rows 3.8 s, 64 rows 3.0 s.
 // The chunking never changes the bytes (rows are independent).
-constexpr int64_t kRowChunk = 64;
-int64_t row_chunk(int64_t d_in) { return d_in >= 4096 ? kRowChunk : kRowChunk / 2; }
+constexpr int64_t kRowChunk = 128;
+int64_t row_chunk(int64_t d_in) { return d_in >= 4096 ? kRowChunk : kRowChunk / 4; }
 // Columns per lazy batch: one K-quant super-block, a multiple of every block size (a block never
 // straddles two batches).
 constexpr int64_t kBatch = 256;
@@ -481,6 +481,7 @@ Factor prepare_impl(std::span<const T> H, std::span<const double> diag_in, int64
   mean_diag /= static_cast<double>(d);
   if (!std::isfinite(mean_diag)) throw UsageError("error feedback: H has a non-finite diagonal");
   const double damp = s.damp * (mean_diag > 0.0 ? mean_diag : 1.0);
+  f.lambda = damp;
   n_threads = d < kParallelFactorMin ? 1 : std::max(1, n_threads);
   // A = J P^T H P J + damping in float (gathered from H: no second copy in double), P the
   // visiting order, J the reversal. Float is enough (docs/optimize.md, Cost): with the

@@ -98,6 +98,7 @@ struct Factor {
   int refit_rounds = 0;
   int cd_iters = 0;         // Settings::cd_iters (needs h)
   double cd_shift = 0.0;    // added to h's diagonal for the coordinate descent (cd_damp - damp)
+  double lambda = 0.0;      // the dampening added to H's diagonal (damp * mean(diag H)): H~ = H + lambda I
   bool cd_scales = false;   // Settings::cd_scales
   bool lattice_search = true;  // Settings::lattice_search
   bool lattice_scales = true;  // Settings::lattice_scales

@@ -39,9 +39,26 @@ struct ToyStreams {
   }
   // H = X~^T X~, C = X~^T X, Hx = X^T X over `n` fresh tokens.
   void grams(int64_t n, uint32_t seed, std::vector<double>& H, std::vector<double>& C, std::vector<double>& Hx) const {
+    std::vector<double> X, Xq;
+    draw(n, seed, X, Xq);
+    H.assign(static_cast<size_t>(d * d), 0.0);
+    C = H;
+    Hx = H;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < d; ++j) {
+          H[i * d + j] += Xq[t * d + i] * Xq[t * d + j];
+          C[i * d + j] += Xq[t * d + i] * X[t * d + j];
+          Hx[i * d + j] += X[t * d + i] * X[t * d + j];
+        }
+  }
+  // `n` fresh tokens of both streams (n x d row-major): X full precision, Xq partly quantized.
+  void draw(int64_t n, uint32_t seed, std::vector<double>& X, std::vector<double>& Xq) const {
     std::mt19937 rng(seed);
     std::normal_distribution<float> n01(0.0f, 1.0f);
-    std::vector<double> X(static_cast<size_t>(n * d)), Xq(X.size());
+    X.assign(static_cast<size_t>(n * d), 0.0);
+    Xq.assign(X.size(), 0.0);
     for (int64_t t = 0; t < n; ++t) {
       float f[8];
       for (float& v : f) v = n01(rng);
@@ -56,19 +73,39 @@ struct ToyStreams {
         Xq[t * d + i] = s;
       }
     }
-    H.assign(static_cast<size_t>(d * d), 0.0);
-    C = H;
-    Hx = H;
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < d; ++i)
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t j = 0; j < d; ++j) {
-          H[i * d + j] += Xq[t * d + i] * Xq[t * d + j];
-          C[i * d + j] += Xq[t * d + i] * X[t * d + j];
-          Hx[i * d + j] += X[t * d + i] * X[t * d + j];
-        }
   }
 };
+
+// Gaussian elimination with partial pivoting of (H + lambda I) x = (C + lambda I) w in double.
+std::vector<double> solve_target(const std::vector<double>& H, const std::vector<double>& C, double lambda,
+                                 const float* w, int64_t d) {
+  std::vector<double> A(static_cast<size_t>(d * (d + 1)));
+  for (int64_t i = 0; i < d; ++i) {
+    double b = lambda * w[i];
+    for (int64_t j = 0; j < d; ++j) {
+      A[i * (d + 1) + j] = H[i * d + j] + (i == j ? lambda : 0.0);
+      b += C[i * d + j] * w[j];
+    }
+    A[i * (d + 1) + d] = b;
+  }
+  for (int64_t k = 0; k < d; ++k) {
+    int64_t p = k;
+    for (int64_t i = k + 1; i < d; ++i)
+      if (std::fabs(A[i * (d + 1) + k]) > std::fabs(A[p * (d + 1) + k])) p = i;
+    for (int64_t j = 0; j <= d; ++j) std::swap(A[k * (d + 1) + j], A[p * (d + 1) + j]);
+    for (int64_t i = k + 1; i < d; ++i) {
+      const double m = A[i * (d + 1) + k] / A[k * (d + 1) + k];
+      for (int64_t j = k; j <= d; ++j) A[i * (d + 1) + j] -= m * A[k * (d + 1) + j];
+    }
+  }
+  std::vector<double> x(static_cast<size_t>(d));
+  for (int64_t i = d - 1; i >= 0; --i) {
+    double v = A[i * (d + 1) + d];
+    for (int64_t j = i + 1; j < d; ++j) v -= A[i * (d + 1) + j] * x[j];
+    x[i] = v / A[i * (d + 1) + i];
+  }
+  return x;
+}
 
 // sum over rows of |X~ q - X w|^2 = q^T H q - 2 q^T C w + w^T Hx w.
 double asym_error(const std::vector<float>& Q, const std::vector<float>& W, int64_t rows, int64_t d,
@@ -159,32 +196,7 @@ TEST_SUITE("test_ef_asym") {
     const double lambda = st.damp * mean_diag / static_cast<double>(d);
     double worst = 0.0, moved = 0.0;
     for (int64_t r = 0; r < rows; ++r) {
-      // Gaussian elimination with partial pivoting of (H + lambda I) x = (C + lambda I) w.
-      std::vector<double> A(static_cast<size_t>(d * (d + 1)));
-      for (int64_t i = 0; i < d; ++i) {
-        double b = lambda * W0[r * d + i];
-        for (int64_t j = 0; j < d; ++j) {
-          A[i * (d + 1) + j] = H[i * d + j] + (i == j ? lambda : 0.0);
-          b += C[i * d + j] * W0[r * d + j];
-        }
-        A[i * (d + 1) + d] = b;
-      }
-      for (int64_t k = 0; k < d; ++k) {
-        int64_t p = k;
-        for (int64_t i = k + 1; i < d; ++i)
-          if (std::fabs(A[i * (d + 1) + k]) > std::fabs(A[p * (d + 1) + k])) p = i;
-        for (int64_t j = 0; j <= d; ++j) std::swap(A[k * (d + 1) + j], A[p * (d + 1) + j]);
-        for (int64_t i = k + 1; i < d; ++i) {
-          const double m = A[i * (d + 1) + k] / A[k * (d + 1) + k];
-          for (int64_t j = k; j <= d; ++j) A[i * (d + 1) + j] -= m * A[k * (d + 1) + j];
-        }
-      }
-      std::vector<double> x(static_cast<size_t>(d));
-      for (int64_t i = d - 1; i >= 0; --i) {
-        double v = A[i * (d + 1) + d];
-        for (int64_t j = i + 1; j < d; ++j) v -= A[i * (d + 1) + j] * x[j];
-        x[i] = v / A[i * (d + 1) + i];
-      }
+      const std::vector<double> x = solve_target(H, C, lambda, W0.data() + r * d, d);
       for (int64_t i = 0; i < d; ++i) {
         worst = std::max(worst, std::fabs(W[r * d + i] - x[i]));
         moved = std::max(moved, std::fabs(x[i] - W0[r * d + i]));
@@ -243,6 +255,98 @@ TEST_SUITE("test_ef_asym") {
       ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, threads), f, got, rows, threads);
       CHECK(got == want);
     }
+  }
+
+  TEST_CASE("the low-rank form G (D w) with fewer tokens than d_in is the direct solve's target; thread-independent") {
+    // d_in 576 (diagonal blocks of 256, 256, 64), 300 tokens (< d_in: the form the calibration
+    // pass hands over; padded to 304, token chunks of 128 and a partial one), 150 rows (a whole
+    // row chunk and a partial one), a real block permutation.
+    const int64_t d = 576, n = 300, rows = 150;
+    const ToyStreams s(d, 41, /*rising=*/true);
+    std::vector<double> X, Xq;
+    s.draw(n, 42, X, Xq);
+    const std::vector<float> xf(X.begin(), X.end()), xq(Xq.begin(), Xq.end());
+    // H and C of the float tokens, in double.
+    std::vector<double> H(static_cast<size_t>(d * d), 0.0), C(H.size(), 0.0);
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < d; ++j) {
+          H[i * d + j] += static_cast<double>(xq[t * d + i]) * xq[t * d + j];
+          C[i * d + j] += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
+        }
+    ef::Settings st;
+    const ef::Factor f = ef::prepare(H, d, 32, st, 2);
+    CHECK(f.order.front() != 0);
+    const std::vector<float> W0 = random_weights(rows, d, 43);
+    std::vector<float> W2 = W0, W1 = W0, Wd = W0;
+    ef::apply_asym_low_rank(ef::prepare_asym_low_rank(xq, xf, n, f, 2), W2, rows, 2);
+    const ef::AsymLowRank lr1 = ef::prepare_asym_low_rank(xq, xf, n, f, 1);
+    CHECK(lr1.n == 320);
+    CHECK(!ef::asym_push_through(n, d));  // G through the factor
+    ef::apply_asym_low_rank(lr1, W1, rows, 1);
+    CHECK(W1 == W2);  // bits do not depend on the thread count
+    ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 2), f, Wd, rows, 2);  // the dense form
+    double mean_diag = 0.0;
+    for (int64_t i = 0; i < d; ++i) mean_diag += H[i * d + i];
+    const double lambda = st.damp * mean_diag / static_cast<double>(d);
+    double worst = 0.0, worst_dense = 0.0, moved = 0.0;
+    for (int64_t r = 0; r < rows; r += 7) {
+      const std::vector<double> x = solve_target(H, C, lambda, W0.data() + r * d, d);
+      for (int64_t i = 0; i < d; ++i) {
+        worst = std::max(worst, std::fabs(W2[r * d + i] - x[i]));
+        worst_dense = std::max(worst_dense, std::fabs(Wd[r * d + i] - x[i]));
+        moved = std::max(moved, std::fabs(x[i] - W0[r * d + i]));
+      }
+    }
+    std::printf("  low-rank shift: max error %.3g, dense form %.3g, max move %.3g\n", worst, worst_dense, moved);
+    CHECK(moved > 1e-3);
+    CHECK(worst < 1e-3 * moved);
+    // A partial shift is that fraction of the whole one.
+    std::vector<float> Wh = W0;
+    ef::apply_asym_low_rank(lr1, Wh, rows, 1, 0.5f);
+    double half = 0.0;
+    for (size_t i = 0; i < Wh.size(); ++i) half = std::max(half, std::fabs((Wh[i] - W0[i]) - 0.5 * (W1[i] - W0[i])));
+    CHECK(half < 1e-6 * moved);
+    CHECK_THROWS_AS(ef::prepare_asym_low_rank(xq, std::span<const float>(xf).first(xf.size() - 1), n, f, 1), UsageError);
+    std::vector<float> bad(static_cast<size_t>(d * 3 - 1));
+    CHECK_THROWS_AS(ef::apply_asym_low_rank(lr1, bad, 3, 1), UsageError);
+  }
+
+  TEST_CASE("push-through G (few tokens, many inputs) gives the direct solve's target; thread-independent") {
+    // 100 tokens (padded to 128: Cholesky tiles of 64 and a partial token tile) and d_in 768.
+    const int64_t d = 768, n = 100, rows = 40;
+    CHECK(ef::asym_push_through(n, d));
+    const ToyStreams s(d, 51);
+    std::vector<double> X, Xq;
+    s.draw(n, 52, X, Xq);
+    const std::vector<float> xf(X.begin(), X.end()), xq(Xq.begin(), Xq.end());
+    std::vector<double> H(static_cast<size_t>(d * d), 0.0), C(H.size(), 0.0);
+    for (int64_t i = 0; i < d; ++i)
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t j = 0; j < d; ++j) {
+          H[i * d + j] += static_cast<double>(xq[t * d + i]) * xq[t * d + j];
+          C[i * d + j] += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
+        }
+    const ef::Factor f = ef::prepare(H, d, 256, ef::Settings{}, 2);
+    const std::vector<float> W0 = random_weights(rows, d, 53);
+    std::vector<float> W2 = W0, W1 = W0;
+    const ef::AsymLowRank lr2 = ef::prepare_asym_low_rank(xq, xf, n, f, 2), lr1 = ef::prepare_asym_low_rank(xq, xf, n, f, 1);
+    CHECK(lr1.n == 128);
+    CHECK(lr1.gt == lr2.gt);
+    ef::apply_asym_low_rank(lr2, W2, rows, 2);
+    ef::apply_asym_low_rank(lr1, W1, rows, 1);
+    CHECK(W1 == W2);
+    double worst = 0.0, moved = 0.0;
+    for (int64_t r = 0; r < rows; r += 3) {
+      const std::vector<double> x = solve_target(H, C, f.lambda, W0.data() + r * d, d);
+      for (int64_t i = 0; i < d; ++i) {
+        worst = std::max(worst, std::fabs(W2[r * d + i] - x[i]));
+        moved = std::max(moved, std::fabs(x[i] - W0[r * d + i]));
+      }
+    }
+    std::printf("  push-through shift: max error %.3g, max move %.3g\n", worst, moved);
+    CHECK(moved > 1e-3);
+    CHECK(worst < 1e-3 * moved);
   }
 
   TEST_CASE("mismatched sizes are one clear error") {

@@ -142,6 +142,7 @@ TEST_SUITE("test_gram") {
     REQUIRE(plain.seen[0].c_minus_h.empty());  // no C unless asked
     GramOptions o = stories_options(2);
     o.cross = true;
+    o.cross_low_rank = false;  // C - H at every site (ffn_down's 172 inputs > 96 tokens)
     const WeightMatrix& down = m->layer(2).ffn_down;
     std::vector<float> zeros(down.rows * down.cols, 0.0f);
     auto substitute = [&](const GramMatrix& g) {
@@ -419,5 +420,87 @@ TEST_SUITE("test_gram") {
     as.asymmetric = true;
     const auto kv = optimize_metadata_kv(as, "calib.txt", "00", false);
     CHECK(std::ranges::find(kv, std::string("smolq.optimize.inputs=str:asym")) != kv.end());
+  }
+
+  TEST_CASE("low-rank cross sites (fewer tokens than d_in): the streams' inputs instead of C - H; driver bytes thread-independent") {
+    auto m = Model::open(kStories);
+    const auto toks = random_tokens(100, 10);
+    GramOptions o = stories_options(2);
+    o.n_ctx = 16;
+    o.n_chunks = 2;  // 32 tokens < d_in 64 and 172
+    o.cross = true;
+    const WeightMatrix& down = m->layer(1).ffn_down;
+    std::vector<float> zeros(down.rows * down.cols, 0.0f);
+    // Substitute layer 1's ffn_down with zeros: the streams differ from layer 2 on. During
+    // on_gram, C - H from the handed-over inputs (double sums) against the dense form's.
+    std::vector<std::vector<double>> cmh;
+    Recorder low;
+    low.then = [&](const GramMatrix& g) {
+      REQUIRE(g.c_minus_h.empty());
+      REQUIRE(g.xq.size() == static_cast<size_t>(g.n_tokens * g.dim));
+      REQUIRE(g.xf.size() == g.xq.size());
+      std::vector<double> c(static_cast<size_t>(g.dim * g.dim), 0.0);
+      for (int64_t t = 0; t < g.n_tokens; ++t)
+        for (int64_t i = 0; i < g.dim; ++i)
+          for (int64_t j = 0; j < g.dim; ++j)
+            c[i * g.dim + j] += static_cast<double>(g.xq[t * g.dim + i]) * (static_cast<double>(g.xf[t * g.dim + j]) - g.xq[t * g.dim + j]);
+      cmh.push_back(std::move(c));
+      if (g.layer == 1 && g.site == GramSite::kFfnDown)
+        m->substitute_weight(down.name, GgmlType::F32, reinterpret_cast<const std::byte*>(zeros.data()), down.cols * sizeof(float));
+    };
+    run_gram_pass(*m, toks, o, low);
+    m->restore_weight(down.name);
+    Recorder dense;
+    dense.then = [&](const GramMatrix& g) {
+      if (g.layer == 1 && g.site == GramSite::kFfnDown)
+        m->substitute_weight(down.name, GgmlType::F32, reinterpret_cast<const std::byte*>(zeros.data()), down.cols * sizeof(float));
+    };
+    o.cross_low_rank = false;
+    run_gram_pass(*m, toks, o, dense);
+    m->restore_weight(down.name);
+    REQUIRE(dense.seen.size() == low.seen.size());
+    int nonzero = 0;
+    for (size_t i = 0; i < low.seen.size(); ++i) {
+      CAPTURE(i);
+      const GramMatrix& g = dense.seen[i];
+      CHECK(low.seen[i].h == g.h);  // H is the same either way
+      REQUIRE(g.c_minus_h.size() == cmh[i].size());
+      double worst = 0.0, scale = 1e-30;
+      for (size_t k = 0; k < cmh[i].size(); ++k) {
+        worst = std::max(worst, std::fabs(cmh[i][k] - g.c_minus_h[k]));
+        scale = std::max(scale, std::fabs(cmh[i][k]));
+      }
+      nonzero += scale > 1e-20 ? 1 : 0;
+      CHECK(worst <= 1e-5 * scale + 1e-30);
+    }
+    CHECK(nonzero > 3);  // the sites after the substitution
+    // The driver with the error-feedback rounder (prepare and round) on low-rank sites.
+    auto run = [&](int threads, bool asym, std::vector<OutputTensor>& outs) {
+      outs = q4_0_outputs(*m);
+      OptimizeSettings s;
+      s.asymmetric = asym;
+      OptimizeRequest req;
+      req.tokens = toks;
+      req.gram = stories_options(threads);
+      req.gram.n_ctx = 16;
+      req.gram.n_chunks = 2;
+      req.sequential = true;
+      req.asymmetric = asym;
+      const ErrorFeedbackCore core = error_feedback_core(s);
+      req.round = core.round;
+      req.prepare = core.prepare;
+      req.supports = [](GgmlType t) { return ef::supports(t); };
+      return optimize_outputs(*m, outs, req);  // holds the bytes the outputs' passthrough spans see
+    };
+    std::vector<OutputTensor> a2, a1, sq;
+    const OptimizeOutcome r2 = run(2, true, a2), r1 = run(1, true, a1), rs = run(2, false, sq);
+    int differ = 0;
+    for (size_t i = 0; i < a2.size(); ++i) {
+      CAPTURE(a2[i].name);
+      CHECK(std::ranges::equal(a1[i].passthrough, a2[i].passthrough));
+      differ += std::ranges::equal(a2[i].passthrough, sq[i].passthrough) ? 0 : 1;
+    }
+    CHECK(std::ranges::equal(a2[1].passthrough, sq[1].passthrough));  // layer 0's q/k/v: C == H
+    CHECK(differ > 15);
   }
 }
