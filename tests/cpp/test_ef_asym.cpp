@@ -76,6 +76,19 @@ struct ToyStreams {
   }
 };
 
+// H = X~^T X~ and C = X~^T X of n float tokens (row-major n x d), summed in double.
+void double_grams(const std::vector<float>& xq, const std::vector<float>& xf, int64_t n, int64_t d,
+                  std::vector<double>& H, std::vector<double>& C) {
+  H.assign(static_cast<size_t>(d * d), 0.0);
+  C.assign(H.size(), 0.0);
+  for (int64_t i = 0; i < d; ++i)
+    for (int64_t t = 0; t < n; ++t)
+      for (int64_t j = 0; j < d; ++j) {
+        H[i * d + j] += static_cast<double>(xq[t * d + i]) * xq[t * d + j];
+        C[i * d + j] += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
+      }
+}
+
 // Gaussian elimination with partial pivoting of (H + lambda I) x = (C + lambda I) w in double.
 std::vector<double> solve_target(const std::vector<double>& H, const std::vector<double>& C, double lambda,
                                  const float* w, int64_t d) {
@@ -266,14 +279,8 @@ TEST_SUITE("test_ef_asym") {
     std::vector<double> X, Xq;
     s.draw(n, 42, X, Xq);
     const std::vector<float> xf(X.begin(), X.end()), xq(Xq.begin(), Xq.end());
-    // H and C of the float tokens, in double.
-    std::vector<double> H(static_cast<size_t>(d * d), 0.0), C(H.size(), 0.0);
-    for (int64_t i = 0; i < d; ++i)
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t j = 0; j < d; ++j) {
-          H[i * d + j] += static_cast<double>(xq[t * d + i]) * xq[t * d + j];
-          C[i * d + j] += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
-        }
+    std::vector<double> H, C;  // of the float tokens, in double
+    double_grams(xq, xf, n, d, H, C);
     ef::Settings st;
     const ef::Factor f = ef::prepare(H, d, 32, st, 2);
     CHECK(f.order.front() != 0);
@@ -320,13 +327,8 @@ TEST_SUITE("test_ef_asym") {
     std::vector<double> X, Xq;
     s.draw(n, 52, X, Xq);
     const std::vector<float> xf(X.begin(), X.end()), xq(Xq.begin(), Xq.end());
-    std::vector<double> H(static_cast<size_t>(d * d), 0.0), C(H.size(), 0.0);
-    for (int64_t i = 0; i < d; ++i)
-      for (int64_t t = 0; t < n; ++t)
-        for (int64_t j = 0; j < d; ++j) {
-          H[i * d + j] += static_cast<double>(xq[t * d + i]) * xq[t * d + j];
-          C[i * d + j] += static_cast<double>(xq[t * d + i]) * xf[t * d + j];
-        }
+    std::vector<double> H, C;
+    double_grams(xq, xf, n, d, H, C);
     const ef::Factor f = ef::prepare(H, d, 256, ef::Settings{}, 2);
     const std::vector<float> W0 = random_weights(rows, d, 53);
     std::vector<float> W2 = W0, W1 = W0;
