@@ -62,6 +62,32 @@ QMatrix make(GgmlType t, int rows, int cols, uint32_t seed) {
 // Columns for a type: a whole number of its blocks, with a partial last kernel super-step.
 int cols_for(GgmlType t) { return type_info(t).block_elems == 256 ? 768 : 608; }
 
+// The reference integer matmul of q (rows x cols) on n Gaussian tokens (seed, scale 3) against
+// a double product of the dequantized weights: for every output, |y - exact| <= 1.01 bound +
+// 1e-6 magnitude and bound < max_share magnitude, with bound = bound_of(weight row, token, cols)
+// and magnitude the sum of |w x|.
+template <class BoundOf>
+void check_error_bound(const QMatrix& q, int rows, int cols, int n, uint32_t seed, double max_share, BoundOf bound_of) {
+  const auto x = gaussian(static_cast<size_t>(n) * cols, seed, 3.0f);
+  std::vector<float> y(static_cast<size_t>(n) * rows);
+  matmul_int(q.m, x.data(), n, y.data(), 2, true);
+  for (int tk = 0; tk < n; ++tk) {
+    const float* xt = x.data() + static_cast<size_t>(tk) * cols;
+    for (int r = 0; r < rows; ++r) {
+      const float* wr = q.deq.data() + static_cast<size_t>(r) * cols;
+      double exact = 0, mag = 0;
+      for (int k = 0; k < cols; ++k) {
+        exact += static_cast<double>(wr[k]) * xt[k];
+        mag += std::fabs(static_cast<double>(wr[k]) * xt[k]);
+      }
+      const double bound = bound_of(wr, xt, cols);
+      const double err = std::fabs(y[static_cast<size_t>(tk) * rows + r] - exact);
+      CHECK(err <= 1.01 * bound + 1e-6 * mag);
+      CHECK(bound < max_share * mag);
+    }
+  }
+}
+
 }  // namespace
 
 TEST_SUITE("test_matmul_int") {
@@ -147,33 +173,20 @@ TEST_SUITE("test_matmul_int") {
     for (GgmlType t : kTypes) {
       CAPTURE(type_info(t).name);
       const int cols = cols_for(t);
-      const QMatrix q = make(t, rows, cols, 31);
-      const auto x = gaussian(static_cast<size_t>(n) * cols, 32, 3.0f);
-      std::vector<float> y(static_cast<size_t>(n) * rows);
-      matmul_int(q.m, x.data(), n, y.data(), 2, true);
-      for (int tk = 0; tk < n; ++tk) {
-        const float* xt = x.data() + static_cast<size_t>(tk) * cols;
-        for (int r = 0; r < rows; ++r) {
-          const float* wr = q.deq.data() + static_cast<size_t>(r) * cols;
-          double exact = 0, bound = 0, mag = 0;
-          for (int k = 0; k < cols; ++k) {
-            exact += static_cast<double>(wr[k]) * xt[k];
-            mag += std::fabs(static_cast<double>(wr[k]) * xt[k]);
-          }
-          // |x - x~| <= d / 2 per activation, d = block max / 32767 (blocks of 32).
-          for (int b = 0; b < cols; b += 32) {
-            double amax = 0;
-            for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(static_cast<double>(xt[b + j])));
-            for (int j = 0; j < 32; ++j) bound += std::fabs(static_cast<double>(wr[b + j])) * amax / 32767.0 / 2.0;
-          }
-          const double err = std::fabs(y[static_cast<size_t>(tk) * rows + r] - exact);
-          CHECK(err <= 1.01 * bound + 1e-6 * mag);
-          // And far inside what 8-bit activations would allow (the bound's 256x).
-          CHECK(bound < 0.01 * mag);
+      // |x - x~| <= d / 2 per activation, d = block max / 32767 (blocks of 32); and far inside
+      // what 8-bit activations would allow (the bound's 256x): bound < 0.01 of the magnitude.
+      check_error_bound(make(t, rows, cols, 31), rows, cols, n, 32, 0.01, [](const float* wr, const float* xt, int cols) {
+        double bound = 0;
+        for (int b = 0; b < cols; b += 32) {
+          double amax = 0;
+          for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(static_cast<double>(xt[b + j])));
+          for (int j = 0; j < 32; ++j) bound += std::fabs(static_cast<double>(wr[b + j])) * amax / 32767.0 / 2.0;
         }
-      }
+        return bound;
+      });
     }
   }
+
 
   TEST_CASE("a non-finite activation makes the outputs it reaches NaN") {
     const QMatrix q = make(GgmlType::Q8_0, 8, 64, 41);
@@ -323,35 +336,23 @@ TEST_SUITE("test_matmul_int") {
     const int rows = 23, n = 5, cols = 576;
     for (GgmlType t : {GgmlType::F16, GgmlType::BF16}) {
       CAPTURE(type_info(t).name);
-      const QMatrix q = make(t, rows, cols, 71);
-      const auto x = gaussian(static_cast<size_t>(n) * cols, 72, 3.0f);
-      std::vector<float> y(static_cast<size_t>(n) * rows);
-      matmul_int(q.m, x.data(), n, y.data(), 2, true);
-      for (int tk = 0; tk < n; ++tk) {
-        const float* xt = x.data() + static_cast<size_t>(tk) * cols;
-        for (int r = 0; r < rows; ++r) {
-          const float* wr = q.deq.data() + static_cast<size_t>(r) * cols;
-          double exact = 0, bound = 0, mag = 0;
-          for (int b = 0; b < cols; b += 32) {
-            double wmax = 0, xmax = 0;
-            for (int j = 0; j < 32; ++j) {
-              wmax = std::max(wmax, std::fabs(static_cast<double>(wr[b + j])));
-              xmax = std::max(xmax, std::fabs(static_cast<double>(xt[b + j])));
-            }
-            const double dw = wmax / 8191.0, dx = xmax / 8191.0;
-            for (int j = 0; j < 32; ++j) {
-              const double w = wr[b + j], v = xt[b + j];
-              exact += w * v;
-              mag += std::fabs(w * v);
-              // |w~ x~ - w x| <= |x| dw / 2 + |w| dx / 2 + dw dx / 4
-              bound += std::fabs(v) * dw / 2 + std::fabs(w) * dx / 2 + dw * dx / 4;
-            }
+      check_error_bound(make(t, rows, cols, 71), rows, cols, n, 72, 2e-3, [](const float* wr, const float* xt, int cols) {
+        double bound = 0;
+        for (int b = 0; b < cols; b += 32) {
+          double wmax = 0, xmax = 0;
+          for (int j = 0; j < 32; ++j) {
+            wmax = std::max(wmax, std::fabs(static_cast<double>(wr[b + j])));
+            xmax = std::max(xmax, std::fabs(static_cast<double>(xt[b + j])));
           }
-          const double err = std::fabs(y[static_cast<size_t>(tk) * rows + r] - exact);
-          CHECK(err <= 1.01 * bound + 1e-6 * mag);
-          CHECK(bound < 2e-3 * mag);
+          const double dw = wmax / 8191.0, dx = xmax / 8191.0;
+          // |w~ x~ - w x| <= |x| dw / 2 + |w| dx / 2 + dw dx / 4
+          for (int j = 0; j < 32; ++j)
+            bound += std::fabs(static_cast<double>(xt[b + j])) * dw / 2 + std::fabs(static_cast<double>(wr[b + j])) * dx / 2 +
+                     dw * dx / 4;
         }
-      }
+        return bound;
+      });
     }
   }
+
 }
