@@ -4,14 +4,23 @@
 #   - the real SmolLM2-135M-Instruct (576 wide, 30 layers, tied);
 #   - a SmolLM2-1.7B-shaped model with random weights (2048 wide, FFN 8192, 24 layers, 32/32
 #     heads, tied; bf16 safetensors written here, ~3.4 GB, then converted to F16).
-# Two baselines, both printed:
-#   plain     `smolq quantize F16 OUT TYPE`: the plain quantizer alone (issue 17's ratio);
+# Three baselines, all printed:
+#   plain     `smolq quantize F16 OUT TYPE`: the plain quantizer alone, no calibration text;
 #   pipeline  `smolq imatrix` on the same calibration text (same chunks x 512 tokens) followed by
-#             `smolq quantize --imatrix`: what a user who has calibration text runs instead of
-#             --optimize (which takes its importance from the calibration pass, no imatrix
-#             needed). Its time and CPU are the two commands' sums, its peak the larger one.
-# Issue 17's target: optimised <= 10x the plain time and <= 2x its peak memory. The commands
-# alternate (plain, pipeline, optimised, then again with REPS > 1) and the best of each is shown.
+#             `smolq quantize --imatrix`: how smolq's plain file of issue 17's quality table is
+#             made, and what a user who has calibration text runs instead of --optimize (which
+#             takes its importance from the calibration pass, no imatrix needed). Its time and
+#             CPU are the two commands' sums, its peak the larger one;
+#   llama.cpp `llama-imatrix` + `llama-quantize --imatrix` (same text, chunks and threads): how
+#             llama.cpp's file of that table is made. The peer is bench/build_llama_peer.sh's
+#             build (AVX-512 with VNNI/BF16, AMX off; its flags are printed); PEER=none skips it.
+# Issue 17's target: optimised <= 10x the plain time and <= 2x its peak memory. A verdict per
+# baseline closes each model's table, with the two floors that bound the ratios to the plain
+# quantizer alone: the calibration forward pass by itself (smolq imatrix, one stream of the two
+# that --optimize runs) against the plain quantizer's CPU time, and the largest input Gram
+# matrix (d_in x d_in floats, issue 17's design) against 2x the plain peak. The commands
+# alternate (plain, pipeline, llama.cpp, optimised, then again with REPS > 1) and the best of
+# each is shown.
 #   bench/bench_optimize.sh                 both models, Q4_K_M
 #   TYPE=IQ4_XS CHUNKS=4 bench/bench_optimize.sh
 #   MODELS=135m bench/bench_optimize.sh     only the real model
@@ -30,6 +39,13 @@ calib="${CALIB:-$here/../shared/assets/wikitext-2-raw/wiki.valid.raw}"
 work="${BENCH_WORK:-$build/bench-optimize}"
 [ -x "$smolq" ] || { echo "build smolq first: bash scripts/setup.sh" >&2; exit 1; }
 [ -f "$calib" ] || { echo "no calibration text $calib (set CALIB)" >&2; exit 1; }
+[ -x /usr/bin/time ] || { echo "needs GNU time (/usr/bin/time; scripts/setup.sh installs it)" >&2; exit 1; }
+tools=""
+if [ "${PEER:-best}" != none ]; then
+  bash "$here/bench/build_llama_peer.sh"   # builds once, then reuses; prints the peer's flags
+  tools="${LLAMA_PEER_DIR:-$here/build/llama-peer}/bin"
+  [ -x "$tools/llama-imatrix" ] || { echo "no llama-imatrix in $tools (PEER=none to skip llama.cpp)" >&2; exit 1; }
+fi
 mkdir -p "$work"
 
 f16_of() {  # model -> F16 GGUF (cached in $work)
@@ -70,6 +86,13 @@ row() {  # model command "wall peak cpu" [baseline "wall peak cpu"]
     printf "\n" }'
 }
 
+verdict() {  # model baseline-name "wall peak cpu" "baseline wall peak cpu"
+  awk -v m="$1" -v b="$2" -v r="$3" -v q="$4" 'BEGIN { split(r, x, " "); split(q, y, " ");
+    t = x[3] / y[3]; p = x[2] / y[2];
+    printf "%-6s target vs %-30s CPU %6.2fx (<= 10x: %s), peak %5.2fx (<= 2x: %s)\n", m, b, t,
+      (t <= 10 ? "met" : "NOT met"), p, (p <= 2 ? "met" : "NOT met") }'
+}
+
 printf "smolq %s, %s threads, %s, calibration %s x 512 tokens of %s\n" "$("$smolq" --version 2>/dev/null | head -1)" \
   "$threads" "$type" "$chunks" "$(basename "$calib")"
 printf "%-6s %-28s %9s %12s %9s %9s %9s %9s\n" model command wall_s peak_rss_MB cpu_s wall/base rss/base cpu/base
@@ -77,12 +100,20 @@ echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
 for m in $models; do
   f16=$(f16_of "$m")
   cat "$f16" > /dev/null  # warm the page cache: compare work, not disk reads
-  best_p=""; best_i=""; best_q=""; best_o=""
+  best_p=""; best_i=""; best_q=""; best_o=""; best_li=""; best_lq=""
   for ((i = 0; i < reps; i++)); do
     p=$(measure "$smolq" quantize "$f16" "$work/$m-plain.gguf" "$type" -t "$threads" -q)
     im=$(measure "$smolq" imatrix -m "$f16" -f "$calib" -o "$work/$m-imatrix.gguf" --chunks "$chunks" -c 512 \
           --no-ppl -t "$threads" -q)
     q=$(measure "$smolq" quantize "$f16" "$work/$m-imat.gguf" "$type" -t "$threads" -q --imatrix "$work/$m-imatrix.gguf")
+    if [ -n "$tools" ]; then
+      li=$(measure "$tools/llama-imatrix" -m "$f16" -f "$calib" -o "$work/$m-llama-imatrix.gguf" --chunks "$chunks" \
+            -c 512 -b 512 --no-ppl -t "$threads")
+      lq=$(measure "$tools/llama-quantize" --imatrix "$work/$m-llama-imatrix.gguf" "$f16" "$work/$m-llama.gguf" \
+            "$type" "$threads")
+      best_li=$(best_of "$best_li" "$li")
+      best_lq=$(best_of "$best_lq" "$lq")
+    fi
     o=$(measure "$smolq" quantize "$f16" "$work/$m-opt.gguf" "$type" -t "$threads" -q \
           --optimize --calib "$calib" --opt-chunks "$chunks")
     best_p=$(best_of "$best_p" "$p")
@@ -101,8 +132,36 @@ for m in $models; do
   row "$m" "  imatrix ($chunks x 512)" "$best_i"
   row "$m" "  quantize --imatrix" "$best_q"
   row "$m" "pipeline: imatrix + quantize" "$pipe"
+  if [ -n "$tools" ]; then
+    lpipe=$(chain "$best_li" "$best_lq")
+    row "$m" "  llama-imatrix ($chunks x 512)" "$best_li"
+    row "$m" "  llama-quantize --imatrix" "$best_lq"
+    row "$m" "llama.cpp: imatrix + quantize" "$lpipe"
+  fi
   row "$m" "--optimize / plain" "$best_o" "$best_p"
   row "$m" "--optimize / pipeline" "$best_o" "$pipe"
-  rm -f "$work/$m-plain.gguf" "$work/$m-opt.gguf" "$work/$m-imat.gguf" "$work/$m-imatrix.gguf"
+  [ -n "$tools" ] && row "$m" "--optimize / llama.cpp" "$best_o" "$lpipe"
+  # Verdicts and floors (CPU time: the ratio that moves least with the other load).
+  # The model's widths (n_embd, n_ff) from its GGUF: the memory floor below.
+  read -r n_embd n_ff < <("$py" -c 'import sys, gguf
+r = gguf.GGUFReader(sys.argv[1])
+f = {k: v for k, v in r.fields.items() if k.endswith(".embedding_length") or k.endswith(".feed_forward_length")}
+get = lambda suffix: [int(v.parts[v.data[0]][0]) for k, v in f.items() if k.endswith(suffix)][0]
+print(get(".embedding_length"), get(".feed_forward_length"))' "$f16")
+  verdict "$m" "plain quantize alone" "$best_o" "$best_p"
+  verdict "$m" "smolq imatrix + quantize" "$best_o" "$pipe"
+  [ -n "$tools" ] && verdict "$m" "llama.cpp imatrix + quantize" "$best_o" "$lpipe"
+  # Floors of the ratios to the plain quantizer alone. Time: the calibration forward pass by
+  # itself (smolq imatrix: one stream; --optimize's default runs two). Memory: what the pass
+  # must hold at the widest site, ffn_down: the lower triangle of its H (n_ff (n_ff + 1) / 2
+  # floats) and, for each of the two streams, the residuals (n_embd) and ffn_down's inputs (n_ff)
+  # of all N calibration tokens.
+  awk -v m="$m" -v i="$best_i" -v p="$best_p" -v e="$n_embd" -v f="$n_ff" -v n="$((chunks * 512))" 'BEGIN {
+    split(i, x, " "); split(p, y, " ");
+    tri = f * (f + 1) / 2 * 4 / 1048576; act = 2 * n * (e + f) * 4 / 1048576;
+    printf "%-6s floor (time): the calibration forward pass alone (smolq imatrix, one stream) is %.1fx the plain CPU time; the default runs two\n", m, x[3] / y[3];
+    printf "%-6s floor (memory): ffn_down'"'"'s H triangle %.0f MiB + two streams'"'"' residuals and ffn_down inputs of %d tokens %.0f MiB = %.2fx the plain peak\n", m, tri, n, act, (tri + act) / y[2] }'
+  rm -f "$work/$m-plain.gguf" "$work/$m-opt.gguf" "$work/$m-imat.gguf" "$work/$m-imatrix.gguf" \
+    "$work/$m-llama.gguf" "$work/$m-llama-imatrix.gguf"
 done
 echo "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"

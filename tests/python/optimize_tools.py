@@ -95,9 +95,11 @@ def smolq_file(run_smolq, f16: Path, out: Path, ftype: str, imatrix: Path | None
     return float(m.group(1)) if m else 0.0
 
 
-def optimize_args(calib: Path | None, chunks: int, *extra, ctx: int = CTX) -> list:
-    """--optimize's options; calib None when the command line already has --calib (--target-size)."""
-    return ["--optimize"] + (["--calib", calib] if calib else []) + ["--opt-chunks", chunks, "--opt-ctx", ctx] + list(extra)
+def optimize_args(calib: Path | None, chunks: int | None, *extra, ctx: int = CTX) -> list:
+    """--optimize's options; calib None when the command line already has --calib (--target-size);
+    chunks None for the file type's default calibration (8 x 512, 16 x 512 for the lattice types)."""
+    return (["--optimize"] + (["--calib", calib] if calib else []) + (["--opt-chunks", chunks] if chunks else []) +
+            ["--opt-ctx", ctx] + list(extra))
 
 
 def write_results(name: str, rows: list[dict]):
@@ -106,11 +108,12 @@ def write_results(name: str, rows: list[dict]):
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| type | llama-quantize KLD | smolq plain KLD | smolq --optimize KLD | opt / llama | opt / plain | size (bytes) |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| type | llama-quantize KLD | smolq plain KLD | smolq --optimize KLD | opt / llama | opt / plain | size (bytes) "
+             "| calibration chunks |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['type']} | {r['llama']:.6f} | {r['plain']:.6f} | {r['opt']:.6f} | "
-                     f"{r['opt'] / r['llama']:.3f} | {r['opt'] / r['plain']:.3f} | {r['size']} |")
+                     f"{r['opt'] / r['llama']:.3f} | {r['opt'] / r['plain']:.3f} | {r['size']} | {r.get('calib_chunks', '')} |")
     return "\n".join(lines)
 
 

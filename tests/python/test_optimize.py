@@ -14,8 +14,10 @@ The real checkpoint was rebuilt from a Q4_1 GGUF: its matrices sit on a Q4_1 gri
 synthetic 256-aligned model is the second witness in the long run.
 
 SMOLQ_LONG_TESTS=1: the full table of docs/optimize.md — Q2_K, Q3_K_M, Q4_K_M, Q5_K_M, IQ2_XS,
-IQ3_XXS, IQ4_XS on both models, 12 chunks, against llama-quantize and the plain quantizer —
-written to $SMOLQ_BUILD_DIR/test-cache/optimize/results-<model>.json.
+IQ3_XXS, IQ4_XS on both models with the shipped calibration defaults, 12 chunks, against
+llama-quantize and the plain quantizer — written to
+$SMOLQ_BUILD_DIR/test-cache/optimize/results-<model>.json; on the real model every type but
+Q5_K_M must meet issue 17's goals (<= 0.65x llama-quantize's KLD, <= 0.80x our plain file's).
 """
 from __future__ import annotations
 
@@ -33,19 +35,22 @@ CALIB_CHUNKS = 8
 GAIN = 0.90                 # optimised KLD <= GAIN x plain KLD on the cheap subset
 LONG = os.environ.get("SMOLQ_LONG_TESTS") == "1"
 LONG_TYPES = ["Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "IQ2_XS", "IQ3_XXS", "IQ4_XS"]
+GOAL_LLAMA, GOAL_PLAIN = 0.65, 0.80  # issue 17 on the real model: optimised KLD vs llama-quantize's, vs our plain
 
 
-def compare(run_smolq, f16, calib, imatrix, base, ftype, out_dir, llama=True) -> dict:
+def compare(run_smolq, f16, calib, imatrix, base, ftype, out_dir, llama=True, chunks: int | None = CALIB_CHUNKS) -> dict:
+    """Plain and optimised files of `ftype` with the same imatrix; chunks None: the calibration
+    that ships for the file type (the lattice types' 16 x 512), recorded in the row."""
     plain = out_dir / f"{ftype}.plain.gguf"
     opt = out_dir / f"{ftype}.opt.gguf"
     t_plain = smolq_file(run_smolq, f16, plain, ftype, imatrix)
-    t_opt = smolq_file(run_smolq, f16, opt, ftype, imatrix, *optimize_args(calib, CALIB_CHUNKS))
+    t_opt = smolq_file(run_smolq, f16, opt, ftype, imatrix, *optimize_args(calib, chunks))
     # Same tensors, types and data bytes; the files differ only by the smolq.optimize.* keys.
     tp, to = gguf_tensor_table(plain), gguf_tensor_table(opt)
     assert [(t.name, t.type_id, t.shape) for t in tp] == [(t.name, t.type_id, t.shape) for t in to]
     assert 0 < opt.stat().st_size - plain.stat().st_size < 1024
     row = {"type": ftype, "size": opt.stat().st_size, "plain": mean_kld(plain, base), "opt": mean_kld(opt, base),
-           "t_plain": t_plain, "t_opt": t_opt}
+           "t_plain": t_plain, "t_opt": t_opt, "calib_chunks": int(fields(opt)["smolq.optimize.calib.chunks"][1])}
     if llama:
         row["llama"] = llama_file_kld(f16, ftype, imatrix, base)["kld"]
     return row
@@ -109,13 +114,15 @@ def test_optimize_table(model, smolq_bin, real_ckpt, synthetic, wikitext, run_sm
     chunks = env_chunks(12)
     base = kld_base(f16, eval_file(wikitext, chunks), chunks)
     rows = []
-    for t in LONG_TYPES:
-        rows.append(compare(run_smolq, f16, calib, imatrix, base, t, out_dir))
+    for t in LONG_TYPES:  # the shipped defaults: no --opt-chunks (16 x 512 for IQ2_XS, IQ3_XXS)
+        rows.append(compare(run_smolq, f16, calib, imatrix, base, t, out_dir, chunks=None))
         write_results(model, rows)
     print("\n" + table(rows))
     for r in rows:
         if r["type"] != "Q5_K_M":
             assert r["opt"] < r["plain"], f"{r['type']}: optimised {r['opt']:.6f} vs plain {r['plain']:.6f}"
+        if model == "real" and r["type"] != "Q5_K_M":  # issue 17's goals (Q5_K_M: the Q4_1 grid, reported only)
+            assert r["opt"] <= GOAL_LLAMA * r["llama"] and r["opt"] <= GOAL_PLAIN * r["plain"], r
 
 
 def test_verify_row_optimized_next_to_plain(synthetic, wikitext, run_smolq, out_dir):
