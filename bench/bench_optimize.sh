@@ -17,8 +17,9 @@
 # Issue 17's target: optimised <= 10x the plain time and <= 2x its peak memory. A verdict per
 # baseline closes each model's table, with the two floors that bound the ratios to the plain
 # quantizer alone: the calibration forward pass by itself (smolq imatrix, one stream of the two
-# that --optimize runs) against the plain quantizer's CPU time, and the largest input Gram
-# matrix (d_in x d_in floats, issue 17's design) against 2x the plain peak. The commands
+# that --optimize runs) against the plain quantizer's CPU time, and what the pass must hold at
+# ffn_down (its H's lower triangle, both streams' residuals and ffn_down inputs of every
+# calibration token) against the plain quantizer's peak. The commands
 # alternate (plain, pipeline, llama.cpp, optimised, then again with REPS > 1) and the best of
 # each is shown.
 #   bench/bench_optimize.sh                 both models, Q4_K_M
