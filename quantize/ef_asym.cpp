@@ -196,17 +196,19 @@ void apply_asym_shift(const AsymShift& s, const Factor& f, std::span<float> W, i
 namespace {
 
 // s.gt = rows of (K + lambda I)^-1 X~ with K = X~ X~^T (push-through: G^T = (K + lambda I)^-1 X~
-// = (X~^T X~ + lambda I)^-1 X~^T transposed). xp: X~ with zero rows up to s.n (n x d), xpt its
-// transpose (d x n). Every element is a fixed FMA chain; row tiles in parallel.
-void push_through(AsymLowRank& s, const std::vector<float>& xp, const std::vector<float>& xpt, double lambda,
-                  int n_threads) {
+// = (X~^T X~ + lambda I)^-1 X~^T transposed). xq: X~ (n_tokens x d), read in place, its rows
+// padded to s.n with zero rows; xpt: the padded X~'s transpose (d x n). Every element is a
+// fixed FMA chain; row tiles in parallel.
+void push_through(AsymLowRank& s, std::span<const float> xq, int64_t n_tokens, const std::vector<float>& xpt,
+                  double lambda, int n_threads) {
   const int64_t d = s.d_in, n = s.n;
   constexpr int64_t kTileRows = 32;
   const int64_t ntiles = n / kTileRows;
   // K's lower triangle (row tiles against the columns up to their end), negated by the update.
   std::vector<float> K(static_cast<size_t>(n * n), 0.0f);
+  const std::vector<float> zero_row(static_cast<size_t>(d), 0.0f);
   std::vector<const float*> xr(static_cast<size_t>(n)), xc(static_cast<size_t>(d));
-  for (int64_t t = 0; t < n; ++t) xr[t] = xp.data() + t * d;
+  for (int64_t t = 0; t < n; ++t) xr[t] = t < n_tokens ? xq.data() + t * d : zero_row.data();
   for (int64_t j = 0; j < d; ++j) xc[j] = xpt.data() + j * n;
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
   for (int64_t it = ntiles - 1; it >= 0; --it) {  // the long tiles first
@@ -229,12 +231,9 @@ void push_through(AsymLowRank& s, const std::vector<float>& xp, const std::vecto
   std::vector<float> zt(static_cast<size_t>(n * n), 0.0f), mn(zt.size(), 0.0f);
   for (int64_t i = 0; i < n; ++i)
     for (int64_t j = 0; j <= i; ++j) zt[j * n + i] = K[i * n + j];
-  std::vector<float> z(static_cast<size_t>(n * n), 0.0f);  // Z with zeros above the diagonal
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t j = 0; j <= i; ++j) z[i * n + j] = K[i * n + j];
-  std::vector<float>().swap(K);
+  for (int64_t i = 0; i < n; ++i) std::fill(K.begin() + i * n + i + 1, K.begin() + (i + 1) * n, 0.0f);  // K := Z
   std::vector<const float*> zr(static_cast<size_t>(n));
-  for (int64_t k = 0; k < n; ++k) zr[k] = z.data() + k * n;
+  for (int64_t k = 0; k < n; ++k) zr[k] = K.data() + k * n;
 #pragma omp parallel for num_threads(n_threads) schedule(dynamic, 1)
   for (int64_t it = 0; it < ntiles; ++it) {  // mn[i][j] -= sum_k zt[i][k] z[k][j]
     const int64_t i0 = it * kTileRows;
@@ -278,12 +277,11 @@ AsymLowRank prepare_asym_low_rank(std::span<const float> xq, std::span<const flo
     }
   if (!finite) throw UsageError("asymmetric calibration: the streams' inputs are not finite");
   if (asym_push_through(n_tokens, d)) {
-    std::vector<float> xp(static_cast<size_t>(s.n * d), 0.0f), xpt(static_cast<size_t>(d * s.n), 0.0f);
-    std::copy(xq.begin(), xq.end(), xp.begin());
+    std::vector<float> xpt(static_cast<size_t>(d * s.n), 0.0f);
 #pragma omp parallel for num_threads(n_threads) schedule(static)
     for (int64_t j = 0; j < d; ++j)
       for (int64_t t = 0; t < n_tokens; ++t) xpt[static_cast<size_t>(j * s.n + t)] = xq[static_cast<size_t>(t * d + j)];
-    push_through(s, xp, xpt, f.lambda, n_threads);
+    push_through(s, xq, n_tokens, xpt, f.lambda, n_threads);
     return s;
   }
   const std::vector<float> diag = diag_blocks(f, n_threads);

@@ -198,6 +198,19 @@ void solve_rows4(T* const* x, int nx, const T* L, int64_t ld, int64_t kn) {
 }
 #endif
 
+// Rows first .. n-1 of A (n x n), from column c0, in groups of R handed to solve(x, nx) in
+// parallel: x[r] points at row i + r; a last group of nx < R rows repeats its last row.
+template <int R, class T, class Solve>
+void for_row_groups(T* A, int64_t n, int64_t first, int64_t c0, int n_threads, Solve solve) {
+#pragma omp parallel for num_threads(n_threads) schedule(static)
+  for (int64_t i = first; i < n; i += R) {
+    T* x[R];
+    const int nx = static_cast<int>(std::min<int64_t>(R, n - i));
+    for (int r = 0; r < R; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + c0;
+    solve(x, nx);
+  }
+}
+
 // D (kn x kn, stride kn) := inverse of the lower tile L (stride ld); upper part zero.
 template <class T>
 void invert_tile(const T* L, int64_t ld, int64_t kn, T* D) {
@@ -238,24 +251,12 @@ int64_t cholesky_lower(T* A, int64_t n, int n_threads) {
 #endif
     if (wide) {
 #ifdef SMOLQ_EF_X86
-      if constexpr (std::is_same_v<T, float>) {
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-        for (int64_t i = k0 + kn; i < n; i += 16) {
-          float* x[16];
-          const int nx = static_cast<int>(std::min<int64_t>(16, n - i));
-          for (int r = 0; r < 16; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
-          solve_rows16_avx512(x, nx, Lkk, n, kn);
-        }
-      }
+      if constexpr (std::is_same_v<T, float>)
+        for_row_groups<16>(A, n, k0 + kn, k0, n_threads,
+                           [&](float** x, int nx) { solve_rows16_avx512(x, nx, Lkk, n, kn); });
 #endif
     } else {
-#pragma omp parallel for num_threads(n_threads) schedule(static)
-      for (int64_t i = k0 + kn; i < n; i += 4) {
-        T* x[4];
-        const int nx = static_cast<int>(std::min<int64_t>(4, n - i));
-        for (int r = 0; r < 4; ++r) x[r] = A + (i + std::min(r, nx - 1)) * n + k0;
-        solve_rows4(x, nx, Lkk, n, kn);
-      }
+      for_row_groups<4>(A, n, k0 + kn, k0, n_threads, [&](T** x, int nx) { solve_rows4(x, nx, Lkk, n, kn); });
     }
     // Trailing update A22 -= L21 L21^T on the tiles (ib, jb), kb < jb <= ib, with the panel's
     // tiles packed once per panel (A side negated, B side transposed: pb[l][j] = L21[j][l])
