@@ -72,6 +72,41 @@ std::vector<OutputTensor> q4_0_outputs(const Model& m) {
   return outs;
 }
 
+// The sequential driver with the error-feedback rounder on the model's Q4_0 plan, written into
+// outs (the returned outcome holds the bytes their passthrough spans see). o: the pass's
+// options; with_prepare: the core's prepare step too (else each factor is made by round).
+OptimizeOutcome run_ef_driver(Model& m, std::span<const int32_t> toks, const GramOptions& o, bool asym,
+                              bool with_prepare, std::vector<OutputTensor>& outs) {
+  outs = q4_0_outputs(m);
+  OptimizeSettings s;
+  s.asymmetric = asym;
+  OptimizeRequest req;
+  req.tokens.assign(toks.begin(), toks.end());
+  req.gram = o;
+  req.sequential = true;
+  req.asymmetric = asym;
+  const ErrorFeedbackCore core = error_feedback_core(s);
+  req.round = core.round;
+  if (with_prepare) req.prepare = core.prepare;
+  req.supports = [](GgmlType t) { return ef::supports(t); };
+  return optimize_outputs(m, outs, req);
+}
+
+// Asymmetric files on 2 and 1 threads (a2, a1) against the sequential one (sq): the same bytes
+// on any thread count; layer 0's q/k/v (see equal streams, C == H) as sequential's; most later
+// tensors moved.
+void check_asym_bytes(const std::vector<OutputTensor>& a2, const std::vector<OutputTensor>& a1,
+                      const std::vector<OutputTensor>& sq) {
+  int differ = 0;
+  for (size_t i = 0; i < a2.size(); ++i) {
+    CAPTURE(a2[i].name);
+    CHECK(std::ranges::equal(a1[i].passthrough, a2[i].passthrough));
+    differ += std::ranges::equal(a2[i].passthrough, sq[i].passthrough) ? 0 : 1;
+  }
+  CHECK(std::ranges::equal(a2[1].passthrough, sq[1].passthrough));
+  CHECK(differ > 15);
+}
+
 }  // namespace
 
 TEST_SUITE("test_gram") {
@@ -390,31 +425,12 @@ TEST_SUITE("test_gram") {
   TEST_CASE("asymmetric driver: the error-feedback rounder aims at the full-precision layers; bytes thread-independent") {
     auto m = Model::open(kStories);
     const auto toks = random_tokens(100, 9);
-    auto make_outputs = [&] { return q4_0_outputs(*m); };
-    auto run = [&](bool asym, int threads, std::vector<OutputTensor>& outs) {
-      OptimizeSettings s;
-      s.asymmetric = asym;
-      OptimizeRequest req;
-      req.tokens = toks;
-      req.gram = stories_options(threads);
-      req.sequential = true;
-      req.asymmetric = asym;
-      req.round = error_feedback_rounder(s);
-      req.supports = [](GgmlType t) { return ef::supports(t); };
-      return optimize_outputs(*m, outs, req);
-    };
-    std::vector<OutputTensor> seq = make_outputs(), a2 = make_outputs(), a1 = make_outputs();
-    const OptimizeOutcome rs = run(false, 2, seq), r2 = run(true, 2, a2), r1 = run(true, 1, a1);
+    std::vector<OutputTensor> seq, a2, a1;
+    const OptimizeOutcome rs = run_ef_driver(*m, toks, stories_options(2), false, false, seq),
+                          r2 = run_ef_driver(*m, toks, stories_options(2), true, false, a2),
+                          r1 = run_ef_driver(*m, toks, stories_options(1), true, false, a1);
     CHECK(r2.optimized == rs.optimized);
-    int differ = 0;
-    for (size_t i = 0; i < seq.size(); ++i) {
-      CAPTURE(seq[i].name);
-      CHECK(std::ranges::equal(a1[i].passthrough, a2[i].passthrough));
-      differ += std::ranges::equal(a2[i].passthrough, seq[i].passthrough) ? 0 : 1;
-    }
-    // Layer 0's q/k/v see equal streams (C == H): the same bytes; later tensors move.
-    CHECK(std::ranges::equal(a2[1].passthrough, seq[1].passthrough));
-    CHECK(differ > 15);
+    check_asym_bytes(a2, a1, seq);
     CHECK(m->layer(0).wq.type == GgmlType::F32);  // restored
     OptimizeSettings as;
     as.asymmetric = true;
@@ -475,32 +491,16 @@ TEST_SUITE("test_gram") {
     }
     CHECK(nonzero > 3);  // the sites after the substitution
     // The driver with the error-feedback rounder (prepare and round) on low-rank sites.
-    auto run = [&](int threads, bool asym, std::vector<OutputTensor>& outs) {
-      outs = q4_0_outputs(*m);
-      OptimizeSettings s;
-      s.asymmetric = asym;
-      OptimizeRequest req;
-      req.tokens = toks;
-      req.gram = stories_options(threads);
-      req.gram.n_ctx = 16;
-      req.gram.n_chunks = 2;
-      req.sequential = true;
-      req.asymmetric = asym;
-      const ErrorFeedbackCore core = error_feedback_core(s);
-      req.round = core.round;
-      req.prepare = core.prepare;
-      req.supports = [](GgmlType t) { return ef::supports(t); };
-      return optimize_outputs(*m, outs, req);  // holds the bytes the outputs' passthrough spans see
+    auto options = [&](int threads) {
+      GramOptions g = stories_options(threads);
+      g.n_ctx = 16;
+      g.n_chunks = 2;
+      return g;
     };
     std::vector<OutputTensor> a2, a1, sq;
-    const OptimizeOutcome r2 = run(2, true, a2), r1 = run(1, true, a1), rs = run(2, false, sq);
-    int differ = 0;
-    for (size_t i = 0; i < a2.size(); ++i) {
-      CAPTURE(a2[i].name);
-      CHECK(std::ranges::equal(a1[i].passthrough, a2[i].passthrough));
-      differ += std::ranges::equal(a2[i].passthrough, sq[i].passthrough) ? 0 : 1;
-    }
-    CHECK(std::ranges::equal(a2[1].passthrough, sq[1].passthrough));  // layer 0's q/k/v: C == H
-    CHECK(differ > 15);
+    const OptimizeOutcome r2 = run_ef_driver(*m, toks, options(2), true, true, a2),
+                          r1 = run_ef_driver(*m, toks, options(1), true, true, a1),
+                          rs = run_ef_driver(*m, toks, options(2), false, true, sq);
+    check_asym_bytes(a2, a1, sq);
   }
 }
