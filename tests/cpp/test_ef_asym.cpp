@@ -281,8 +281,7 @@ TEST_SUITE("test_ef_asym") {
     const std::vector<float> xf(X.begin(), X.end()), xq(Xq.begin(), Xq.end());
     std::vector<double> H, C;  // of the float tokens, in double
     double_grams(xq, xf, n, d, H, C);
-    ef::Settings st;
-    const ef::Factor f = ef::prepare(H, d, 32, st, 2);
+    const ef::Factor f = ef::prepare(H, d, 32, ef::Settings{}, 2);
     CHECK(f.order.front() != 0);
     const std::vector<float> W0 = random_weights(rows, d, 43);
     std::vector<float> W2 = W0, W1 = W0, Wd = W0;
@@ -293,12 +292,9 @@ TEST_SUITE("test_ef_asym") {
     ef::apply_asym_low_rank(lr1, W1, rows, 1);
     CHECK(W1 == W2);  // bits do not depend on the thread count
     ef::apply_asym_shift(ef::prepare_asym_shift(H, C, f, 2), f, Wd, rows, 2);  // the dense form
-    double mean_diag = 0.0;
-    for (int64_t i = 0; i < d; ++i) mean_diag += H[i * d + i];
-    const double lambda = st.damp * mean_diag / static_cast<double>(d);
     double worst = 0.0, worst_dense = 0.0, moved = 0.0;
     for (int64_t r = 0; r < rows; r += 7) {
-      const std::vector<double> x = solve_target(H, C, lambda, W0.data() + r * d, d);
+      const std::vector<double> x = solve_target(H, C, f.lambda, W0.data() + r * d, d);
       for (int64_t i = 0; i < d; ++i) {
         worst = std::max(worst, std::fabs(W2[r * d + i] - x[i]));
         worst_dense = std::max(worst_dense, std::fabs(Wd[r * d + i] - x[i]));
